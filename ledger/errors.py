@@ -1,0 +1,100 @@
+"""The ledger's exceptions: one base class, a few specific ones.
+
+Every error the ledger raises on purpose derives from :class:`LedgerError`, so a caller can catch "anything
+the ledger refused or could not do" in one place. Each message says what was wrong and where.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+__all__ = (
+    "CorruptLogError",
+    "DurabilityError",
+    "EntryNotFoundError",
+    "IllegalTransitionError",
+    "InvalidEntryError",
+    "LedgerClosedError",
+    "LedgerError",
+    "LedgerIOError",
+    "ReadOnlyLedgerError",
+    "io_error",
+)
+
+
+class LedgerError(Exception):
+    """Base class of every error the ledger raises."""
+
+
+class InvalidEntryError(LedgerError, ValueError):
+    """An entry or argument failed validation (wrong type, empty id, unknown status, too long, ...).
+
+    Nothing was written.
+    """
+
+
+class IllegalTransitionError(LedgerError):
+    """The change is not allowed by the lifecycle (for instance ``pending`` straight to ``ready``).
+
+    Nothing was written. ``current`` is the entry's status before the change (``None`` for a new entry).
+    """
+
+    def __init__(self, message: str, *, current: str | None, requested: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.requested = requested
+
+
+class EntryNotFoundError(LedgerError, LookupError):
+    """No entry exists for this ``(spotId, eraId)``."""
+
+
+class CorruptLogError(LedgerError):
+    """The log holds a line that is damaged or out of place and is followed by valid lines.
+
+    This is never repaired silently: a damaged line in the middle of the log cannot be told apart from
+    tampering. ``line`` is the 1-based line number in ``path``.
+    """
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        super().__init__(f"{path}: line {line}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
+class LedgerIOError(LedgerError, OSError):
+    """A file operation failed (disk full, permission denied, I/O error, ...).
+
+    The event being written was not acknowledged. Unless a :class:`DurabilityError` was raised, the
+    ledger handle stays usable and the log holds only complete events.
+    """
+
+
+class DurabilityError(LedgerIOError):
+    """``fsync`` failed: the event was not acknowledged and this handle refuses further writes.
+
+    A failed fsync is never retried (the kernel may have dropped the dirty pages and a second fsync can
+    report success for data that never reached the disk). Open a new :class:`~ledger.Ledger` once the
+    cause is fixed; it reads the log from disk again. See ``docs/guarantees.md``.
+    """
+
+
+class LedgerClosedError(LedgerError):
+    """The handle was closed, or poisoned by an earlier :class:`DurabilityError`."""
+
+
+class ReadOnlyLedgerError(LedgerError):
+    """A write was attempted on a ledger opened with ``readonly=True``."""
+
+
+def io_error(action: str, path: Path, exc: OSError) -> LedgerIOError:
+    """A :class:`LedgerIOError` saying what was being done to which file, keeping ``errno``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
+    err = LedgerIOError(f"cannot {action} {path}: {reason}")
+    err.errno = exc.errno
+    err.filename = str(path)
+    return err

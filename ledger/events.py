@@ -1,0 +1,219 @@
+"""Event types and the line format of ``events.jsonl``: pure data, declared once.
+
+Every line of the log is one JSON object: an :class:`Event` subclass encoded by msgspec (its ``type`` tag
+first), followed by a last member ``"crc"`` that frames the line::
+
+    {"type":"ready","v":1,"seq":3,"ts":"2026-11-24T08:54:45.123456Z","spotId":"colosseum","eraId":"rome-80",
+     "prev":"<sha256 of line 2>","localPath":"videos/colosseum-rome-80.mp4","crc":"<crc32 of the rest>"}
+
+- ``crc`` is the CRC-32 (hex, 8 digits) of the line's bytes before ``,"crc"``: each line checks itself, so a
+  torn or damaged line is found without reading its neighbours.
+- ``prev`` is the SHA-256 (hex) of the previous line's bytes (without its newline); the first line has 64
+  zeros. An edited, deleted, inserted or reordered line breaks the chain.
+- ``seq`` counts 1, 2, 3, ... with no gaps.
+
+The tags are explicit strings, so renaming a class never orphans old lines. New fields get a default; an
+existing field never changes type (see ``docs/format.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import zlib
+from collections.abc import Callable
+from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
+
+import msgspec
+
+from ledger.errors import InvalidEntryError
+
+__all__ = (
+    "EVENT_TYPES",
+    "FORMAT_VERSION",
+    "GENESIS_HASH",
+    "MAX_LINE_BYTES",
+    "STATUSES",
+    "Clock",
+    "Event",
+    "EventType",
+    "Failed",
+    "Generating",
+    "Pending",
+    "Ready",
+    "Status",
+    "VideoMetadata",
+    "check_line",
+    "decode_event",
+    "encode_line",
+    "format_ts",
+    "line_hash",
+    "utc_now",
+    "validate_entry",
+)
+
+FORMAT_VERSION: Final = 1
+"""The ``v`` member of every line this code writes."""
+
+GENESIS_HASH: Final = "0" * 64
+"""``prev`` of the first line."""
+
+MAX_LINE_BYTES: Final = 1 << 20
+"""No event line is longer than 1 MiB (the field limits below keep every valid event well under it)."""
+
+Status: TypeAlias = Literal["pending", "generating", "ready", "failed"]
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+
+# Field limits. Ids and paths are single-line names; prompt and error are free text stored exactly as given
+# (newlines and control characters included: JSON escapes them, so an event is always one line).
+_NAME_CHAR = r"[^\x00-\x1f\x7f]"
+_EDGE_CHAR = r"[^\x00-\x20\x7f]"
+EntryId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=256, pattern=f"^{_EDGE_CHAR}(?:{_NAME_CHAR}*{_EDGE_CHAR})?$")
+]
+LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=f"^{_NAME_CHAR}+$")]
+Prompt = Annotated[str, msgspec.Meta(max_length=131_072)]
+ErrorText = Annotated[str, msgspec.Meta(min_length=1, max_length=65_536)]
+# Inside the log the ids are only length-checked: every line was validated when it was written and is
+# protected by its crc, and a cheap decode keeps replay fast.
+_StoredId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, rename="camel", omit_defaults=True):
+    """One entry of ``generated-videos.json``: what the app knows about one (spot, era) video.
+
+    snake_case here, camelCase on disk; fields without a value are left out of the JSON. ``created_at``
+    and ``completed_at`` are set by the ledger from its event times (values passed to
+    ``set_video_metadata`` are ignored).
+    """
+
+    spot_id: EntryId
+    era_id: EntryId
+    prompt: Prompt
+    local_path: LocalPath | None = None
+    status: Status
+    created_at: str | None = None
+    completed_at: str | None = None
+    error: ErrorText | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.spot_id, self.era_id)
+
+
+class Event(msgspec.Struct, frozen=True, tag_field="type", rename="camel", omit_defaults=True):
+    """Base of every event: the storage envelope, assigned by the log when the event is appended."""
+
+    STATUS: ClassVar[Status]
+
+    v: int
+    seq: int
+    ts: str
+    spot_id: _StoredId
+    era_id: _StoredId
+    prev: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.spot_id, self.era_id)
+
+
+class Pending(Event, frozen=True, kw_only=True, tag="pending"):
+    """The entry is queued for generation (new, retried after a failure, or edited while queued)."""
+
+    STATUS: ClassVar[Status] = "pending"
+    prompt: str
+    local_path: str | None = None
+
+
+class Generating(Event, frozen=True, kw_only=True, tag="generating"):
+    """A generation attempt started."""
+
+    STATUS: ClassVar[Status] = "generating"
+    prompt: str
+    local_path: str | None = None
+
+
+class Ready(Event, frozen=True, kw_only=True, tag="ready"):
+    """The attempt produced the video at ``local_path``."""
+
+    STATUS: ClassVar[Status] = "ready"
+    local_path: str
+
+
+class Failed(Event, frozen=True, kw_only=True, tag="failed"):
+    """The attempt failed with ``error``."""
+
+    STATUS: ClassVar[Status] = "failed"
+    error: str
+
+
+EventType: TypeAlias = Pending | Generating | Ready | Failed
+EVENT_TYPES: Final[dict[Status, type[EventType]]] = {
+    cls.STATUS: cls for cls in (Pending, Generating, Ready, Failed)
+}
+
+Clock: TypeAlias = Callable[[], dt.datetime]
+
+_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(EventType)
+_entry_decoder = msgspec.json.Decoder(VideoMetadata)
+
+_CRC_HEAD: Final = b',"crc":"'
+_CRC_TAIL: Final = b'"}'
+# A framed line (newline excluded) ends with  ,"crc":"xxxxxxxx"}  : 8 + 8 + 2 bytes.
+_FRAME: Final = len(_CRC_HEAD) + 8 + len(_CRC_TAIL)
+
+
+def utc_now() -> dt.datetime:
+    """The default clock."""
+    return dt.datetime.now(dt.UTC)
+
+
+def format_ts(moment: dt.datetime) -> str:
+    """RFC 3339, UTC, microsecond precision, ``Z`` suffix: ``2026-11-24T08:54:45.123456Z``."""
+    if moment.tzinfo is None:
+        raise InvalidEntryError(f"timestamp {moment!r} has no time zone")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_line(event: EventType) -> bytes:
+    """The framed log line for ``event``, newline included."""
+    body = _encoder.encode(event)[:-1]
+    line = b"%s%s%08x%s\n" % (body, _CRC_HEAD, zlib.crc32(body), _CRC_TAIL)
+    if len(line) > MAX_LINE_BYTES:
+        raise InvalidEntryError(f"event line of {len(line)} bytes exceeds the limit of {MAX_LINE_BYTES} bytes")
+    return line
+
+
+def check_line(line: bytes) -> bool:
+    """Whether ``line`` (newline excluded) is whole: framed and its crc matches its bytes."""
+    return (
+        len(line) > _FRAME
+        and line[-_FRAME : -_FRAME + len(_CRC_HEAD)] == _CRC_HEAD
+        and line[-2:] == _CRC_TAIL
+        and b"%08x" % zlib.crc32(line[:-_FRAME]) == line[-10:-2]
+    )
+
+
+def decode_event(line: bytes) -> EventType:
+    """Decode one line (already checked); raises ``msgspec.ValidationError`` / ``DecodeError``."""
+    return _event_decoder.decode(line)
+
+
+def line_hash(line: bytes) -> str:
+    """The chain hash of a line: SHA-256 of its bytes, newline excluded."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def validate_entry(entry: object) -> VideoMetadata:
+    """A validated copy of ``entry`` (a :class:`VideoMetadata` or a dict in its on-disk camelCase form).
+
+    Raises :class:`~ledger.errors.InvalidEntryError` naming the field at fault.
+    """
+    try:
+        return _entry_decoder.decode(_encoder.encode(entry))
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidEntryError(f"invalid entry: {exc}") from None
+    except (TypeError, UnicodeEncodeError, OverflowError) as exc:
+        raise InvalidEntryError(f"invalid entry: {exc}") from None

@@ -1,0 +1,178 @@
+"""The one narrow seam through which the ledger touches files, and the atomic file replace built on it.
+
+Every open, write, sync, truncate, rename and unlink of the log, the snapshot and the checkpoint goes through
+a :class:`FileOps` instance. Production code uses the plain one; the fault and crash suites pass a subclass
+that fails the k-th operation, records what was synced, or stops the process at a named point
+(:meth:`FileOps.point`). Nothing else in the ledger calls ``os`` for these operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledger.errors import io_error
+
+__all__ = ("TEMP_MARK", "FileLock", "FileOps", "atomic_write", "temp_files")
+
+TEMP_MARK = ".tmp-"
+"""Temp files are named ``<target name>.tmp-<random>`` in the target's directory."""
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+class FileOps:
+    """Thin wrappers over ``os``; override any of them to inject faults."""
+
+    def open(self, path: Path, flags: int, mode: int = 0o666) -> int:
+        return os.open(path, flags | _CLOEXEC, mode)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def replace(self, src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+
+    def unlink(self, path: Path) -> None:
+        os.unlink(path)
+
+    def mkdir(self, path: Path) -> None:
+        os.mkdir(path)
+
+    def point(self, name: str) -> None:
+        """A named moment in a write (``"log.after_write"``, ``"snapshot.before_rename"``, ...).
+
+        Does nothing here; the crash suite overrides it to kill the process exactly there.
+        """
+
+    # Composite operations, built only from the primitives above.
+
+    def fsync_dir(self, directory: Path) -> None:
+        """fsync a directory, so that a file created or renamed in it survives a power loss."""
+        fd = self.open(directory, os.O_RDONLY | _DIRECTORY)
+        try:
+            self.fsync(fd)
+        finally:
+            self.close(fd)
+
+    def write_all(self, fd: int, data: bytes) -> None:
+        """Write all of ``data`` to a fresh file, continuing after short writes (never used for the log)."""
+        done = 0
+        while done < len(data):
+            written = self.write(fd, data[done:] if done else data)
+            if written <= 0:
+                raise OSError(errno.EIO, f"write made no progress ({written})")
+            done += written
+
+
+class FileLock:
+    """An exclusive ``flock`` on a lock file, also exclusive between threads of one process.
+
+    ``flock`` locks belong to an open file description, so the kernel frees them when the holder dies
+    (even by SIGKILL), and two handles in one process exclude each other. A forked child reopens the file
+    rather than share its parent's description (and so its lock).
+    """
+
+    def __init__(self, ops: FileOps, path: Path) -> None:
+        self.ops = ops
+        self.path = path
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until the lock is held. Raises ``LedgerIOError`` if the lock file cannot be opened."""
+        self._mutex.acquire()
+        try:
+            if self._pid != os.getpid():
+                self._fd, self._pid = None, os.getpid()
+            if self._fd is None:
+                try:
+                    self._fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+                except OSError as exc:
+                    raise io_error("open the lock file", self.path, exc) from None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def release(self) -> None:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._fd is not None and self._pid == os.getpid():
+                with contextlib.suppress(OSError):
+                    self.ops.close(self._fd)
+            self._fd = None
+
+
+def temp_files(target: Path) -> list[Path]:
+    """Temp files that an interrupted :func:`atomic_write` of ``target`` may have left behind."""
+    prefix = target.name + TEMP_MARK
+    try:
+        names = os.listdir(target.parent)
+    except FileNotFoundError:
+        return []
+    return sorted(target.parent / name for name in names if name.startswith(prefix))
+
+
+def atomic_write(ops: FileOps, target: Path, data: bytes, *, label: str = "file") -> None:
+    """Replace ``target`` with ``data`` so that a crash leaves either the old file or the new one, whole.
+
+    A temp file in the same directory (created exclusively, never through a symlink), written, fsynced,
+    renamed over ``target``, then the directory fsynced. On any error the temp file is removed; an error
+    raised while cleaning up never hides the first one. ``label`` names the crash points
+    (``<label>.before_rename``, ...).
+    """
+    temp = target.with_name(f"{target.name}{TEMP_MARK}{secrets.token_hex(6)}")
+    fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+    try:
+        try:
+            ops.write_all(fd, data)
+            ops.point(f"{label}.temp_written")
+            ops.fsync(fd)
+        finally:
+            ops.close(fd)
+        ops.point(f"{label}.before_rename")
+        ops.replace(temp, target)
+    except BaseException:
+        try:
+            ops.unlink(temp)
+        except OSError:
+            pass  # the first error is the one to report
+        raise
+    ops.point(f"{label}.after_rename")
+    ops.fsync_dir(target.parent)

@@ -1,0 +1,120 @@
+"""The lifecycle of an entry, written once: which status changes are legal and what event each one records.
+
+========================  ==============================================
+from                      to
+========================  ==============================================
+(new entry)               pending, generating
+pending                   generating (and pending: edit while queued)
+generating                ready, failed
+ready                     pending, generating (regenerate)
+failed                    pending, generating (retry)
+========================  ==============================================
+
+Rules beside the table (``docs/lifecycle.md`` explains each):
+
+- Asking for exactly the state an entry already has succeeds and records nothing, so a retried pipeline
+  step is safe.
+- A *pending* entry can be changed in place (a new prompt or localPath while queued); it records a new
+  ``pending`` event. Any other change that keeps the status but alters a field is illegal: a running
+  attempt's prompt is fixed, and a finished attempt is not rewritten (start a new one instead).
+- ``ready`` needs ``localPath``; ``failed`` needs ``error``; ``error`` is allowed only on ``failed``.
+- ``ready`` and ``failed`` end the attempt that is running: they keep its prompt (a different prompt is
+  illegal), and ``failed`` keeps its localPath.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ledger.errors import IllegalTransitionError, InvalidEntryError
+from ledger.events import EVENT_TYPES, EventType, Status, VideoMetadata
+
+__all__ = ("TRANSITIONS", "Change", "is_legal", "plan_change")
+
+TRANSITIONS: Final[Mapping[Status | None, frozenset[Status]]] = {
+    None: frozenset({"pending", "generating"}),
+    "pending": frozenset({"pending", "generating"}),
+    "generating": frozenset({"ready", "failed"}),
+    "ready": frozenset({"pending", "generating"}),
+    "failed": frozenset({"pending", "generating"}),
+}
+"""Legal status changes: ``TRANSITIONS[current]`` is the set of statuses an entry may move to."""
+
+
+def is_legal(current: Status | None, new: Status) -> bool:
+    """Whether the table allows ``current`` → ``new``."""
+    return new in TRANSITIONS[current]
+
+
+class Change:
+    """An event still to be sequenced: its class and its payload fields (the log adds the envelope)."""
+
+    __slots__ = ("cls", "fields")
+
+    def __init__(self, cls: type[EventType], fields: dict[str, Any]) -> None:
+        self.cls = cls
+        self.fields = fields
+
+
+def _describe(status: Status | None) -> str:
+    return "a new entry" if status is None else f"an entry that is {status}"
+
+
+def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change | None:
+    """The event that takes ``current`` to ``desired``, or ``None`` when nothing changes.
+
+    ``desired`` must already be validated (:func:`ledger.events.validate_entry`). Raises
+    :class:`InvalidEntryError` for an entry that is wrong in itself and :class:`IllegalTransitionError` for
+    a change the lifecycle forbids.
+    """
+    status = desired.status
+    where = f"{desired.spot_id}/{desired.era_id}"
+    if desired.error is not None and status != "failed":
+        raise InvalidEntryError(f"{where}: error is only allowed on a failed entry, not on {status}")
+    if status == "ready" and desired.local_path is None:
+        raise InvalidEntryError(f"{where}: a ready entry needs localPath")
+    if status == "failed" and desired.error is None:
+        raise InvalidEntryError(f"{where}: a failed entry needs an error message")
+
+    before = None if current is None else current.status
+    if current is not None and status == before and _same_state(current, desired):
+        return None
+    if not is_legal(before, status):
+        if status == before:
+            reason = f"it is already {status}; only a pending entry can be changed in place"
+        else:
+            allowed = ", ".join(sorted(TRANSITIONS[before]))
+            reason = f"{_describe(before)} can only become {allowed}"
+        raise IllegalTransitionError(
+            f"{where}: cannot set status {status}: {reason}", current=before, requested=status
+        )
+
+    if status in ("pending", "generating"):
+        return Change(EVENT_TYPES[status], {"prompt": desired.prompt, "local_path": desired.local_path})
+    assert current is not None  # ready and failed are only legal after generating
+    if desired.prompt != current.prompt:
+        raise IllegalTransitionError(
+            f"{where}: cannot change the prompt when an attempt ends ({status}); "
+            "record pending or generating with the new prompt first",
+            current=before,
+            requested=status,
+        )
+    if status == "ready":
+        return Change(EVENT_TYPES["ready"], {"local_path": desired.local_path})
+    if desired.local_path is not None and desired.local_path != current.local_path:
+        raise IllegalTransitionError(
+            f"{where}: a failed attempt keeps its localPath ({current.local_path!r})",
+            current=before,
+            requested=status,
+        )
+    return Change(EVENT_TYPES["failed"], {"error": desired.error})
+
+
+def _same_state(current: VideoMetadata, desired: VideoMetadata) -> bool:
+    """Whether ``desired`` asks for nothing new (its timestamps are the ledger's and do not count)."""
+    if desired.prompt != current.prompt:
+        return False
+    if current.status == "failed":
+        return desired.error == current.error and desired.local_path in (None, current.local_path)
+    return desired.local_path == current.local_path
