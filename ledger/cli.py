@@ -1,0 +1,309 @@
+"""``video-ledger``: the command line, a thin layer over :class:`ledger.Ledger`.
+
+Exit codes: 0 ok; 1 when ``verify`` finds a problem, ``get`` finds no entry, or a command meets corrupt data
+or a failing disk; 2 for bad usage or bad input. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn, TextIO
+
+import msgspec
+
+from ledger.errors import (
+    EntryNotFoundError,
+    IllegalTransitionError,
+    InvalidEntryError,
+    LedgerError,
+    ReadOnlyLedgerError,
+)
+from ledger.events import STATUSES, EventType, Failed, Generating, Pending, Ready, VideoMetadata
+from ledger.store import DIR_ENV, Ledger, default_directory
+from projections.snapshot import encode_snapshot
+
+__all__ = ("main",)
+
+PROG = "video-ledger"
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+_encoder = msgspec.json.Encoder()
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not usage + error; --help has the rest.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Record and audit which videos the generation pipeline made: an append-only, "
+        "hash-chained event log (events.jsonl) projected into generated-videos.json.",
+        epilog=f"The ledger directory is --dir, else ${DIR_ENV}, else ./data. "
+        "Exit codes: 0 ok, 1 problem found (verify, missing entry, corrupt data, disk error), 2 bad usage or input.",
+    )
+    parser.add_argument(
+        "--dir", metavar="DIR", help=f"ledger directory (default: ${DIR_ENV}, else ./data)", default=None
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="PATH",
+        help="the snapshot the app reads (default: DIR/generated-videos.json)",
+        default=None,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}\n\nexample:\n  {PROG} {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command(
+        "set",
+        "Add or update an entry (one event, checked against the lifecycle).",
+        "set colosseum rome-80ad --status ready --local-path videos/colosseum-rome-80ad.mp4",
+    )
+    _entry_args(p)
+    p.add_argument("--status", required=True, choices=STATUSES, help="the entry's new status")
+    p.add_argument("--prompt", help="prompt used (default: the entry's current prompt; required for a new entry)")
+    p.add_argument("--local-path", metavar="PATH", help="the video file (required for ready)")
+    p.add_argument("--error", help="error message (only with --status failed)")
+    p.set_defaults(run=_cmd_set)
+
+    p = command(
+        "fail", "Mark the running attempt of an entry as failed.", 'fail colosseum rome-80ad "model timed out"'
+    )
+    _entry_args(p)
+    p.add_argument("error", metavar="ERROR", help="what went wrong")
+    p.set_defaults(run=_cmd_fail)
+
+    p = command("get", "Show one entry (exit 1 if there is none).", "get colosseum rome-80ad --json")
+    _entry_args(p)
+    p.add_argument("--json", action="store_true", help="print the entry as one JSON object")
+    p.set_defaults(run=_cmd_get)
+
+    p = command("list", "List the entries, ordered by spot and era.", "list --status failed")
+    p.add_argument("--status", choices=STATUSES, help="only entries with this status")
+    p.add_argument("--json", action="store_true", help="print the JSON array exactly as in the snapshot")
+    p.set_defaults(run=_cmd_list)
+
+    p = command("history", "Show the events, oldest first (all, or one entry's).", "history colosseum rome-80ad")
+    p.add_argument("spot", metavar="SPOT", nargs="?", help="spotId")
+    p.add_argument("era", metavar="ERA", nargs="?", help="eraId")
+    p.add_argument("--json", action="store_true", help="print each event's line exactly as stored")
+    p.set_defaults(run=_cmd_history)
+
+    p = command("rebuild", "Replay the whole log into a fresh generated-videos.json.", "rebuild")
+    p.set_defaults(run=_cmd_rebuild)
+
+    p = command(
+        "verify",
+        "Check every line's checksum, sequence and hash chain, the lifecycle, and the snapshot "
+        "against the log (exit 1 on any problem).",
+        "verify",
+    )
+    p.set_defaults(run=_cmd_verify)
+    return parser
+
+
+def _entry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spot", metavar="SPOT", help="spotId")
+    p.add_argument("era", metavar="ERA", help="eraId")
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
+    return Ledger(args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, readonly=readonly)
+
+
+def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        prompt = args.prompt
+        if prompt is None:
+            current = ledger.get_video_metadata(args.spot, args.era)
+            if current is None:
+                raise UsageError(f"{args.spot}/{args.era} is a new entry: --prompt is required")
+            prompt = current.prompt
+        entry = ledger.set_video_metadata(
+            {
+                "spotId": args.spot,
+                "eraId": args.era,
+                "prompt": prompt,
+                "localPath": args.local_path,
+                "status": args.status,
+                "error": args.error,
+            }
+        )
+        _print_entries([entry], out)
+    return EXIT_OK
+
+
+def _cmd_fail(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        _print_entries([ledger.mark_video_failed(args.spot, args.era, args.error)], out)
+    return EXIT_OK
+
+
+def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        entry = ledger.get_video_metadata(args.spot, args.era)
+    if entry is None:
+        raise EntryNotFoundError(f"no entry for spotId={args.spot!r} eraId={args.era!r}")
+    if args.json:
+        out.write(_encoder.encode(entry).decode() + "\n")
+    else:
+        _print_entries([entry], out)
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        entries = [e for e in ledger.get_all_video_metadata() if args.status in (None, e.status)]
+    if args.json:
+        out.write(encode_snapshot({e.key: e for e in entries}).decode())
+    else:
+        _print_entries(entries, out)
+    return EXIT_OK
+
+
+def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    if (args.spot is None) != (args.era is None):
+        raise UsageError("history takes both SPOT and ERA, or neither")
+    with _open(args, readonly=True) as ledger:
+        records = ledger.history_lines(args.spot, args.era)
+        if args.json:
+            for line, _ in records:
+                out.write(line.decode() + "\n")
+        else:
+            _print_table(
+                ["seq", "time", "event", "spotId", "eraId", "details"],
+                ([str(e.seq), e.ts, e.STATUS, e.spot_id, e.era_id, _details(e)] for _, e in records),
+                out,
+            )
+    return EXIT_OK
+
+
+def _cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        report = ledger.rebuild()
+        out.write(f"rebuilt {ledger.snapshot_path} from {report.events} events ({report.entries} entries)\n")
+        if report.torn is not None:
+            out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        report = ledger.verify()
+        where = ledger.log_path
+    if not report.ok:
+        at = f" line {report.line}" if report.line is not None else ""
+        out.write(f"FAILED {where}{at}: {report.problem}\n")
+        out.write(f"{report.events} whole events before the problem\n")
+        return EXIT_PROBLEM
+    checkpoint = "no checkpoint yet" if report.checkpoint_seq is None else (
+        f"snapshot matches the log at event {report.checkpoint_seq}"
+    )
+    out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {checkpoint}\n")
+    if report.torn is not None:
+        out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
+    return EXIT_OK
+
+
+def _torn_note(size: int, line: int) -> str:
+    return (
+        f"{size} bytes at the end of the log (from line {line}) are not a whole event "
+        "(a write cut short by a crash); the next write sets them aside"
+    )
+
+
+# -- output --------------------------------------------------------------------------------------------
+
+
+def _details(event: EventType) -> str:
+    match event:
+        case Pending() | Generating():
+            return f"prompt={event.prompt!r}" + (f" localPath={event.local_path!r}" if event.local_path else "")
+        case Ready():
+            return f"localPath={event.local_path!r}"
+        case Failed():
+            return f"error={event.error!r}"
+
+
+def _print_entries(entries: Sequence[VideoMetadata], out: TextIO) -> None:
+    if not entries:
+        out.write("no entries\n")
+        return
+    _print_table(
+        ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"],
+        (
+            [e.spot_id, e.era_id, e.status, e.created_at or "", e.completed_at or "", e.error or e.local_path or ""]
+            for e in entries
+        ),
+        out,
+    )
+
+
+def _cell(text: str, width: int = 48) -> str:
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_table(header: list[str], rows: Iterable[list[str]], out: TextIO) -> None:
+    table = [header] + [[_cell(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+
+
+def _exit_code(exc: LedgerError) -> int:
+    bad_input = (InvalidEntryError, IllegalTransitionError, ReadOnlyLedgerError)
+    return EXIT_USAGE if isinstance(exc, bad_input) else EXIT_PROBLEM
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("ledger")
+    logger.addHandler(handler)
+    try:
+        try:
+            args = _build_parser().parse_args(argv)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        run: Callable[[argparse.Namespace, TextIO], int] = args.run
+        return run(args, out)
+    except UsageError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
+    except LedgerError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return _exit_code(exc)
+    except BrokenPipeError:
+        return EXIT_OK  # the reader (head, less) went away
+    except KeyboardInterrupt:
+        err.write(f"{PROG}: interrupted\n")
+        return 130
+    finally:
+        logger.removeHandler(handler)
