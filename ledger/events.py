@@ -48,6 +48,7 @@ __all__ = (
     "encode_line",
     "format_ts",
     "line_hash",
+    "schema_documents",
     "utc_now",
     "validate_entry",
 )
@@ -106,12 +107,12 @@ class Event(msgspec.Struct, frozen=True, tag_field="type", rename="camel", omit_
 
     STATUS: ClassVar[Status]
 
-    v: int
-    seq: int
-    ts: str
+    v: Annotated[int, msgspec.Meta(ge=1, description="format version of this line")]
+    seq: Annotated[int, msgspec.Meta(ge=1, description="1, 2, 3, ... with no gaps")]
+    ts: Annotated[str, msgspec.Meta(description="RFC 3339 UTC, microseconds, Z suffix; never decreases")]
     spot_id: _StoredId
     era_id: _StoredId
-    prev: str
+    prev: Annotated[str, msgspec.Meta(description="SHA-256 (hex) of the previous line; 64 zeros on line 1")]
 
     @property
     def key(self) -> tuple[str, str]:
@@ -217,3 +218,20 @@ def validate_entry(entry: object) -> VideoMetadata:
         raise InvalidEntryError(f"invalid entry: {exc}") from None
     except (TypeError, UnicodeEncodeError, OverflowError) as exc:
         raise InvalidEntryError(f"invalid entry: {exc}") from None
+
+
+def schema_documents() -> dict[str, bytes]:
+    """The JSON Schemas of a log line and of the snapshot, as kept in ``docs/schema/``.
+
+    A log line is an :class:`EventType` plus its final ``crc`` member (framing, described in the docs).
+    """
+
+    def document(kind: object, title: str) -> bytes:
+        schema = msgspec.json.schema(kind)
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+        return msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n"
+
+    return {
+        "event.schema.json": document(EventType, "A line of events.jsonl (without its final crc member)"),
+        "snapshot.schema.json": document(list[VideoMetadata], "generated-videos.json"),
+    }

@@ -1,0 +1,72 @@
+"""Shared fixtures: a fresh ledger directory under tmp_path and a deterministic clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger, VideoMetadata
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+class FakeClock:
+    """Starts at a fixed instant and advances one millisecond per reading (or as told)."""
+
+    def __init__(self, start: dt.datetime | None = None, step: dt.timedelta = dt.timedelta(milliseconds=1)):
+        self.now = start or dt.datetime(2026, 11, 24, 9, 0, 0, tzinfo=dt.UTC)
+        self.step = step
+
+    def __call__(self) -> dt.datetime:
+        now = self.now
+        self.now += self.step
+        return now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def ledger_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ledger"
+
+
+@pytest.fixture
+def ledger(ledger_dir: Path, clock: FakeClock) -> Iterator[Ledger]:
+    with Ledger(ledger_dir, clock=clock) as opened:
+        yield opened
+
+
+def entry(spot: str = "colosseum", era: str = "rome-80ad", status: str = "generating", **fields: object) -> VideoMetadata:
+    """A VideoMetadata with sensible defaults for tests."""
+    fields.setdefault("prompt", f"{spot} in {era}")
+    if status == "ready":
+        fields.setdefault("local_path", f"videos/{spot}-{era}.mp4")
+    if status == "failed":
+        fields.setdefault("error", "generator crashed")
+    return VideoMetadata(spot_id=spot, era_id=era, status=status, **fields)  # type: ignore[arg-type]
+
+
+def files_state(directory: Path) -> dict[str, bytes]:
+    """Every file in ``directory`` with its bytes: to prove an operation changed nothing."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def run_cli(ledger_dir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run the CLI in-process against ``ledger_dir``: returns (exit code, stdout, stderr)."""
+    from ledger.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--dir", str(ledger_dir), *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
