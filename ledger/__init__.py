@@ -15,6 +15,7 @@ from ledger.errors import (
     LedgerError,
     LedgerIOError,
     ReadOnlyLedgerError,
+    SnapshotUpdateError,
 )
 from ledger.events import (
     STATUSES,
@@ -62,6 +63,7 @@ __all__ = (
     "ReadOnlyLedgerError",
     "Ready",
     "RebuildReport",
+    "SnapshotUpdateError",
     "Status",
     "VerifyReport",
     "VideoMetadata",

@@ -19,6 +19,7 @@ __all__ = (
     "LedgerError",
     "LedgerIOError",
     "ReadOnlyLedgerError",
+    "SnapshotUpdateError",
     "io_error",
 )
 
@@ -68,8 +69,11 @@ class LedgerIOError(LedgerError, OSError):
     """A file operation failed (disk full, permission denied, I/O error, ...).
 
     The event being written was not acknowledged. Unless a :class:`DurabilityError` was raised, the
-    ledger handle stays usable and the log holds only complete events.
+    ledger handle stays usable and the log holds only complete events. ``errno`` is the cause's.
     """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 class DurabilityError(LedgerIOError):
@@ -79,6 +83,18 @@ class DurabilityError(LedgerIOError):
     report success for data that never reached the disk). Open a new :class:`~ledger.Ledger` once the
     cause is fixed; it reads the log from disk again. See ``docs/guarantees.md``.
     """
+
+
+class SnapshotUpdateError(LedgerIOError):
+    """The event was recorded (it is in the log, fsynced) but the snapshot could not be brought up to date.
+
+    Retrying the same call is safe: it records nothing more and projects again. ``video-ledger rebuild``
+    does the same from the command line. ``seq`` is the recorded event's number.
+    """
+
+    def __init__(self, message: str, *, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class LedgerClosedError(LedgerError):

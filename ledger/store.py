@@ -28,6 +28,7 @@ from ledger.errors import (
     LedgerClosedError,
     LedgerIOError,
     ReadOnlyLedgerError,
+    SnapshotUpdateError,
     io_error,
 )
 from ledger.events import (
@@ -411,7 +412,17 @@ class Ledger:
                     after = current
                 else:
                     after = self._append(key, current, change)
-            self._project()
+                recorded = self._pos.seq
+            try:
+                self._project()
+            except LedgerIOError as exc:
+                if change is None:
+                    raise
+                raise SnapshotUpdateError(
+                    f"event {recorded} was recorded, but {exc}; retrying the call (it records nothing "
+                    "more) or `video-ledger rebuild` brings the snapshot up to date",
+                    seq=recorded,
+                ) from None
             return after
 
     def _append(

@@ -1,0 +1,271 @@
+"""The store API: the card's functions, the snapshot's shape, checkpoints and reads across handles."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import ledger as ledger_module
+from ledger import (
+    CorruptLogError,
+    EntryNotFoundError,
+    InvalidEntryError,
+    Ledger,
+    ReadOnlyLedgerError,
+    VideoMetadata,
+)
+from ledger.events import decode_event
+from projections.entries import fold
+from projections.snapshot import encode_snapshot
+
+from .conftest import FakeClock, entry, files_state
+
+
+def test_a_new_ledger_has_an_empty_log_and_an_empty_array_snapshot(ledger_dir: Path) -> None:
+    Ledger(ledger_dir).close()
+    assert (ledger_dir / "events.jsonl").read_bytes() == b""
+    assert (ledger_dir / "generated-videos.json").read_bytes() == b"[]\n"
+    assert Ledger(ledger_dir).get_all_video_metadata() == []
+
+
+def test_the_shipped_data_snapshot_is_an_empty_array() -> None:
+    assert (Path(__file__).parent.parent / "data" / "generated-videos.json").read_bytes() == b"[]\n"
+
+
+def test_the_card_functions(ledger: Ledger) -> None:
+    assert ledger.get_video_metadata("colosseum", "rome-80ad") is None
+    ledger.set_video_metadata(entry(status="generating"))
+    ready = ledger.set_video_metadata(entry(status="ready"))
+    ledger.set_video_metadata(entry("akropolis", "athens", status="generating"))
+    failed = ledger.mark_video_failed("akropolis", "athens", "out of memory")
+    assert ledger.get_video_metadata("colosseum", "rome-80ad") == ready
+    assert ledger.get_all_video_metadata() == [failed, ready]  # ordered by (spotId, eraId)
+    assert failed.status == "failed"
+    assert failed.error == "out of memory"
+
+
+def test_set_accepts_the_camel_case_dict_the_app_uses(ledger: Ledger) -> None:
+    stored = ledger.set_video_metadata(
+        {"spotId": "s", "eraId": "e", "prompt": "p", "status": "generating", "localPath": "x.mp4"}
+    )
+    assert stored.local_path == "x.mp4"
+
+
+def test_mark_failed_on_a_missing_entry_is_a_typed_error(ledger: Ledger, ledger_dir: Path) -> None:
+    state = files_state(ledger_dir)
+    with pytest.raises(EntryNotFoundError, match="no entry for spotId='nope'"):
+        ledger.mark_video_failed("nope", "never", "x")
+    assert files_state(ledger_dir) == state
+
+
+def test_snapshot_has_the_cards_shape(ledger: Ledger, ledger_dir: Path) -> None:
+    ledger.set_video_metadata(entry(status="generating"))
+    ledger.set_video_metadata(entry(status="ready"))
+    ledger.set_video_metadata(entry("akropolis", "athens", status="generating"))
+    ledger.mark_video_failed("akropolis", "athens", "boom")
+    ledger.set_video_metadata(entry("babylon", "600bc", status="pending"))
+    raw = (ledger_dir / "generated-videos.json").read_bytes()
+    assert raw.endswith(b"]\n")
+    items = json.loads(raw.decode("utf-8"))
+    assert [(i["spotId"], i["eraId"]) for i in items] == sorted((i["spotId"], i["eraId"]) for i in items)
+    allowed = {"spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"}
+    for item in items:
+        assert set(item) <= allowed
+        assert None not in item.values(), "keys without a value are left out, never null"
+        assert {"spotId", "eraId", "prompt", "status", "createdAt"} <= set(item)
+        assert item["createdAt"].endswith("Z")
+        assert len(item["createdAt"]) == len("2026-11-24T09:00:00.000000Z")
+    by_status = {i["status"]: i for i in items}
+    assert "error" in by_status["failed"]
+    assert "localPath" in by_status["ready"]
+    assert "completedAt" in by_status["ready"]
+    assert "completedAt" not in by_status["pending"]
+
+
+def test_snapshot_is_byte_identical_to_a_rebuild_and_to_a_fold_of_the_log(ledger: Ledger, ledger_dir: Path) -> None:
+    for i in range(30):
+        ledger.set_video_metadata(entry(f"spot{i % 7}", f"era{i % 3}", status="pending", prompt=f"p{i}"))
+    kept = (ledger_dir / "generated-videos.json").read_bytes()
+    lines = (ledger_dir / "events.jsonl").read_bytes().splitlines()
+    assert encode_snapshot(fold(decode_event(line) for line in lines)) == kept
+    ledger.rebuild()
+    assert (ledger_dir / "generated-videos.json").read_bytes() == kept
+
+
+def test_snapshot_path_can_point_into_the_app(ledger_dir: Path, tmp_path: Path, clock: FakeClock) -> None:
+    app_file = tmp_path / "app" / "src" / "lib" / "data" / "generated-videos.json"
+    app_file.parent.mkdir(parents=True)
+    with Ledger(ledger_dir, snapshot=app_file, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+    assert json.loads(app_file.read_text())[0]["status"] == "generating"
+    assert not (ledger_dir / "generated-videos.json").exists()
+
+
+def test_a_write_is_seen_by_other_handles_and_processes(ledger_dir: Path, clock: FakeClock) -> None:
+    writer = Ledger(ledger_dir, clock=clock)
+    reader = Ledger(ledger_dir, readonly=True)
+    assert reader.get_all_video_metadata() == []
+    writer.set_video_metadata(entry(status="generating"))
+    assert reader.get_video_metadata("colosseum", "rome-80ad") is not None
+    other_writer = Ledger(ledger_dir, clock=clock)
+    other_writer.set_video_metadata(entry(status="ready"))
+    # the first writer checks its change against the other's write, not a stale cache
+    with pytest.raises(ledger_module.IllegalTransitionError):
+        writer.set_video_metadata(entry(status="failed"))
+    assert writer.get_video_metadata("colosseum", "rome-80ad").status == "ready"  # type: ignore[union-attr]
+
+
+def test_opening_reads_the_checkpointed_snapshot_not_the_whole_log(
+    ledger_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        for i in range(20):
+            ledger.set_video_metadata(entry(f"s{i}", "e", status="pending"))
+    scanned: list[int] = []
+    from ledger import log as log_module
+
+    original = log_module.Scan.records
+
+    def counting(self: log_module.Scan):  # type: ignore[no-untyped-def]
+        for record in original(self):
+            scanned.append(record[1].seq)
+            yield record
+
+    monkeypatch.setattr(log_module.Scan, "records", counting)
+    reopened = Ledger(ledger_dir, readonly=True)
+    assert len(reopened.get_all_video_metadata()) == 20
+    assert scanned == [], "no event was replayed on open"
+
+
+def test_a_snapshot_that_is_not_json_is_reported_and_rebuilt(
+    ledger_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+        good = (ledger_dir / "generated-videos.json").read_bytes()
+    (ledger_dir / "generated-videos.json").write_bytes(b"[{not json")
+    with caplog.at_level(logging.WARNING, logger="ledger"), Ledger(ledger_dir, clock=clock) as ledger:
+        assert len(ledger.get_all_video_metadata()) == 1
+    assert "not a valid JSON array" in caplog.text
+    assert "rebuilding it from the log" in caplog.text
+    assert (ledger_dir / "generated-videos.json").read_bytes() == good
+
+
+def test_a_hand_edited_snapshot_is_not_trusted(ledger_dir: Path, clock: FakeClock) -> None:
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+        good = (ledger_dir / "generated-videos.json").read_bytes()
+    (ledger_dir / "generated-videos.json").write_bytes(good.replace(b"generating", b"ready     "))
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        assert ledger.get_video_metadata("colosseum", "rome-80ad").status == "generating"  # type: ignore[union-attr]
+    assert (ledger_dir / "generated-videos.json").read_bytes() == good
+
+
+def test_a_crash_between_snapshot_and_checkpoint_is_detected(ledger_dir: Path, clock: FakeClock) -> None:
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+        old_checkpoint = (ledger_dir / "checkpoint.json").read_bytes()
+        ledger.set_video_metadata(entry(status="ready"))
+    # as if the process died after renaming the new snapshot, before renaming the new checkpoint
+    (ledger_dir / "checkpoint.json").write_bytes(old_checkpoint)
+    reopened = Ledger(ledger_dir, readonly=True)
+    assert reopened.get_video_metadata("colosseum", "rome-80ad").status == "ready"  # type: ignore[union-attr]
+    assert reopened.verify().problem is not None  # the snapshot is not the replay at the old checkpoint
+    Ledger(ledger_dir, clock=clock).close()  # a writer repairs it
+    assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+def test_cutting_whole_trailing_lines_is_detected_against_the_checkpoint(ledger_dir: Path, clock: FakeClock) -> None:
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        for status in ("generating", "ready"):
+            ledger.set_video_metadata(entry(status=status))
+    log = ledger_dir / "events.jsonl"
+    log.write_bytes(log.read_bytes().splitlines(keepends=True)[0])
+    with pytest.raises(CorruptLogError, match="trailing events are missing"):
+        Ledger(ledger_dir, readonly=True).get_all_video_metadata()
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert not report.ok
+    assert "trailing events are missing" in (report.problem or "")
+
+
+def test_readonly_ledger_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "absent", readonly=True)
+    assert ledger.get_all_video_metadata() == []
+    assert list(ledger.history()) == []
+    with pytest.raises(ReadOnlyLedgerError):
+        ledger.set_video_metadata(entry())
+    assert not (tmp_path / "absent").exists()
+
+
+def test_history_filters_by_entry_and_keeps_log_order(ledger: Ledger) -> None:
+    ledger.set_video_metadata(entry("a", "1", status="generating"))
+    ledger.set_video_metadata(entry("b", "1", status="generating"))
+    ledger.set_video_metadata(entry("a", "1", status="ready"))
+    assert [e.seq for e in ledger.history()] == [1, 2, 3]
+    assert [e.STATUS for e in ledger.history("a", "1")] == ["generating", "ready"]
+    assert [e.seq for e in ledger.history(era_id="1")] == [1, 2, 3]
+
+
+def test_event_times_never_go_backwards(ledger_dir: Path) -> None:
+    clock = FakeClock()
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+        clock.now -= clock.step * 1000  # the system clock steps back
+        ledger.set_video_metadata(entry(status="ready"))
+        times = [e.ts for e in ledger.history()]
+    assert times[1] == times[0]
+
+
+def test_module_level_twins_use_the_directory_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEO_LEDGER_DIR", str(tmp_path / "env-ledger"))
+    ledger_module.set_video_metadata(entry(status="generating"))
+    ledger_module.mark_video_failed("colosseum", "rome-80ad", "boom")
+    assert ledger_module.get_video_metadata("colosseum", "rome-80ad").status == "failed"  # type: ignore[union-attr]
+    assert len(ledger_module.get_all_video_metadata()) == 1
+    assert [e.seq for e in ledger_module.history()] == [1, 2]
+    assert ledger_module.verify().ok
+    assert ledger_module.rebuild().events == 2
+    assert (tmp_path / "env-ledger" / "events.jsonl").exists()
+
+
+def test_module_level_default_is_data_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VIDEO_LEDGER_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    ledger_module.set_video_metadata(entry(status="pending"))
+    assert (tmp_path / "data" / "generated-videos.json").exists()
+
+
+def test_get_with_bad_ids_is_a_typed_error(ledger: Ledger) -> None:
+    with pytest.raises(InvalidEntryError):
+        ledger.get_video_metadata("", "e")
+    with pytest.raises(InvalidEntryError):
+        ledger.get_video_metadata(5, "e")  # type: ignore[arg-type]
+
+
+def test_entries_are_immutable_values(ledger: Ledger) -> None:
+    stored = ledger.set_video_metadata(entry(status="generating"))
+    with pytest.raises(AttributeError):
+        stored.status = "ready"  # type: ignore[misc]
+    ready = ledger.set_video_metadata(msgspec.structs.replace(stored, status="ready", local_path="v.mp4"))
+    assert isinstance(ready, VideoMetadata)
+    assert ready.status == "ready"
+
+
+def test_files_are_created_with_the_process_umask(ledger_dir: Path, clock: FakeClock) -> None:
+    old = os.umask(0o027)
+    try:
+        with Ledger(ledger_dir, clock=clock) as ledger:
+            ledger.set_video_metadata(entry(status="generating"))
+    finally:
+        os.umask(old)
+    for path in ledger_dir.iterdir():
+        assert path.stat().st_mode & 0o007 == 0, f"{path.name} is accessible to others"
