@@ -41,6 +41,7 @@ __all__ = ("START", "EventLog", "Position", "Scan", "TornTail")
 log = logging.getLogger("ledger")
 
 _CHUNK: Final = 1 << 20
+_EVENT_START: Final = b'{"type":'
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -152,17 +153,26 @@ class Scan:
                 self.end = Position(offset, seq, line_hash(last_line), ts)
 
     def _stop_at_bad_line(self, fd: int, bad_offset: int, line_no: int, reason: str) -> None:
-        """A damaged line: corruption if a whole line follows it anywhere, else a torn tail."""
+        """A damaged line: corruption if a whole event follows it anywhere (on a later line, or on the same
+        line after a lost newline), else a torn tail."""
         try:
             tail = self._log.ops.pread(fd, os.fstat(fd).st_size - bad_offset, bad_offset)
         except OSError as exc:
             raise io_error("read", self._log.path, exc) from None
-        rest = tail.split(b"\n")[1:-1]  # whole lines after the damaged one
-        for i, line in enumerate(rest, start=1):
+        pieces = tail.split(b"\n")
+        for i, line in enumerate(pieces[1:-1], start=1):
             if check_line(line):
                 raise CorruptLogError(
                     self._log.path, line_no, f"{reason}, followed by a valid line (line {line_no + i})"
                 )
+        bad = pieces[0]
+        start = bad.find(_EVENT_START, 1)
+        while start != -1:
+            if len(pieces) > 1 and check_line(bad[start:]):
+                raise CorruptLogError(
+                    self._log.path, line_no, f"{reason}, and a whole event follows on the same line (lost newline)"
+                )
+            start = bad.find(_EVENT_START, start + 1)
         self.torn = TornTail(bad_offset, len(tail), line_no)
 
 

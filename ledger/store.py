@@ -165,6 +165,8 @@ class Ledger:
         self._loaded = False
         self._snapshot_problem: str | None = None
         self._unusable: str | None = None
+        self.last_seq: int | None = None
+        """``seq`` of the last event this handle appended (``None`` before its first)."""
         if not readonly:
             self._prepare()
 
@@ -445,6 +447,7 @@ class Ledger:
             self._unusable = str(exc)
             raise
         self._pos = Position(pos.offset + len(line), event.seq, line_hash(line[:-1]), event.ts)
+        self.last_seq = event.seq
         after = entries_view.apply(current, event)
         self._entries[key] = after
         return after

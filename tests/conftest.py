@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,3 +71,16 @@ def run_cli(ledger_dir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..
         return code, captured.out, captured.err
 
     return run
+
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Real files make examples slow and uneven on a shared machine: no deadline. HYPOTHESIS_PROFILE=long
+# runs many more examples (the long suites, see docs/guarantees.md).
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
