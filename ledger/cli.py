@@ -49,7 +49,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Record and audit which videos the generation pipeline made: an append-only, "
         "hash-chained event log (events.jsonl) projected into generated-videos.json.",
         epilog=f"The ledger directory is --dir, else ${DIR_ENV}, else ./data. "
-        "Exit codes: 0 ok, 1 problem found (verify, missing entry, corrupt data, disk error), 2 bad usage or input.",
+        "Exit codes: 0 ok, 1 problem found (verify, missing entry, corrupt data, disk error), "
+        "2 bad usage or input.",
     )
     parser.add_argument(
         "--dir", metavar="DIR", help=f"ledger directory (default: ${DIR_ENV}, else ./data)", default=None
@@ -78,13 +79,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _entry_args(p)
     p.add_argument("--status", required=True, choices=STATUSES, help="the entry's new status")
-    p.add_argument("--prompt", help="prompt used (default: the entry's current prompt; required for a new entry)")
+    p.add_argument(
+        "--prompt", help="prompt used (default: the entry's current prompt; required for a new entry)"
+    )
     p.add_argument("--local-path", metavar="PATH", help="the video file (required for ready)")
     p.add_argument("--error", help="error message (only with --status failed)")
     p.set_defaults(run=_cmd_set)
 
     p = command(
-        "fail", "Mark the running attempt of an entry as failed.", 'fail colosseum rome-80ad "model timed out"'
+        "fail",
+        "Mark the running attempt of an entry as failed.",
+        'fail colosseum rome-80ad "model timed out"',
     )
     _entry_args(p)
     p.add_argument("error", metavar="ERROR", help="what went wrong")
@@ -100,7 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON array exactly as in the snapshot")
     p.set_defaults(run=_cmd_list)
 
-    p = command("history", "Show the events, oldest first (all, or one entry's).", "history colosseum rome-80ad")
+    p = command(
+        "history", "Show the events, oldest first (all, or one entry's).", "history colosseum rome-80ad"
+    )
     p.add_argument("spot", metavar="SPOT", nargs="?", help="spotId")
     p.add_argument("era", metavar="ERA", nargs="?", help="eraId")
     p.add_argument("--json", action="store_true", help="print each event's line exactly as stored")
@@ -128,7 +135,9 @@ def _entry_args(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
-    return Ledger(args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, readonly=readonly)
+    return Ledger(
+        args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, readonly=readonly
+    )
 
 
 def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
@@ -216,8 +225,10 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"FAILED {where}{at}: {report.problem}\n")
         out.write(f"{report.events} whole events before the problem\n")
         return EXIT_PROBLEM
-    checkpoint = "no checkpoint yet" if report.checkpoint_seq is None else (
-        f"snapshot matches the log at event {report.checkpoint_seq}"
+    checkpoint = (
+        "no checkpoint yet"
+        if report.checkpoint_seq is None
+        else (f"snapshot matches the log at event {report.checkpoint_seq}")
     )
     out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {checkpoint}\n")
     if report.torn is not None:
@@ -238,7 +249,9 @@ def _torn_note(size: int, line: int) -> str:
 def _details(event: EventType) -> str:
     match event:
         case Pending() | Generating():
-            return f"prompt={event.prompt!r}" + (f" localPath={event.local_path!r}" if event.local_path else "")
+            return f"prompt={event.prompt!r}" + (
+                f" localPath={event.local_path!r}" if event.local_path else ""
+            )
         case Ready():
             return f"localPath={event.local_path!r}"
         case Failed():
@@ -252,7 +265,14 @@ def _print_entries(entries: Sequence[VideoMetadata], out: TextIO) -> None:
     _print_table(
         ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"],
         (
-            [e.spot_id, e.era_id, e.status, e.created_at or "", e.completed_at or "", e.error or e.local_path or ""]
+            [
+                e.spot_id,
+                e.era_id,
+                e.status,
+                e.created_at or "",
+                e.completed_at or "",
+                e.error or e.local_path or "",
+            ]
             for e in entries
         ),
         out,

@@ -157,7 +157,7 @@ EVENT_TYPES: Final[dict[Status, type[EventType]]] = {
 Clock: TypeAlias = Callable[[], dt.datetime]
 
 _encoder = msgspec.json.Encoder()
-_event_decoder = msgspec.json.Decoder(EventType)
+_event_decoder: msgspec.json.Decoder[EventType] = msgspec.json.Decoder(EventType)
 _entry_decoder = msgspec.json.Decoder(VideoMetadata)
 
 _CRC_HEAD: Final = b',"crc":"'
@@ -183,7 +183,9 @@ def encode_line(event: EventType) -> bytes:
     body = _encoder.encode(event)[:-1]
     line = b"%s%s%08x%s\n" % (body, _CRC_HEAD, zlib.crc32(body), _CRC_TAIL)
     if len(line) > MAX_LINE_BYTES:
-        raise InvalidEntryError(f"event line of {len(line)} bytes exceeds the limit of {MAX_LINE_BYTES} bytes")
+        raise InvalidEntryError(
+            f"event line of {len(line)} bytes exceeds the limit of {MAX_LINE_BYTES} bytes"
+        )
     return line
 
 

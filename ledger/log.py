@@ -14,9 +14,9 @@ checked against the latest state.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from ledger.events import (
     decode_event,
     line_hash,
 )
-from ledger.fileops import FileLock, FileOps, atomic_write
+from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write
 
 __all__ = ("START", "EventLog", "Position", "Scan", "TornTail")
 
@@ -132,13 +132,16 @@ class Scan:
                         raise CorruptLogError(path, seq + 1, f"seq is {event.seq}, expected {seq + 1}")
                     if event.v > FORMAT_VERSION:
                         raise CorruptLogError(
-                            path, seq + 1, f"format version {event.v} is newer than this code ({FORMAT_VERSION})"
+                            path,
+                            seq + 1,
+                            f"format version {event.v} is newer than this code ({FORMAT_VERSION})",
                         )
-                    if chain or last_line == b"":
-                        if event.prev != (line_hash(last_line) if last_line else prev):
-                            raise CorruptLogError(
-                                path, seq + 1, "chain broken: prev does not match the line before"
-                            )
+                    if (chain or not last_line) and event.prev != (
+                        line_hash(last_line) if last_line else prev
+                    ):
+                        raise CorruptLogError(
+                            path, seq + 1, "chain broken: prev does not match the line before"
+                        )
                     last_line = line
                     offset += len(line) + 1
                     seq = event.seq
@@ -170,7 +173,9 @@ class Scan:
         while start != -1:
             if len(pieces) > 1 and check_line(bad[start:]):
                 raise CorruptLogError(
-                    self._log.path, line_no, f"{reason}, and a whole event follows on the same line (lost newline)"
+                    self._log.path,
+                    line_no,
+                    f"{reason}, and a whole event follows on the same line (lost newline)",
                 )
             start = bad.find(_EVENT_START, start + 1)
         self.torn = TornTail(bad_offset, len(tail), line_no)
@@ -267,7 +272,7 @@ class EventLog:
         return self._fd
 
     def append(self, data: bytes, end: int) -> None:
-        """Append whole lines ``data`` at ``end`` (the current size) with one write, then fsync. Under the lock.
+        """Append whole lines ``data`` at ``end`` (the current size): one write, then fsync. Under the lock.
 
         On a failed or short write the file is cut back to ``end`` and :class:`LedgerIOError` is raised. On a
         failed fsync the lines are cut back too (so no reader sees an unacknowledged event) and
@@ -305,19 +310,26 @@ class EventLog:
             log.warning("could not cut %s back to %d bytes after a failed append: %s", self.path, end, exc)
 
     def repair(self, torn: TornTail) -> Path:
-        """Set a torn tail aside in ``events.jsonl.torn-<offset>-<time>``, then cut the log back. Under the lock.
+        """Set a torn tail aside in ``events.jsonl.torn-<offset>-<digest>``; cut the log back. Under the lock.
 
-        The bytes are kept where an auditor can see them, never silently dropped.
+        The bytes are kept where an auditor can see them, never silently dropped. The name depends only on
+        where the tail was and what it held, so a repair interrupted by a crash and run again keeps one copy.
         """
         ops = self.ops
-        aside = self.path.with_name(f"{self.path.name}.torn-{torn.offset}-{time.time_ns()}")
         try:
+            for name in os.listdir(self.path.parent):  # left by a crash while setting a tail aside
+                if name.startswith(f"{self.path.name}.torn-") and TEMP_MARK in name:
+                    ops.unlink(self.path.parent / name)
             fd = ops.open(self.path, os.O_RDONLY | self.nofollow)
             try:
                 data = ops.pread(fd, os.fstat(fd).st_size - torn.offset, torn.offset)
             finally:
                 ops.close(fd)
-            atomic_write(ops, aside, data, label="torn")
+            aside = self.path.with_name(
+                f"{self.path.name}.torn-{torn.offset}-{hashlib.sha256(data).hexdigest()[:16]}"
+            )
+            if not aside.exists():
+                atomic_write(ops, aside, data, label="torn")
             fd = self._append_fd()
             ops.ftruncate(fd, torn.offset)
             ops.fsync(fd)

@@ -281,7 +281,8 @@ class Ledger:
     ) -> str | None:
         if checkpoint.seq > end.seq or checkpoint.offset > end.offset:
             return (
-                f"the log ends at event {end.seq} but the snapshot's checkpoint is at event {checkpoint.seq}: "
+                f"the log ends at event {end.seq} but the snapshot's checkpoint is at event "
+                f"{checkpoint.seq}: "
                 "trailing events are missing from the log"
             )
         if self._line_hash_at(checkpoint.offset) != checkpoint.last_hash:
@@ -291,7 +292,9 @@ class Ledger:
         except OSError as exc:
             return f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
         if actual != expected:
-            return f"the snapshot {self.snapshot_path} is not the replay of the log up to event {checkpoint.seq}"
+            return (
+                f"the snapshot {self.snapshot_path} is not the replay of the log up to event {checkpoint.seq}"
+            )
         return None
 
     # -- lifecycle of the handle ---------------------------------------------------------------------
@@ -324,7 +327,8 @@ class Ledger:
     # -- internals -----------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Create the directory and an empty log if missing, load the state, and bring the snapshot current."""
+        """Create the directory and an empty log if missing, set a torn tail aside, load the state, and
+        bring the snapshot up to date."""
         created = not self.directory.exists()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -337,7 +341,7 @@ class Ledger:
         with self._mutex:
             with self._log.locked():
                 self._log.create()
-            self._refresh()
+                self._refresh(repair=True)
             self._project()
 
     def _check_writable(self) -> None:
@@ -357,7 +361,9 @@ class Ledger:
         self._identity = self._log.identity()
         checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
         if checkpoint is None:
-            self._snapshot_problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
+            self._snapshot_problem = (
+                "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
+            )
         else:
             size = self._log.size()
             if checkpoint.offset > size:

@@ -94,8 +94,13 @@ def load_snapshot(path: Path, checkpoint: Checkpoint) -> SnapshotLoad:
         items = _entries_decoder.decode(data)
     except msgspec.MsgspecError as exc:
         return SnapshotLoad(None, f"it is not a valid JSON array of entries ({exc})")
-    if len(data) != checkpoint.snapshot_size or hashlib.sha256(data).hexdigest() != checkpoint.snapshot_sha256:
-        return SnapshotLoad(None, "it does not match its checkpoint (changed, or a crash came between the two)")
+    if (
+        len(data) != checkpoint.snapshot_size
+        or hashlib.sha256(data).hexdigest() != checkpoint.snapshot_sha256
+    ):
+        return SnapshotLoad(
+            None, "it does not match its checkpoint (changed, or a crash came between the two)"
+        )
     return SnapshotLoad({item.key: item for item in items})
 
 

@@ -45,7 +45,9 @@ def ledger(ledger_dir: Path, clock: FakeClock) -> Iterator[Ledger]:
         yield opened
 
 
-def entry(spot: str = "colosseum", era: str = "rome-80ad", status: str = "generating", **fields: object) -> VideoMetadata:
+def entry(
+    spot: str = "colosseum", era: str = "rome-80ad", status: str = "generating", **fields: object
+) -> VideoMetadata:
     """A VideoMetadata with sensible defaults for tests."""
     fields.setdefault("prompt", f"{spot} in {era}")
     if status == "ready":

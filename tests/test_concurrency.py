@@ -1,4 +1,4 @@
-"""Several processes writing at once: serialized appends, contiguous seq, a valid chain, a correct snapshot."""
+"""Several processes writing at once: serialized appends, contiguous seq, valid chain, correct snapshot."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ from ledger.events import (
 from .conftest import ROOT
 
 text = st.text(max_size=300)  # any code point but lone surrogates: control characters and newlines included
-ids = st.text(st.characters(min_codepoint=0x21, exclude_characters="\x7f", codec="utf-8"), min_size=1, max_size=40)
+ids = st.text(
+    st.characters(min_codepoint=0x21, exclude_characters="\x7f", codec="utf-8"), min_size=1, max_size=40
+)
 hashes = st.text("0123456789abcdef", min_size=64, max_size=64)
 envelope = {
     "v": st.just(1),
@@ -79,7 +81,7 @@ def test_line_layout_is_tag_envelope_payload_crc() -> None:
 
 def test_every_status_has_exactly_one_event_type() -> None:
     assert sorted(EVENT_TYPES) == sorted(["pending", "generating", "ready", "failed"])
-    assert all(cls.STATUS == status for status, cls in EVENT_TYPES.items())
+    assert all(status == cls.STATUS for status, cls in EVENT_TYPES.items())
 
 
 def test_an_oversized_line_is_refused() -> None:

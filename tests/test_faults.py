@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger import DurabilityError, LedgerClosedError, LedgerError, LedgerIOError, SnapshotUpdateError
-from ledger import Ledger
-from projections.snapshot import encode_snapshot
+from ledger import DurabilityError, Ledger, LedgerClosedError, LedgerError, LedgerIOError, SnapshotUpdateError
 from projections.entries import fold
+from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, entry, files_state
 from .faults import SHORT, FaultyOps, temp_leftovers
@@ -60,7 +59,9 @@ def test_a_fault_at_every_operation_of_a_write(tmp_path: Path, kind: int | str, 
         _check_after_fault(directory, clock, acknowledged, recorded, where=f"k={k} {ops.fired}")
 
 
-def _check_after_fault(directory: Path, clock: FakeClock, acknowledged: bool, recorded: bool, where: str) -> None:
+def _check_after_fault(
+    directory: Path, clock: FakeClock, acknowledged: bool, recorded: bool, where: str
+) -> None:
     # The snapshot on disk is always a whole JSON array.
     json.loads((directory / "generated-videos.json").read_text())
     # The log is clean or has only a torn tail, and holds every acknowledged event.
@@ -83,7 +84,9 @@ def _check_after_fault(directory: Path, clock: FakeClock, acknowledged: bool, re
     assert report.events == len(lines)
 
 
-def test_fsync_failure_is_not_retried_and_leaves_no_trace_of_the_event(ledger_dir: Path, clock: FakeClock) -> None:
+def test_fsync_failure_is_not_retried_and_leaves_no_trace_of_the_event(
+    ledger_dir: Path, clock: FakeClock
+) -> None:
     with Ledger(ledger_dir, clock=clock) as ledger:
         ledger.set_video_metadata(entry(status="generating"))
     before = files_state(ledger_dir)

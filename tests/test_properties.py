@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import msgspec
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,7 +16,9 @@ from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock
 
-keys = st.tuples(st.sampled_from(["colosseum", "akropolis", "紫禁城"]), st.sampled_from(["rome", "athens-430bc"]))
+keys = st.tuples(
+    st.sampled_from(["colosseum", "akropolis", "紫禁城"]), st.sampled_from(["rome", "athens-430bc"])
+)
 
 
 @st.composite
@@ -35,12 +36,16 @@ def change(draw: st.DrawFn) -> tuple[tuple[str, str], str, str, str | None, str 
 changes = st.lists(change(), max_size=40)
 
 
-def _apply_all(directory: Path, steps: list[tuple[tuple[str, str], str, str, str | None, str | None]]) -> Ledger:
+def _apply_all(
+    directory: Path, steps: list[tuple[tuple[str, str], str, str, str | None, str | None]]
+) -> Ledger:
     ledger = Ledger(directory, clock=FakeClock())
     for (spot, era), status, prompt, path, error in steps:
         try:
             ledger.set_video_metadata(
-                VideoMetadata(spot_id=spot, era_id=era, status=status, prompt=prompt, local_path=path, error=error)  # type: ignore[arg-type]
+                VideoMetadata(
+                    spot_id=spot, era_id=era, status=status, prompt=prompt, local_path=path, error=error
+                )  # type: ignore[arg-type]
             )
         except (IllegalTransitionError, InvalidEntryError):
             pass  # refused changes must leave no trace; the properties below would catch one
@@ -89,6 +94,8 @@ def test_any_one_byte_change_is_caught_by_verify(steps: list, data: st.DataObjec
 
 
 def test_entries_round_trip_through_the_snapshot_format() -> None:
-    item = VideoMetadata(spot_id="s", era_id="e", prompt="p\n\"q\"", status="ready", local_path="x", created_at="t")
+    item = VideoMetadata(
+        spot_id="s", era_id="e", prompt='p\n"q"', status="ready", local_path="x", created_at="t"
+    )
     data = encode_snapshot({item.key: item})
     assert msgspec.json.decode(data, type=list[VideoMetadata]) == [item]

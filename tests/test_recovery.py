@@ -52,7 +52,14 @@ def test_a_log_cut_at_any_byte_keeps_exactly_the_whole_events(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "tail",
-    [b"\x00" * 4096, b"\x00\x00\n\x00\x00\n", b"garbage\nmore garbage\n", b'{"type":"pending","v":1,"seq":7', b"\n", b"\xff\xfe\n"],
+    [
+        b"\x00" * 4096,
+        b"\x00\x00\n\x00\x00\n",
+        b"garbage\nmore garbage\n",
+        b'{"type":"pending","v":1,"seq":7',
+        b"\n",
+        b"\xff\xfe\n",
+    ],
     ids=["zeros", "zero-lines", "garbage-lines", "half-event", "empty-line", "bad-utf8"],
 )
 def test_junk_at_the_end_is_a_torn_tail_that_is_set_aside(

@@ -87,7 +87,9 @@ def test_snapshot_has_the_cards_shape(ledger: Ledger, ledger_dir: Path) -> None:
     assert "completedAt" not in by_status["pending"]
 
 
-def test_snapshot_is_byte_identical_to_a_rebuild_and_to_a_fold_of_the_log(ledger: Ledger, ledger_dir: Path) -> None:
+def test_snapshot_is_byte_identical_to_a_rebuild_and_to_a_fold_of_the_log(
+    ledger: Ledger, ledger_dir: Path
+) -> None:
     for i in range(30):
         ledger.set_video_metadata(entry(f"spot{i % 7}", f"era{i % 3}", status="pending", prompt=f"p{i}"))
     kept = (ledger_dir / "generated-videos.json").read_bytes()
@@ -180,7 +182,9 @@ def test_a_crash_between_snapshot_and_checkpoint_is_detected(ledger_dir: Path, c
     assert Ledger(ledger_dir, readonly=True).verify().ok
 
 
-def test_cutting_whole_trailing_lines_is_detected_against_the_checkpoint(ledger_dir: Path, clock: FakeClock) -> None:
+def test_cutting_whole_trailing_lines_is_detected_against_the_checkpoint(
+    ledger_dir: Path, clock: FakeClock
+) -> None:
     with Ledger(ledger_dir, clock=clock) as ledger:
         for status in ("generating", "ready"):
             ledger.set_video_metadata(entry(status=status))
