@@ -149,13 +149,19 @@ def temp_files(target: Path) -> list[Path]:
     return sorted(target.parent / name for name in names if name.startswith(prefix))
 
 
-def atomic_write(ops: FileOps, target: Path, data: bytes, *, label: str = "file") -> None:
+def atomic_write(
+    ops: FileOps, target: Path, data: bytes, *, label: str = "file", durable: bool = True
+) -> None:
     """Replace ``target`` with ``data`` so that a crash leaves either the old file or the new one, whole.
 
     A temp file in the same directory (created exclusively, never through a symlink), written, fsynced,
     renamed over ``target``, then the directory fsynced. On any error the temp file is removed; an error
     raised while cleaning up never hides the first one. ``label`` names the crash points
     (``<label>.before_rename``, ...).
+
+    ``durable=False`` skips both fsyncs, for a file that is only a cache and is validated when read: a
+    process crash still leaves the old or the new file whole; a power loss may leave the old one, or an
+    empty or partial file that fails validation.
     """
     temp = target.with_name(f"{target.name}{TEMP_MARK}{secrets.token_hex(6)}")
     fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
@@ -163,7 +169,8 @@ def atomic_write(ops: FileOps, target: Path, data: bytes, *, label: str = "file"
         try:
             ops.write_all(fd, data)
             ops.point(f"{label}.temp_written")
-            ops.fsync(fd)
+            if durable:
+                ops.fsync(fd)
         finally:
             ops.close(fd)
         ops.point(f"{label}.before_rename")
@@ -175,4 +182,5 @@ def atomic_write(ops: FileOps, target: Path, data: bytes, *, label: str = "file"
             pass  # the first error is the one to report
         raise
     ops.point(f"{label}.after_rename")
-    ops.fsync_dir(target.parent)
+    if durable:
+        ops.fsync_dir(target.parent)

@@ -126,7 +126,7 @@ class Scan:
                         return
                     try:
                         event = decode_event(line)
-                    except msgspec.MsgspecError as exc:
+                    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
                         raise CorruptLogError(path, seq + 1, f"undecodable event: {exc}") from None
                     if event.seq != seq + 1:
                         raise CorruptLogError(path, seq + 1, f"seq is {event.seq}, expected {seq + 1}")

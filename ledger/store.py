@@ -329,6 +329,7 @@ class Ledger:
     def _prepare(self) -> None:
         """Create the directory and an empty log if missing, set a torn tail aside, load the state, and
         bring the snapshot up to date."""
+        self._refuse_symlinked_snapshot()
         created = not self.directory.exists()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -467,24 +468,31 @@ class Ledger:
                 self.snapshot_path, checkpoint, self._pos.seq
             ):
                 return
-            if self._snapshot_problem is not None and self.snapshot_path.exists():
-                log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self._snapshot_problem)
             self._write_snapshot()
 
     def _write_snapshot(self) -> None:
+        self._refuse_symlinked_snapshot()
+        data = snapshot_view.encode_snapshot(self._entries)
+        if self._snapshot_problem is not None:
+            try:
+                differs = self.snapshot_path.read_bytes() != data
+            except OSError:
+                differs = False  # missing: nothing to report
+            if differs:
+                log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self._snapshot_problem)
+        try:
+            snapshot_view.remove_temp_files(self._ops, self.snapshot_path, self.checkpoint_path)
+            snapshot_view.write_snapshot(self._ops, self.snapshot_path, self.checkpoint_path, data, self._pos)
+        except OSError as exc:
+            raise io_error("write the snapshot", self.snapshot_path, exc) from None
+        self._snapshot_problem = None
+
+    def _refuse_symlinked_snapshot(self) -> None:
         if not self.follow_symlinks and self.snapshot_path.is_symlink():
             raise LedgerIOError(
                 f"cannot write {self.snapshot_path}: it is a symbolic link "
                 "(refused; pass follow_symlinks=True to allow it)"
             )
-        try:
-            snapshot_view.remove_temp_files(self._ops, self.snapshot_path, self.checkpoint_path)
-            snapshot_view.write_snapshot(
-                self._ops, self.snapshot_path, self.checkpoint_path, self._entries, self._pos
-            )
-        except OSError as exc:
-            raise io_error("write the snapshot", self.snapshot_path, exc) from None
-        self._snapshot_problem = None
 
 
 def _key(spot_id: object, era_id: object) -> tuple[str, str]:

@@ -18,7 +18,7 @@ import msgspec
 from ledger.events import FORMAT_VERSION, VideoMetadata
 from ledger.fileops import FileOps, atomic_write, temp_files
 from ledger.log import Position
-from projections.entries import Entries
+from projections import entries as entries_view  # a module import: safe whichever is imported first
 
 __all__ = (
     "Checkpoint",
@@ -56,7 +56,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 _checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 
 
-def encode_snapshot(entries: Entries) -> bytes:
+def encode_snapshot(entries: entries_view.Entries) -> bytes:
     """The snapshot's bytes: ``[]`` or ``[\\n{entry},\\n{entry}\\n]``, then a newline."""
     if not entries:
         return b"[]\n"
@@ -69,14 +69,14 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     """The checkpoint at ``path``, or ``None`` if it is missing or unreadable (then nothing is trusted)."""
     try:
         return _checkpoint_decoder.decode(path.read_bytes())
-    except (OSError, msgspec.MsgspecError):
+    except (OSError, msgspec.MsgspecError, UnicodeDecodeError):
         return None
 
 
 class SnapshotLoad(msgspec.Struct, frozen=True):
     """The outcome of :func:`load_snapshot`: the entries, or why the snapshot cannot be used."""
 
-    entries: Entries | None
+    entries: entries_view.Entries | None
     problem: str | None = None
 
 
@@ -92,7 +92,7 @@ def load_snapshot(path: Path, checkpoint: Checkpoint) -> SnapshotLoad:
         return SnapshotLoad(None, f"it cannot be read ({exc.strerror})")
     try:
         items = _entries_decoder.decode(data)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
         return SnapshotLoad(None, f"it is not a valid JSON array of entries ({exc})")
     if (
         len(data) != checkpoint.snapshot_size
@@ -115,10 +115,10 @@ def remove_temp_files(ops: FileOps, *targets: Path) -> None:
 
 
 def write_snapshot(
-    ops: FileOps, path: Path, checkpoint_path: Path, entries: Entries, position: Position
+    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, position: Position
 ) -> Checkpoint:
-    """Write the snapshot of ``entries`` (the state at ``position``), then its checkpoint, both atomically."""
-    data = encode_snapshot(entries)
+    """Write the snapshot ``data`` (:func:`encode_snapshot` of the state at ``position``), then its
+    checkpoint, both atomically."""
     atomic_write(ops, path, data, label="snapshot")
     checkpoint = Checkpoint(
         v=FORMAT_VERSION,
@@ -130,7 +130,9 @@ def write_snapshot(
         snapshot_size=len(data),
         snapshot_sha256=hashlib.sha256(data).hexdigest(),
     )
-    atomic_write(ops, checkpoint_path, _encoder.encode(checkpoint) + b"\n", label="checkpoint")
+    # The checkpoint is a cache, checked against the snapshot and the log whenever it is read: losing it,
+    # or finding it stale or unreadable after a power loss, costs one replay and nothing else.
+    atomic_write(ops, checkpoint_path, _encoder.encode(checkpoint) + b"\n", label="checkpoint", durable=False)
     return checkpoint
 
 

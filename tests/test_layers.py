@@ -1,0 +1,99 @@
+"""The layers stay clean: event types <- log <- projections <- store API <- CLI; nothing imports the CLI."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+# module -> the project modules it may import
+BASE = {"ledger.errors"}
+ALLOWED = {
+    "ledger.errors": set(),
+    "ledger.events": BASE,
+    "ledger.fileops": BASE,
+    "ledger.lifecycle": BASE | {"ledger.events"},
+    "ledger.log": BASE | {"ledger.events", "ledger.fileops"},
+    "projections": set(),
+    "projections.entries": {"ledger.events"},
+    "projections.snapshot": BASE
+    | {"ledger.events", "ledger.fileops", "ledger.log", "projections", "projections.entries"},
+    "ledger.store": BASE
+    | {
+        "ledger",
+        "ledger.lifecycle",
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.log",
+        "projections",
+        "projections.entries",
+        "projections.snapshot",
+    },
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {m for m in found if m.split(".")[0] in ("ledger", "projections")}
+
+
+SOURCES = sorted([*ROOT.glob("ledger/*.py"), *ROOT.glob("projections/*.py")])
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: _module_name(p))
+def test_imports_follow_the_layers(path: Path) -> None:
+    name = _module_name(path)
+    imported = {
+        m for m in _imports(path) if m in {_module_name(p) for p in SOURCES} | {"ledger", "projections"}
+    }
+    if name not in ALLOWED:  # the CLI and the package faces sit on top
+        assert name in ("ledger", "ledger.cli", "ledger.__main__"), f"{name} has no place in the layers"
+    else:
+        assert imported <= ALLOWED[name], f"{name} imports {sorted(imported - ALLOWED[name])}"
+    if name not in ("ledger.__main__",):
+        assert "ledger.cli" not in imported, "nothing imports the CLI"
+
+
+@pytest.mark.parametrize(
+    "first", ["projections.snapshot", "projections.entries", "ledger", "ledger.log", "ledger.cli"]
+)
+def test_every_module_imports_first_in_a_fresh_interpreter(first: str) -> None:
+    code = f"import {first}; import ledger, projections.snapshot; print(ledger.Ledger.__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_main_module_is_three_lines() -> None:
+    assert len((ROOT / "ledger" / "__main__.py").read_text().strip().splitlines()) == 3
+
+
+def test_the_package_exports_only_what_a_user_needs() -> None:
+    import ledger
+
+    assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
+        "errors",
+        "events",
+        "fileops",
+        "lifecycle",
+        "log",
+        "store",
+    }
+    assert (ROOT / "ledger" / "py.typed").exists()
