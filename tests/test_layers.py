@@ -89,6 +89,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
     import ledger
 
     assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
+        "cli",
         "errors",
         "events",
         "fileops",
