@@ -7,9 +7,12 @@ or a failing disk; 2 for bad usage or bad input. Errors are one line on stderr, 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 import msgspec
@@ -21,7 +24,7 @@ from ledger.errors import (
     LedgerError,
     ReadOnlyLedgerError,
 )
-from ledger.events import STATUSES, EventType, Failed, Generating, Pending, Ready, VideoMetadata
+from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 from ledger.store import DIR_ENV, Ledger, default_directory
 from projections.snapshot import encode_snapshot
 
@@ -120,10 +123,68 @@ def _build_parser() -> argparse.ArgumentParser:
         "verify",
         "Check every line's checksum, sequence and hash chain, the lifecycle, and the snapshot "
         "against the log (exit 1 on any problem).",
-        "verify",
+        "verify --files --media data/videos",
+    )
+    p.add_argument(
+        "--files",
+        action="store_true",
+        help="also check each ready entry's file: exists, same size and SHA-256",
+    )
+    p.add_argument(
+        "--media", metavar="DIR", help="with --files: also list video files in DIR no entry refers to"
+    )
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="with --files: where relative localPaths start (default: the ledger directory)",
     )
     p.set_defaults(run=_cmd_verify)
+
+    p = command(
+        "reap",
+        "Mark failed every entry stuck in generating (no event) for longer than DURATION; safe beside "
+        "live workers.",
+        "reap --older-than 2h",
+    )
+    p.add_argument(
+        "--older-than", metavar="DURATION", required=True, type=_duration, help="like 90s, 15m, 2h or 1d"
+    )
+    p.set_defaults(run=_cmd_reap)
+
+    p = command(
+        "import",
+        "Bring an existing generated-videos.json into the ledger, keeping its timestamps "
+        "(entries already in the ledger are left alone).",
+        "import ../app/src/lib/data/generated-videos.json",
+    )
+    p.add_argument("path", metavar="PATH", help="the generated-videos.json to import")
+    p.set_defaults(run=_cmd_import)
+
+    p = command(
+        "demo",
+        "Run a small real pipeline against the ledger: worker processes generate placeholder videos "
+        "through generation(), some fail and are retried once.",
+        "--dir demo-data demo --spots 6 --eras 4 --workers 3",
+    )
+    p.add_argument(
+        "--spots", type=int, default=4, metavar="N", help="number of spots (default 4, at most 14)"
+    )
+    p.add_argument("--eras", type=int, default=3, metavar="M", help="number of eras (default 3, at most 6)")
+    p.add_argument("--workers", type=int, default=2, metavar="K", help="worker processes (default 2)")
+    p.add_argument(
+        "--fail-rate", type=float, default=0.2, metavar="P", help="chance an attempt fails (default 0.2)"
+    )
+    p.add_argument("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
+    p.set_defaults(run=_cmd_demo)
     return parser
+
+
+def _duration(text: str) -> dt.timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 2h or 1d")
+    return dt.timedelta(seconds=int(number) * units[unit])
 
 
 def _entry_args(p: argparse.ArgumentParser) -> None:
@@ -201,7 +262,7 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         else:
             _print_table(
                 ["seq", "time", "event", "spotId", "eraId", "details"],
-                ([str(e.seq), e.ts, e.STATUS, e.spot_id, e.era_id, _details(e)] for _, e in records),
+                ([str(e.seq), e.ts, e.type, e.spot_id, e.era_id, _details(e)] for _, e in records),
                 out,
             )
     return EXIT_OK
@@ -217,9 +278,23 @@ def _cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    if (args.media or args.root) and not args.files:
+        raise UsageError("--media and --root go with --files")
     with _open(args, readonly=True) as ledger:
-        report = ledger.verify()
-        where = ledger.log_path
+        code = _print_verify(ledger, out)
+        if args.files:
+            files = ledger.verify_files(root=args.root, media=args.media)
+            for problem in files.problems:
+                out.write(f"FILE {problem}\n")
+            out.write(f"files: {files.checked} checked, {len(files.problems)} problems\n")
+            if not files.ok:
+                code = EXIT_PROBLEM
+    return code
+
+
+def _print_verify(ledger: Ledger, out: TextIO) -> int:
+    report = ledger.verify()
+    where = ledger.log_path
     if not report.ok:
         at = f" line {report.line}" if report.line is not None else ""
         out.write(f"FAILED {where}{at}: {report.problem}\n")
@@ -234,6 +309,76 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     if report.torn is not None:
         out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
     return EXIT_OK
+
+
+def _cmd_reap(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        reaped = ledger.reap(args.older_than)
+    if reaped:
+        _print_entries(reaped, out)
+    out.write(f"reaped {len(reaped)} entries stuck in generating\n")
+    return EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        report = ledger.import_entries(args.path)
+    out.write(
+        f"imported {report.imported} entries; "
+        f"{report.already_present} already in the ledger, left as they are\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from ledger import demo
+
+    directory = args.dir if args.dir is not None else default_directory()
+    tty = out.isatty()
+    total = args.spots * args.eras
+
+    def progress(result: demo.DemoResult, last: demo.JobResult) -> None:
+        counts = demo.outcome_counts(result)
+        finished = counts["ready"] + sum(1 for r in result.results if r.outcome != "ready" and r.attempt == 2)
+        if tty:
+            width = 30
+            filled = width * finished // total
+            out.write(
+                f"\r[{'#' * filled}{'-' * (width - filled)}] {finished}/{total} jobs  "
+                f"ready {counts['ready']}  failed {counts['failed']}  retried {result.retried}"
+            )
+            out.flush()
+        else:
+            detail = f" ({last.detail})" if last.detail else ""
+            out.write(
+                f"[{finished:>3}/{total}] {last.spot_id}/{last.era_id} "
+                f"attempt {last.attempt}: {last.outcome}{detail}\n"
+            )
+
+    try:
+        result = demo.run_demo(
+            directory, spots=args.spots, eras=args.eras, workers=args.workers,
+            fail_rate=args.fail_rate, seed=args.seed, progress=progress,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if tty:
+        out.write("\n")
+    out.write(
+        f"{result.jobs} jobs on {args.workers} workers in {result.seconds:.1f} s, "
+        f"{result.retried} retried\n\n"
+    )
+    with Ledger(directory, readonly=True) as ledger:
+        entries = ledger.get_all_video_metadata()
+        _print_entries(entries, out)
+        counts = Counter(e.status for e in entries)
+        out.write("\n" + ", ".join(f"{status}: {counts[status]}" for status in STATUSES) + "\n")
+        code = _print_verify(ledger, out)
+        files = ledger.verify_files(media=Path(directory) / "videos")
+        for problem in files.problems:
+            out.write(f"FILE {problem}\n")
+        out.write(f"files: {files.checked} checked, {len(files.problems)} problems\n")
+    return code if files.ok else EXIT_PROBLEM
 
 
 def _torn_note(size: int, line: int) -> str:
@@ -253,9 +398,12 @@ def _details(event: EventType) -> str:
                 f" localPath={event.local_path!r}" if event.local_path else ""
             )
         case Ready():
-            return f"localPath={event.local_path!r}"
+            size = f" size={event.size}" if event.size is not None else ""
+            return f"localPath={event.local_path!r}{size}"
         case Failed():
             return f"error={event.error!r}"
+        case Imported():
+            return f"imported as {event.status}, createdAt={event.created_at}"
 
 
 def _print_entries(entries: Sequence[VideoMetadata], out: TextIO) -> None:

@@ -39,6 +39,7 @@ __all__ = (
     "EventType",
     "Failed",
     "Generating",
+    "Imported",
     "Pending",
     "Ready",
     "Status",
@@ -96,6 +97,8 @@ class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, rename="camel", o
     created_at: str | None = None
     completed_at: str | None = None
     error: ErrorText | None = None
+    updated_at: str | None = None
+    """Time of the entry's last event (an addition to the task card's shape that the app may ignore)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -106,6 +109,7 @@ class Event(msgspec.Struct, frozen=True, tag_field="type", rename="camel", omit_
     """Base of every event: the storage envelope, assigned by the log when the event is appended."""
 
     STATUS: ClassVar[Status]
+    """The status the entry has after this event (:class:`Imported` says it per event)."""
 
     v: Annotated[int, msgspec.Meta(ge=1, description="format version of this line")]
     seq: Annotated[int, msgspec.Meta(ge=1, description="1, 2, 3, ... with no gaps")]
@@ -117,6 +121,16 @@ class Event(msgspec.Struct, frozen=True, tag_field="type", rename="camel", omit_
     @property
     def key(self) -> tuple[str, str]:
         return (self.spot_id, self.era_id)
+
+    @property
+    def new_status(self) -> Status:
+        """The status the entry has after this event."""
+        return self.STATUS
+
+    @property
+    def type(self) -> str:
+        """The event's tag, as on disk (``pending``, ..., ``imported``)."""
+        return str(self.__struct_config__.tag)
 
 
 class Pending(Event, frozen=True, kw_only=True, tag="pending"):
@@ -136,10 +150,13 @@ class Generating(Event, frozen=True, kw_only=True, tag="generating"):
 
 
 class Ready(Event, frozen=True, kw_only=True, tag="ready"):
-    """The attempt produced the video at ``local_path``."""
+    """The attempt produced the video at ``local_path`` (``size`` bytes with digest ``sha256``, when the
+    pipeline recorded them)."""
 
     STATUS: ClassVar[Status] = "ready"
     local_path: str
+    size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    sha256: str | None = None
 
 
 class Failed(Event, frozen=True, kw_only=True, tag="failed"):
@@ -149,7 +166,24 @@ class Failed(Event, frozen=True, kw_only=True, tag="failed"):
     error: str
 
 
-EventType: TypeAlias = Pending | Generating | Ready | Failed
+class Imported(Event, frozen=True, kw_only=True, tag="imported"):
+    """An entry brought in whole from a ``generated-videos.json`` written before the ledger existed, with
+    its original timestamps (``video-ledger import``). Only a new entry can be imported."""
+
+    STATUS: ClassVar[Status] = "pending"  # unused: the imported entry's own status is in ``status``
+    status: Status
+    prompt: str
+    local_path: str | None = None
+    error: str | None = None
+    created_at: str
+    completed_at: str | None = None
+
+    @property
+    def new_status(self) -> Status:
+        return self.status
+
+
+EventType: TypeAlias = Pending | Generating | Ready | Failed | Imported
 EVENT_TYPES: Final[dict[Status, type[EventType]]] = {
     cls.STATUS: cls for cls in (Pending, Generating, Ready, Failed)
 }

@@ -30,7 +30,7 @@ from typing import Any, Final
 from ledger.errors import IllegalTransitionError, InvalidEntryError
 from ledger.events import EVENT_TYPES, EventType, Status, VideoMetadata
 
-__all__ = ("TRANSITIONS", "Change", "is_legal", "plan_change")
+__all__ = ("TRANSITIONS", "Change", "check_entry", "is_legal", "plan_change")
 
 TRANSITIONS: Final[Mapping[Status | None, frozenset[Status]]] = {
     None: frozenset({"pending", "generating"}),
@@ -68,15 +68,9 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
     :class:`InvalidEntryError` for an entry that is wrong in itself and :class:`IllegalTransitionError` for
     a change the lifecycle forbids.
     """
+    check_entry(desired)
     status = desired.status
     where = f"{desired.spot_id}/{desired.era_id}"
-    if desired.error is not None and status != "failed":
-        raise InvalidEntryError(f"{where}: error is only allowed on a failed entry, not on {status}")
-    if status == "ready" and desired.local_path is None:
-        raise InvalidEntryError(f"{where}: a ready entry needs localPath")
-    if status == "failed" and desired.error is None:
-        raise InvalidEntryError(f"{where}: a failed entry needs an error message")
-
     before = None if current is None else current.status
     if current is not None and status == before and _same_state(current, desired):
         return None
@@ -109,6 +103,18 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
             requested=status,
         )
     return Change(EVENT_TYPES["failed"], {"error": desired.error})
+
+
+def check_entry(entry: VideoMetadata) -> None:
+    """Raise :class:`InvalidEntryError` if ``entry`` breaks a rule on its own: ``ready`` needs
+    ``localPath``, ``failed`` needs ``error``, ``error`` only on ``failed``."""
+    where = f"{entry.spot_id}/{entry.era_id}"
+    if entry.error is not None and entry.status != "failed":
+        raise InvalidEntryError(f"{where}: error is only allowed on a failed entry, not on {entry.status}")
+    if entry.status == "ready" and entry.local_path is None:
+        raise InvalidEntryError(f"{where}: a ready entry needs localPath")
+    if entry.status == "failed" and entry.error is None:
+        raise InvalidEntryError(f"{where}: a failed entry needs an error message")
 
 
 def _same_state(current: VideoMetadata, desired: VideoMetadata) -> bool:

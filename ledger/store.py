@@ -8,10 +8,12 @@ before the call returns. Reads see every write that returned before them, from a
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger import lifecycle
+from ledger import lifecycle, pipeline
 from ledger.errors import (
     CorruptLogError,
     DurabilityError,
@@ -36,6 +38,7 @@ from ledger.events import (
     GENESIS_HASH,
     Clock,
     EventType,
+    Imported,
     VideoMetadata,
     encode_line,
     format_ts,
@@ -49,6 +52,7 @@ from ledger.log import START, EventLog, Position, TornTail
 # The projector, imported as modules: projections import the event types and the log, and the store is
 # the one place that calls them back (module imports keep that cycle-free at import time).
 from projections import entries as entries_view
+from projections import files as files_view
 from projections import snapshot as snapshot_view
 
 __all__ = (
@@ -56,21 +60,30 @@ __all__ = (
     "DIR_ENV",
     "LOG_NAME",
     "SNAPSHOT_NAME",
+    "FilesReport",
+    "ImportReport",
     "Ledger",
     "RebuildReport",
     "VerifyReport",
     "default_directory",
     "default_ledger",
+    "generate_and_store_video",
+    "generation",
     "get_all_video_metadata",
     "get_video_metadata",
     "history",
     "mark_video_failed",
+    "mark_video_ready",
+    "reap",
     "rebuild",
     "set_video_metadata",
     "verify",
 )
 
 log = logging.getLogger("ledger")
+
+Plan = Callable[[VideoMetadata | None], lifecycle.Change | None]
+"""Given an entry's current state (``None`` if new), the change to record, or ``None`` for nothing."""
 
 DIR_ENV: Final = "VIDEO_LEDGER_DIR"
 LOG_NAME: Final = "events.jsonl"
@@ -102,6 +115,30 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What :meth:`Ledger.import_entries` did."""
+
+    imported: int
+    already_present: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilesReport:
+    """What :meth:`Ledger.verify_files` found: one line per problem."""
+
+    checked: int
+    problems: list[str]
+    unreferenced: list[Path]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+VIDEO_SUFFIXES: Final = frozenset({".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +247,194 @@ class Ledger:
 
         return self._write(key, plan)
 
+    def mark_video_ready(
+        self,
+        spot_id: str,
+        era_id: str,
+        local_path: str,
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+    ) -> VideoMetadata:
+        """Record that the running attempt for ``(spot_id, era_id)`` produced ``local_path``, optionally with
+        the file's ``size`` and ``sha256`` (kept in the log for ``verify --files``)."""
+        key = _key(spot_id, era_id)
+
+        def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
+            if current is None:
+                raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
+            desired = validate_entry(msgspec.structs.replace(current, status="ready", local_path=local_path))
+            change = lifecycle.plan_change(current, desired)
+            if change is not None:
+                change.fields.update(size=size, sha256=sha256)
+            return change
+
+        return self._write(key, plan)
+
+    # -- the pipeline's side ---------------------------------------------------------------------------
+
+    def generation(
+        self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+    ) -> contextlib.AbstractContextManager[pipeline.Job]:
+        """Record one generation attempt: ``generating`` now, then ``ready`` or ``failed``.
+
+        ::
+
+            with ledger.generation("colosseum", "rome-80ad", prompt) as job:
+                path = render(prompt)      # writes the file
+                job.ready(path)            # records ready with the file's size and SHA-256
+
+        An exception in the block records ``failed`` with its type and message and is re-raised; leaving
+        the block without ``job.ready()`` records ``failed`` saying so; Ctrl-C and (in the main thread)
+        SIGTERM record ``failed`` ("interrupted") before the process ends (SIGTERM exits with status 143).
+        """
+        return pipeline.generation(self, spot_id, era_id, prompt, local_path=local_path)
+
+    def generate_and_store_video(
+        self, spot_id: str, era_id: str, prompt: str, generate: Callable[[], str | os.PathLike[str]]
+    ) -> VideoMetadata:
+        """The task card's ``generateAndStoreVideo`` in one call: ``generate()`` writes the video and
+        returns its path; the attempt is recorded as :meth:`generation` describes."""
+        return pipeline.generate_and_store_video(self, spot_id, era_id, prompt, generate)
+
+    def reap(self, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
+        """Mark ``failed`` every entry that has been ``generating`` for longer than ``older_than`` without
+        any event (its worker died). Returns the entries it failed.
+
+        Safe beside live workers: each entry is re-checked under the writer lock, so a worker that records
+        ``ready`` first wins (the entry is left alone), and a worker that comes second gets
+        :class:`~ledger.errors.IllegalTransitionError`.
+        """
+        if older_than <= dt.timedelta(0):
+            raise InvalidEntryError(f"older_than must be positive, not {older_than}")
+        cutoff = format_ts((now or self._clock()) - older_than)
+        stale = {
+            e.key: e.updated_at
+            for e in self.get_all_video_metadata()
+            if e.status == "generating" and (e.updated_at or "") < cutoff
+        }
+        reaped: list[tuple[str, str]] = []
+
+        def plan_for(key: tuple[str, str], since: str | None) -> Plan:
+            def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
+                if current is None or current.status != "generating" or current.updated_at != since:
+                    return None  # the worker moved on meanwhile
+                reaped.append(key)
+                error = (
+                    f"abandoned: generating since {since} with no event for more than {_human(older_than)}"
+                )
+                return lifecycle.plan_change(
+                    current, msgspec.structs.replace(current, status="failed", error=error)
+                )
+
+            return plan
+
+        results = self._commit([(key, plan_for(key, since)) for key, since in sorted(stale.items())])
+        return [r for r in results if r is not None and r.key in reaped]
+
+    def import_entries(self, source: str | os.PathLike[str] | bytes) -> ImportReport:
+        """Turn an existing ``generated-videos.json`` (a path, or its bytes) into ``imported`` events that
+        keep each entry's timestamps. Entries already in the ledger are left as they are, so importing the
+        same file twice changes nothing the second time. An invalid entry raises
+        :class:`~ledger.errors.InvalidEntryError` naming its index in the array, and nothing is imported."""
+        data = source if isinstance(source, bytes) else _read_import(Path(os.fsdecode(source)))
+        try:
+            items = msgspec.json.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise InvalidEntryError(f"the file to import is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise InvalidEntryError("the file to import must hold a JSON array of entries")
+        entries: list[VideoMetadata] = []
+        for index, item in enumerate(items):
+            try:
+                entry = validate_entry(item)
+                lifecycle.check_entry(entry)
+                if entry.created_at is None:
+                    raise InvalidEntryError("createdAt is missing")
+                for stamp in (entry.created_at, entry.completed_at):
+                    if stamp is not None:
+                        _parse_ts(stamp)
+            except InvalidEntryError as exc:
+                raise InvalidEntryError(f"entry {index}: {exc}") from None
+            entries.append(entry)
+        keys = [e.key for e in entries]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise InvalidEntryError(
+                f"entry {keys.index(dup, keys.index(dup) + 1)}: {dup[0]}/{dup[1]} appears twice"
+            )
+
+        imported: list[tuple[str, str]] = []
+
+        def plan_for(entry: VideoMetadata) -> Plan:
+            def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
+                if current is not None:
+                    return None  # already in the ledger: left as it is
+                imported.append(entry.key)
+                fields = {
+                    "status": entry.status,
+                    "prompt": entry.prompt,
+                    "local_path": entry.local_path,
+                    "error": entry.error,
+                    "created_at": entry.created_at,
+                    "completed_at": entry.completed_at,
+                }
+                return lifecycle.Change(Imported, fields)
+
+            return plan
+
+        self._commit([(e.key, plan_for(e)) for e in entries])
+        return ImportReport(imported=len(imported), already_present=len(entries) - len(imported))
+
+    def verify_files(
+        self, *, root: str | os.PathLike[str] | None = None, media: str | os.PathLike[str] | None = None
+    ) -> FilesReport:
+        """Check that every ready entry's file exists and still has the size and SHA-256 recorded when it
+        became ready; with ``media``, also list the video files under that folder that no entry refers to.
+
+        A relative ``localPath`` is taken relative to ``root`` (default: the ledger directory).
+        """
+        base = Path(root) if root is not None else self.directory
+        entries: entries_view.Entries = {}
+        files: files_view.ReadyFiles = {}
+        for event in self._log.scan(START):
+            entries[event.key] = entries_view.apply(entries.get(event.key), event)
+            files_view.apply(files, event)
+        problems: list[str] = []
+        checked = 0
+        for key in sorted(files):
+            ready = files[key]
+            path = base / ready.local_path
+            where = f"{key[0]}/{key[1]}: {ready.local_path}"
+            checked += 1
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{where}: missing")
+                continue
+            except OSError as exc:
+                problems.append(f"{where}: cannot be read ({exc.strerror})")
+                continue
+            if ready.size is not None and size != ready.size:
+                problems.append(f"{where}: size is {size} bytes, {ready.size} when it became ready")
+            elif ready.sha256 is not None and pipeline.file_digest(path)[1] != ready.sha256:
+                problems.append(f"{where}: content changed since it became ready (SHA-256 differs)")
+        unreferenced: list[Path] = []
+        if media is not None:
+            referenced = {
+                os.path.normpath(base / e.local_path) for e in entries.values() if e.local_path is not None
+            }
+            for dirpath, _, names in os.walk(media):
+                for name in sorted(names):
+                    candidate = Path(dirpath) / name
+                    if (
+                        candidate.suffix.lower() in VIDEO_SUFFIXES
+                        and os.path.normpath(candidate) not in referenced
+                    ):
+                        unreferenced.append(candidate)
+            problems.extend(f"{p}: not referred to by any entry" for p in sorted(unreferenced))
+        return FilesReport(checked=checked, problems=problems, unreferenced=sorted(unreferenced))
+
     # -- history, rebuild, verify --------------------------------------------------------------------
 
     def history(self, spot_id: str | None = None, era_id: str | None = None) -> Iterator[EventType]:
@@ -252,8 +477,13 @@ class Ledger:
             for event in scan:
                 current = entries.get(event.key)
                 before = None if current is None else current.status
-                if not lifecycle.is_legal(before, event.STATUS):
-                    problem, line = f"illegal change {before or 'new'} -> {event.STATUS}", event.seq
+                legal = (
+                    before is None
+                    if isinstance(event, Imported)
+                    else lifecycle.is_legal(before, event.STATUS)
+                )
+                if not legal:
+                    problem, line = f"illegal change {before or 'new'} -> {event.type}", event.seq
                     break
                 if event.ts < last_ts:
                     problem, line = f"time goes backwards ({event.ts} after {last_ts})", event.seq
@@ -407,57 +637,63 @@ class Ledger:
         ts = format_ts(self._clock())
         return ts if ts >= last_ts else last_ts
 
-    def _write(
-        self, key: tuple[str, str], plan: Callable[[VideoMetadata | None], lifecycle.Change | None]
-    ) -> VideoMetadata:
+    def _write(self, key: tuple[str, str], plan: Plan) -> VideoMetadata:
+        after = self._commit([(key, plan)])[0]
+        assert after is not None
+        return after
+
+    def _commit(self, requests: Sequence[tuple[tuple[str, str], Plan]]) -> list[VideoMetadata | None]:
+        """Plan every request against the latest state under the writer lock, then append all their events
+        with one write and one fsync, then project once. If any plan raises, nothing is written. Returns
+        each entry after its request (``None`` for a plan that declined an entry that does not exist)."""
         self._check_writable()
         with self._mutex:
             with self._log.locked():
                 self._refresh(repair=True)
-                current = self._entries.get(key)
-                change = plan(current)
-                if change is None:
-                    assert current is not None
-                    after = current
-                else:
-                    after = self._append(key, current, change)
-                recorded = self._pos.seq
+                pos = self._pos
+                staged: entries_view.Entries = {}
+                lines: list[bytes] = []
+                results: list[VideoMetadata | None] = []
+                for key, plan in requests:
+                    current = staged.get(key) or self._entries.get(key)
+                    change = plan(current)
+                    if change is None:
+                        results.append(current)
+                        continue
+                    event = change.cls(
+                        FORMAT_VERSION,
+                        pos.seq + 1,
+                        self._now(pos.last_ts),
+                        key[0],
+                        key[1],
+                        pos.last_hash,
+                        **change.fields,
+                    )
+                    line = encode_line(event)
+                    lines.append(line)
+                    pos = Position(pos.offset + len(line), event.seq, line_hash(line[:-1]), event.ts)
+                    staged[key] = entries_view.apply(current, event)
+                    results.append(staged[key])
+                if lines:
+                    try:
+                        self._log.append(b"".join(lines), self._pos.offset)
+                    except DurabilityError as exc:
+                        self._unusable = str(exc)
+                        raise
+                    self._entries.update(staged)
+                    self._pos = pos
+                    self.last_seq = pos.seq
             try:
                 self._project()
             except LedgerIOError as exc:
-                if change is None:
+                if not lines:
                     raise
                 raise SnapshotUpdateError(
-                    f"event {recorded} was recorded, but {exc}; retrying the call (it records nothing "
+                    f"event {pos.seq} was recorded, but {exc}; retrying the call (it records nothing "
                     "more) or `video-ledger rebuild` brings the snapshot up to date",
-                    seq=recorded,
+                    seq=pos.seq,
                 ) from None
-            return after
-
-    def _append(
-        self, key: tuple[str, str], current: VideoMetadata | None, change: lifecycle.Change
-    ) -> VideoMetadata:
-        pos = self._pos
-        event = change.cls(
-            v=FORMAT_VERSION,
-            seq=pos.seq + 1,
-            ts=self._now(pos.last_ts),
-            spot_id=key[0],
-            era_id=key[1],
-            prev=pos.last_hash,
-            **change.fields,
-        )
-        line = encode_line(event)
-        try:
-            self._log.append(line, pos.offset)
-        except DurabilityError as exc:
-            self._unusable = str(exc)
-            raise
-        self._pos = Position(pos.offset + len(line), event.seq, line_hash(line[:-1]), event.ts)
-        self.last_seq = event.seq
-        after = entries_view.apply(current, event)
-        self._entries[key] = after
-        return after
+            return results
 
     def _project(self) -> None:
         """Bring the snapshot up to this handle's position unless it already is (never backwards)."""
@@ -493,6 +729,28 @@ class Ledger:
                 f"cannot write {self.snapshot_path}: it is a symbolic link "
                 "(refused; pass follow_symlinks=True to allow it)"
             )
+
+
+def _read_import(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise io_error("read", path, exc) from None
+
+
+def _parse_ts(stamp: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        raise InvalidEntryError(f"{stamp!r} is not an RFC 3339 timestamp") from None
+
+
+def _human(span: dt.timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _key(spot_id: object, era_id: object) -> tuple[str, str]:
@@ -550,3 +808,29 @@ def rebuild() -> RebuildReport:
 def verify() -> VerifyReport:
     """:meth:`Ledger.verify` on the default ledger."""
     return default_ledger().verify()
+
+
+def mark_video_ready(
+    spot_id: str, era_id: str, local_path: str, *, size: int | None = None, sha256: str | None = None
+) -> VideoMetadata:
+    """:meth:`Ledger.mark_video_ready` on the default ledger."""
+    return default_ledger().mark_video_ready(spot_id, era_id, local_path, size=size, sha256=sha256)
+
+
+def generation(
+    spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+) -> contextlib.AbstractContextManager[pipeline.Job]:
+    """:meth:`Ledger.generation` on the default ledger."""
+    return default_ledger().generation(spot_id, era_id, prompt, local_path=local_path)
+
+
+def generate_and_store_video(
+    spot_id: str, era_id: str, prompt: str, generate: Callable[[], str | os.PathLike[str]]
+) -> VideoMetadata:
+    """:meth:`Ledger.generate_and_store_video` on the default ledger."""
+    return default_ledger().generate_and_store_video(spot_id, era_id, prompt, generate)
+
+
+def reap(older_than: dt.timedelta) -> list[VideoMetadata]:
+    """:meth:`Ledger.reap` on the default ledger."""
+    return default_ledger().reap(older_than)

@@ -6,14 +6,16 @@ after. What each event does to an entry (``docs/lifecycle.md``):
 - ``pending`` / ``generating``: sets status, prompt and localPath; clears completedAt and error.
 - ``ready``: sets status and localPath, completedAt to the event's time; clears error.
 - ``failed``: sets status and error, completedAt to the event's time; keeps prompt and localPath.
-- ``createdAt`` is the time of the entry's first event and never changes.
+- ``imported``: sets every field as the imported entry had it, timestamps included.
+- ``createdAt`` is the time of the entry's first event and never changes; ``updatedAt`` is the time of its
+  last event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ledger.events import EventType, Failed, Generating, Pending, Ready, VideoMetadata
+from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 
 __all__ = ("Entries", "apply", "fold")
 
@@ -33,6 +35,7 @@ def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
                 local_path=event.local_path,
                 status=event.STATUS,
                 created_at=created,
+                updated_at=event.ts,
             )
         case Ready():
             return VideoMetadata(
@@ -43,6 +46,7 @@ def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
                 status="ready",
                 created_at=created,
                 completed_at=event.ts,
+                updated_at=event.ts,
             )
         case Failed():
             return VideoMetadata(
@@ -54,6 +58,19 @@ def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
                 created_at=created,
                 completed_at=event.ts,
                 error=event.error,
+                updated_at=event.ts,
+            )
+        case Imported():
+            return VideoMetadata(
+                spot_id=event.spot_id,
+                era_id=event.era_id,
+                prompt=event.prompt,
+                local_path=event.local_path,
+                status=event.status,
+                created_at=event.created_at,
+                completed_at=event.completed_at,
+                error=event.error,
+                updated_at=event.ts,
             )
 
 

@@ -73,11 +73,13 @@ def test_snapshot_has_the_cards_shape(ledger: Ledger, ledger_dir: Path) -> None:
     assert raw.endswith(b"]\n")
     items = json.loads(raw.decode("utf-8"))
     assert [(i["spotId"], i["eraId"]) for i in items] == sorted((i["spotId"], i["eraId"]) for i in items)
-    allowed = {"spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"}
+    card = ["spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"]
+    allowed = {*card, "updatedAt"}  # the one addition, documented in docs/format.md
     for item in items:
         assert set(item) <= allowed
         assert None not in item.values(), "keys without a value are left out, never null"
-        assert {"spotId", "eraId", "prompt", "status", "createdAt"} <= set(item)
+        assert {"spotId", "eraId", "prompt", "status", "createdAt", "updatedAt"} <= set(item)
+        assert [k for k in item if k in card] == [k for k in card if k in item], "the card's order"
         assert item["createdAt"].endswith("Z")
         assert len(item["createdAt"]) == len("2026-11-24T09:00:00.000000Z")
     by_status = {i["status"]: i for i in items}

@@ -1,0 +1,160 @@
+"""The pipeline's side: recording one generation attempt from start to end, whatever happens in between.
+
+``with ledger.generation(spot_id, era_id, prompt) as job: ...; job.ready(path)`` records ``generating`` on
+entry, ``ready`` (with the file's size and SHA-256) when the job says so, and ``failed`` when the block
+raises, is interrupted (Ctrl-C, SIGTERM), or ends without ``job.ready()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from ledger.events import VideoMetadata
+    from ledger.store import Ledger
+
+__all__ = ("Job", "Terminated", "file_digest", "generation")
+
+log = logging.getLogger("ledger")
+
+_CHUNK = 1 << 20
+NOT_READY = "the generation block ended without job.ready()"
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives inside a ``generation()`` block.
+
+    The block records ``failed`` ("interrupted by SIGTERM") and the process then exits with status 143, as
+    it would have without the block.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """Size and SHA-256 (hex) of the file at ``path``, read in 1 MiB chunks (a video of any size)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class Job:
+    """One attempt inside a ``generation()`` block."""
+
+    def __init__(self, ledger: Ledger, spot_id: str, era_id: str) -> None:
+        self.ledger = ledger
+        self.spot_id = spot_id
+        self.era_id = era_id
+        self.entry: VideoMetadata | None = None
+        """The entry once ``ready`` was recorded."""
+
+    @property
+    def done(self) -> bool:
+        return self.entry is not None
+
+    def ready(self, path: str | os.PathLike[str], *, local_path: str | None = None) -> VideoMetadata:
+        """Record ``ready`` for the file at ``path`` with its size and SHA-256.
+
+        ``local_path`` is what the entry records as ``localPath`` (default: ``path`` as given); use it when
+        the app refers to the file differently from the pipeline (for instance relative to its media
+        folder). The file must be complete before this call.
+        """
+        size, sha256 = file_digest(path)
+        self.entry = self.ledger.mark_video_ready(
+            self.spot_id,
+            self.era_id,
+            local_path if local_path is not None else os.fspath(path),
+            size=size,
+            sha256=sha256,
+        )
+        return self.entry
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, Terminated):
+        return f"interrupted by {signal.Signals(exc.signum).name}"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`Terminated` (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> Any:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def generation(
+    ledger: Ledger, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+) -> Iterator[Job]:
+    """Record one generation attempt; see :meth:`ledger.Ledger.generation`."""
+    from ledger.events import VideoMetadata
+
+    ledger.set_video_metadata(
+        VideoMetadata(
+            spot_id=spot_id, era_id=era_id, prompt=prompt, status="generating", local_path=local_path
+        )
+    )
+    job = Job(ledger, spot_id, era_id)
+    with _sigterm_raises():
+        try:
+            yield job
+        except BaseException as exc:
+            if not job.done:
+                _record_failure(ledger, job, _describe(exc))
+            raise
+        if not job.done:
+            _record_failure(ledger, job, NOT_READY)
+
+
+def _record_failure(ledger: Ledger, job: Job, error: str) -> None:
+    try:
+        ledger.mark_video_failed(job.spot_id, job.era_id, error)
+    except LedgerError as exc:
+        # the first error (the block's) is the one the caller sees; this one is logged
+        log.error("could not record %s/%s as failed (%s): %s", job.spot_id, job.era_id, error, exc)
+
+
+def generate_and_store_video(
+    ledger: Ledger,
+    spot_id: str,
+    era_id: str,
+    prompt: str,
+    generate: Callable[[], str | os.PathLike[str]],
+    *,
+    local_path: Callable[[Path], str] | None = None,
+) -> VideoMetadata:
+    """Run ``generate()`` (which writes the video and returns its path) inside :func:`generation`."""
+    with generation(ledger, spot_id, era_id, prompt) as job:
+        path = Path(generate())
+        return job.ready(path, local_path=local_path(path) if local_path else None)
