@@ -263,7 +263,9 @@ class Ledger:
         def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
             if current is None:
                 raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
-            desired = validate_entry(msgspec.structs.replace(current, status="ready", local_path=local_path))
+            desired = validate_entry(
+                msgspec.structs.replace(current, status="ready", local_path=local_path, error=None)
+            )
             change = lifecycle.plan_change(current, desired)
             if change is not None:
                 change.fields.update(size=size, sha256=sha256)

@@ -1,0 +1,313 @@
+"""The pipeline's side: generation() under success, exception, no result and signals (real processes),
+reap racing workers, verify --files, import, and the demo end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ledger import (
+    EntryNotFoundError,
+    IllegalTransitionError,
+    InvalidEntryError,
+    Ledger,
+    Ready,
+)
+from ledger.events import decode_event
+from ledger.pipeline import NOT_READY
+from projections.entries import fold
+from projections.snapshot import encode_snapshot
+
+from .conftest import ROOT, FakeClock, entry, files_state
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+def _video(path: Path, data: bytes = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_successful_generation_records_the_file_size_and_digest(ledger: Ledger, tmp_path: Path) -> None:
+    with ledger.generation("colosseum", "rome", "opening games") as job:
+        assert ledger.get_video_metadata("colosseum", "rome").status == "generating"  # type: ignore[union-attr]
+        path = _video(tmp_path / "out" / "c.mp4")
+        stored = job.ready(path, local_path="videos/c.mp4")
+    assert stored.status == "ready"
+    assert stored.local_path == "videos/c.mp4"
+    ready = next(e for e in ledger.history() if isinstance(e, Ready))
+    assert ready.size == path.stat().st_size
+    assert ready.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    snapshot = json.loads(ledger.snapshot_path.read_text())
+    assert "sha256" not in snapshot[0], "the digest stays in the log; the snapshot keeps the card's shape"
+
+
+def test_an_exception_in_the_block_records_failed_and_is_reraised(ledger: Ledger) -> None:
+    with pytest.raises(RuntimeError, match="model timed out"), ledger.generation("s", "e", "p"):
+        raise RuntimeError("model timed out")
+    failed = ledger.get_video_metadata("s", "e")
+    assert failed is not None
+    assert failed.status == "failed"
+    assert failed.error == "RuntimeError: model timed out"
+
+
+def test_leaving_the_block_without_ready_records_failed(ledger: Ledger) -> None:
+    with ledger.generation("s", "e", "p"):
+        pass
+    assert ledger.get_video_metadata("s", "e").error == NOT_READY  # type: ignore[union-attr]
+
+
+def test_a_missing_output_file_fails_the_attempt(ledger: Ledger, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), ledger.generation("s", "e", "p") as job:
+        job.ready(tmp_path / "never-written.mp4")
+    assert ledger.get_video_metadata("s", "e").error.startswith("FileNotFoundError")  # type: ignore[union-attr]
+
+
+def test_generate_and_store_video(ledger: Ledger, tmp_path: Path) -> None:
+    stored = ledger.generate_and_store_video("s", "e", "p", lambda: _video(tmp_path / "v.mp4"))
+    assert stored.status == "ready"
+    assert stored.local_path == str(tmp_path / "v.mp4")
+
+    def broken() -> str:
+        raise OSError("GPU fell off the bus")
+
+    with pytest.raises(OSError, match="GPU"):
+        ledger.generate_and_store_video("s", "e", "p", broken)
+    assert ledger.get_video_metadata("s", "e").status == "failed"  # type: ignore[union-attr]
+    assert [e.type for e in ledger.history()] == ["generating", "ready", "generating", "failed"]
+
+
+CHILD = """
+import sys, time
+from ledger import Ledger
+ledger = Ledger(sys.argv[1])
+with ledger.generation("s", "e", "p") as job:
+    print("started", flush=True)
+    if sys.argv[2] == "interrupt":
+        raise KeyboardInterrupt
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("how", "code", "error"), [
+    ("sigterm", 128 + signal.SIGTERM, "interrupted by SIGTERM"),
+    ("interrupt", -signal.SIGINT, "interrupted (KeyboardInterrupt)"),
+    ("sigint", -signal.SIGINT, "interrupted (KeyboardInterrupt)"),
+])  # fmt: skip
+def test_signals_inside_the_block_record_failed_before_the_process_ends(
+    ledger_dir: Path, how: str, code: int, error: str
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(ledger_dir), how],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        if how != "interrupt":
+            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    failed = Ledger(ledger_dir, readonly=True).get_video_metadata("s", "e")
+    assert failed is not None
+    assert (failed.status, failed.error) == ("failed", error)
+
+
+def test_reap_fails_only_stuck_entries(ledger_dir: Path) -> None:
+    clock = FakeClock(step=dt.timedelta(minutes=1))
+    ledger = Ledger(ledger_dir, clock=clock)
+    ledger.set_video_metadata(entry("old", "e", status="generating"))
+    clock.now += dt.timedelta(hours=3)
+    ledger.set_video_metadata(entry("fresh", "e", status="generating"))
+    ledger.set_video_metadata(entry("done", "e", status="generating"))
+    ledger.set_video_metadata(entry("done", "e", status="ready"))
+    reaped = ledger.reap(dt.timedelta(hours=2))
+    assert [e.spot_id for e in reaped] == ["old"]
+    assert reaped[0].error is not None
+    assert reaped[0].error.startswith("abandoned: generating since 2026-11-24T09:00:00.000000Z")
+    assert "more than 2h" in reaped[0].error
+    assert ledger.reap(dt.timedelta(hours=2)) == [], "reaping twice does nothing more"
+    assert ledger.get_video_metadata("fresh", "e").status == "generating"  # type: ignore[union-attr]
+    with pytest.raises(InvalidEntryError):
+        ledger.reap(dt.timedelta(0))
+
+
+WORKER = """
+import sys
+from ledger import Ledger, IllegalTransitionError
+ledger = Ledger(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    try:
+        ledger.mark_video_ready(f"job{i}", "e", f"videos/{i}.mp4")
+        print("ready", i, flush=True)
+    except IllegalTransitionError:
+        print("lost", i, flush=True)
+"""
+
+
+def test_reap_racing_a_worker_that_finishes(ledger_dir: Path) -> None:
+    """Entries became stuck one minute apart; the reaper's clock sweeps forward over them while a worker
+    process records ready for them in the same order: they meet, and each entry is won exactly once."""
+    n = 150
+    clock = FakeClock(step=dt.timedelta(minutes=1))
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        for i in range(n):
+            ledger.set_video_metadata(entry(f"job{i}", "e", status="generating"))
+    start = FakeClock().now
+    reaper = Ledger(ledger_dir)
+    reaped: set[str] = set()
+    with subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(ledger_dir), str(n)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as worker:
+        sweep = 0
+        while worker.poll() is None:
+            sweep += 1
+            now = start + dt.timedelta(hours=1, minutes=sweep)
+            reaped |= {e.spot_id for e in reaper.reap(dt.timedelta(hours=1), now=now)}
+            time.sleep(0.002)
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0
+    said = dict(reversed(line.split()) for line in out.splitlines())
+    assert len(said) == n
+    assert "ready" in said.values(), "the worker won some"
+    assert "lost" in said.values(), "the reaper won some"
+    final = {e.spot_id: e for e in Ledger(ledger_dir, readonly=True).get_all_video_metadata()}
+    for i in range(n):
+        name = f"job{i}"
+        events = [e.type for e in Ledger(ledger_dir, readonly=True).history(name, "e")]
+        if said[str(i)] == "ready":
+            assert events == ["generating", "ready"], name
+            assert name not in reaped
+        else:
+            assert events == ["generating", "failed"], name
+            assert name in reaped
+            assert final[name].error.startswith("abandoned")  # type: ignore[union-attr]
+    assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+def test_verify_files_finds_missing_changed_and_unreferenced_files(run_cli: Run, ledger_dir: Path) -> None:
+    ledger = Ledger(ledger_dir)
+    for name in ("a", "b", "c"):
+        with ledger.generation(name, "e", "p") as job:
+            job.ready(_video(ledger_dir / "videos" / f"{name}.mp4"), local_path=f"videos/{name}.mp4")
+    assert run_cli("verify", "--files", "--media", str(ledger_dir / "videos"))[0] == 0
+    (ledger_dir / "videos" / "a.mp4").unlink()
+    _video(ledger_dir / "videos" / "b.mp4", b"something else entirely, of another size")
+    data = (ledger_dir / "videos" / "c.mp4").read_bytes()
+    (ledger_dir / "videos" / "c.mp4").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size
+    _video(ledger_dir / "videos" / "stray.mp4")
+    (ledger_dir / "videos" / "notes.txt").write_text("not a video")
+    code, out, _ = run_cli("verify", "--files", "--media", str(ledger_dir / "videos"))
+    assert code == 1
+    problems = [line for line in out.splitlines() if line.startswith("FILE")]
+    assert problems == [
+        "FILE a/e: videos/a.mp4: missing",
+        f"FILE b/e: videos/b.mp4: size is 40 bytes, {len(data)} when it became ready",
+        "FILE c/e: videos/c.mp4: content changed since it became ready (SHA-256 differs)",
+        f"FILE {ledger_dir / 'videos' / 'stray.mp4'}: not referred to by any entry",
+    ]
+    assert "files: 3 checked, 4 problems" in out
+
+
+LEGACY = [
+    {"spotId": "colosseum", "eraId": "rome-80ad", "prompt": "Opening games", "localPath": "/videos/c.mp4",
+     "status": "ready", "createdAt": "2026-05-01T10:00:00.000Z", "completedAt": "2026-05-01T10:04:31.250Z"},
+    {"spotId": "acropolis", "eraId": "athens-430bc", "prompt": "Parthenon", "status": "failed",
+     "createdAt": "2026-05-02T08:00:00.000Z", "completedAt": "2026-05-02T08:01:00.000Z",
+     "error": "Wanx API: quota exceeded"},
+    {"spotId": "petra", "eraId": "nabataean", "prompt": "Al-Khazneh at dawn", "status": "generating",
+     "createdAt": "2026-05-03T12:00:00.000Z"},
+    {"spotId": "alhambra", "eraId": "nasrid", "prompt": "Court of the Lions", "status": "pending",
+     "createdAt": "2026-05-04T12:00:00.000Z"},
+]  # fmt: skip
+
+
+def test_import_keeps_the_legacy_entries_and_their_timestamps_once(
+    run_cli: Run, ledger_dir: Path, tmp_path: Path
+) -> None:
+    legacy = tmp_path / "generated-videos.json"
+    legacy.write_text(json.dumps(LEGACY, indent=2))
+    code, out, err = run_cli("import", str(legacy))
+    assert (code, err) == (0, "")
+    assert "imported 4 entries; 0 already in the ledger" in out
+    ledger = Ledger(ledger_dir, readonly=True)
+    for item in LEGACY:
+        got = ledger.get_video_metadata(str(item["spotId"]), str(item["eraId"]))
+        assert got is not None
+        for key, value in item.items():
+            assert json.loads(json.dumps({"v": getattr(got, _snake(key))}))["v"] == value, key
+    state = files_state(ledger_dir)
+    code, out, _ = run_cli("import", str(legacy))
+    assert "imported 0 entries; 4 already in the ledger" in out
+    assert files_state(ledger_dir) == state, "the second import changes nothing"
+    assert [e.type for e in ledger.history()] == ["imported"] * 4
+    # imported entries continue through the lifecycle like any other
+    Ledger(ledger_dir).set_video_metadata(
+        entry("petra", "nabataean", status="ready", prompt="Al-Khazneh at dawn")
+    )
+    assert run_cli("verify")[0] == 0
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+@pytest.mark.parametrize(("index", "change", "message"), [
+    (2, {"status": "done"}, r"entry 2: invalid entry: .*\$\.status"),
+    (1, {"createdAt": None}, "entry 1: createdAt is missing"),
+    (3, {"createdAt": "yesterday"}, "entry 3: 'yesterday' is not an RFC 3339 timestamp"),
+    (0, {"localPath": None}, "entry 0: colosseum/rome-80ad: a ready entry needs localPath"),
+])  # fmt: skip
+def test_an_invalid_legacy_entry_is_named_by_index_and_nothing_is_imported(
+    ledger: Ledger, ledger_dir: Path, index: int, change: dict[str, object], message: str
+) -> None:
+    items = [dict(item) for item in LEGACY]
+    items[index].update(change)
+    items[index] = {k: v for k, v in items[index].items() if v is not None}
+    before = files_state(ledger_dir)
+    with pytest.raises(InvalidEntryError, match=message):
+        ledger.import_entries(json.dumps(items).encode())
+    assert files_state(ledger_dir) == before
+
+
+def test_ready_needs_an_existing_generating_entry(ledger: Ledger) -> None:
+    with pytest.raises(EntryNotFoundError):
+        ledger.mark_video_ready("no", "such", "v.mp4")
+    ledger.set_video_metadata(entry(status="pending"))
+    with pytest.raises(IllegalTransitionError):
+        ledger.mark_video_ready("colosseum", "rome-80ad", "v.mp4")
+
+
+def test_the_demo_end_to_end(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger", "--dir", str(directory), "demo", "--spots", "3", "--eras", "2",
+         "--workers", "2", "--fail-rate", "0.3", "--seed", "3"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "6 jobs on 2 workers" in out
+    assert "chain intact" in out
+    assert "files: " in out
+    lines = (directory / "events.jsonl").read_bytes().splitlines()
+    assert (directory / "generated-videos.json").read_bytes() == encode_snapshot(
+        fold(decode_event(line) for line in lines)
+    )
+    report = Ledger(directory, readonly=True).verify()
+    assert report.ok
+    statuses = {e.status for e in Ledger(directory, readonly=True).get_all_video_metadata()}
+    assert statuses <= {"ready", "failed"}
+    assert Ledger(directory, readonly=True).verify_files(media=directory / "videos").ok
