@@ -35,7 +35,6 @@ from ledger.errors import (
 )
 from ledger.events import (
     FORMAT_VERSION,
-    GENESIS_HASH,
     Clock,
     EventType,
     Imported,
@@ -195,12 +194,14 @@ class Ledger:
         self._ops = ops or FileOps()
         self._log = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
         self._snapshot_lock = FileLock(self._ops, self.directory / SNAPSHOT_LOCK_NAME)
+        self._view = snapshot_view.Projector(
+            self._log,
+            self.snapshot_path,
+            self.checkpoint_path,
+            self._snapshot_lock,
+            follow_symlinks=follow_symlinks,
+        )
         self._mutex = threading.RLock()
-        self._entries: entries_view.Entries = {}
-        self._pos = START
-        self._identity: tuple[int, int] | None = None
-        self._loaded = False
-        self._snapshot_problem: str | None = None
         self._unusable: str | None = None
         self.last_seq: int | None = None
         """``seq`` of the last event this handle appended (``None`` before its first)."""
@@ -212,15 +213,15 @@ class Ledger:
     def get_all_video_metadata(self) -> list[VideoMetadata]:
         """Every entry, ordered by ``(spotId, eraId)``."""
         with self._mutex:
-            self._refresh()
-            return [self._entries[key] for key in sorted(self._entries)]
+            self._view.refresh()
+            return [self._view.entries[key] for key in sorted(self._view.entries)]
 
     def get_video_metadata(self, spot_id: str, era_id: str) -> VideoMetadata | None:
         """The entry for ``(spot_id, era_id)``, or ``None``."""
         key = _key(spot_id, era_id)
         with self._mutex:
-            self._refresh()
-            return self._entries.get(key)
+            self._view.refresh()
+            return self._view.entries.get(key)
 
     def set_video_metadata(self, entry: VideoMetadata | Mapping[str, Any]) -> VideoMetadata:
         """Add or update the entry matched on ``(spotId, eraId)``; returns it as stored.
@@ -455,13 +456,9 @@ class Ledger:
     def rebuild(self) -> RebuildReport:
         """Replay the whole log into a fresh snapshot (same bytes as the one kept current)."""
         self._check_writable()
-        with self._mutex, self._snapshot_lock.held():
-            scan = self._log.scan(START)
-            entries = entries_view.fold(scan)
-            self._entries, self._pos, self._loaded = entries, scan.end, True
-            self._identity = self._log.identity()
-            self._write_snapshot()
-            return RebuildReport(events=scan.end.seq, entries=len(entries), torn=scan.torn)
+        with self._mutex:
+            scan = self._view.rebuild()
+            return RebuildReport(events=scan.end.seq, entries=len(self._view.entries), torn=scan.torn)
 
     def verify(self) -> VerifyReport:
         """Walk the whole log checking every line's crc, ``seq``, chain hash, time order and lifecycle
@@ -517,7 +514,7 @@ class Ledger:
                 f"{checkpoint.seq}: "
                 "trailing events are missing from the log"
             )
-        if self._line_hash_at(checkpoint.offset) != checkpoint.last_hash:
+        if self._view.line_hash_at(checkpoint.offset) != checkpoint.last_hash:
             return f"the snapshot's checkpoint (event {checkpoint.seq}) does not match the log"
         try:
             actual = self.snapshot_path.read_bytes()
@@ -535,8 +532,8 @@ class Ledger:
     def position(self) -> Position:
         """How far into the log this handle has read (``position.seq`` is the last event it knows)."""
         with self._mutex:
-            self._refresh()
-            return self._pos
+            self._view.refresh()
+            return self._view.pos
 
     def close(self) -> None:
         """Release the files this handle holds open. Further writes raise :class:`LedgerClosedError`."""
@@ -561,7 +558,7 @@ class Ledger:
     def _prepare(self) -> None:
         """Create the directory and an empty log if missing, set a torn tail aside, load the state, and
         bring the snapshot up to date."""
-        self._refuse_symlinked_snapshot()
+        self._view.refuse_symlinked_snapshot()
         created = not self.directory.exists()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -574,66 +571,14 @@ class Ledger:
         with self._mutex:
             with self._log.locked():
                 self._log.create()
-                self._refresh(repair=True)
-            self._project()
+                self._view.refresh(repair=True)
+            self._view.project()
 
     def _check_writable(self) -> None:
         if self.readonly:
             raise ReadOnlyLedgerError(f"{self.directory} was opened read-only")
         if self._unusable is not None:
             raise LedgerClosedError(f"this ledger handle accepts no more writes: {self._unusable}")
-
-    def _line_hash_at(self, offset: int) -> str:
-        line = self._log.line_before(offset) if offset else b""
-        return line_hash(line) if line else GENESIS_HASH
-
-    def _load(self) -> None:
-        """Rebuild this handle's state from disk: from the checkpointed snapshot if it can be trusted,
-        else from the start of the log."""
-        self._entries, self._pos, self._loaded = {}, START, False
-        self._identity = self._log.identity()
-        checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
-        if checkpoint is None:
-            self._snapshot_problem = (
-                "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
-            )
-        else:
-            size = self._log.size()
-            if checkpoint.offset > size:
-                raise CorruptLogError(
-                    self.log_path,
-                    checkpoint.seq,
-                    f"the log ends at byte {size} but the snapshot's checkpoint is at event {checkpoint.seq} "
-                    f"(byte {checkpoint.offset}): trailing events are missing from the log",
-                )
-            if self._line_hash_at(checkpoint.offset) != checkpoint.last_hash:
-                raise CorruptLogError(
-                    self.log_path, checkpoint.seq, "the log does not match the snapshot's checkpoint"
-                )
-            loaded = snapshot_view.load_snapshot(self.snapshot_path, checkpoint)
-            if loaded.entries is not None:
-                self._entries, self._pos = loaded.entries, checkpoint.position
-                self._snapshot_problem = None
-            else:
-                self._snapshot_problem = loaded.problem
-        self._loaded = True
-
-    def _refresh(self, *, repair: bool = False) -> None:
-        """Read what other processes appended since this handle last looked. With ``repair`` (writer lock
-        held), a torn tail is set aside."""
-        if not self._loaded or self._log.identity() != self._identity:
-            self._load()
-        if self._log.size() == self._pos.offset:
-            return
-        scan = self._log.scan(self._pos)
-        try:
-            entries_view.fold(scan, self._entries)
-        except BaseException:
-            self._loaded = False  # the state may be half-updated: reload next time
-            raise
-        self._pos = scan.end
-        if repair and scan.torn is not None:
-            self._log.repair(scan.torn)
 
     def _now(self, last_ts: str) -> str:
         ts = format_ts(self._clock())
@@ -651,13 +596,13 @@ class Ledger:
         self._check_writable()
         with self._mutex:
             with self._log.locked():
-                self._refresh(repair=True)
-                pos = self._pos
+                self._view.refresh(repair=True)
+                pos = self._view.pos
                 staged: entries_view.Entries = {}
                 lines: list[bytes] = []
                 results: list[VideoMetadata | None] = []
                 for key, plan in requests:
-                    current = staged.get(key) or self._entries.get(key)
+                    current = staged.get(key) or self._view.entries.get(key)
                     change = plan(current)
                     if change is None:
                         results.append(current)
@@ -678,15 +623,15 @@ class Ledger:
                     results.append(staged[key])
                 if lines:
                     try:
-                        self._log.append(b"".join(lines), self._pos.offset)
+                        self._log.append(b"".join(lines), self._view.pos.offset)
                     except DurabilityError as exc:
                         self._unusable = str(exc)
                         raise
-                    self._entries.update(staged)
-                    self._pos = pos
+                    self._view.entries.update(staged)
+                    self._view.pos = pos
                     self.last_seq = pos.seq
             try:
-                self._project()
+                self._view.project()
             except LedgerIOError as exc:
                 if not lines:
                     raise
@@ -696,41 +641,6 @@ class Ledger:
                     seq=pos.seq,
                 ) from None
             return results
-
-    def _project(self) -> None:
-        """Bring the snapshot up to this handle's position unless it already is (never backwards)."""
-        with self._snapshot_lock.held():
-            self._refresh()
-            checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
-            if self._snapshot_problem is None and snapshot_view.snapshot_is_current(
-                self.snapshot_path, checkpoint, self._pos.seq
-            ):
-                return
-            self._write_snapshot()
-
-    def _write_snapshot(self) -> None:
-        self._refuse_symlinked_snapshot()
-        data = snapshot_view.encode_snapshot(self._entries)
-        if self._snapshot_problem is not None:
-            try:
-                differs = self.snapshot_path.read_bytes() != data
-            except OSError:
-                differs = False  # missing: nothing to report
-            if differs:
-                log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self._snapshot_problem)
-        try:
-            snapshot_view.remove_temp_files(self._ops, self.snapshot_path, self.checkpoint_path)
-            snapshot_view.write_snapshot(self._ops, self.snapshot_path, self.checkpoint_path, data, self._pos)
-        except OSError as exc:
-            raise io_error("write the snapshot", self.snapshot_path, exc) from None
-        self._snapshot_problem = None
-
-    def _refuse_symlinked_snapshot(self) -> None:
-        if not self.follow_symlinks and self.snapshot_path.is_symlink():
-            raise LedgerIOError(
-                f"cannot write {self.snapshot_path}: it is a symbolic link "
-                "(refused; pass follow_symlinks=True to allow it)"
-            )
 
 
 def _read_import(path: Path) -> bytes:

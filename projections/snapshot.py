@@ -10,18 +10,21 @@ detected (the digests disagree) and the snapshot is then rebuilt from the log ra
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 import msgspec
 
-from ledger.events import FORMAT_VERSION, VideoMetadata
-from ledger.fileops import FileOps, atomic_write, temp_files
-from ledger.log import Position
+from ledger.errors import CorruptLogError, LedgerIOError, io_error
+from ledger.events import FORMAT_VERSION, GENESIS_HASH, VideoMetadata, line_hash
+from ledger.fileops import FileLock, FileOps, atomic_write, temp_files
+from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
 
 __all__ = (
     "Checkpoint",
+    "Projector",
     "SnapshotLoad",
     "encode_snapshot",
     "load_snapshot",
@@ -30,6 +33,8 @@ __all__ = (
     "snapshot_is_current",
     "write_snapshot",
 )
+
+log = logging.getLogger("ledger")
 
 _encoder = msgspec.json.Encoder()
 _entries_decoder = msgspec.json.Decoder(list[VideoMetadata])
@@ -145,3 +150,130 @@ def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int) -> 
         return os.stat(path).st_size == checkpoint.snapshot_size
     except OSError:
         return False
+
+
+class Projector:
+    """Keeps the entries view of one log, and the snapshot file of it, up to date.
+
+    ``entries`` and ``pos`` are the state after the events read so far. :meth:`refresh` reads only the new
+    tail of the log; :meth:`project` writes the snapshot (and its checkpoint) under the projection lock,
+    only if the one on disk is behind, so a snapshot never goes backwards. On first use the state is loaded
+    from the checkpointed snapshot if the checkpoint vouches for it, else replayed from the log.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        snapshot: Path,
+        checkpoint: Path,
+        lock: FileLock,
+        *,
+        follow_symlinks: bool = False,
+    ) -> None:
+        self.log = log
+        self.ops: FileOps = log.ops
+        self.snapshot_path = snapshot
+        self.checkpoint_path = checkpoint
+        self.lock = lock
+        self.follow_symlinks = follow_symlinks
+        self.entries: entries_view.Entries = {}
+        self.pos = START
+        self.problem: str | None = None
+        """Why the snapshot on disk cannot be trusted, if it cannot (it is then rewritten)."""
+        self._identity: tuple[int, int] | None = None
+        self._loaded = False
+
+    def line_hash_at(self, offset: int) -> str:
+        """The chain hash of the log line that ends at ``offset``."""
+        line = self.log.line_before(offset) if offset else b""
+        return line_hash(line) if line else GENESIS_HASH
+
+    def load(self) -> None:
+        """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
+        start of the log (by the next :meth:`refresh`)."""
+        self.entries, self.pos, self._loaded = {}, START, False
+        self._identity = self.log.identity()
+        checkpoint = read_checkpoint(self.checkpoint_path)
+        if checkpoint is None:
+            self.problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
+        else:
+            size = self.log.size()
+            if checkpoint.offset > size:
+                raise CorruptLogError(
+                    self.log.path,
+                    checkpoint.seq,
+                    f"the log ends at byte {size} but the snapshot's checkpoint is at event {checkpoint.seq} "
+                    f"(byte {checkpoint.offset}): trailing events are missing from the log",
+                )
+            if self.line_hash_at(checkpoint.offset) != checkpoint.last_hash:
+                raise CorruptLogError(
+                    self.log.path, checkpoint.seq, "the log does not match the snapshot's checkpoint"
+                )
+            loaded = load_snapshot(self.snapshot_path, checkpoint)
+            if loaded.entries is not None:
+                self.entries, self.pos = loaded.entries, checkpoint.position
+                self.problem = None
+            else:
+                self.problem = loaded.problem
+        self._loaded = True
+
+    def refresh(self, *, repair: bool = False) -> None:
+        """Read what was appended since the last look. With ``repair`` (only with the writer lock held) a
+        torn tail is set aside."""
+        if not self._loaded or self.log.identity() != self._identity:
+            self.load()
+        if self.log.size() == self.pos.offset:
+            return
+        scan = self.log.scan(self.pos)
+        try:
+            entries_view.fold(scan, self.entries)
+        except BaseException:
+            self._loaded = False  # the state may be half-updated: reload next time
+            raise
+        self.pos = scan.end
+        if repair and scan.torn is not None:
+            self.log.repair(scan.torn)
+
+    def project(self) -> bool:
+        """Bring the snapshot up to the end of the log unless it already is. Returns whether it wrote."""
+        with self.lock.held():
+            self.refresh()
+            checkpoint = read_checkpoint(self.checkpoint_path)
+            if self.problem is None and snapshot_is_current(self.snapshot_path, checkpoint, self.pos.seq):
+                return False
+            self.write()
+            return True
+
+    def rebuild(self) -> Scan:
+        """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
+        with self.lock.held():
+            scan = self.log.scan(START)
+            self.entries = entries_view.fold(scan)
+            self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
+            self.write()
+            return scan
+
+    def write(self) -> None:
+        """Write the snapshot of the current state and its checkpoint. Call with the projection lock held."""
+        self.refuse_symlinked_snapshot()
+        data = encode_snapshot(self.entries)
+        if self.problem is not None:
+            try:
+                differs = self.snapshot_path.read_bytes() != data
+            except OSError:
+                differs = False  # missing: nothing to report
+            if differs:
+                log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self.problem)
+        try:
+            remove_temp_files(self.ops, self.snapshot_path, self.checkpoint_path)
+            write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, self.pos)
+        except OSError as exc:
+            raise io_error("write the snapshot", self.snapshot_path, exc) from None
+        self.problem = None
+
+    def refuse_symlinked_snapshot(self) -> None:
+        if not self.follow_symlinks and self.snapshot_path.is_symlink():
+            raise LedgerIOError(
+                f"cannot write {self.snapshot_path}: it is a symbolic link "
+                "(refused; pass follow_symlinks=True to allow it)"
+            )
