@@ -25,7 +25,8 @@ from ledger.errors import (
     ReadOnlyLedgerError,
 )
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
-from ledger.store import DIR_ENV, Ledger, default_directory
+from ledger.layout import DIR_ENV, default_directory
+from ledger.store import Ledger
 from projections.snapshot import encode_snapshot
 
 __all__ = ("main",)

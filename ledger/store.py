@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -46,6 +46,7 @@ from ledger.events import (
     validate_entry,
 )
 from ledger.fileops import FileLock, FileOps
+from ledger.layout import Layout, default_directory
 from ledger.log import START, EventLog, Position, TornTail
 
 # The projector, imported as modules: projections import the event types and the log, and the store is
@@ -55,10 +56,6 @@ from projections import files as files_view
 from projections import snapshot as snapshot_view
 
 __all__ = (
-    "CHECKPOINT_NAME",
-    "DIR_ENV",
-    "LOG_NAME",
-    "SNAPSHOT_NAME",
     "FilesReport",
     "ImportReport",
     "Ledger",
@@ -83,17 +80,6 @@ log = logging.getLogger("ledger")
 
 Plan = Callable[[VideoMetadata | None], lifecycle.Change | None]
 """Given an entry's current state (``None`` if new), the change to record, or ``None`` for nothing."""
-
-DIR_ENV: Final = "VIDEO_LEDGER_DIR"
-LOG_NAME: Final = "events.jsonl"
-SNAPSHOT_NAME: Final = "generated-videos.json"
-CHECKPOINT_NAME: Final = "checkpoint.json"
-SNAPSHOT_LOCK_NAME: Final = "snapshot.lock"
-
-
-def default_directory() -> Path:
-    """``$VIDEO_LEDGER_DIR`` if set, else ``./data``."""
-    return Path(os.environ.get(DIR_ENV) or "data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +151,10 @@ class Ledger:
     readonly:
         Open for reading only: nothing on disk is created or changed, writes raise
         :class:`~ledger.errors.ReadOnlyLedgerError`.
+    projection:
+        ``"inline"`` (default): every write brings the snapshot up to date before it returns.
+        ``"deferred"``: writes only append (the fastest way to record); a ``video-ledger watch`` process,
+        :meth:`rebuild`, or any inline writer brings the snapshot up to date.
     follow_symlinks:
         Allow the log and the snapshot to be symbolic links (refused by default).
     ops:
@@ -178,22 +168,24 @@ class Ledger:
         snapshot: str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
         readonly: bool = False,
+        projection: Literal["inline", "deferred"] = "inline",
         follow_symlinks: bool = False,
         ops: FileOps | None = None,
     ) -> None:
-        self.directory = Path(directory) if directory is not None else default_directory()
-        self.log_path = self.directory / LOG_NAME
-        snapshot_path = Path(snapshot) if snapshot is not None else self.directory / SNAPSHOT_NAME
-        if follow_symlinks:
-            snapshot_path = Path(os.path.realpath(snapshot_path))
-        self.snapshot_path = snapshot_path
-        self.checkpoint_path = self.directory / CHECKPOINT_NAME
+        if projection not in ("inline", "deferred"):
+            raise InvalidEntryError(f"projection must be 'inline' or 'deferred', not {projection!r}")
+        self.layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
+        self.directory = self.layout.directory
+        self.log_path = self.layout.log
+        self.snapshot_path = self.layout.snapshot
+        self.checkpoint_path = self.layout.checkpoint
+        self.projection = projection
         self.readonly = readonly
         self.follow_symlinks = follow_symlinks
         self._clock: Clock = clock or utc_now
         self._ops = ops or FileOps()
         self._log = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
-        self._snapshot_lock = FileLock(self._ops, self.directory / SNAPSHOT_LOCK_NAME)
+        self._snapshot_lock = FileLock(self._ops, self.layout.snapshot_lock)
         self._view = snapshot_view.Projector(
             self._log,
             self.snapshot_path,
@@ -572,7 +564,8 @@ class Ledger:
             with self._log.locked():
                 self._log.create()
                 self._view.refresh(repair=True)
-            self._view.project()
+            if self.projection == "inline":
+                self._view.project()
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -630,6 +623,8 @@ class Ledger:
                     self._view.entries.update(staged)
                     self._view.pos = pos
                     self.last_seq = pos.seq
+            if self.projection == "deferred":
+                return results
             try:
                 self._view.project()
             except LedgerIOError as exc:
