@@ -7,11 +7,14 @@ or a failing disk; 2 for bad usage or bad input. Errors are one line on stderr, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
+import signal
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -23,11 +26,16 @@ from ledger.errors import (
     InvalidEntryError,
     LedgerError,
     ReadOnlyLedgerError,
+    io_error,
 )
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
+from ledger.fileops import FileOps, atomic_write
 from ledger.layout import DIR_ENV, default_directory
 from ledger.store import Ledger
+from projections import watch as watch_view
 from projections.snapshot import encode_snapshot
+
+EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
 __all__ = ("main",)
 
@@ -39,6 +47,10 @@ _encoder = msgspec.json.Encoder()
 
 class UsageError(Exception):
     """Bad usage found after parsing (exit 2)."""
+
+
+class WaitTimeout(Exception):
+    """``wait`` gave up (exit 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +76,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the snapshot the app reads (default: DIR/generated-videos.json)",
         default=None,
+    )
+    parser.add_argument(
+        "--no-project",
+        action="store_true",
+        help="writers only append; the snapshot is brought up to date by `watch` (for fast pipelines)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -110,12 +127,75 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_list)
 
     p = command(
-        "history", "Show the events, oldest first (all, or one entry's).", "history colosseum rome-80ad"
+        "history",
+        "Show the events, oldest first (all, or one entry's), filtered, or follow them as they come.",
+        "history --follow --since-seq 120 --json",
     )
     p.add_argument("spot", metavar="SPOT", nargs="?", help="spotId")
     p.add_argument("era", metavar="ERA", nargs="?", help="eraId")
     p.add_argument("--json", action="store_true", help="print each event's line exactly as stored")
+    p.add_argument("--status", choices=STATUSES, help="only events that leave an entry with this status")
+    p.add_argument("--type", choices=EVENT_TAGS, help="only events of this type")
+    p.add_argument(
+        "--since", metavar="TIME", help="only events at or after TIME (RFC 3339; no zone means UTC)"
+    )
+    p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
+    p.add_argument("--since-seq", type=int, metavar="N", help="only events after event N")
+    p.add_argument(
+        "--follow", action="store_true", help="then print events as they are appended, like tail -f"
+    )
     p.set_defaults(run=_cmd_history)
+
+    p = command(
+        "timeline",
+        "Tell one entry's story: queued, each attempt, how it ended, time to ready.",
+        "timeline colosseum rome-80ad",
+    )
+    _entry_args(p)
+    p.set_defaults(run=_cmd_timeline)
+
+    p = command(
+        "snapshot",
+        "Print the snapshot as it stood at a time or event (time travel), as generated-videos.json.",
+        "snapshot --as-of 2026-11-24T09:00:00Z -o then.json",
+    )
+    p.add_argument("--as-of", metavar="TIME", help="include events at or before TIME")
+    p.add_argument("--seq", type=int, metavar="N", help="include events up to and including event N")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of printing it"
+    )
+    p.set_defaults(run=_cmd_snapshot)
+
+    p = command(
+        "stats",
+        "Entries per status and era, attempts, success rate, generation times, top failures.",
+        "stats --json",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(run=_cmd_stats)
+
+    p = command(
+        "watch",
+        "Keep generated-videos.json current while other processes append (stop with Ctrl-C or SIGTERM).",
+        "--dir data watch --verbose",
+    )
+    p.add_argument(
+        "--step", type=int, default=20, metavar="MS", help="quiet time before projecting (default 20)"
+    )
+    p.add_argument(
+        "--debounce", type=int, default=100, metavar="MS", help="longest burst gathered (default 100)"
+    )
+    p.add_argument("--verbose", action="store_true", help="print a line for each snapshot written")
+    p.set_defaults(run=_cmd_watch)
+
+    p = command(
+        "wait", "Wait until the snapshot includes event N (exit 1 on timeout).", "wait --seq 42 --timeout 5"
+    )
+    p.add_argument("--seq", type=int, required=True, metavar="N", help="the event to wait for")
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="give up after this long (default: never)"
+    )
+    p.set_defaults(run=_cmd_wait)
 
     p = command("rebuild", "Replay the whole log into a fresh generated-videos.json.", "rebuild")
     p.set_defaults(run=_cmd_rebuild)
@@ -255,17 +335,169 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     if (args.spot is None) != (args.era is None):
         raise UsageError("history takes both SPOT and ERA, or neither")
+    if args.follow and (args.since or args.until or args.status or args.type or args.spot):
+        raise UsageError("--follow goes only with --since-seq and --json")
+    if args.follow:
+        return _follow(args, out)
     with _open(args, readonly=True) as ledger:
-        records = ledger.history_lines(args.spot, args.era)
+        records = ledger.history_lines(
+            args.spot, args.era, since_seq=args.since_seq, since=args.since, until=args.until,
+            status=args.status, type=args.type,
+        )  # fmt: skip
         if args.json:
             for line, _ in records:
                 out.write(line.decode() + "\n")
         else:
-            _print_table(
-                ["seq", "time", "event", "spotId", "eraId", "details"],
-                ([str(e.seq), e.ts, e.type, e.spot_id, e.era_id, _details(e)] for _, e in records),
-                out,
-            )
+            _print_table(_HISTORY_HEADER, (_history_row(e) for _, e in records), out)
+    return EXIT_OK
+
+
+_HISTORY_HEADER = ["seq", "time", "event", "spotId", "eraId", "details"]
+
+
+def _history_row(e: EventType) -> list[str]:
+    return [str(e.seq), e.ts, e.type, e.spot_id, e.era_id, _details(e)]
+
+
+def _follow(args: argparse.Namespace, out: TextIO) -> int:
+    directory = args.dir if args.dir is not None else default_directory()
+    stop = threading.Event()
+
+    def caught_up(seq: int) -> None:
+        sys.stderr.write(f"{PROG}: caught up at event {seq}; waiting for new events (Ctrl-C to stop)\n")
+        sys.stderr.flush()
+
+    with _stop_on_signals(stop):
+        records = watch_view.follow(
+            directory, since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up
+        )
+        for line, event in records:
+            out.write(line.decode() + "\n" if args.json else "  ".join(_history_row(event)) + "\n")
+            out.flush()
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (so the work in progress finishes cleanly) instead of killing us."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _cmd_timeline(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        story = ledger.timeline(args.spot, args.era)
+    out.write(f"{story.spot_id}/{story.era_id}\n")
+    rows: list[tuple[str, str]] = []
+    if story.imported is not None:
+        imported = story.imported
+        rows.append((imported.created_at, f"created (imported at {imported.ts} as {imported.status})"))
+    rows += [(ts, f"queued: {_cell(prompt, 60)}") for ts, prompt in story.queued]
+    for a in story.attempts:
+        rows.append((a.started, f"attempt {a.number} started: {_cell(a.prompt, 60)}"))
+        if a.ended is not None and a.seconds is not None:
+            how = f"attempt {a.number} {a.outcome} after {_duration_text(a.seconds)}"
+            rows.append((a.ended, f"{how}: {_cell(a.detail or '', 60)}"))
+    for ts, text in sorted(rows, key=lambda row: row[0]):
+        out.write(f"  {ts}  {text}\n")
+    summary = f"{len(story.attempts)} attempt(s)"
+    if story.seconds_to_ready is not None:
+        summary += f"; ready {_duration_text(story.seconds_to_ready)} after its first event"
+    running = [a for a in story.attempts if a.outcome is None]
+    if running:
+        summary += f"; attempt {running[-1].number} still generating"
+    out.write(f"  {summary}\n")
+    return EXIT_OK
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
+    if args.as_of is None and args.seq is None:
+        raise UsageError("snapshot needs --as-of TIME or --seq N")
+    with _open(args, readonly=True) as ledger:
+        entries = ledger.entries_as_of(seq=args.seq, time=args.as_of)
+    data = encode_snapshot({e.key: e for e in entries})
+    if args.output:
+        try:
+            atomic_write(FileOps(), Path(args.output), data, label="output")
+        except OSError as exc:
+            raise io_error("write", Path(args.output), exc) from None
+        out.write(f"wrote {len(entries)} entries to {args.output}\n")
+    else:
+        out.write(data.decode())
+    return EXIT_OK
+
+
+def _cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        figures = ledger.stats()
+    if args.json:
+        out.write(msgspec.json.encode(figures).decode() + "\n")
+        return EXIT_OK
+    out.write(f"{figures.events} events, {figures.entries} entries\n")
+    out.write("by status: " + ", ".join(f"{k} {v}" for k, v in figures.by_status.items()) + "\n")
+    out.write("by era:    " + ", ".join(f"{k} {v}" for k, v in figures.by_era.items()) + "\n")
+    spread = ", ".join(f"{n} attempt(s): {count}" for n, count in figures.attempts_per_entry.items())
+    out.write(f"attempts:  {figures.attempts} ({spread} entries)\n")
+    rate = "n/a" if figures.success_rate is None else f"{figures.success_rate:.1%}"
+    out.write(
+        f"success:   {rate} ({figures.ready_attempts} ready, {figures.failed_attempts} failed attempts)\n"
+    )
+    if figures.generation_seconds_median is not None and figures.generation_seconds_p95 is not None:
+        out.write(
+            f"generating -> ready: median {_duration_text(figures.generation_seconds_median)}, "
+            f"95th percentile {_duration_text(figures.generation_seconds_p95)}\n"
+        )
+    if figures.top_failures:
+        out.write("most frequent failures:\n")
+    for message, count in figures.top_failures:
+        out.write(f"  {count:>5} x {_cell(message, 90)}\n")
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    stop = threading.Event()
+
+    def projected(seq: int) -> None:
+        if args.verbose:
+            out.write(f"snapshot at event {seq}\n")
+            out.flush()
+
+    with _stop_on_signals(stop):
+        sys.stderr.write(f"{PROG}: watching {args.dir or default_directory()} (Ctrl-C to stop)\n")
+        sys.stderr.flush()
+        written = watch_view.watch(
+            args.dir, snapshot=args.snapshot, stop_event=stop, step=args.step, debounce=args.debounce,
+            on_project=projected,
+        )  # fmt: skip
+    sys.stderr.write(f"{PROG}: stopped after writing {written} snapshot(s)\n")
+    return EXIT_OK
+
+
+def _cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        done = watch_view.wait_for_seq(
+            args.dir, args.seq, snapshot=args.snapshot, timeout=args.timeout, stop_event=stop
+        )
+    if not done:
+        raise WaitTimeout(f"the snapshot does not include event {args.seq} yet")
+    out.write(f"the snapshot includes event {args.seq}\n")
     return EXIT_OK
 
 
@@ -466,6 +698,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except UsageError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return EXIT_USAGE
+    except WaitTimeout as exc:
+        err.write(f"{PROG}: {exc}\n")
+        return EXIT_PROBLEM
     except LedgerError as exc:
         err.write(f"{PROG}: error: {exc}\n")
         return _exit_code(exc)

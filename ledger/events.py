@@ -49,6 +49,7 @@ __all__ = (
     "encode_line",
     "format_ts",
     "line_hash",
+    "parse_time",
     "schema_documents",
     "utc_now",
     "validate_entry",
@@ -210,6 +211,21 @@ def format_ts(moment: dt.datetime) -> str:
     if moment.tzinfo is None:
         raise InvalidEntryError(f"timestamp {moment!r} has no time zone")
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | dt.datetime) -> str:
+    """A time given by a user (RFC 3339 / ISO 8601; no zone means UTC) in the log's ``ts`` form, so it
+    compares with event times as a string."""
+    if isinstance(text, dt.datetime):
+        moment = text
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidEntryError(f"{text!r} is not a time like 2026-11-24T09:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return format_ts(moment)
 
 
 def encode_line(event: EventType) -> bytes:

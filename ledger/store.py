@@ -42,6 +42,7 @@ from ledger.events import (
     encode_line,
     format_ts,
     line_hash,
+    parse_time,
     utc_now,
     validate_entry,
 )
@@ -54,6 +55,9 @@ from ledger.log import START, EventLog, Position, TornTail
 from projections import entries as entries_view
 from projections import files as files_view
 from projections import snapshot as snapshot_view
+from projections import stats as stats_view
+from projections import timeline as timeline_view
+from projections import watch as watch_view
 
 __all__ = (
     "FilesReport",
@@ -432,18 +436,83 @@ class Ledger:
 
     # -- history, rebuild, verify --------------------------------------------------------------------
 
-    def history(self, spot_id: str | None = None, era_id: str | None = None) -> Iterator[EventType]:
-        """Every event in log order, optionally only those of one spot, one era, or one entry."""
-        for _, event in self.history_lines(spot_id, era_id):
+    def history(
+        self,
+        spot_id: str | None = None,
+        era_id: str | None = None,
+        *,
+        since_seq: int | None = None,
+        since: str | dt.datetime | None = None,
+        until: str | dt.datetime | None = None,
+        status: str | None = None,
+        type: str | None = None,
+    ) -> Iterator[EventType]:
+        """Every event in log order, optionally only one spot's, one era's or one entry's; only events after
+        ``since_seq``; between the times ``since`` and ``until`` (both included); that leave an entry with
+        ``status``; or of event ``type`` (``pending`` ... ``imported``)."""
+        for _, event in self.history_lines(
+            spot_id, era_id, since_seq=since_seq, since=since, until=until, status=status, type=type
+        ):
             yield event
 
     def history_lines(
-        self, spot_id: str | None = None, era_id: str | None = None
+        self,
+        spot_id: str | None = None,
+        era_id: str | None = None,
+        *,
+        since_seq: int | None = None,
+        since: str | dt.datetime | None = None,
+        until: str | dt.datetime | None = None,
+        status: str | None = None,
+        type: str | None = None,
     ) -> Iterator[tuple[bytes, EventType]]:
         """Like :meth:`history`, with each event's line exactly as stored (newline excluded)."""
+        low = None if since is None else parse_time(since)
+        high = None if until is None else parse_time(until)
         for line, event in self._log.scan(START).records():
-            if (spot_id is None or event.spot_id == spot_id) and (era_id is None or event.era_id == era_id):
+            if high is not None and event.ts > high:
+                return  # times never go backwards: nothing later can match
+            if (
+                (spot_id is None or event.spot_id == spot_id)
+                and (era_id is None or event.era_id == era_id)
+                and (since_seq is None or event.seq > since_seq)
+                and (low is None or event.ts >= low)
+                and (status is None or event.new_status == status)
+                and (type is None or event.type == type)
+            ):
                 yield line, event
+
+    # -- other views of the same events ----------------------------------------------------------------
+
+    def entries_as_of(
+        self, *, seq: int | None = None, time: str | dt.datetime | None = None
+    ) -> list[VideoMetadata]:
+        """The entries as they stood after event ``seq`` and/or at ``time`` (events at exactly that seq or
+        time included): time travel through the log."""
+        if seq is None and time is None:
+            raise InvalidEntryError("give seq, time, or both")
+        entries = entries_view.as_of(
+            self._log.scan(START), seq=seq, ts=None if time is None else parse_time(time)
+        )
+        return [entries[key] for key in sorted(entries)]
+
+    def timeline(self, spot_id: str, era_id: str) -> timeline_view.Timeline:
+        """One entry's story: when it was queued, each attempt and how it ended, time to ready."""
+        key = _key(spot_id, era_id)
+        story = timeline_view.timeline(self._log.scan(START), *key)
+        if story.first is None:
+            raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
+        return story
+
+    def stats(self) -> stats_view.Stats:
+        """Entries per status and era, attempts, success rate, generation times, frequent failures: one
+        pass over the log in bounded memory."""
+        return stats_view.stats(self._log.scan(START))
+
+    def wait_for(self, seq: int, *, timeout: float | None = None) -> bool:
+        """Return ``True`` once the snapshot includes event ``seq`` (written by a ``video-ledger watch``
+        process or any inline writer); ``False`` after ``timeout`` seconds."""
+        return watch_view.wait_for_seq(self.directory, seq, snapshot=self.snapshot_path, timeout=timeout)
 
     def rebuild(self) -> RebuildReport:
         """Replay the whole log into a fresh snapshot (same bytes as the one kept current)."""

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 
-__all__ = ("Entries", "apply", "fold")
+__all__ = ("Entries", "apply", "as_of", "fold")
 
 Entries = dict[tuple[str, str], VideoMetadata]
 """The state of the entries view: each entry by ``(spotId, eraId)``."""
@@ -81,4 +81,17 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
     for event in events:
         key = (event.spot_id, event.era_id)
         entries[key] = apply(get(key), event)
+    return entries
+
+
+def as_of(events: Iterable[EventType], *, seq: int | None = None, ts: str | None = None) -> Entries:
+    """The entries as they stood after event ``seq`` and/or at time ``ts`` (events at exactly that seq or
+    time included). Stops reading at the first later event: the log is in seq order and time never goes
+    backwards in it."""
+    entries: Entries = {}
+    for event in events:
+        if (seq is not None and event.seq > seq) or (ts is not None and event.ts > ts):
+            break
+        key = (event.spot_id, event.era_id)
+        entries[key] = apply(entries.get(key), event)
     return entries

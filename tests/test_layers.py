@@ -23,6 +23,17 @@ ALLOWED = {
     "projections": set(),
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
+    "projections.timeline": {"ledger.events"},
+    "projections.stats": {"ledger.events", "projections", "projections.timeline"},
+    "projections.watch": BASE
+    | {
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.layout",
+        "ledger.log",
+        "projections",
+        "projections.snapshot",
+    },
     "ledger.pipeline": BASE | {"ledger.events", "ledger.store"},  # the store for type hints only
     "projections.snapshot": BASE
     | {"ledger.events", "ledger.fileops", "ledger.log", "projections", "projections.entries"},
@@ -39,6 +50,9 @@ ALLOWED = {
         "projections.entries",
         "projections.files",
         "projections.snapshot",
+        "projections.stats",
+        "projections.timeline",
+        "projections.watch",
     },
 }
 

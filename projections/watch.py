@@ -1,0 +1,185 @@
+"""The live side, on watchfiles: keep the snapshot current while other processes append, wait until an
+event is in the snapshot, and follow the log as it grows.
+
+All three react to file-system notifications on the ledger directory (inotify on Linux) and read only the
+new tail of the log. They also look again every ``idle_check_ms`` without a notification, which covers the
+moment before the watch is set up and any notification the kernel drops.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import watchfiles
+
+from ledger.errors import LedgerIOError
+from ledger.events import EventType
+from ledger.fileops import FileLock, FileOps
+from ledger.layout import CHECKPOINT_NAME, LOG_NAME, Layout
+from ledger.log import START, EventLog, Position
+from projections import snapshot as snapshot_view  # a module import: safe whichever is imported first
+
+__all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
+
+
+class StopEvent(Protocol):
+    """Anything with ``is_set()``, such as ``threading.Event``."""
+
+    def is_set(self) -> bool: ...
+
+
+def _only(name: str) -> Callable[[watchfiles.Change, str], bool]:
+    return lambda change, path: os.path.basename(path) == name
+
+
+def open_projector(
+    layout: Layout, *, ops: FileOps | None = None, follow_symlinks: bool = False
+) -> snapshot_view.Projector:
+    """A :class:`Projector` for the ledger at ``layout``, as the store builds it."""
+    ops = ops or FileOps()
+    log = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
+    lock = FileLock(ops, layout.snapshot_lock)
+    return snapshot_view.Projector(
+        log, layout.snapshot, layout.checkpoint, lock, follow_symlinks=follow_symlinks
+    )
+
+
+def _changes(
+    directory: Path, name: str, stop_event: StopEvent | None, *, debounce: int, step: int, idle_check_ms: int
+) -> Iterator[None]:
+    """Yield whenever ``name`` in ``directory`` changed, and at least every ``idle_check_ms``."""
+    for _ in watchfiles.watch(
+        directory,
+        watch_filter=_only(name),
+        debounce=debounce,
+        step=step,
+        stop_event=stop_event,
+        rust_timeout=idle_check_ms,
+        yield_on_timeout=True,
+        raise_interrupt=False,
+        recursive=False,
+    ):
+        yield
+
+
+def watch(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    snapshot: str | os.PathLike[str] | None = None,
+    stop_event: StopEvent | None = None,
+    debounce: int = 100,
+    step: int = 20,
+    idle_check_ms: int = 1000,
+    on_project: Callable[[int], None] | None = None,
+    follow_symlinks: bool = False,
+) -> int:
+    """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set.
+
+    Each notification that ``events.jsonl`` changed reads the new tail of the log (whole lines only: a line
+    still being written, or a torn tail left by a crashed writer, is not projected) and, if there are new
+    events, writes one snapshot for all of them by atomic rename. Several watchers, and inline writers,
+    may run at once: snapshots are written under the projection lock and only forward. ``step`` is how
+    long (ms) the log must stay quiet before a burst is projected; ``debounce`` caps how long a burst is
+    gathered. ``on_project(seq)`` is called after each snapshot. Returns the number of snapshots written.
+    """
+    layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
+    try:
+        layout.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
+    view = open_projector(layout, follow_symlinks=follow_symlinks)
+    written = 0
+
+    def project() -> None:
+        nonlocal written
+        if view.project():
+            written += 1
+            if on_project is not None:
+                on_project(view.pos.seq)
+
+    project()
+    for _ in _changes(
+        layout.directory, LOG_NAME, stop_event, debounce=debounce, step=step, idle_check_ms=idle_check_ms
+    ):
+        if stop_event is not None and stop_event.is_set():
+            break
+        project()
+    return written
+
+
+def wait_for_seq(
+    directory: str | os.PathLike[str] | None,
+    seq: int,
+    *,
+    snapshot: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    stop_event: StopEvent | None = None,
+) -> bool:
+    """Return ``True`` once the snapshot includes event ``seq`` (read-your-writes across processes when
+    writers defer projection), ``False`` if ``timeout`` seconds pass first."""
+    layout = Layout.of(directory, snapshot)
+    if not layout.directory.is_dir():
+        raise LedgerIOError(f"there is no ledger at {layout.directory}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def included() -> bool:
+        return snapshot_view.snapshot_is_current(
+            layout.snapshot, snapshot_view.read_checkpoint(layout.checkpoint), seq
+        )
+
+    if included():
+        return True
+    stop = stop_event or threading.Event()
+    for _ in _changes(layout.directory, CHECKPOINT_NAME, stop, debounce=50, step=5, idle_check_ms=100):
+        if included():
+            return True
+        if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            break
+    return included()
+
+
+def follow(
+    directory: str | os.PathLike[str] | None,
+    *,
+    since_seq: int | None = None,
+    stop_event: StopEvent | None = None,
+    on_caught_up: Callable[[int], None] | None = None,
+    idle_check_ms: int = 1000,
+) -> Iterator[tuple[bytes, EventType]]:
+    """Yield each event (with its stored line) as it is appended, like ``tail -f``.
+
+    Starts after the events already in the log, or after event ``since_seq`` (so a consumer can resume
+    where it stopped). ``on_caught_up(seq)`` is called once the existing events are behind it, before it
+    starts waiting. Runs until ``stop_event`` is set.
+    """
+    layout = Layout.of(directory)
+    if not layout.directory.is_dir():
+        raise LedgerIOError(f"there is no ledger at {layout.directory}")
+    log = EventLog(layout.log, FileOps())
+    if since_seq is None:
+        view = open_projector(layout)
+        view.refresh()  # from the checkpoint: no replay of the whole log
+        pos: Position = view.pos
+    else:
+        scan = log.scan(START)
+        for line, event in scan.records():
+            if event.seq > since_seq:
+                yield line, event
+        pos = scan.end
+    if on_caught_up is not None:
+        on_caught_up(pos.seq)
+    for _ in _changes(
+        layout.directory, LOG_NAME, stop_event, debounce=50, step=5, idle_check_ms=idle_check_ms
+    ):
+        if stop_event is not None and stop_event.is_set():
+            return
+        if log.size() == pos.offset:
+            continue
+        scan = log.scan(pos)
+        yield from scan.records()
+        pos = scan.end
