@@ -278,7 +278,10 @@ def _entry_args(p: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
     return Ledger(
-        args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, readonly=readonly
+        args.dir if args.dir is not None else default_directory(),
+        snapshot=args.snapshot,
+        readonly=readonly,
+        projection="deferred" if args.no_project else "inline",
     )
 
 

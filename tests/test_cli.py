@@ -15,7 +15,10 @@ from ledger.cli import _build_parser, main
 from .conftest import ROOT, files_state
 
 Run = Callable[..., tuple[int, str, str]]
-COMMANDS = ["set", "fail", "get", "list", "history", "rebuild", "verify"]
+COMMANDS = [
+    "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
+    "timeline", "snapshot", "stats", "watch", "wait",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)
