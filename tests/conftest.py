@@ -86,3 +86,32 @@ settings.register_profile(
     "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="run the crash, power-loss, fault and corruption suites at the size that produces the figures "
+        "in docs/guarantees.md (tens of minutes)",
+    )
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--long"))
+
+
+class Tally:
+    """Counters a suite reports at the end (printed with -s, collected into docs/guarantees.md)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def report(self) -> None:
+        print(f"\n[{self.name}] " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())))
