@@ -238,6 +238,7 @@ class Projector:
         """Bring the snapshot up to the end of the log unless it already is. Returns whether it wrote."""
         with self.lock.held():
             self.refresh()
+            self.remove_temp_files()
             checkpoint = read_checkpoint(self.checkpoint_path)
             if self.problem is None and snapshot_is_current(self.snapshot_path, checkpoint, self.pos.seq):
                 return False
@@ -264,12 +265,20 @@ class Projector:
                 differs = False  # missing: nothing to report
             if differs:
                 log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self.problem)
+        self.remove_temp_files()
         try:
-            remove_temp_files(self.ops, self.snapshot_path, self.checkpoint_path)
             write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, self.pos)
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
+
+    def remove_temp_files(self) -> None:
+        """Remove temp files a projector that died left. With the projection lock held: no other projector
+        is writing one."""
+        try:
+            remove_temp_files(self.ops, self.snapshot_path, self.checkpoint_path)
+        except OSError as exc:
+            raise io_error("clean up temp files beside", self.snapshot_path, exc) from None
 
     def refuse_symlinked_snapshot(self) -> None:
         if not self.follow_symlinks and self.snapshot_path.is_symlink():

@@ -10,9 +10,11 @@ changes nothing), and no temp files pile up. The long run (docs/guarantees.md) k
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,104 @@ def test_kill_while_setting_a_torn_tail_aside(tmp_path: Path) -> None:
     assert temp_leftovers(directory) == []
     aside = list(directory.glob("events.jsonl.torn-*"))
     assert [p.read_bytes() for p in aside] == [b'{"type":"gene'], "set aside exactly once"
+
+
+RANDOM_CHILD = """
+import sys, random
+from ledger import Ledger, VideoMetadata
+from tests.faults import KillAt
+from projections.entries import fold
+directory, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(seed)
+ops = KillAt(rng.choice(sys.argv[4].split(",")), rng.randint(1, 6)) if mode == "point" else None
+ledger = Ledger(directory, ops=ops, projection="deferred" if mode == "deferred" else "inline")
+if mode == "rebuild":
+    while True:
+        ledger.rebuild()
+state = {e.spot_id: e.status for e in ledger.get_all_video_metadata()}
+step = {None: "generating", "pending": "generating", "generating": "ready", "ready": "generating",
+        "failed": "pending"}
+for i in range(10_000):
+    spot = f"spot{rng.randrange(8)}"
+    status = step[state.get(spot)]
+    print("try", spot, status, flush=True)
+    entry = VideoMetadata(spot_id=spot, era_id="era", prompt="p", status=status,
+                          local_path="v.mp4" if status == "ready" else None)
+    ledger.set_video_metadata(entry)
+    state[spot] = status
+    print("ack", ledger.last_seq, spot, status, flush=True)
+"""
+
+WATCHER = [sys.executable, "-m", "ledger", "watch", "--step", "5"]
+
+
+def test_kills_at_random_moments(tmp_path: Path, long_run: bool) -> None:
+    """Writers (inline and deferred), watchers and rebuilds SIGKILLed at random moments or at a random
+    named point, again and again on the same ledger; after every kill the invariants hold."""
+    from .conftest import Tally
+
+    kills = 10_000 if long_run else 16
+    per_directory = 100
+    rng = random.Random("kills")
+    tally = Tally("process crash")
+    directory = tmp_path / "ledger-0"
+    known: list[tuple[str, str]] = []  # (spot, type) of the events in the log so far
+    for n in range(kills):
+        if n % per_directory == 0 and n:
+            directory, known = tmp_path / f"ledger-{n}", []
+        mode = rng.choice(["inline", "inline", "point", "deferred", "rebuild"])
+        child = [sys.executable, "-c", RANDOM_CHILD, str(directory), mode, str(rng.randrange(2**32))]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        procs = [subprocess.Popen([*child, ",".join(POINTS[1:])], cwd=ROOT, **pipes)]  # type: ignore[call-overload]
+        if mode == "deferred":  # a watcher projects meanwhile, and is killed too
+            procs.append(subprocess.Popen([*WATCHER[:3], "--dir", str(directory), *WATCHER[3:]], cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        time.sleep(rng.uniform(0.08, 0.4))
+        for proc in procs:
+            proc.kill()
+        out, _ = procs[0].communicate(timeout=30)
+        for proc in procs[1:]:
+            proc.communicate(timeout=30)
+        tally.add("kills", len(procs))
+        known = _check_after_random_kill(directory, out.splitlines(), known, tally)
+    _recover_and_verify(directory)
+    tally.report()
+    assert tally.counts["kills"] >= kills
+
+
+def _check_after_random_kill(
+    directory: Path, output: list[str], known: list[tuple[str, str]], tally: object
+) -> list[tuple[str, str]]:
+    from .conftest import Tally
+
+    assert isinstance(tally, Tally)
+    acked = [line.split()[1:] for line in output if line.startswith("ack")]
+    tried = [tuple(line.split()[1:]) for line in output if line.startswith("try")]
+    snapshot = directory / "generated-videos.json"
+    if snapshot.exists():
+        json.loads(snapshot.read_bytes())  # whole, even before recovery
+    if not (directory / "events.jsonl").exists():
+        assert not acked
+        return known
+    events = list(Ledger(directory, readonly=True).history())
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    got = [(e.spot_id, e.type) for e in events]
+    assert got[: len(known)] == known, "history changed under a crash"
+    assert got[len(known) :] == tried[: len(got) - len(known)], "nothing unsubmitted appears"
+    for seq, spot, status in acked:
+        assert got[int(seq) - 1] == (spot, status), f"acknowledged event {seq} lost"
+    tally.add("acknowledged events checked", len(acked))
+    _recover_and_verify(directory)
+    tally.add("recoveries")
+    return [(e.spot_id, e.type) for e in Ledger(directory, readonly=True).history()]
+
+
+def _recover_and_verify(directory: Path) -> None:
+    Ledger(directory).close()
+    recovered = files_state(directory)
+    Ledger(directory).close()
+    assert files_state(directory) == recovered, "recovery twice is recovery once"
+    report = Ledger(directory, readonly=True).verify()
+    assert report.ok, report
+    assert report.torn is None
+    assert temp_leftovers(directory) == []
