@@ -526,7 +526,9 @@ class Ledger:
         change, then the checkpoint and snapshot against it. Reports the first problem; changes nothing."""
         scan = self._log.scan(START, chain=True)
         checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
-        if checkpoint is not None and checkpoint.snapshot != str(self.snapshot_path.absolute()):
+        if checkpoint is not None and checkpoint.snapshot != snapshot_view.snapshot_ref(
+            self.snapshot_path, self.checkpoint_path
+        ):
             checkpoint = None
         entries: entries_view.Entries = {}
         snapshot_at_checkpoint = snapshot_view.encode_snapshot(entries) if checkpoint else None

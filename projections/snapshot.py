@@ -31,6 +31,7 @@ __all__ = (
     "read_checkpoint",
     "remove_temp_files",
     "snapshot_is_current",
+    "snapshot_ref",
     "write_snapshot",
 )
 
@@ -70,6 +71,13 @@ def encode_snapshot(entries: entries_view.Entries) -> bytes:
     return b"[\n" + body[1:-1].replace(b'},{"spotId"', b'},\n{"spotId"') + b"\n]\n"
 
 
+def snapshot_ref(snapshot: Path, checkpoint: Path) -> str:
+    """How a checkpoint names its snapshot: just the file name when both are in the ledger directory (so a
+    copied or moved ledger keeps its checkpoint), else the absolute path."""
+    snapshot, checkpoint = snapshot.absolute(), checkpoint.absolute()
+    return snapshot.name if snapshot.parent == checkpoint.parent else str(snapshot)
+
+
 def read_checkpoint(path: Path) -> Checkpoint | None:
     """The checkpoint at ``path``, or ``None`` if it is missing or unreadable (then nothing is trusted)."""
     try:
@@ -85,9 +93,10 @@ class SnapshotLoad(msgspec.Struct, frozen=True):
     problem: str | None = None
 
 
-def load_snapshot(path: Path, checkpoint: Checkpoint) -> SnapshotLoad:
-    """The entries in the snapshot at ``path`` if it is exactly the one ``checkpoint`` describes."""
-    if checkpoint.v != FORMAT_VERSION or checkpoint.snapshot != str(path.absolute()):
+def load_snapshot(path: Path, checkpoint: Checkpoint, ref: str) -> SnapshotLoad:
+    """The entries in the snapshot at ``path`` (named ``ref``) if it is exactly the one ``checkpoint``
+    describes."""
+    if checkpoint.v != FORMAT_VERSION or checkpoint.snapshot != ref:
         return SnapshotLoad(None, "the checkpoint describes another snapshot")
     try:
         data = path.read_bytes()
@@ -131,7 +140,7 @@ def write_snapshot(
         offset=position.offset,
         last_hash=position.last_hash,
         last_ts=position.last_ts,
-        snapshot=str(path.absolute()),
+        snapshot=snapshot_ref(path, checkpoint_path),
         snapshot_size=len(data),
         snapshot_sha256=hashlib.sha256(data).hexdigest(),
     )
@@ -141,10 +150,10 @@ def write_snapshot(
     return checkpoint
 
 
-def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int) -> bool:
+def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int, ref: str) -> bool:
     """Cheap check that the snapshot on disk already shows event ``seq``: its checkpoint is at or past it
     and the file has the recorded size."""
-    if checkpoint is None or checkpoint.seq < seq or checkpoint.snapshot != str(path.absolute()):
+    if checkpoint is None or checkpoint.seq < seq or checkpoint.snapshot != ref:
         return False
     try:
         return os.stat(path).st_size == checkpoint.snapshot_size
@@ -176,6 +185,7 @@ class Projector:
         self.checkpoint_path = checkpoint
         self.lock = lock
         self.follow_symlinks = follow_symlinks
+        self.ref = snapshot_ref(snapshot, checkpoint)
         self.entries: entries_view.Entries = {}
         self.pos = START
         self.problem: str | None = None
@@ -209,7 +219,7 @@ class Projector:
                 raise CorruptLogError(
                     self.log.path, checkpoint.seq, "the log does not match the snapshot's checkpoint"
                 )
-            loaded = load_snapshot(self.snapshot_path, checkpoint)
+            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref)
             if loaded.entries is not None:
                 self.entries, self.pos = loaded.entries, checkpoint.position
                 self.problem = None
@@ -240,7 +250,9 @@ class Projector:
             self.refresh()
             self.remove_temp_files()
             checkpoint = read_checkpoint(self.checkpoint_path)
-            if self.problem is None and snapshot_is_current(self.snapshot_path, checkpoint, self.pos.seq):
+            if self.problem is None and snapshot_is_current(
+                self.snapshot_path, checkpoint, self.pos.seq, self.ref
+            ):
                 return False
             self.write()
             return True

@@ -126,11 +126,11 @@ def wait_for_seq(
     if not layout.directory.is_dir():
         raise LedgerIOError(f"there is no ledger at {layout.directory}")
     deadline = None if timeout is None else time.monotonic() + timeout
+    ref = snapshot_view.snapshot_ref(layout.snapshot, layout.checkpoint)
 
     def included() -> bool:
-        return snapshot_view.snapshot_is_current(
-            layout.snapshot, snapshot_view.read_checkpoint(layout.checkpoint), seq
-        )
+        checkpoint = snapshot_view.read_checkpoint(layout.checkpoint)
+        return snapshot_view.snapshot_is_current(layout.snapshot, checkpoint, seq, ref)
 
     if included():
         return True
