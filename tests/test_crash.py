@@ -154,7 +154,7 @@ def test_kills_at_random_moments(tmp_path: Path, long_run: bool) -> None:
     from .conftest import Tally
 
     kills = 10_000 if long_run else 16
-    per_directory = 100
+    per_directory = 50
     rng = random.Random("kills")
     tally = Tally("process crash")
     directory = tmp_path / "ledger-0"
@@ -176,7 +176,8 @@ def test_kills_at_random_moments(tmp_path: Path, long_run: bool) -> None:
         for proc in procs[1:]:
             proc.communicate(timeout=30)
         tally.add("kills", len(procs))
-        known = _check_after_random_kill(directory, out.splitlines(), known, tally)
+        whole_lines = out.split("\n")[:-1]  # a line the kill cut short was never fully said
+        known = _check_after_random_kill(directory, whole_lines, known, tally)
     _recover_and_verify(directory)
     tally.report()
     assert tally.counts["kills"] >= kills
