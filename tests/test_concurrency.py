@@ -105,3 +105,104 @@ def test_threads_sharing_one_handle_and_threads_with_their_own(ledger_dir: Path)
         mine = [e.STATUS for e in events if e.spot_id == f"t{i}"]
         assert mine == ["generating", "ready"] * 15, "each thread's order is kept"
     assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+STRESS_WRITER = """
+import os, random, sys, threading
+from ledger import Ledger, VideoMetadata
+directory, me, per_thread, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+lock = threading.Lock()
+
+def work(t):
+    try:
+        ledger = Ledger(directory)  # a handle per thread, and one shared below
+        rng = random.Random(f"{me}-{t}")
+        for i in range(per_thread):
+            if i % 2 == 0:
+                size = rng.choice([1, 10, 300, 5000, 70_000])  # up to lines over 64 KiB
+            status = ("generating", "ready")[i % 2]
+            target = ledger if t % 2 else shared
+            target.set_video_metadata(VideoMetadata(
+                spot_id=f"{me}-t{t}", era_id="era", prompt="p" * size, status=status,
+                local_path="v.mp4" if status == "ready" else None))
+            with lock:
+                print(me, t, i, status, flush=True)
+    except BaseException as exc:
+        print("thread failed:", repr(exc), file=sys.stderr, flush=True)
+        os._exit(1)
+
+shared = Ledger(directory)
+workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+for w in workers: w.start()
+for w in workers: w.join()
+"""
+
+READER = """
+import json, sys, time
+from ledger import Ledger
+directory, until = sys.argv[1], time.time() + float(sys.argv[2])
+reads = 0
+while time.time() < until:
+    json.loads(open(directory + "/generated-videos.json", "rb").read())  # never a partial snapshot
+    Ledger(directory, readonly=True).get_all_video_metadata()
+    reads += 1
+print(reads)
+"""
+
+LOCK_HOLDER = """
+import sys
+from ledger import Ledger, VideoMetadata
+from tests.faults import KillAt
+ledger = Ledger(sys.argv[1], ops=KillAt("log.after_write"))  # dies holding the writer lock
+ledger.set_video_metadata(VideoMetadata(spot_id=f"doomed{sys.argv[2]}", era_id="era", prompt="p", status="pending"))
+"""
+
+
+def test_many_processes_threads_big_lines_readers_and_a_writer_killed_holding_the_lock(
+    ledger_dir: Path, long_run: bool
+) -> None:
+    import signal
+
+    from .conftest import Tally
+
+    Ledger(ledger_dir).close()
+    tally = Tally("concurrency")
+    for processes in [2, 4, 8, 16] if long_run else [2, 6]:
+        per_thread, threads = (40, 3) if long_run else (12, 2)
+        run = lambda code, *args: subprocess.Popen(  # noqa: E731
+            [sys.executable, "-c", code, str(ledger_dir), *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        readers = [run(READER, 3 if long_run else 1.5) for _ in range(2)]
+        holder = run(LOCK_HOLDER, processes)
+        writers = [run(STRESS_WRITER, f"p{processes}w{w}", per_thread, threads) for w in range(processes)]
+        said: list[str] = []
+        for proc in writers:
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err
+            said += out.splitlines()
+        holder.communicate(timeout=60)
+        assert holder.returncode == -signal.SIGKILL, "it died holding the lock, and the others went on"
+        for proc in readers:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            tally.add("snapshot reads", int(out))
+        tally.add("writes", len(said))
+        tally.add("processes", processes + 3)
+        events = list(Ledger(ledger_dir, readonly=True).history())
+        for w in range(processes):
+            for t in range(threads):
+                spot = f"p{processes}w{w}-t{t}"
+                mine = [e.type for e in events if e.spot_id == spot]
+                assert mine == ["generating", "ready"] * (per_thread // 2), (
+                    f"{spot}: each event once, in order"
+                )
+    Ledger(ledger_dir).close()  # recovery after the lock holder's death
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.torn is None, report
+    lines = (ledger_dir / "events.jsonl").read_bytes().splitlines()
+    assert max(len(line) for line in lines) > 64 * 1024
+    assert (ledger_dir / "generated-videos.json").read_bytes() == encode_snapshot(
+        fold(decode_event(line) for line in lines)
+    )
+    tally.report()

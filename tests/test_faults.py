@@ -159,3 +159,45 @@ def test_a_failed_directory_fsync_on_creation_is_reported(tmp_path: Path) -> Non
     with Ledger(tmp_path / "new") as ledger:  # the fault cleared
         ledger.set_video_metadata(entry())
     assert Ledger(tmp_path / "new", readonly=True).verify().ok
+
+
+EFBIG_CHILD = """
+import os, resource, signal, sys
+from ledger import Ledger, LedgerIOError, VideoMetadata
+directory = sys.argv[1]
+ledger = Ledger(directory)
+size = os.path.getsize(os.path.join(directory, "events.jsonl"))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so the kernel answers EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    ledger.set_video_metadata(VideoMetadata(spot_id="big", era_id="e", prompt="x" * 5000, status="pending"))
+    print("acknowledged")
+except LedgerIOError as exc:
+    print("refused", exc.errno, exc)
+"""
+
+
+@pytest.mark.parametrize("room", [0, 100], ids=["EFBIG", "short-write"])
+def test_file_size_limit_in_a_child_process(ledger_dir: Path, clock: FakeClock, room: int) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+    log_before = (ledger_dir / "events.jsonl").read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-c", EFBIG_CHILD, str(ledger_dir), str(room)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused"), result.stdout
+    if room == 0:
+        assert f"refused {errno.EFBIG} " in result.stdout
+    else:
+        assert "short write" in result.stdout
+    assert (ledger_dir / "events.jsonl").read_bytes() == log_before, "cut back to the last whole event"
+    with Ledger(ledger_dir, clock=clock) as ledger:  # the limit is gone: a new Ledger works
+        ledger.set_video_metadata(entry("big", "e", status="pending", prompt="x" * 5000))
+    assert Ledger(ledger_dir, readonly=True).verify().ok
