@@ -154,7 +154,8 @@ import sys
 from ledger import Ledger, VideoMetadata
 from tests.faults import KillAt
 ledger = Ledger(sys.argv[1], ops=KillAt("log.after_write"))  # dies holding the writer lock
-ledger.set_video_metadata(VideoMetadata(spot_id=f"doomed{sys.argv[2]}", era_id="e", prompt="p", status="pending"))
+doomed = VideoMetadata(spot_id=f"doomed{sys.argv[2]}", era_id="e", prompt="p", status="pending")
+ledger.set_video_metadata(doomed)
 """
 
 
