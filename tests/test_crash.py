@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger
+from ledger import Ledger, VideoMetadata
 
 from .conftest import ROOT, files_state
 from .faults import temp_leftovers
@@ -218,4 +218,28 @@ def _recover_and_verify(directory: Path) -> None:
     report = Ledger(directory, readonly=True).verify()
     assert report.ok, report
     assert report.torn is None
+    assert temp_leftovers(directory) == []
+
+
+REBUILD_CHILD = """
+import sys
+from ledger import Ledger, VideoMetadata
+from tests.faults import KillAt
+Ledger(sys.argv[1], ops=KillAt(sys.argv[2])).rebuild()
+"""
+
+
+@pytest.mark.parametrize("point", ["snapshot.temp_written", "checkpoint.temp_written"])
+def test_regression_a_rebuild_killed_mid_write_leaves_no_temp_file_behind(tmp_path: Path, point: str) -> None:
+    """Found by the random-kill suite: the snapshot stayed current, so nothing removed the dead rebuild's
+    temp file. Now every projection removes leftovers under the projection lock."""
+    directory = tmp_path / "ledger"
+    with Ledger(directory) as ledger:
+        ledger.set_video_metadata(VideoMetadata(spot_id="s", era_id="e", prompt="p", status="pending"))
+    result = subprocess.run(
+        [sys.executable, "-c", REBUILD_CHILD, str(directory), point], cwd=ROOT, timeout=60
+    )
+    assert result.returncode == -signal.SIGKILL
+    assert temp_leftovers(directory) != []
+    Ledger(directory).close()
     assert temp_leftovers(directory) == []
