@@ -175,6 +175,10 @@ def test_many_processes_threads_big_lines_readers_and_a_writer_killed_holding_th
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         readers = [run(READER, 3 if long_run else 1.5) for _ in range(2)]
+        projector = subprocess.Popen(  # a watcher projects too, beside the inline writers
+            [sys.executable, "-m", "ledger", "--dir", str(ledger_dir), "watch", "--step", "5"], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         holder = run(LOCK_HOLDER, processes)
         writers = [run(STRESS_WRITER, f"p{processes}w{w}", per_thread, threads) for w in range(processes)]
         said: list[str] = []
@@ -184,6 +188,9 @@ def test_many_processes_threads_big_lines_readers_and_a_writer_killed_holding_th
             said += out.splitlines()
         holder.communicate(timeout=60)
         assert holder.returncode == -signal.SIGKILL, "it died holding the lock, and the others went on"
+        projector.send_signal(signal.SIGTERM)
+        _, err = projector.communicate(timeout=60)
+        assert projector.returncode == 0, err
         for proc in readers:
             out, err = proc.communicate(timeout=60)
             assert proc.returncode == 0, err
