@@ -115,3 +115,8 @@ class Tally:
 
     def report(self) -> None:
         print(f"\n[{self.name}] " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--long", default=False):
+        settings.load_profile("long")  # the property suites run 2,000 examples each
