@@ -210,7 +210,7 @@ def format_ts(moment: dt.datetime) -> str:
     """RFC 3339, UTC, microsecond precision, ``Z`` suffix: ``2026-11-24T08:54:45.123456Z``."""
     if moment.tzinfo is None:
         raise InvalidEntryError(f"timestamp {moment!r} has no time zone")
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str | dt.datetime) -> str:

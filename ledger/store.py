@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -230,7 +230,14 @@ class Ledger:
         (nothing written), :class:`~ledger.errors.LedgerIOError` (not acknowledged).
         """
         desired = validate_entry(entry)
-        return self._write(desired.key, lambda current: lifecycle.plan_change(current, desired))
+        return self._write(desired.key, _plan_to(desired))
+
+    def set_many(self, entries: Iterable[VideoMetadata | Mapping[str, Any]]) -> list[VideoMetadata]:
+        """:meth:`set_video_metadata` for many entries at once: one lock, one write, one fsync, one
+        projection for all of them (bulk queueing, imports). Each change is checked against the state the
+        ones before it leave; if any is refused, nothing is written. Returns the entries as stored."""
+        desired = [validate_entry(e) for e in entries]
+        return [r for r in self._commit([(d.key, _plan_to(d)) for d in desired]) if r is not None]
 
     def mark_video_failed(self, spot_id: str, era_id: str, error: str) -> VideoMetadata:
         """Record that the running attempt for ``(spot_id, era_id)`` failed with ``error``."""
@@ -661,7 +668,9 @@ class Ledger:
         with self._mutex:
             with self._log.locked():
                 self._view.refresh(repair=True)
-                pos = self._view.pos
+                start = self._view.pos
+                ts = self._now(start.last_ts)  # one commit, one instant
+                seq, prev, offset = start.seq, start.last_hash, start.offset
                 staged: entries_view.Entries = {}
                 lines: list[bytes] = []
                 results: list[VideoMetadata | None] = []
@@ -671,29 +680,22 @@ class Ledger:
                     if change is None:
                         results.append(current)
                         continue
-                    event = change.cls(
-                        FORMAT_VERSION,
-                        pos.seq + 1,
-                        self._now(pos.last_ts),
-                        key[0],
-                        key[1],
-                        pos.last_hash,
-                        **change.fields,
-                    )
+                    seq += 1
+                    event = change.cls(FORMAT_VERSION, seq, ts, key[0], key[1], prev, **change.fields)
                     line = encode_line(event)
                     lines.append(line)
-                    pos = Position(pos.offset + len(line), event.seq, line_hash(line[:-1]), event.ts)
+                    prev, offset = line_hash(line[:-1]), offset + len(line)
                     staged[key] = entries_view.apply(current, event)
                     results.append(staged[key])
                 if lines:
                     try:
-                        self._log.append(b"".join(lines), self._view.pos.offset)
+                        self._log.append(b"".join(lines), start.offset)
                     except DurabilityError as exc:
                         self._unusable = str(exc)
                         raise
                     self._view.entries.update(staged)
-                    self._view.pos = pos
-                    self.last_seq = pos.seq
+                    self._view.pos = Position(offset, seq, prev, ts)
+                    self.last_seq = seq
             if self.projection == "deferred":
                 return results
             try:
@@ -702,11 +704,16 @@ class Ledger:
                 if not lines:
                     raise
                 raise SnapshotUpdateError(
-                    f"event {pos.seq} was recorded, but {exc}; retrying the call (it records nothing "
+                    f"event {seq} was recorded, but {exc}; retrying the call (it records nothing "
                     "more) or `video-ledger rebuild` brings the snapshot up to date",
-                    seq=pos.seq,
+                    seq=seq,
                 ) from None
             return results
+
+
+def _plan_to(desired: VideoMetadata) -> Plan:
+    """The plan that takes an entry, whatever it is then, to ``desired`` (or refuses to)."""
+    return lambda current: lifecycle.plan_change(current, desired)
 
 
 def _read_import(path: Path) -> bytes:

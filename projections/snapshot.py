@@ -230,9 +230,11 @@ class Projector:
     def refresh(self, *, repair: bool = False) -> None:
         """Read what was appended since the last look. With ``repair`` (only with the writer lock held) a
         torn tail is set aside."""
-        if not self._loaded or self.log.identity() != self._identity:
+        identity, size = self.log.stat()
+        if not self._loaded or identity != self._identity:
             self.load()
-        if self.log.size() == self.pos.offset:
+            size = self.log.size()
+        if size == self.pos.offset:
             return
         scan = self.log.scan(self.pos)
         try:

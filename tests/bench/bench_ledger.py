@@ -1,11 +1,14 @@
 """Benchmark: the ledger beside the physical limits and the alternatives, measured in one run.
 
-Each measurement runs ``--rounds`` times; rounds are interleaved (round 1 of everything, then round 2, ...)
-so that machine drift touches every measurement alike, and ``os.sync()`` runs before each one. The table
+Every measurement runs ``--rounds`` times; rounds are interleaved (round 1 of everything, then round 2, ...)
+so that machine drift touches every measurement alike, and ``os.sync()`` runs before each one. The report
 gives medians [min..max] and ratios of medians against references measured in the same run.
 
     python tests/bench/bench_ledger.py              # the size published in docs/performance.md
     python tests/bench/bench_ledger.py --tiny       # seconds; CI runs this to prove it still works
+    python tests/bench/bench_ledger.py --only append,set,replay
+
+Groups (``--only``): append, set, batch, concurrent, replay, tail, open, watch.
 """
 
 from __future__ import annotations
@@ -18,19 +21,24 @@ import platform
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from ledger import Ledger, VideoMetadata
-from ledger.events import Generating, Ready
+from ledger.events import GENESIS_HASH, Generating, Ready, encode_line, line_hash
 
 perf = time.perf_counter
-LINE = b'{"type":"generating","v":1,"seq":1,"ts":"2026-11-24T09:00:00.000000Z","spotId":"spot-00042",' + (
+ROOT = Path(__file__).resolve().parents[2]
+LINE = (
+    b'{"type":"generating","v":1,"seq":1,"ts":"2026-11-24T09:00:00.000000Z","spotId":"spot-00042",'
     b'"eraId":"era-07","prev":"'
     + b"0" * 64
     + b'","prompt":"A cinematic view of the spot","crc":"00000000"}\n'
@@ -38,7 +46,7 @@ LINE = b'{"type":"generating","v":1,"seq":1,"ts":"2026-11-24T09:00:00.000000Z","
 
 
 class Clock:
-    """A fast deterministic clock (the system clock costs as much as a syscall)."""
+    """A fast deterministic clock (reading the system clock costs as much as a syscall)."""
 
     def __init__(self) -> None:
         self.now = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
@@ -58,7 +66,11 @@ def entry(i: int, status: str) -> VideoMetadata:
     )
 
 
-# -- measurements: each returns (value, unit), higher is better unless the unit says ms ------------------
+def flip(status: str) -> str:
+    return "ready" if status == "generating" else "generating"
+
+
+# -- the references --------------------------------------------------------------------------------------
 
 
 def raw_fsync(tmp: Path, n: int) -> float:
@@ -72,11 +84,23 @@ def raw_fsync(tmp: Path, n: int) -> float:
     return n / elapsed
 
 
+def raw_batched(tmp: Path, n: int, batch: int) -> float:
+    fd = os.open(tmp / "raw.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    block = LINE * batch
+    start = perf()
+    for _ in range(n // batch):
+        os.write(fd, block)
+        os.fsync(fd)
+    elapsed = perf() - start
+    os.close(fd)
+    return n / elapsed
+
+
 def sqlite_full(tmp: Path, n: int) -> float:
     db = sqlite3.connect(tmp / "bench.db", isolation_level=None)
     db.execute("pragma journal_mode=wal")
     db.execute("pragma synchronous=full")
-    db.execute("create table events(id integer primary key, body text)")
+    db.execute("create table if not exists events(id integer primary key, body text)")
     body = LINE.decode()
     start = perf()
     for _ in range(n):
@@ -88,22 +112,26 @@ def sqlite_full(tmp: Path, n: int) -> float:
     return n / elapsed
 
 
-def _prefilled(tmp: Path, entries: int) -> Ledger:
-    ledger = Ledger(tmp / "ledger", clock=Clock())
-    for i in range(entries):
-        ledger.set_video_metadata(entry(i, "generating"))
-    return ledger
+def eventsourcing_save(tmp: Path, n: int) -> float | None:
+    try:
+        from eventsourcing.application import Application
+        from eventsourcing.domain import Aggregate, event
+    except ImportError:
+        return None
 
+    class Job(Aggregate):
+        @event("Changed")
+        def change(self, status: str) -> None:
+            self.status = status
 
-def ledger_set(tmp: Path, n: int, entries: int) -> float:
-    """set_video_metadata with the snapshot kept current, on a ledger of ``entries`` entries."""
-    ledger = _prefilled(tmp, entries)
+    app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp / "es.db")})
+    job = Job()
+    app.save(job)
     start = perf()
     for i in range(n):
-        ledger.set_video_metadata(entry(i % entries, ("ready", "generating")[(i // entries) % 2]))
-    elapsed = perf() - start
-    ledger.close()
-    return n / elapsed
+        job.change(status=str(i))
+        app.save(job)
+    return n / (perf() - start)
 
 
 def naive_rewrite(tmp: Path, n: int, entries: int) -> float:
@@ -127,70 +155,247 @@ def naive_rewrite(tmp: Path, n: int, entries: int) -> float:
     return n / (perf() - start)
 
 
-def _write_log(path: Path, events: int, entries: int) -> None:
-    """A valid log of ``events`` events over ``entries`` entries, written directly (fast)."""
-    from ledger.events import GENESIS_HASH, encode_line, line_hash
+# -- the ledger ------------------------------------------------------------------------------------------
 
+
+def write_log(path: Path, events: int, entries: int) -> None:
+    """A valid log of ``events`` events over ``entries`` entries (about 290 bytes a line), written fast."""
     prev = GENESIS_HASH
     with open(path, "wb") as f:
         for seq in range(1, events + 1):
             i = seq % entries
-            ts = f"2026-11-24T09:00:00.{seq % 1000000:06d}Z"
+            ts = f"2026-11-24T{9 + seq // 3_600_000_000:02d}:00:00.000000Z"
+            spot, era = f"spot-{i:05d}", f"era-{i % 10:02d}"
             if (seq // entries) % 2 == 0:
-                event: Generating | Ready = Generating(
-                    1,
-                    seq,
-                    ts,
-                    f"spot-{i:05d}",
-                    f"era-{i % 10:02d}",
-                    prev,
-                    prompt="A cinematic view, golden hour",
+                ev: Generating | Ready = Generating(
+                    1, seq, ts, spot, era, prev, prompt="A cinematic view, golden hour"
                 )
             else:
-                event = Ready(1, seq, ts, f"spot-{i:05d}", f"era-{i % 10:02d}", prev, local_path=f"v/{i}.mp4")
-            line = encode_line(event)
+                ev = Ready(1, seq, ts, spot, era, prev, local_path=f"videos/{spot}.mp4")
+            line = encode_line(ev)
             f.write(line)
             prev = line_hash(line[:-1])
 
 
-def rebuild(tmp: Path, log: Path) -> float:
-    directory = tmp / "rebuild"
-    directory.mkdir()
-    shutil.copy(log, directory / "events.jsonl")
-    ledger = Ledger(directory)  # opening replays the log once (no checkpoint yet)...
+def prefilled(directory: Path, entries: int, projection: str = "inline") -> Ledger:
+    ledger = Ledger(directory, clock=Clock(), projection="deferred")  # type: ignore[arg-type]
+    ledger.set_many([entry(i, "generating") for i in range(entries)])
+    ledger.rebuild()
+    ledger.close()
+    return Ledger(directory, clock=Clock(), projection=projection)  # type: ignore[arg-type]
+
+
+def ledger_appends(tmp: Path, n: int) -> float:
+    """Durable appends, one writer, writers only appending (deferred projection)."""
+    ledger = prefilled(tmp / "l", 100, "deferred")
     start = perf()
-    report = ledger.rebuild()  # ...and rebuild replays it again from scratch: this is timed
+    for i in range(n):
+        ledger.set_video_metadata(entry(i % 100, "ready" if (i // 100) % 2 == 0 else "generating"))
     elapsed = perf() - start
     ledger.close()
-    return report.events / elapsed
+    return n / elapsed
 
 
-def msgspec_floor(tmp: Path, log: Path) -> float:
-    """Stream the log, msgspec-decode every line into the event types and fold into a dict: the floor."""
+def ledger_set(tmp: Path, n: int, entries: int) -> float:
+    """set_video_metadata with the snapshot kept current on every write."""
+    ledger = prefilled(tmp / "l", entries)
+    start = perf()
+    for i in range(n):
+        ledger.set_video_metadata(entry(i % entries, "ready" if (i // entries) % 2 == 0 else "generating"))
+    elapsed = perf() - start
+    ledger.close()
+    return n / elapsed
+
+
+def ledger_batch(tmp: Path, n: int, batch: int) -> float:
+    ledger = prefilled(tmp / "l", batch, "deferred")
+    start = perf()
+    for r in range(n // batch):
+        ledger.set_many([entry(i, "ready" if r % 2 == 0 else "generating") for i in range(batch)])
+    elapsed = perf() - start
+    ledger.close()
+    return n / elapsed
+
+
+CONCURRENT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from ledger import Ledger, VideoMetadata
+    directory, me, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    ledger = Ledger(directory, projection="deferred")
+    while time.time() < go:
+        time.sleep(0.001)
+    for i in range(n):
+        status = ("generating", "ready")[i % 2]
+        ledger.set_video_metadata(VideoMetadata(spot_id=me, era_id="e", prompt="p", status=status,
+                                                local_path="v.mp4" if status == "ready" else None))
+    """
+)
+
+SQLITE_CHILD = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+    db.execute("pragma synchronous=full")
+    n, go, body = int(sys.argv[3]), float(sys.argv[4]), "x" * 280
+    while time.time() < go:
+        time.sleep(0.001)
+    for _ in range(n):
+        db.execute("begin immediate")
+        db.execute("insert into events(body) values (?)", (body,))
+        db.execute("commit")
+    """
+)
+
+
+def concurrent(tmp: Path, n: int, writers: int, kind: str) -> float:
+    """Aggregate events/s of ``writers`` processes writing ``n`` events each, from a common start."""
+    if kind == "ledger":
+        target, code = tmp / "l", CONCURRENT_CHILD
+        Ledger(target).close()
+    else:
+        target, code = tmp / "c.db", SQLITE_CHILD
+        db = sqlite3.connect(target)
+        db.execute("pragma journal_mode=wal")
+        db.execute("create table events(id integer primary key, body text)")
+        db.close()
+    go = time.time() + 1.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(target), f"w{w}", str(n), str(go)], cwd=ROOT)
+        for w in range(writers)
+    ]
+    for proc in procs:
+        proc.wait()
+    return writers * n / (time.time() - go)
+
+
+REPLAY_CHILD = textwrap.dedent(
+    """
+    import json, sys, time, shutil
+    from pathlib import Path
+    import msgspec
+    from ledger import Ledger
     from ledger.events import EventType
+    mode, log = sys.argv[1], Path(sys.argv[2])
+    def hwm():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    start = time.perf_counter()
+    if mode == "ledger":
+        directory = log.parent / "rebuild"
+        directory.mkdir()
+        (directory / "events.jsonl").symlink_to(log)
+        n = Ledger(directory, follow_symlinks=True, readonly=False, projection="deferred").rebuild().events
+    elif mode == "verify":
+        directory = log.parent / "verify"
+        directory.mkdir()
+        (directory / "events.jsonl").symlink_to(log)
+        n = Ledger(directory, follow_symlinks=True, readonly=True).verify().events
+    elif mode == "msgspec":
+        decoder = msgspec.json.Decoder(EventType)
+        state, n = {}, 0
+        with open(log, "rb", buffering=1 << 20) as f:
+            for line in f:
+                e = decoder.decode(line)
+                state[(e.spot_id, e.era_id)] = e
+                n += 1
+    else:
+        state, n = {}, 0
+        with open(log, encoding="utf-8") as f:
+            for line in f:
+                e = json.loads(line)
+                state[(e["spotId"], e["eraId"])] = e
+                n += 1
+    print(n / (time.perf_counter() - start), hwm())
+    """
+)
 
-    decoder = msgspec.json.Decoder(EventType)
-    state: dict[tuple[str, str], object] = {}
-    n = 0
-    start = perf()
-    with open(log, "rb", buffering=1 << 20) as f:
-        for line in f:
-            event = decoder.decode(line)
-            state[(event.spot_id, event.era_id)] = event
-            n += 1
-    return n / (perf() - start)
+
+def replay(tmp: Path, log: Path, mode: str) -> tuple[float, float]:
+    work = tmp / "work"
+    work.mkdir()
+    shutil.copy(log, work / "events.jsonl")
+    with open(work / "events.jsonl", "rb") as f:  # warm the page cache, as anchors.py does
+        while f.read(1 << 20):
+            pass
+    out = subprocess.run(
+        [sys.executable, "-c", REPLAY_CHILD, mode, str(work / "events.jsonl")], cwd=ROOT, capture_output=True,
+        text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return float(out[0]), float(out[1])
 
 
-def json_fold(tmp: Path, log: Path) -> float:
-    state: dict[tuple[str, str], object] = {}
-    n = 0
-    start = perf()
-    with open(log, encoding="utf-8") as f:
-        for line in f:
-            event = json.loads(line)
-            state[(event["spotId"], event["eraId"])] = event
-            n += 1
-    return n / (perf() - start)
+def tail_projection(tmp: Path, log: Path) -> float:
+    """ms to append one event and bring the snapshot current, on a ledger whose log is ``log``."""
+    directory = tmp / "l"
+    directory.mkdir()
+    shutil.copy(log, directory / "events.jsonl")
+    Ledger(directory, projection="deferred").rebuild()
+    ledger = Ledger(directory, clock=Clock())
+    times = []
+    for i in range(30):
+        t0 = perf()
+        ledger.set_video_metadata(entry(1_000_000 + i, "pending"))  # a new entry each time
+        times.append(perf() - t0)
+    return statistics.median(times) * 1000
+
+
+def open_and_read(tmp: Path, log: Path) -> float:
+    """ms to open a ledger with a current checkpoint and read one entry, in a fresh process."""
+    directory = tmp / "l"
+    directory.mkdir()
+    shutil.copy(log, directory / "events.jsonl")
+    Ledger(directory, projection="deferred").rebuild()
+    code = (
+        "import sys, time; from ledger import Ledger; t = time.perf_counter(); "
+        "e = Ledger(sys.argv[1], readonly=True).get_video_metadata('spot-00007', 'era-07'); "
+        "print((time.perf_counter() - t) * 1000)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(directory)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout)
+
+
+def watcher_latency(tmp: Path, n: int) -> tuple[float, float]:
+    directory = tmp / "l"
+    writer = Ledger(directory, projection="deferred", clock=Clock())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--dir", str(directory), "watch", "--step", "10"], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    proc.stderr.readline()
+    time.sleep(0.3)
+    checkpoint = directory / "checkpoint.json"
+    lat = []
+    for i in range(n):
+        writer.set_video_metadata(entry(i, "pending"))
+        seq = writer.last_seq
+        t0 = perf()
+        while True:
+            try:
+                if json.loads(checkpoint.read_bytes())["seq"] >= seq:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.001)
+        lat.append((perf() - t0) * 1000)
+        time.sleep(0.02)
+    proc.terminate()
+    proc.communicate()
+    lat.sort()
+    return statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+@dataclass
+class Case:
+    key: str
+    group: str
+    unit: str
+    run: Callable[[Path], float | tuple[float, float] | None]
+    second: str | None = None  # name of a second figure returned (peak memory, p99)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,60 +404,98 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, 1 round: proves the script works")
+    parser.add_argument("--only", default="", help="comma-separated groups")
     parser.add_argument("--tmp-dir", default=None)
     args = parser.parse_args(argv)
-    if args.tiny:
-        args.rounds = 1
-    n = 50 if args.tiny else 1000
-    e_small = 20 if args.tiny else 1000
-    log_events = 2000 if args.tiny else 200_000
+    tiny = args.tiny
+    rounds = 1 if tiny else args.rounds
+    groups = set(args.only.split(",")) if args.only else {
+        "append", "set", "batch", "concurrent", "replay", "tail", "open", "watch",
+    }  # fmt: skip
+    n = 40 if tiny else 1000
+    big_events, big_entries = (3000, 100) if tiny else (1_000_000, 10_000)
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=args.tmp_dir))
-    log = scratch / "events.jsonl"
-    _write_log(log, log_events, max(10, log_events // 100))
-
-    cases: dict[str, tuple[Callable[[Path], float], str]] = {
-        "append.raw_fsync": (lambda t: raw_fsync(t, n), "appends/s"),
-        "append.sqlite_full": (lambda t: sqlite_full(t, n), "events/s"),
-        f"set.ledger.E{e_small}": (lambda t: ledger_set(t, n, e_small), "sets/s"),
-        f"set.naive.E{e_small}": (lambda t: naive_rewrite(t, max(10, n // 10), e_small), "updates/s"),
-        "replay.msgspec_floor": (lambda t: msgspec_floor(t, log), "events/s"),
-        "replay.json_fold": (lambda t: json_fold(t, log), "events/s"),
-        "replay.ledger_rebuild": (lambda t: rebuild(t, log), "events/s"),
-    }
-    samples: dict[str, list[float]] = {k: [] for k in cases}
-    for r in range(args.rounds):
-        for key, (run, unit) in cases.items():
-            tmp = scratch / f"{key}-{r}"
+    big_log, small_log = scratch / "big.jsonl", scratch / "small.jsonl"
+    if groups & {"replay", "tail", "open"}:
+        print(f"writing a {big_events:,}-event log ...", file=sys.stderr, flush=True)
+        write_log(big_log, big_events, big_entries)
+        write_log(small_log, 1000 if not tiny else 200, min(1000, big_entries))
+    sizes = [100] if tiny else [1000, 10_000]
+    cases = [
+        Case("append.raw_fsync", "append", "appends/s", lambda t: raw_fsync(t, n)),
+        Case("append.sqlite_full", "append", "events/s", lambda t: sqlite_full(t, n)),
+        Case("append.eventsourcing", "append", "events/s", lambda t: eventsourcing_save(t, n)),
+        Case("append.ledger_deferred", "append", "events/s", lambda t: ledger_appends(t, n)),
+        *[Case(f"set.ledger.E{e}", "set", "sets/s", lambda t, e=e: ledger_set(t, max(20, n // 5), e)) for e in sizes],
+        *[Case(f"set.naive.E{e}", "set", "updates/s", lambda t, e=e: naive_rewrite(t, 10 if e > 1000 else 40, e)) for e in sizes],
+        Case("batch.raw_fsync_1000", "batch", "lines/s", lambda t: raw_batched(t, 20_000, 1000)),
+        Case("batch.ledger_1000", "batch", "events/s", lambda t: ledger_batch(t, 4000 if tiny else 20_000, 1000)),
+        *[
+            Case(f"concurrent.{kind}.{w}", "concurrent", "events/s", lambda t, w=w, kind=kind: concurrent(t, 30 if tiny else 300, w, kind))
+            for kind in ("ledger", "sqlite")
+            for w in (1, 2, 4, 8)
+        ],
+        Case("replay.msgspec_floor", "replay", "events/s", lambda t: replay(t, big_log, "msgspec"), "peak MiB"),
+        Case("replay.json_fold", "replay", "events/s", lambda t: replay(t, big_log, "json"), "peak MiB"),
+        Case("replay.ledger_rebuild", "replay", "events/s", lambda t: replay(t, big_log, "ledger"), "peak MiB"),
+        Case("replay.ledger_verify", "replay", "events/s", lambda t: replay(t, big_log, "verify"), "peak MiB"),
+        Case("tail.one_event_big_log", "tail", "ms", lambda t: tail_projection(t, big_log)),
+        Case("tail.one_event_small_log", "tail", "ms", lambda t: tail_projection(t, small_log)),
+        Case("open.read_one_big_log", "open", "ms", lambda t: open_and_read(t, big_log)),
+        Case("watch.latency", "watch", "ms (median)", lambda t: watcher_latency(t, 20 if tiny else 100), "p99 ms"),
+    ]  # fmt: skip
+    cases = [c for c in cases if c.group in groups]
+    samples: dict[str, list[float]] = {c.key: [] for c in cases}
+    seconds: dict[str, list[float]] = {c.key: [] for c in cases}
+    for r in range(rounds):
+        for case in cases:
+            tmp = scratch / f"{case.key}-{r}"
             tmp.mkdir()
             os.sync()
-            value = run(tmp)
-            samples[key].append(value)
+            value = case.run(tmp)
             shutil.rmtree(tmp)
-            print(f"round {r + 1} {key} {value:,.0f} {unit}", file=sys.stderr, flush=True)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value, other = value
+                seconds[case.key].append(other)
+            samples[case.key].append(value)
+            print(f"round {r + 1} {case.key} {value:,.1f} {case.unit}", file=sys.stderr, flush=True)
     shutil.rmtree(scratch)
-
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = {k: statistics.median(v) for k, v in samples.items() if v}
     print(
-        f"machine: {platform.node()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
-        f"msgspec {msgspec.__version__}; {args.rounds} rounds; log {log_events:,} events"
+        f"machine: {platform.node()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
+        f"msgspec {msgspec.__version__}; {rounds} rounds; big log {big_events:,} events / {big_entries:,} entries"
     )
     print("\n| measurement | median | min..max | unit |\n|---|---|---|---|")
-    for key, (_, unit) in cases.items():
-        print(f"| `{key}` | {med[key]:,.0f} | {min(samples[key]):,.0f}..{max(samples[key]):,.0f} | {unit} |")
+    for case in cases:
+        v = samples[case.key]
+        if not v:
+            print(f"| `{case.key}` | n/a | | {case.unit} |")
+            continue
+        print(f"| `{case.key}` | {med[case.key]:,.1f} | {min(v):,.1f}..{max(v):,.1f} | {case.unit} |")
+        if seconds[case.key]:
+            s = seconds[case.key]
+            print(
+                f"| `{case.key}` ({case.second}) | {statistics.median(s):,.1f} | {min(s):,.1f}..{max(s):,.1f} | {case.second} |"
+            )
     ratios = [
-        (
-            "ledger set (snapshot kept current) / raw write+fsync",
-            f"set.ledger.E{e_small}",
-            "append.raw_fsync",
-        ),
-        ("ledger set / SQLite FULL", f"set.ledger.E{e_small}", "append.sqlite_full"),
-        (f"ledger set / naive rewrite, {e_small} entries", f"set.ledger.E{e_small}", f"set.naive.E{e_small}"),
-        ("ledger rebuild / msgspec streaming floor", "replay.ledger_rebuild", "replay.msgspec_floor"),
-        ("ledger rebuild / stdlib json fold", "replay.ledger_rebuild", "replay.json_fold"),
-    ]
-    print("\n| ratio (medians, same run) | value |\n|---|---|")
-    for label, a, b in ratios:
-        print(f"| {label} | {med[a] / med[b]:.2f} |")
+        ("appends (deferred) / raw write+fsync", "append.ledger_deferred", "append.raw_fsync", "≥ 0.85"),
+        ("appends (deferred) / SQLite FULL", "append.ledger_deferred", "append.sqlite_full", ""),
+        ("appends (deferred) / eventsourcing", "append.ledger_deferred", "append.eventsourcing", "≥ 2"),
+        *[(f"set / naive rewrite, {e:,} entries", f"set.ledger.E{e}", f"set.naive.E{e}", "≥ 5 at 10,000") for e in sizes],
+        ("batch of 1,000 / raw batched fsync", "batch.ledger_1000", "batch.raw_fsync_1000", "≥ 0.3"),
+        ("4 writer processes / 1", "concurrent.ledger.4", "concurrent.ledger.1", "≥ 2"),
+        ("4 writer processes / SQLite FULL, 4 processes", "concurrent.ledger.4", "concurrent.sqlite.4", "≥ 2"),
+        ("rebuild / msgspec streaming floor", "replay.ledger_rebuild", "replay.msgspec_floor", "≥ 0.7"),
+        ("rebuild / stdlib json fold", "replay.ledger_rebuild", "replay.json_fold", "≥ 3"),
+        ("verify / msgspec streaming floor", "replay.ledger_verify", "replay.msgspec_floor", "≥ 0.4"),
+        ("one-event projection, big log / small log", "tail.one_event_big_log", "tail.one_event_small_log", "≤ 1.2"),
+    ]  # fmt: skip
+    print("\n| ratio of medians (same run) | value | target |\n|---|---|---|")
+    for label, a, b, target in ratios:
+        if a in med and b in med:
+            print(f"| {label} | {med[a] / med[b]:.2f} | {target} |")
     return 0
 
 
