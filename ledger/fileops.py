@@ -14,12 +14,13 @@ import fcntl
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.errors import io_error
 
-__all__ = ("TEMP_MARK", "FileLock", "FileOps", "atomic_write", "temp_files")
+__all__ = ("TEMP_MARK", "FileLock", "FileOps", "OwnedFd", "atomic_write", "temp_files")
 
 TEMP_MARK = ".tmp-"
 """Temp files are named ``<target name>.tmp-<random>`` in the target's directory."""
@@ -85,6 +86,30 @@ class FileOps:
             done += written
 
 
+class OwnedFd:
+    """A file descriptor that belongs to one object and is closed when that object is garbage-collected
+    (``weakref.finalize``), so a handle that is never closed does not leak it. After a fork the child
+    forgets the parent's descriptor instead of sharing it (and, for a lock, the lock)."""
+
+    __slots__ = ("fd", "pid")
+
+    def __init__(self, owner: object) -> None:
+        self.fd: int | None = None
+        self.pid = os.getpid()
+        weakref.finalize(owner, self.close)
+
+    def get(self) -> int | None:
+        if self.pid != os.getpid():
+            self.fd, self.pid = None, os.getpid()
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd is not None and self.pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd = None
+
+
 class FileLock:
     """An exclusive ``flock`` on a lock file, also exclusive between threads of one process.
 
@@ -96,30 +121,28 @@ class FileLock:
     def __init__(self, ops: FileOps, path: Path) -> None:
         self.ops = ops
         self.path = path
-        self._fd: int | None = None
-        self._pid = os.getpid()
+        self._fd = OwnedFd(self)
         self._mutex = threading.Lock()
 
     def acquire(self) -> None:
         """Block until the lock is held. Raises ``LedgerIOError`` if the lock file cannot be opened."""
         self._mutex.acquire()
         try:
-            if self._pid != os.getpid():
-                self._fd, self._pid = None, os.getpid()
-            if self._fd is None:
+            fd = self._fd.get()
+            if fd is None:
                 try:
-                    self._fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+                    fd = self._fd.fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
                 except OSError as exc:
                     raise io_error("open the lock file", self.path, exc) from None
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
             self._mutex.release()
             raise
 
     def release(self) -> None:
-        assert self._fd is not None
+        assert self._fd.fd is not None
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(self._fd.fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
 
@@ -133,10 +156,7 @@ class FileLock:
 
     def close(self) -> None:
         with self._mutex:
-            if self._fd is not None and self._pid == os.getpid():
-                with contextlib.suppress(OSError):
-                    self.ops.close(self._fd)
-            self._fd = None
+            self._fd.close()
 
 
 def temp_files(target: Path) -> list[Path]:

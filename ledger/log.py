@@ -35,7 +35,7 @@ from ledger.events import (
     decode_event,
     line_hash,
 )
-from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write
+from ledger.fileops import TEMP_MARK, FileLock, FileOps, OwnedFd, atomic_write
 
 __all__ = ("START", "EventLog", "Position", "Scan", "TornTail")
 
@@ -189,9 +189,8 @@ class EventLog:
         self.lock_path = path.with_name(path.name + ".lock")
         self.ops = ops
         self.nofollow = 0 if follow_symlinks else _NOFOLLOW
-        self._fd: int | None = None
+        self._fd = OwnedFd(self)
         self._lock = FileLock(ops, self.lock_path)
-        self._pid = os.getpid()
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -238,11 +237,6 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def _after_fork(self) -> None:
-        # A forked child shares its parent's open file descriptions: it opens its own.
-        if self._pid != os.getpid():
-            self._fd, self._pid = None, os.getpid()
-
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the exclusive writer lock (``flock`` on ``events.jsonl.lock``); freed if the holder dies."""
         return self._lock.held()
@@ -267,13 +261,13 @@ class EventLog:
         return True
 
     def _append_fd(self) -> int:
-        self._after_fork()
-        if self._fd is None:
+        fd = self._fd.get()
+        if fd is None:
             try:
-                self._fd = self.ops.open(self.path, os.O_WRONLY | os.O_APPEND | self.nofollow)
+                fd = self._fd.fd = self.ops.open(self.path, os.O_WRONLY | os.O_APPEND | self.nofollow)
             except OSError as exc:
                 raise io_error("open for appending", self.path, exc) from None
-        return self._fd
+        return fd
 
     def append(self, data: bytes, end: int) -> None:
         """Append whole lines ``data`` at ``end`` (the current size): one write, then fsync. Under the lock.
@@ -350,8 +344,5 @@ class EventLog:
         return aside
 
     def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            with contextlib.suppress(OSError):
-                self.ops.close(self._fd)
-        self._fd = None
+        self._fd.close()
         self._lock.close()

@@ -275,3 +275,22 @@ def test_files_are_created_with_the_process_umask(ledger_dir: Path, clock: FakeC
         os.umask(old)
     for path in ledger_dir.iterdir():
         assert path.stat().st_mode & 0o007 == 0, f"{path.name} is accessible to others"
+
+
+def test_regression_handles_that_are_never_closed_do_not_leak_descriptors(
+    ledger_dir: Path, clock: FakeClock
+) -> None:
+    """Found by the long property run (EMFILE after thousands of unclosed handles): a handle's file
+    descriptors are closed when it is garbage-collected."""
+    import gc
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    Ledger(ledger_dir, clock=clock).set_video_metadata(entry(status="generating"))
+    gc.collect()
+    before = open_fds()
+    for i in range(300):
+        Ledger(ledger_dir, clock=clock).set_video_metadata(entry(f"s{i}", "e", status="pending"))
+    gc.collect()
+    assert open_fds() <= before + 3
