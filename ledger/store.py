@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 import msgspec
 
@@ -84,6 +85,16 @@ log = logging.getLogger("ledger")
 
 Plan = Callable[[VideoMetadata | None], lifecycle.Change | None]
 """Given an entry's current state (``None`` if new), the change to record, or ``None`` for nothing."""
+
+
+class HistoryFilters(TypedDict, total=False):
+    """The filters of :meth:`Ledger.history` besides the entry."""
+
+    since_seq: int | None
+    since: str | dt.datetime | None
+    until: str | dt.datetime | None
+    status: str | None
+    type: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +370,7 @@ class Ledger:
                     raise InvalidEntryError("createdAt is missing")
                 for stamp in (entry.created_at, entry.completed_at):
                     if stamp is not None:
-                        _parse_ts(stamp)
+                        parse_time(stamp)
             except InvalidEntryError as exc:
                 raise InvalidEntryError(f"entry {index}: {exc}") from None
             entries.append(entry)
@@ -444,23 +455,12 @@ class Ledger:
     # -- history, rebuild, verify --------------------------------------------------------------------
 
     def history(
-        self,
-        spot_id: str | None = None,
-        era_id: str | None = None,
-        *,
-        since_seq: int | None = None,
-        since: str | dt.datetime | None = None,
-        until: str | dt.datetime | None = None,
-        status: str | None = None,
-        type: str | None = None,
+        self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryFilters]
     ) -> Iterator[EventType]:
-        """Every event in log order, optionally only one spot's, one era's or one entry's; only events after
-        ``since_seq``; between the times ``since`` and ``until`` (both included); that leave an entry with
-        ``status``; or of event ``type`` (``pending`` ... ``imported``)."""
-        for _, event in self.history_lines(
-            spot_id, era_id, since_seq=since_seq, since=since, until=until, status=status, type=type
-        ):
-            yield event
+        """Every event in log order, optionally only one spot's, one era's or one entry's, and only those
+        that pass ``filters``: after event ``since_seq``; between the times ``since`` and ``until`` (both
+        included); that leave an entry with ``status``; of event ``type`` (``pending`` ... ``imported``)."""
+        return map(operator.itemgetter(1), self.history_lines(spot_id, era_id, **filters))
 
     def history_lines(
         self,
@@ -721,13 +721,6 @@ def _read_import(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise io_error("read", path, exc) from None
-
-
-def _parse_ts(stamp: str) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(stamp)
-    except ValueError:
-        raise InvalidEntryError(f"{stamp!r} is not an RFC 3339 timestamp") from None
 
 
 def _human(span: dt.timedelta) -> str:

@@ -267,7 +267,7 @@ def _snake(camel: str) -> str:
 @pytest.mark.parametrize(("index", "change", "message"), [
     (2, {"status": "done"}, r"entry 2: invalid entry: .*\$\.status"),
     (1, {"createdAt": None}, "entry 1: createdAt is missing"),
-    (3, {"createdAt": "yesterday"}, "entry 3: 'yesterday' is not an RFC 3339 timestamp"),
+    (3, {"createdAt": "yesterday"}, "entry 3: 'yesterday' is not a time like"),
     (0, {"localPath": None}, "entry 0: colosseum/rome-80ad: a ready entry needs localPath"),
 ])  # fmt: skip
 def test_an_invalid_legacy_entry_is_named_by_index_and_nothing_is_imported(
