@@ -10,7 +10,9 @@ detected (the digests disagree) and the snapshot is then rebuilt from the log ra
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import operator
 import os
 from pathlib import Path
 
@@ -161,6 +163,39 @@ def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int, ref
         return False
 
 
+class SnapshotEncoder:
+    """:func:`encode_snapshot`, the same bytes, re-encoding only the entries that changed since the last call.
+
+    Entries are immutable values that the fold replaces when they change, so an entry still holding the
+    same object is still encoded the same; finding the changed ones is a C-level identity comparison. Keys
+    are only ever added, so the sorted order is redone only when the number of entries grows. On 10,000
+    entries this is several times faster than encoding them all.
+    """
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[str, str]] = []
+        self._values: list[VideoMetadata] = []
+        self._chunks: list[bytes] = []
+
+    def encode(self, entries: entries_view.Entries) -> bytes:
+        if not entries:
+            return b"[]\n"
+        encode = _encoder.encode
+        if len(self._keys) != len(entries):  # keys are only ever added: a new one changes the count
+            self._keys = sorted(entries)
+            self._values = [entries[key] for key in self._keys]
+            self._chunks = [b",\n" + encode(value) for value in self._values]
+            self._chunks[0] = self._chunks[0][2:]
+        else:
+            values = list(map(entries.__getitem__, self._keys))
+            chunks = self._chunks
+            for i in itertools.compress(range(len(values)), map(operator.is_not, values, self._values)):
+                chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
+            self._values = values
+        # each chunk but the first carries its separator, so the whole file is built with one copy
+        return b"".join([b"[\n", *self._chunks, b"\n]\n"])
+
+
 class Projector:
     """Keeps the entries view of one log, and the snapshot file of it, up to date.
 
@@ -190,6 +225,7 @@ class Projector:
         self.pos = START
         self.problem: str | None = None
         """Why the snapshot on disk cannot be trusted, if it cannot (it is then rewritten)."""
+        self._cache = SnapshotEncoder()
         self._identity: tuple[int, int] | None = None
         self._loaded = False
 
@@ -202,6 +238,7 @@ class Projector:
         """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
         start of the log (by the next :meth:`refresh`)."""
         self.entries, self.pos, self._loaded = {}, START, False
+        self._cache = SnapshotEncoder()
         self._identity = self.log.identity()
         checkpoint = read_checkpoint(self.checkpoint_path)
         if checkpoint is None:
@@ -263,7 +300,7 @@ class Projector:
         """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
         with self.lock.held():
             scan = self.log.scan(START)
-            self.entries = entries_view.fold(scan)
+            self.entries, self._cache = entries_view.fold(scan), SnapshotEncoder()
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
             self.write()
             return scan
@@ -271,7 +308,7 @@ class Projector:
     def write(self) -> None:
         """Write the snapshot of the current state and its checkpoint. Call with the projection lock held."""
         self.refuse_symlinked_snapshot()
-        data = encode_snapshot(self.entries)
+        data = self._cache.encode(self.entries)
         if self.problem is not None:
             try:
                 differs = self.snapshot_path.read_bytes() != data

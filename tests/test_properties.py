@@ -99,3 +99,17 @@ def test_entries_round_trip_through_the_snapshot_format() -> None:
     )
     data = encode_snapshot({item.key: item})
     assert msgspec.json.decode(data, type=list[VideoMetadata]) == [item]
+
+
+@given(changes)
+def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list) -> None:  # type: ignore[type-arg]
+    from projections.entries import apply
+    from projections.snapshot import SnapshotEncoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        events = list(_apply_all(Path(tmp), steps).history())
+    encoder = SnapshotEncoder()
+    state: dict[tuple[str, str], VideoMetadata] = {}
+    for event in events:
+        state[event.key] = apply(state.get(event.key), event)
+        assert encoder.encode(state) == encode_snapshot(state)
