@@ -273,7 +273,7 @@ class EventLog:
         """Append whole lines ``data`` at ``end`` (the current size): one write, then fsync. Under the lock.
 
         On a failed or short write the file is cut back to ``end`` and :class:`LedgerIOError` is raised. On a
-        failed fsync the lines are cut back too (so no reader sees an unacknowledged event) and
+        failed fsync the lines are cut back too (so no reader finds the unacknowledged event afterwards) and
         :class:`DurabilityError` is raised; the caller must stop writing through this handle.
         """
         fd = self._append_fd()
