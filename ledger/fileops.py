@@ -111,11 +111,13 @@ class OwnedFd:
 
 
 class FileLock:
-    """An exclusive ``flock`` on a lock file, also exclusive between threads of one process.
+    """An ``flock`` on a lock file, exclusive (writers) or shared (readers), and a mutex between the threads
+    of one process.
 
     ``flock`` locks belong to an open file description, so the kernel frees them when the holder dies
     (even by SIGKILL), and two handles in one process exclude each other. A forked child reopens the file
-    rather than share its parent's description (and so its lock).
+    rather than share its parent's description (and so its lock). A shared lock needs no write access: where
+    the lock file does not exist (no writer has ever run) or cannot be opened, it is taken as held.
     """
 
     def __init__(self, ops: FileOps, path: Path) -> None:
@@ -124,31 +126,38 @@ class FileLock:
         self._fd = OwnedFd(self)
         self._mutex = threading.Lock()
 
-    def acquire(self) -> None:
-        """Block until the lock is held. Raises ``LedgerIOError`` if the lock file cannot be opened."""
+    def acquire(self, *, shared: bool = False) -> None:
+        """Block until the lock is held. Raises ``LedgerIOError`` if an exclusive lock's file cannot be
+        opened."""
         self._mutex.acquire()
         try:
             fd = self._fd.get()
             if fd is None:
                 try:
-                    fd = self._fd.fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+                    if shared:
+                        fd = self.ops.open(self.path, os.O_RDONLY | _NOFOLLOW)
+                    else:
+                        fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
                 except OSError as exc:
+                    if shared:
+                        return  # nobody can be writing through a lock file we cannot open
                     raise io_error("open the lock file", self.path, exc) from None
-            fcntl.flock(fd, fcntl.LOCK_EX)
+                self._fd.fd = fd
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         except BaseException:
             self._mutex.release()
             raise
 
     def release(self) -> None:
-        assert self._fd.fd is not None
         try:
-            fcntl.flock(self._fd.fd, fcntl.LOCK_UN)
+            if self._fd.fd is not None:
+                fcntl.flock(self._fd.fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        self.acquire()
+    def held(self, *, shared: bool = False) -> Iterator[None]:
+        self.acquire(shared=shared)
         try:
             yield
         finally:

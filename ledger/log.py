@@ -237,9 +237,11 @@ class EventLog:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def locked(self) -> contextlib.AbstractContextManager[None]:
-        """Hold the exclusive writer lock (``flock`` on ``events.jsonl.lock``); freed if the holder dies."""
-        return self._lock.held()
+    def locked(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Hold the writer lock (``flock`` on ``events.jsonl.lock``), freed if the holder dies. Shared, it
+        keeps writers out while the end of the log is read, so a reader never takes in a line that is
+        written but not yet fsynced."""
+        return self._lock.held(shared=shared)
 
     def create(self) -> bool:
         """Create an empty log (file and directory entry fsynced) if there is none. Under the lock."""

@@ -265,14 +265,22 @@ class Projector:
         self._loaded = True
 
     def refresh(self, *, repair: bool = False) -> None:
-        """Read what was appended since the last look. With ``repair`` (only with the writer lock held) a
-        torn tail is set aside."""
+        """Read what was appended since the last look. ``repair`` means the caller holds the writer lock: a
+        torn tail is set aside. Otherwise the new tail is read under the shared lock, so only events whose
+        fsync is done are taken in."""
         identity, size = self.log.stat()
         if not self._loaded or identity != self._identity:
             self.load()
             size = self.log.size()
         if size == self.pos.offset:
             return
+        if repair:
+            self._read_tail(repair=True)
+        else:
+            with self.log.locked(shared=True):
+                self._read_tail(repair=False)
+
+    def _read_tail(self, *, repair: bool) -> None:
         scan = self.log.scan(self.pos)
         try:
             entries_view.fold(scan, self.entries)
@@ -298,7 +306,7 @@ class Projector:
 
     def rebuild(self) -> Scan:
         """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
-        with self.lock.held():
+        with self.lock.held(), self.log.locked(shared=True):  # writers wait: only fsynced events are read
             scan = self.log.scan(START)
             self.entries, self._cache = entries_view.fold(scan), SnapshotEncoder()
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()

@@ -180,6 +180,8 @@ def follow(
             return
         if log.size() == pos.offset:
             continue
-        scan = log.scan(pos)
-        yield from scan.records()
+        with log.locked(shared=True):  # only events whose fsync is done; yielded after the lock is let go
+            scan = log.scan(pos)
+            records = list(scan.records())
+        yield from records
         pos = scan.end

@@ -214,3 +214,39 @@ def test_many_processes_threads_big_lines_readers_and_a_writer_killed_holding_th
         fold(decode_event(line) for line in lines)
     )
     tally.report()
+
+
+PAUSING_WRITER = """
+import sys, time
+from ledger import Ledger, VideoMetadata
+from ledger.fileops import FileOps
+
+class PauseAfterWrite(FileOps):
+    def point(self, name):
+        if name == "log.after_write":
+            print("written", flush=True)
+            time.sleep(0.5)
+        if name == "log.after_fsync":
+            print("synced", flush=True)
+
+ledger = Ledger(sys.argv[1], ops=PauseAfterWrite(), projection="deferred")
+ledger.set_video_metadata(VideoMetadata(spot_id="slow", era_id="e", prompt="p", status="pending"))
+"""
+
+
+def test_readers_never_take_in_a_line_whose_fsync_is_not_done(ledger_dir: Path) -> None:
+    import select
+
+    reader = Ledger(ledger_dir)
+    assert reader.get_all_video_metadata() == []
+    with subprocess.Popen(
+        [sys.executable, "-c", PAUSING_WRITER, str(ledger_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "written"  # the line is in the file, not yet fsynced
+        entries = reader.get_all_video_metadata()  # waits for the writer to let go of the lock
+        ready, _, _ = select.select([writer.stdout], [], [], 0)
+        assert ready, "the read returned before the fsync was done"
+        assert writer.stdout.readline().strip() == "synced"
+        writer.wait(timeout=30)
+    assert [e.spot_id for e in entries] == ["slow"]
