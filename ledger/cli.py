@@ -453,10 +453,11 @@ def _cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
         out.write(msgspec.json.encode(figures).decode() + "\n")
         return EXIT_OK
     out.write(f"{figures.events} events, {figures.entries} entries\n")
-    out.write("by status: " + ", ".join(f"{k} {v}" for k, v in figures.by_status.items()) + "\n")
-    out.write("by era:    " + ", ".join(f"{k} {v}" for k, v in figures.by_era.items()) + "\n")
-    spread = ", ".join(f"{n} attempt(s): {count}" for n, count in figures.attempts_per_entry.items())
-    out.write(f"attempts:  {figures.attempts} ({spread} entries)\n")
+    if figures.entries:
+        out.write("by status: " + ", ".join(f"{k} {v}" for k, v in figures.by_status.items()) + "\n")
+        out.write("by era:    " + ", ".join(f"{k} {v}" for k, v in figures.by_era.items()) + "\n")
+    spread = ", ".join(f"{count} with {n}" for n, count in figures.attempts_per_entry.items())
+    out.write(f"attempts:  {figures.attempts}" + (f" (entries: {spread})" if spread else "") + "\n")
     rate = "n/a" if figures.success_rate is None else f"{figures.success_rate:.1%}"
     out.write(
         f"success:   {rate} ({figures.ready_attempts} ready, {figures.failed_attempts} failed attempts)\n"
