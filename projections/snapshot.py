@@ -9,6 +9,7 @@ detected (the digests disagree) and the snapshot is then rebuilt from the log ra
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import logging
@@ -168,8 +169,8 @@ class SnapshotEncoder:
 
     Entries are immutable values that the fold replaces when they change, so an entry still holding the
     same object is still encoded the same; finding the changed ones is a C-level identity comparison. Keys
-    are only ever added, so the sorted order is redone only when the number of entries grows. On 10,000
-    entries this is several times faster than encoding them all.
+    are only ever added: a few new ones are put in their sorted places, many at once mean a fresh sort. On
+    10,000 entries this is about ten times faster than encoding them all.
     """
 
     def __init__(self) -> None:
@@ -182,18 +183,30 @@ class SnapshotEncoder:
             return b"[]\n"
         encode = _encoder.encode
         if len(self._keys) != len(entries):  # keys are only ever added: a new one changes the count
-            self._keys = sorted(entries)
-            self._values = [entries[key] for key in self._keys]
-            self._chunks = [b",\n" + encode(value) for value in self._values]
-            self._chunks[0] = self._chunks[0][2:]
-        else:
-            values = list(map(entries.__getitem__, self._keys))
-            chunks = self._chunks
-            for i in itertools.compress(range(len(values)), map(operator.is_not, values, self._values)):
-                chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
-            self._values = values
+            if len(entries) - len(self._keys) > 64 or not self._keys:
+                self._keys = sorted(entries)
+                self._values = [entries[key] for key in self._keys]
+                self._chunks = [b",\n" + encode(value) for value in self._values]
+                self._chunks[0] = self._chunks[0][2:]
+            else:  # a few new entries: put each in its place (memmove, not a new sort and encode)
+                self._insert(entries, entries.keys() - set(self._keys))
+        values = list(map(entries.__getitem__, self._keys))
+        chunks = self._chunks
+        for i in itertools.compress(range(len(values)), map(operator.is_not, values, self._values)):
+            chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
+        self._values = values
         # each chunk but the first carries its separator, so the whole file is built with one copy
         return b"".join([b"[\n", *self._chunks, b"\n]\n"])
+
+    def _insert(self, entries: entries_view.Entries, new: set[tuple[str, str]]) -> None:
+        for key in sorted(new):
+            i = bisect.bisect(self._keys, key)
+            self._keys.insert(i, key)
+            self._values.insert(i, entries[key])
+            chunk = _encoder.encode(entries[key])
+            if i == 0 and self._chunks:
+                self._chunks[0] = b",\n" + self._chunks[0]  # the old first entry is second now
+            self._chunks.insert(i, chunk if i == 0 else b",\n" + chunk)
 
 
 class Projector:

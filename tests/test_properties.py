@@ -113,3 +113,16 @@ def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list)
     for event in events:
         state[event.key] = apply(state.get(event.key), event)
         assert encoder.encode(state) == encode_snapshot(state)
+
+
+@given(
+    st.lists(st.tuples(st.text("abcz", min_size=1, max_size=3), st.sampled_from(["p", "q"])), max_size=200)
+)
+def test_the_snapshot_encoder_with_keys_arriving_in_any_order(arrivals: list[tuple[str, str]]) -> None:
+    from projections.snapshot import SnapshotEncoder
+
+    encoder = SnapshotEncoder()
+    state: dict[tuple[str, str], VideoMetadata] = {}
+    for spot, prompt in arrivals:
+        state[(spot, "e")] = VideoMetadata(spot_id=spot, era_id="e", prompt=prompt, status="pending")
+        assert encoder.encode(state) == encode_snapshot(state)
