@@ -250,3 +250,28 @@ def test_readers_never_take_in_a_line_whose_fsync_is_not_done(ledger_dir: Path) 
         assert writer.stdout.readline().strip() == "synced"
         writer.wait(timeout=30)
     assert [e.spot_id for e in entries] == ["slow"]
+
+
+def _forked_writer(ledger: Ledger, name: str) -> None:
+    for i in range(30):
+        ledger.set_video_metadata(entry(name, "e", status=("generating", "ready")[i % 2]))
+
+
+def test_a_handle_opened_before_fork_is_safe_in_the_child(ledger_dir: Path) -> None:
+    """A forked child shares its parent's open file descriptions, and would share its flock: the handle
+    notices the new process and opens its own lock (docs/guarantees.md, Concurrency)."""
+    import multiprocessing
+
+    ledger = Ledger(ledger_dir)
+    ledger.set_video_metadata(entry("parent", "e", status="generating"))  # the lock file is open now
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_forked_writer, args=(ledger, f"child{i}")) for i in range(3)]
+    for child in children:
+        child.start()
+    _forked_writer(ledger, "parent2")
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
+    events = list(Ledger(ledger_dir, readonly=True).history())
+    assert len(events) == 1 + 4 * 30
+    assert Ledger(ledger_dir, readonly=True).verify().ok
