@@ -57,9 +57,6 @@ class FileOps:
     def unlink(self, path: Path) -> None:
         os.unlink(path)
 
-    def mkdir(self, path: Path) -> None:
-        os.mkdir(path)
-
     def point(self, name: str) -> None:
         """A named moment in a write (``"log.after_write"``, ``"snapshot.before_rename"``, ...).
 
