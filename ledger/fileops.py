@@ -42,6 +42,9 @@ class FileOps:
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
 
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
 
@@ -123,10 +126,11 @@ class FileLock:
         self._fd = OwnedFd(self)
         self._mutex = threading.Lock()
 
-    def acquire(self, *, shared: bool = False) -> None:
-        """Block until the lock is held. Raises ``LedgerIOError`` if an exclusive lock's file cannot be
-        opened."""
-        self._mutex.acquire()
+    def acquire(self, *, shared: bool = False, wait: bool = True) -> bool:
+        """Take the lock; with ``wait=False`` only if nobody holds it. Returns whether it was taken. Raises
+        ``LedgerIOError`` if an exclusive lock's file cannot be opened."""
+        if not self._mutex.acquire(blocking=wait):
+            return False
         try:
             fd = self._fd.get()
             if fd is None:
@@ -137,10 +141,15 @@ class FileLock:
                         fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
                 except OSError as exc:
                     if shared:
-                        return  # nobody can be writing through a lock file we cannot open
+                        return True  # nobody can be writing through a lock file we cannot open
                     raise io_error("open the lock file", self.path, exc) from None
                 self._fd.fd = fd
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                self._mutex.release()
+                return False
+            return True
         except BaseException:
             self._mutex.release()
             raise

@@ -5,10 +5,24 @@ This module is the storage seam of the ledger. :class:`EventLog` is the file bac
 :meth:`EventLog.locked`, :meth:`EventLog.append` and :meth:`EventLog.repair`, so a second backend (a shared
 database for pipelines on several machines) can stand in its place without touching them.
 
-Reading never takes a lock: it yields only lines that are whole (newline-terminated, crc valid) and in
-sequence, and stops before anything else at the end. Appending happens under an exclusive ``flock`` on
-``events.jsonl.lock``; the writer first reads any lines other processes appended, so every change is
-checked against the latest state.
+Reading yields only lines that are whole (newline-terminated, crc valid) and in sequence, and stops
+before anything else at the end.
+
+Writing is a group commit across processes, with two ``flock`` locks:
+
+- the *queue lock* (``events.jsonl.lock``) orders writers: under it a writer reads what others appended
+  (to the log and to the staging file ``events.jsonl.staged``), checks its change against that, and either
+  writes its lines to the log itself (when no fsync is in flight) or appends them to the staging file;
+- the *sync lock* (``events.jsonl.sync.lock``) is held by the one writer that writes to the log and fsyncs it
+  (the leader). A writer that staged waits for it; then either a leader's fsync already covered its lines
+  (it returns at once) or it becomes the leader, moves everything staged into the log with one write, and
+  fsyncs once for all of them. The file records how far the log is known to be fsynced.
+
+So the log only ever grows by one leader's single write followed by its fsync: at most one unsynced write
+is in flight, as with one writer. Readers take the sync lock shared, so they never take in a line whose
+fsync is not done. The staging file is scratch: it is validated line by line (crc, ``seq``, chain) before
+anything in it is moved, and whatever does not continue the log is dropped (its writer was never told it
+was recorded).
 """
 
 from __future__ import annotations
@@ -18,6 +32,8 @@ import hashlib
 import logging
 import operator
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +53,7 @@ from ledger.events import (
 )
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, OwnedFd, atomic_write
 
-__all__ = ("START", "EventLog", "Position", "Scan", "TornTail")
+__all__ = ("START", "EventLog", "Position", "Scan", "Ticket", "TornTail")
 
 log = logging.getLogger("ledger")
 
@@ -45,6 +61,9 @@ _CHUNK: Final = 1 << 20
 _second = operator.itemgetter(1)
 _EVENT_START: Final = b'{"type":'
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+# events.jsonl.sync.lock holds one record: magic, the log size known to be fsynced, crc-32 of the two.
+_FLUSHED = struct.Struct("<8sQ")
+_FLUSHED_MAGIC: Final = b"VLSYNC01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,19 @@ class Position:
 
 
 START: Final = Position()
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A writer's place in a group commit (:meth:`EventLog.submit`): what must be durable before it may
+    return."""
+
+    end: Position
+    """The end of its last line (or of what it read, when it wrote nothing)."""
+    leader: bool
+    """It holds the sync lock and wrote to the log itself: it fsyncs."""
+    start: int = 0
+    """Where the leader's write began: what the log is cut back to if its fsync fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,15 +214,25 @@ class Scan:
 
 
 class EventLog:
-    """``events.jsonl`` and its lock file: the file backend of the ledger."""
+    """``events.jsonl``, its staging file and its two lock files: the file backend of the ledger."""
 
     def __init__(self, path: Path, ops: FileOps, *, follow_symlinks: bool = False) -> None:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
+        self.sync_path = path.with_name(path.name + ".sync.lock")
+        self.staged_path = path.with_name(path.name + ".staged")
         self.ops = ops
         self.nofollow = 0 if follow_symlinks else _NOFOLLOW
         self._fd = OwnedFd(self)
+        self._staged_fd = OwnedFd(self)
+        self._sync_fd = OwnedFd(self)
         self._lock = FileLock(ops, self.lock_path)
+        self._sync = FileLock(ops, self.sync_path)
+        self.log_end = START
+        """Where the log file ends, as the last :meth:`read_staged` found it (under the queue lock)."""
+        self.staged = b""
+        """The staged lines that continue the log, as the last :meth:`read_staged` found them."""
+        self._staged_size = 0
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -213,35 +255,70 @@ class EventLog:
         return (st.st_dev, st.st_ino), st.st_size
 
     def size(self) -> int:
-        try:
-            return os.stat(self.path, follow_symlinks=not self.nofollow).st_size
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            raise io_error("read", self.path, exc) from None
+        return self.stat()[1]
 
     def line_before(self, offset: int) -> bytes:
-        """The whole line that ends at ``offset`` (newline excluded); used to check a checkpoint."""
-        start = max(0, offset - MAX_LINE_BYTES - 1)
+        """The whole line that ends at ``offset`` (newline excluded); ``b""`` if none does."""
         try:
             fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow)
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
         try:
-            window = self.ops.pread(fd, offset - start, start)
+            want = 4096  # a line is usually far shorter: read more only when it is not
+            while True:
+                start = max(0, offset - want)
+                window = self.ops.pread(fd, offset - start, start)
+                if len(window) != offset - start or not window.endswith(b"\n"):
+                    return b""
+                cut = window.rfind(b"\n", 0, len(window) - 1)
+                if cut != -1 or start == 0:
+                    return window[cut + 1 : -1]
+                if want > MAX_LINE_BYTES:
+                    return b""
+                want *= 16
+        except OSError as exc:
+            raise io_error("read", self.path, exc) from None
         finally:
             self.ops.close(fd)
-        if len(window) != offset - start or not window.endswith(b"\n"):
-            return b""
-        return window[:-1].rsplit(b"\n", 1)[-1]
 
-    # -- writing ---------------------------------------------------------------------------------------
+    def hash_at(self, offset: int) -> str | None:
+        """The chain hash of the line that ends at ``offset`` (:data:`GENESIS_HASH` at 0); ``None`` if no
+        whole line ends there."""
+        if offset == 0:
+            return GENESIS_HASH
+        line = self.line_before(offset)
+        return line_hash(line) if line else None
 
-    def locked(self, *, shared: bool = False) -> contextlib.AbstractContextManager[None]:
-        """Hold the writer lock (``flock`` on ``events.jsonl.lock``), freed if the holder dies. Shared, it
-        keeps writers out while the end of the log is read, so a reader never takes in a line that is
-        written but not yet fsynced."""
-        return self._lock.held(shared=shared)
+    def position_at(self, offset: int) -> Position | None:
+        """The position after the whole line that ends at ``offset``; ``None`` if there is none."""
+        if offset == 0:
+            return START
+        line = self.line_before(offset)
+        if not line or not check_line(line):
+            return None
+        try:
+            event = decode_event(line)
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            return None
+        return Position(offset, event.seq, line_hash(line), event.ts)
+
+    # -- the locks --------------------------------------------------------------------------------------
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the queue lock: writers take turns under it to read the latest state, check their change
+        and hand it over (:meth:`submit`). Freed if the holder dies."""
+        return self._lock.held()
+
+    def reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the sync lock shared: no leader is between its write and its fsync, so a reader takes in
+        only lines whose fsync is done."""
+        return self._sync.held(shared=True)
+
+    def syncing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the sync lock exclusively (then the queue lock may be taken too; never the other way)."""
+        return self._sync.held()
+
+    # -- writing: group commit -------------------------------------------------------------------------
 
     def create(self) -> bool:
         """Create an empty log (file and directory entry fsynced) if there is none. Under the lock."""
@@ -262,22 +339,180 @@ class EventLog:
             raise io_error("create", self.path, exc) from None
         return True
 
-    def _append_fd(self) -> int:
-        fd = self._fd.get()
-        if fd is None:
-            try:
-                fd = self._fd.fd = self.ops.open(self.path, os.O_WRONLY | os.O_APPEND | self.nofollow)
-            except OSError as exc:
-                raise io_error("open for appending", self.path, exc) from None
-        return fd
+    def read_staged(self, after: Position) -> list[tuple[bytes, EventType]]:
+        """Under the queue lock, with ``after`` the end of the log: the staged events that continue it.
 
-    def append(self, data: bytes, end: int) -> None:
-        """Append whole lines ``data`` at ``end`` (the current size): one write, then fsync. Under the lock.
-
-        On a failed or short write the file is cut back to ``end`` and :class:`LedgerIOError` is raised. On a
-        failed fsync the lines are cut back too (so no reader finds the unacknowledged event afterwards) and
-        :class:`DurabilityError` is raised; the caller must stop writing through this handle.
+        Staged lines the log already holds (a leader died between moving them and emptying the file) are
+        skipped; from the first line that is damaged or does not continue the chain (a writer died while
+        staging, or a power loss left garbage) the file is cut back. No writer was told those were recorded.
         """
+        self.log_end = after
+        fd = self._staging_fd()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while chunk := self.ops.pread(fd, _CHUNK, size):
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise io_error("read", self.staged_path, exc) from None
+        data = b"".join(chunks)
+        records: list[tuple[bytes, EventType]] = []
+        seq, prev = after.seq, after.last_hash
+        keep = end = 0
+        for line in data.split(b"\n")[:-1]:
+            if not check_line(line):
+                break
+            try:
+                event = decode_event(line)
+            except (msgspec.MsgspecError, UnicodeDecodeError):
+                break
+            if event.seq <= after.seq and not records:  # moved already
+                keep = end = end + len(line) + 1
+                continue
+            if event.seq != seq + 1 or event.prev != prev or event.v > FORMAT_VERSION:
+                break
+            records.append((line, event))
+            seq, prev = event.seq, line_hash(line)
+            end += len(line) + 1
+        if end != len(data):
+            log.warning(
+                "%s: dropped %d staged bytes that do not continue the log (a writer died while staging)",
+                self.staged_path,
+                len(data) - end,
+            )
+            self._cut_back(fd, end, self.staged_path)
+        self._staged_size = end
+        self.staged = data[keep:end]
+        return records
+
+    def submit(self, data: bytes, end: Position) -> Ticket:
+        """Under the queue lock, after :meth:`read_staged`: hand over ``data`` (whole lines continuing what
+        is staged), which ends at ``end``; then let the queue lock go and call :meth:`settle`.
+
+        If no fsync is in flight, this writer leads: what is staged and ``data`` go to the log in one write
+        (fsynced by :meth:`settle`). Otherwise ``data`` is staged for the next leader. On a failed write
+        nothing of ``data`` is anywhere and :class:`LedgerIOError` is raised.
+        """
+        if self._sync.acquire(wait=False):
+            start = self.log_end.offset
+            try:
+                block = self.staged + data if self.staged else data
+                if block:
+                    self._write(block, start)
+                    self._empty_staging()
+            except BaseException:
+                self._sync.release()
+                raise
+            return Ticket(end, leader=True, start=start)
+        if data:
+            fd = self._staging_fd()
+            try:
+                written = self.ops.write(fd, data)
+            except OSError as exc:
+                self._cut_back(fd, self._staged_size, self.staged_path)
+                raise io_error("append to", self.staged_path, exc) from None
+            if written != len(data):
+                self._cut_back(fd, self._staged_size, self.staged_path)
+                raise LedgerIOError(
+                    f"cannot append to {self.staged_path}: short write ({written} of {len(data)} bytes)"
+                )
+            self._staged_size += written
+            self.ops.point("staged.after_write")
+        return Ticket(end, leader=False)
+
+    def settle(self, ticket: Ticket) -> bool:
+        """Return once the log holds ``ticket.end`` fsynced: ``True``; or ``False`` if it never will (a
+        leader's write or fsync failed and the lines after the fsynced part were dropped).
+
+        A leader fsyncs. Any other writer waits for the sync lock; if the last leader's fsync did not cover
+        its lines, it leads: it moves everything staged into the log with one write and fsyncs. Raises
+        :class:`DurabilityError` if this writer's own fsync failed (the caller must stop writing) and
+        :class:`LedgerIOError` if its move failed.
+        """
+        if ticket.leader:
+            try:
+                self.flush(ticket.start)
+            finally:
+                self._sync.release()
+            return True
+        with self._sync.held():
+            if self.flushed() < ticket.end.offset:
+                with self.locked():
+                    self.read_staged(self.unflushed_end())
+                    start = self.lead()
+                self.flush(start.offset)
+            return self.hash_at(ticket.end.offset) == ticket.end.last_hash
+
+    def lead(self) -> Position:
+        """Under the sync lock and then the queue lock, after :meth:`read_staged`: move what is staged into
+        the log with one write. Returns where the moved lines begin; :meth:`flush` next, with the queue lock
+        let go. If the write fails, the staging file is emptied too: every writer whose lines were there
+        learns that they were not recorded."""
+        start = self.log_end
+        if self.staged:
+            try:
+                self._write(self.staged, start.offset)
+            finally:
+                self._empty_staging()
+        return start
+
+    def flush(self, start: int) -> None:
+        """Under the sync lock only (the queue lock let go): fsync the log unless it is known to be, and
+        record that it is. If the fsync fails, the log is cut back to ``start`` (where this leader's write
+        began), the staging file is emptied, and :class:`DurabilityError` is raised."""
+        size = self.size()
+        if self.flushed() == size:
+            return
+        fd = self._append_fd()
+        try:
+            self.ops.fsync(fd)
+        except OSError as exc:
+            with self.locked():  # what was written since the last good fsync is in doubt: drop it
+                self._cut_back(fd, start)
+                self._empty_staging()
+            err = DurabilityError(
+                f"cannot append to {self.path}: fsync failed ({exc.strerror or exc}); "
+                "the event was not recorded and this ledger handle accepts no more writes"
+            )
+            err.errno = exc.errno
+            raise err from None
+        self.ops.point("log.after_fsync")
+        self._set_flushed(size)
+
+    def unflushed_end(self) -> Position:
+        """Under both locks: where the whole lines of the log end. Lines after the part known to be fsynced
+        were written by a leader that died before its fsync; a torn tail is set aside."""
+        start = self.position_at(self.flushed()) or START
+        scan = self.scan(start)
+        for _ in scan.records():
+            pass
+        if scan.torn is not None:
+            self.repair(scan.torn)
+        return scan.end
+
+    def flushed(self) -> int:
+        """How much of the log is known to be fsynced (0 when the record is missing or damaged: then the
+        next writer fsyncs, which is always safe). Under the sync lock."""
+        try:
+            data = self.ops.pread(self._sync_state_fd(), _FLUSHED.size + 4, 0)
+        except OSError as exc:
+            raise io_error("read", self.sync_path, exc) from None
+        if len(data) != _FLUSHED.size + 4 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+            return 0
+        magic, flushed = _FLUSHED.unpack(data[:-4])
+        return int(flushed) if magic == _FLUSHED_MAGIC else 0
+
+    def _set_flushed(self, size: int) -> None:
+        record = _FLUSHED.pack(_FLUSHED_MAGIC, size)
+        try:
+            self.ops.pwrite(self._sync_state_fd(), record + zlib.crc32(record).to_bytes(4, "little"), 0)
+        except OSError as exc:  # a missing record only makes the next writer fsync again
+            log.warning("could not record in %s that the log is fsynced: %s", self.sync_path, exc)
+
+    def _write(self, data: bytes, end: int) -> None:
+        """Append whole lines ``data`` at ``end`` (the current size) with one write. On a failed or short
+        write the file is cut back to ``end`` and :class:`LedgerIOError` is raised."""
         fd = self._append_fd()
         ops = self.ops
         ops.point("log.before_write")
@@ -290,24 +525,48 @@ class EventLog:
             self._cut_back(fd, end)
             raise LedgerIOError(f"cannot append to {self.path}: short write ({written} of {len(data)} bytes)")
         ops.point("log.after_write")
-        try:
-            ops.fsync(fd)
-        except OSError as exc:
-            self._cut_back(fd, end)
-            err = DurabilityError(
-                f"cannot append to {self.path}: fsync failed ({exc.strerror or exc}); "
-                "the event was not recorded and this ledger handle accepts no more writes"
-            )
-            err.errno = exc.errno
-            raise err from None
-        ops.point("log.after_fsync")
 
-    def _cut_back(self, fd: int, end: int) -> None:
+    def _empty_staging(self) -> None:
+        if self._staged_size:
+            self._cut_back(self._staging_fd(), 0, self.staged_path)
+            self._staged_size = 0
+        self.staged = b""
+
+    def _append_fd(self) -> int:
+        fd = self._fd.get()
+        if fd is None:
+            try:
+                fd = self._fd.fd = self.ops.open(self.path, os.O_WRONLY | os.O_APPEND | self.nofollow)
+            except OSError as exc:
+                raise io_error("open for appending", self.path, exc) from None
+        return fd
+
+    def _staging_fd(self) -> int:
+        fd = self._staged_fd.get()
+        if fd is None:
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | self.nofollow
+            try:
+                fd = self._staged_fd.fd = self.ops.open(self.staged_path, flags, 0o666)
+            except OSError as exc:
+                raise io_error("open", self.staged_path, exc) from None
+        return fd
+
+    def _sync_state_fd(self) -> int:
+        fd = self._sync_fd.get()
+        if fd is None:
+            try:
+                fd = self._sync_fd.fd = self.ops.open(self.sync_path, os.O_RDWR | os.O_CREAT | self.nofollow, 0o666)
+            except OSError as exc:
+                raise io_error("open", self.sync_path, exc) from None
+        return fd
+
+    def _cut_back(self, fd: int, end: int, path: Path | None = None) -> None:
         try:
             self.ops.ftruncate(fd, end)
         except OSError as exc:
-            # What is left is a torn tail: the next writer sets it aside.
-            log.warning("could not cut %s back to %d bytes after a failed append: %s", self.path, end, exc)
+            # What is left is a torn tail (or staged lines that do not continue the log): the next writer
+            # sets it aside or drops it.
+            log.warning("could not cut %s back to %d bytes: %s", path or self.path, end, exc)
 
     def repair(self, torn: TornTail) -> Path:
         """Set a torn tail aside in ``events.jsonl.torn-<offset>-<digest>``; cut the log back. Under the lock.
@@ -347,4 +606,7 @@ class EventLog:
 
     def close(self) -> None:
         self._fd.close()
+        self._staged_fd.close()
+        self._sync_fd.close()
         self._lock.close()
+        self._sync.close()

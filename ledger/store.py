@@ -83,6 +83,9 @@ __all__ = (
 
 log = logging.getLogger("ledger")
 
+_RETRIES: Final = 100
+"""How often a commit is tried again when what it read was dropped by another writer's failed commit."""
+
 Plan = Callable[[VideoMetadata | None], lifecycle.Change | None]
 """Given an entry's current state (``None`` if new), the change to record, or ``None`` for nothing."""
 
@@ -639,9 +642,12 @@ class Ledger:
         if not self.directory.is_dir():
             raise LedgerIOError(f"cannot use {self.directory}: it is not a directory")
         with self._mutex:
-            with self._log.locked():
-                self._log.create()
-                self._view.refresh(repair=True)
+            with self._log.syncing():  # as a leader: whatever is written or staged gets fsynced
+                with self._log.locked():
+                    self._log.create()
+                    self._view.refresh(repair=True)
+                    start = self._log.lead()
+                self._log.flush(start.offset)
             if self.projection == "inline":
                 self._view.project()
 
@@ -661,21 +667,52 @@ class Ledger:
         return after
 
     def _commit(self, requests: Sequence[tuple[tuple[str, str], Plan]]) -> list[VideoMetadata | None]:
-        """Plan every request against the latest state under the writer lock, then append all their events
-        with one write and one fsync, then project once. If any plan raises, nothing is written. Returns
-        each entry after its request (``None`` for a plan that declined an entry that does not exist)."""
+        """Plan every request against the latest state under the queue lock, hand all their events over
+        as one group-commit submission (:meth:`EventLog.submit`), wait until they are fsynced, then
+        project once. If any plan raises, nothing is written. Returns each entry after its request
+        (``None`` for a plan that declined an entry that does not exist)."""
         self._check_writable()
         with self._mutex:
-            with self._log.locked():
-                self._view.refresh(repair=True)
-                start = self._view.pos
+            for _ in range(_RETRIES):
+                outcome = self._submit(requests)
+                if outcome is not None:
+                    break
+            else:
+                raise LedgerIOError("cannot record: other writers' commits kept failing")
+            results, seq = outcome
+            if self.projection == "deferred":
+                return results
+            try:
+                self._view.project()
+            except LedgerIOError as exc:
+                if seq is None:
+                    raise
+                raise SnapshotUpdateError(
+                    f"event {seq} was recorded, but {exc}; retrying the call (it records nothing "
+                    "more) or `video-ledger rebuild` brings the snapshot up to date",
+                    seq=seq,
+                ) from None
+            return results
+
+    def _submit(
+        self, requests: Sequence[tuple[tuple[str, str], Plan]]
+    ) -> tuple[list[VideoMetadata | None], int | None] | None:
+        """One try of :meth:`_commit` up to the fsync: the results and the last new ``seq`` (``None`` if
+        nothing was written), or ``None`` when what this handle read turned out not to be recorded (another
+        writer's commit failed) and nothing was written: then try again."""
+        view = self._view
+        error: BaseException | None = None
+        lines: list[bytes] = []
+        with self._log.locked():
+            view.refresh(repair=True)
+            start = view.pos
+            seq, prev, offset = start.seq, start.last_hash, start.offset
+            staged: entries_view.Entries = {}
+            results: list[VideoMetadata | None] = []
+            try:
                 ts = self._now(start.last_ts)  # one commit, one instant
-                seq, prev, offset = start.seq, start.last_hash, start.offset
-                staged: entries_view.Entries = {}
-                lines: list[bytes] = []
-                results: list[VideoMetadata | None] = []
                 for key, plan in requests:
-                    current = staged.get(key) or self._view.entries.get(key)
+                    current = staged.get(key) or view.entries.get(key)
                     change = plan(current)
                     if change is None:
                         results.append(current)
@@ -687,29 +724,40 @@ class Ledger:
                     prev, offset = line_hash(line[:-1]), offset + len(line)
                     staged[key] = entries_view.apply(current, event)
                     results.append(staged[key])
-                if lines:
-                    try:
-                        self._log.append(b"".join(lines), start.offset)
-                    except DurabilityError as exc:
-                        self._unusable = str(exc)
-                        raise
-                    self._view.entries.update(staged)
-                    self._view.pos = Position(offset, seq, prev, ts)
-                    self.last_seq = seq
-            if self.projection == "deferred":
-                return results
+            except BaseException as exc:  # nothing is written; what was read must still be fsynced
+                error, lines = exc, []
+            end = Position(offset, seq, prev, ts) if lines else start
             try:
-                self._view.project()
-            except LedgerIOError as exc:
-                if not lines:
-                    raise
-                raise SnapshotUpdateError(
-                    f"event {seq} was recorded, but {exc}; retrying the call (it records nothing "
-                    "more) or `video-ledger rebuild` brings the snapshot up to date",
-                    seq=seq,
-                ) from None
-            return results
-
+                ticket = self._log.submit(b"".join(lines), end)
+            except BaseException:
+                view.invalidate()  # it may hold staged lines that are not fsynced yet
+                raise
+            if lines:
+                view.entries.update(staged)
+                view.pos = end
+        try:
+            recorded = self._log.settle(ticket)
+        except DurabilityError as exc:
+            view.invalidate()
+            self._unusable = str(exc)
+            raise
+        except BaseException:
+            view.invalidate()
+            raise
+        if not recorded:
+            view.invalidate()
+            if lines:
+                raise LedgerIOError(
+                    f"cannot append to {self.log_path}: the group commit that carried event {seq} failed "
+                    "in another writer; the event was not recorded"
+                )
+            if error is None:
+                return None
+        if error is not None:
+            raise error
+        if lines:
+            self.last_seq = seq
+        return results, (seq if lines else None)
 
 def _plan_to(desired: VideoMetadata) -> Plan:
     """The plan that takes an entry, whatever it is then, to ``desired`` (or refuses to)."""

@@ -40,6 +40,8 @@ __all__ = (
 
 log = logging.getLogger("ledger")
 
+_second = operator.itemgetter(1)
+
 _encoder = msgspec.json.Encoder()
 _entries_decoder = msgspec.json.Decoder(list[VideoMetadata])
 
@@ -247,6 +249,10 @@ class Projector:
         line = self.log.line_before(offset) if offset else b""
         return line_hash(line) if line else GENESIS_HASH
 
+    def invalidate(self) -> None:
+        """Forget the state: it may hold events that were not recorded. The next look reloads it."""
+        self._loaded = False
+
     def load(self) -> None:
         """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
         start of the log (by the next :meth:`refresh`)."""
@@ -278,31 +284,46 @@ class Projector:
         self._loaded = True
 
     def refresh(self, *, repair: bool = False) -> None:
-        """Read what was appended since the last look. ``repair`` means the caller holds the writer lock: a
-        torn tail is set aside. Otherwise the new tail is read under the shared lock, so only events whose
-        fsync is done are taken in."""
+        """Read what was appended since the last look.
+
+        ``repair`` means the caller holds the queue lock and is about to write: a torn tail is set aside,
+        and the lines staged for the next group commit are taken in too (the caller's change is checked
+        against them; it then waits until they are fsynced, :meth:`ledger.log.EventLog.settle`). Otherwise
+        the new tail of the log is read under the shared sync lock, so only events whose fsync is done are
+        taken in.
+        """
         identity, size = self.log.stat()
         if not self._loaded or identity != self._identity:
             self.load()
             size = self.log.size()
-        if size == self.pos.offset:
-            return
         if repair:
-            self._read_tail(repair=True)
-        else:
-            with self.log.locked(shared=True):
-                self._read_tail(repair=False)
+            self._read_tail(repair=True, log_grew=size != self.pos.offset)
+        elif size != self.pos.offset:
+            with self.log.reading():
+                self._read_tail(repair=False, log_grew=True)
 
-    def _read_tail(self, *, repair: bool) -> None:
-        scan = self.log.scan(self.pos)
+    def _read_tail(self, *, repair: bool, log_grew: bool) -> None:
         try:
-            entries_view.fold(scan, self.entries)
+            if log_grew:
+                scan = self.log.scan(self.pos)
+                entries_view.fold(scan, self.entries)
+                self.pos = scan.end
+                if repair and scan.torn is not None:
+                    self.log.repair(scan.torn)
+            if repair:
+                staged = self.log.read_staged(self.pos)
+                if staged:
+                    entries_view.fold(map(_second, staged), self.entries)
+                    line, event = staged[-1]
+                    self.pos = Position(
+                        self.pos.offset + sum(len(line) + 1 for line, _ in staged),
+                        event.seq,
+                        line_hash(line),
+                        event.ts,
+                    )
         except BaseException:
             self._loaded = False  # the state may be half-updated: reload next time
             raise
-        self.pos = scan.end
-        if repair and scan.torn is not None:
-            self.log.repair(scan.torn)
 
     def project(self) -> bool:
         """Bring the snapshot up to the end of the log unless it already is. Returns whether it wrote."""
@@ -319,7 +340,7 @@ class Projector:
 
     def rebuild(self) -> Scan:
         """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
-        with self.lock.held(), self.log.locked(shared=True):  # writers wait: only fsynced events are read
+        with self.lock.held(), self.log.reading():  # leaders wait: only fsynced events are read
             scan = self.log.scan(START)
             self.entries, self._cache = entries_view.fold(scan), SnapshotEncoder()
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()

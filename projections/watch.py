@@ -180,7 +180,7 @@ def follow(
             return
         if log.size() == pos.offset:
             continue
-        with log.locked(shared=True):  # only events whose fsync is done; yielded after the lock is let go
+        with log.reading():  # only events whose fsync is done; yielded after the lock is let go
             scan = log.scan(pos)
             records = list(scan.records())
         yield from records

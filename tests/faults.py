@@ -47,7 +47,7 @@ class FaultyOps(FileOps):
         if self.count != self.k and not (self.forever and self.count > self.k):
             return False
         self.fired.append(name)
-        if self.err == SHORT and name == "write":
+        if self.err == SHORT and name in ("write", "pwrite"):
             return True
         code = errno.EIO if self.err == SHORT else self.err
         assert isinstance(code, int)
@@ -61,6 +61,11 @@ class FaultyOps(FileOps):
         if self._fault("write"):
             return super().write(fd, data[: max(1, len(data) // 2)])
         return super().write(fd, data)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        if self._fault("pwrite"):
+            return super().pwrite(fd, data[: max(1, len(data) // 2)], offset)
+        return super().pwrite(fd, data, offset)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._fault("pread")

@@ -108,6 +108,16 @@ class PowerLossOps(FileOps):
         f.position = at + written
         return written
 
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        self._step()
+        written = super().pwrite(fd, data, offset)
+        f = self.fds[fd]
+        assert f.inode is not None
+        op = ("write", offset, bytes(data[:written]))
+        f.inode.pending.append(op)
+        f.inode.apply(op)
+        return written
+
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._step()
         return super().pread(fd, size, offset)
