@@ -208,9 +208,11 @@ def utc_now() -> dt.datetime:
 
 def format_ts(moment: dt.datetime) -> str:
     """RFC 3339, UTC, microsecond precision, ``Z`` suffix: ``2026-11-24T08:54:45.123456Z``."""
-    if moment.tzinfo is None:
-        raise InvalidEntryError(f"timestamp {moment!r} has no time zone")
-    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if moment.tzinfo is not dt.UTC:
+        if moment.tzinfo is None:
+            raise InvalidEntryError(f"timestamp {moment!r} has no time zone")
+        moment = moment.astimezone(dt.UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str | dt.datetime) -> str:

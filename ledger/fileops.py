@@ -15,7 +15,6 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.errors import io_error
@@ -86,6 +85,19 @@ class FileOps:
             done += written
 
 
+class _Process:
+    """This process's id, kept current across ``fork`` without a system call per look."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Process.forked)
+
+
 class OwnedFd:
     """A file descriptor that belongs to one object and is closed when that object is garbage-collected
     (``weakref.finalize``), so a handle that is never closed does not leak it. After a fork the child
@@ -95,16 +107,16 @@ class OwnedFd:
 
     def __init__(self, owner: object) -> None:
         self.fd: int | None = None
-        self.pid = os.getpid()
+        self.pid = _Process.pid
         weakref.finalize(owner, self.close)
 
     def get(self) -> int | None:
-        if self.pid != os.getpid():
-            self.fd, self.pid = None, os.getpid()
+        if self.pid != _Process.pid:
+            self.fd, self.pid = None, _Process.pid
         return self.fd
 
     def close(self) -> None:
-        if self.fd is not None and self.pid == os.getpid():
+        if self.fd is not None and self.pid == _Process.pid:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
         self.fd = None
@@ -161,17 +173,26 @@ class FileLock:
         finally:
             self._mutex.release()
 
-    @contextlib.contextmanager
-    def held(self, *, shared: bool = False) -> Iterator[None]:
-        self.acquire(shared=shared)
-        try:
-            yield
-        finally:
-            self.release()
+    def held(self, *, shared: bool = False) -> _Held:
+        """The lock as a context manager: ``with lock.held(): ...``."""
+        return _Held(self, shared)
 
     def close(self) -> None:
         with self._mutex:
             self._fd.close()
+
+
+class _Held:
+    __slots__ = ("lock", "shared")
+
+    def __init__(self, lock: FileLock, shared: bool) -> None:
+        self.lock, self.shared = lock, shared
+
+    def __enter__(self) -> None:
+        self.lock.acquire(shared=self.shared)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
 
 
 def temp_files(target: Path) -> list[Path]:

@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -66,9 +66,9 @@ _FLUSHED = struct.Struct("<8sQ")
 _FLUSHED_MAGIC: Final = b"VLSYNC01"
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """How far a reader has got: the end of the last whole line it accepted."""
+class Position(NamedTuple):
+    """How far a reader has got: the end of the last whole line it accepted. (A named tuple: one is made
+    per commit, and a tuple is the cheapest immutable value to make.)"""
 
     offset: int = 0
     """Bytes of the log up to and including that line's newline."""
@@ -83,8 +83,7 @@ class Position:
 START: Final = Position()
 
 
-@dataclass(frozen=True, slots=True)
-class Ticket:
+class Ticket(NamedTuple):
     """A writer's place in a group commit (:meth:`EventLog.submit`): what must be durable before it may
     return."""
 
@@ -356,6 +355,9 @@ class EventLog:
                 size += len(chunk)
         except OSError as exc:
             raise io_error("read", self.staged_path, exc) from None
+        if not size:  # the common case: nothing staged
+            self._staged_size, self.staged = 0, b""
+            return []
         data = b"".join(chunks)
         records: list[tuple[bytes, EventType]] = []
         seq, prev = after.seq, after.last_hash
@@ -432,7 +434,7 @@ class EventLog:
         """
         if ticket.leader:
             try:
-                self.flush(ticket.start)
+                self.flush(ticket.start, ticket.end.offset)
             finally:
                 self._sync.release()
             return True
@@ -441,7 +443,7 @@ class EventLog:
                 with self.locked():
                     self.read_staged(self.unflushed_end())
                     start = self.lead()
-                self.flush(start.offset)
+                self.flush(start.offset, start.offset + len(self.staged))
             return self.hash_at(ticket.end.offset) == ticket.end.last_hash
 
     def lead(self) -> Position:
@@ -454,15 +456,15 @@ class EventLog:
             try:
                 self._write(self.staged, start.offset)
             finally:
-                self._empty_staging()
+                self._empty_staging(keep=True)
         return start
 
-    def flush(self, start: int) -> None:
+    def flush(self, start: int, size: int) -> None:
         """Under the sync lock only (the queue lock let go): fsync the log unless it is known to be, and
-        record that it is. If the fsync fails, the log is cut back to ``start`` (where this leader's write
-        began), the staging file is emptied, and :class:`DurabilityError` is raised."""
-        size = self.size()
-        if self.flushed() == size:
+        record that it is fsynced up to ``size`` (its size now). If the fsync fails, the log is cut back to
+        ``start`` (where this leader's write began), the staging file is emptied, and
+        :class:`DurabilityError` is raised."""
+        if size == start and self.flushed() == size:
             return
         fd = self._append_fd()
         try:
@@ -526,11 +528,13 @@ class EventLog:
             raise LedgerIOError(f"cannot append to {self.path}: short write ({written} of {len(data)} bytes)")
         ops.point("log.after_write")
 
-    def _empty_staging(self) -> None:
+    def _empty_staging(self, *, keep: bool = False) -> None:
+        """Empty the staging file (``keep``: still remember what was in it, for the caller)."""
         if self._staged_size:
             self._cut_back(self._staging_fd(), 0, self.staged_path)
             self._staged_size = 0
-        self.staged = b""
+        if not keep:
+            self.staged = b""
 
     def _append_fd(self) -> int:
         fd = self._fd.get()
@@ -555,7 +559,8 @@ class EventLog:
         fd = self._sync_fd.get()
         if fd is None:
             try:
-                fd = self._sync_fd.fd = self.ops.open(self.sync_path, os.O_RDWR | os.O_CREAT | self.nofollow, 0o666)
+                flags = os.O_RDWR | os.O_CREAT | self.nofollow
+                fd = self._sync_fd.fd = self.ops.open(self.sync_path, flags, 0o666)
             except OSError as exc:
                 raise io_error("open", self.sync_path, exc) from None
         return fd

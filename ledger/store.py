@@ -647,7 +647,7 @@ class Ledger:
                     self._log.create()
                     self._view.refresh(repair=True)
                     start = self._log.lead()
-                self._log.flush(start.offset)
+                self._log.flush(start.offset, start.offset + len(self._log.staged))
             if self.projection == "inline":
                 self._view.project()
 
@@ -758,6 +758,7 @@ class Ledger:
         if lines:
             self.last_seq = seq
         return results, (seq if lines else None)
+
 
 def _plan_to(desired: VideoMetadata) -> Plan:
     """The plan that takes an entry, whatever it is then, to ``desired`` (or refuses to)."""

@@ -93,13 +93,14 @@ class FaultyOps(FileOps):
 
 
 class KillAt(FileOps):
-    """SIGKILLs its own process the ``n``-th time the ledger reaches the named point."""
+    """SIGKILLs its own process the ``n``-th time the ledger reaches the named point (or any of the points
+    in ``"a|b"``)."""
 
     def __init__(self, point: str, n: int = 1) -> None:
-        self.target, self.n, self.seen = point, n, 0
+        self.targets, self.n, self.seen = frozenset(point.split("|")), n, 0
 
     def point(self, name: str) -> None:
-        if name == self.target:
+        if name in self.targets:
             self.seen += 1
             if self.seen == self.n:
                 os.kill(os.getpid(), signal.SIGKILL)

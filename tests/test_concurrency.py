@@ -153,7 +153,9 @@ LOCK_HOLDER = """
 import sys
 from ledger import Ledger, VideoMetadata
 from tests.faults import KillAt
-ledger = Ledger(sys.argv[1], ops=KillAt("log.after_write"))  # dies holding the writer lock
+# dies holding a writer lock: the sync lock once its lines are in the log, or the queue lock once they are
+# staged for another writer's group commit
+ledger = Ledger(sys.argv[1], ops=KillAt("log.after_write|staged.after_write"))
 doomed = VideoMetadata(spot_id=f"doomed{sys.argv[2]}", era_id="e", prompt="p", status="pending")
 ledger.set_video_metadata(doomed)
 """

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger, VideoMetadata
+from ledger.events import Pending, decode_event, encode_line, line_hash
 from projections.entries import fold
 from projections.snapshot import encode_snapshot
 
@@ -37,9 +38,21 @@ def _entry(spot: str, status: str) -> VideoMetadata:
 
 class Scenario:
     def __init__(
-        self, name: str, before: list[Attempt], during: list[Attempt], *, deferred_before: bool = False
+        self,
+        name: str,
+        before: list[Attempt],
+        during: list[Attempt],
+        *,
+        deferred_before: bool = False,
+        staged: list[Attempt] | None = None,
     ):
         self.name, self.before, self.during, self.deferred_before = name, before, during, deferred_before
+        self.staged = staged or []
+        """Events left in the staging file by writers still waiting for a group commit's leader."""
+
+    @property
+    def attempted(self) -> list[Attempt]:
+        return self.before + self.staged + self.during
 
     def setup(self, directory: Path) -> None:
         directory.mkdir(parents=True)
@@ -50,6 +63,19 @@ class Scenario:
         ) as ledger:
             for spot, status in self.before:
                 ledger.set_video_metadata(_entry(spot, status))
+        lines = (directory / "events.jsonl").read_bytes().splitlines()
+        staged = b""
+        for spot, status in self.staged:  # as a writer stages lines that continue the log and its chain
+            last = decode_event(lines[-1])
+            lines.append(
+                encode_line(Pending(1, last.seq + 1, last.ts, spot, "era", line_hash(lines[-1]), prompt="p"))[
+                    :-1
+                ]
+            )
+            assert status == "pending"
+            staged += lines[-1] + b"\n"
+        if staged:
+            (directory / "events.jsonl.staged").write_bytes(staged)
 
     def run(self, directory: Path, ops: PowerLossOps, acknowledged: list[tuple[int, Attempt]]) -> None:
         clock = FakeClock()
@@ -67,6 +93,9 @@ SCENARIOS = {
     "creation": Scenario("creation", [], [("a", "generating")]),
     "append": Scenario(
         "append", [("a", "generating"), ("b", "pending")], [("a", "ready"), ("b", "generating")]
+    ),
+    "group commit": Scenario(  # opening moves the staged lines into the log (one write, one fsync)
+        "group commit", [("a", "generating")], [("a", "ready")], staged=[("c", "pending"), ("d", "pending")]
     ),
     "projection": Scenario(
         "projection", [("a", "generating"), ("b", "pending"), ("a", "ready")], [], deferred_before=True
@@ -108,7 +137,7 @@ def test_power_loss_at_every_operation(name: str, tmp_path: Path, long_run: bool
     ops.check_mirror()
     total = ops.count
     rng = random.Random(f"power-{name}")
-    attempted = scenario.before + scenario.during
+    attempted = scenario.attempted
     for k in range(1, total + 2):
         directory = tmp_path / f"k{k}"
         scenario.setup(directory)
