@@ -438,6 +438,9 @@ class EventLog:
             finally:
                 self._sync.release()
             return True
+        with self._sync.held(shared=True):  # every waiter checks at once when the leader lets go
+            if self.flushed() >= ticket.end.offset:
+                return self.hash_at(ticket.end.offset) == ticket.end.last_hash
         with self._sync.held():
             if self.flushed() < ticket.end.offset:
                 with self.locked():

@@ -102,7 +102,7 @@ def test_writers_that_arrive_during_an_fsync_share_the_next_one(ledger_dir: Path
     assert sorted(int(a[1]) for a in acks) == [2, 3, 4]
     assert sum(int(a[2]) for a in acks) == 1, f"one fsync for the three staged writers: {acks}"
     events = list(Ledger(ledger_dir, readonly=True).history())
-    assert [e.spot_id for e in events][0] == "slow"
+    assert events[0].spot_id == "slow"
     assert sorted(e.spot_id for e in events[1:]) == ["w0", "w1", "w2"]  # in the order they staged
     report = Ledger(ledger_dir, readonly=True).verify()
     assert report.ok and report.torn is None, report
