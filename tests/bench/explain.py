@@ -1,0 +1,130 @@
+"""Evidence for docs/performance.md: where an append's time goes, and how writers share fsyncs.
+
+    python tests/bench/explain.py overhead     # µs of ledger work per append, with fsync taken out
+    python tests/bench/explain.py overhead --profile
+    python tests/bench/explain.py fsyncs       # 1, 2, 4, 8 writer processes: events, fsyncs, CPU time
+
+Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
+the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
+makes and the CPU time it uses (``time.process_time``, user + system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench_ledger import ROOT, Clock, entry
+
+from ledger import Ledger
+from ledger.fileops import FileOps
+
+
+class NoFsync(FileOps):
+    def fsync(self, fd: int) -> None:
+        pass
+
+
+def overhead(n: int, profile: bool) -> None:
+    directory = Path(tempfile.mkdtemp()) / "l"
+    ledger = Ledger(directory, projection="deferred", clock=Clock(), ops=NoFsync())
+    ledger.set_many([entry(i, "generating") for i in range(100)])
+    entries = [entry(i % 100, "ready" if (i // 100) % 2 == 0 else "generating") for i in range(n)]
+
+    def run() -> None:
+        for e in entries:
+            ledger.set_video_metadata(e)
+
+    if profile:
+        import cProfile
+        import pstats
+
+        cProfile.runctx("run()", globals(), {"run": run}, "/tmp/explain.prof")
+        pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(25)
+        return
+    start = time.perf_counter()
+    run()
+    print(f"{(time.perf_counter() - start) / n * 1e6:.1f} µs of ledger work per append (fsync taken out)")
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from ledger import Ledger, VideoMetadata
+    from ledger.fileops import FileOps
+
+    class Counting(FileOps):
+        fsyncs = 0
+        def fsync(self, fd):
+            Counting.fsyncs += 1
+            super().fsync(fd)
+
+    directory, me, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    ledger = Ledger(directory, projection="deferred", ops=Counting())
+    Counting.fsyncs = 0
+    while time.time() < go:
+        time.sleep(0.001)
+    cpu = time.process_time()
+    for i in range(n):
+        status = ("generating", "ready")[i % 2]
+        ledger.set_video_metadata(VideoMetadata(spot_id=me, era_id="e", prompt="p", status=status,
+                                                local_path="v.mp4" if status == "ready" else None))
+    print(Counting.fsyncs, time.process_time() - cpu)
+    """
+)
+
+
+def fsyncs(n: int) -> None:
+    print("| writers | events/s | events | fsyncs | events per fsync | CPU µs per event |")
+    print("|---|---|---|---|---|---|")
+    for writers in (1, 2, 4, 8):
+        directory = Path(tempfile.mkdtemp()) / "l"
+        Ledger(directory).close()
+        os.sync()
+        go = time.time() + 1.0
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(directory), f"w{w}", str(n), str(go)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for w in range(writers)
+        ]
+        outs = [p.communicate()[0].split() for p in procs]
+        elapsed = time.time() - go
+        events = writers * n
+        synced = sum(int(o[0]) for o in outs)
+        cpu = sum(float(o[1]) for o in outs)
+        print(
+            f"| {writers} | {events / elapsed:,.0f} | {events:,} | {synced:,} | {events / synced:.2f} "
+            f"| {cpu / events * 1e6:,.0f} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["overhead", "fsyncs"])
+    parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
+    parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
+    args = parser.parse_args()
+    if args.what == "overhead":
+        overhead(args.n or 5000, args.profile)
+    else:
+        fsyncs(args.n or 300)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
