@@ -88,8 +88,9 @@ def test_generate_and_store_video(ledger: Ledger, tmp_path: Path) -> None:
 
 
 CHILD = """
-import sys, time
+import signal, sys, time
 from ledger import Ledger
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (nohup, &)
 ledger = Ledger(sys.argv[1])
 with ledger.generation("s", "e", "p") as job:
     print("started", flush=True)
