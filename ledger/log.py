@@ -462,12 +462,12 @@ class EventLog:
                 self._empty_staging(keep=True)
         return start
 
-    def flush(self, start: int, size: int) -> None:
-        """Under the sync lock only (the queue lock let go): fsync the log unless it is known to be, and
-        record that it is fsynced up to ``size`` (its size now). If the fsync fails, the log is cut back to
-        ``start`` (where this leader's write began), the staging file is emptied, and
+    def flush(self, start: int, size: int, *, force: bool = False) -> None:
+        """Under the sync lock only (the queue lock let go): fsync the log unless it is known to be (or
+        ``force``), and record that it is fsynced up to ``size`` (its size now). If the fsync fails, the log
+        is cut back to ``start`` (where this leader's write began), the staging file is emptied, and
         :class:`DurabilityError` is raised."""
-        if size == start and self.flushed() == size:
+        if not force and size == start and self.flushed() == size:
             return
         fd = self._append_fd()
         try:
@@ -540,32 +540,22 @@ class EventLog:
             self.staged = b""
 
     def _append_fd(self) -> int:
-        fd = self._fd.get()
-        if fd is None:
-            try:
-                fd = self._fd.fd = self.ops.open(self.path, os.O_WRONLY | os.O_APPEND | self.nofollow)
-            except OSError as exc:
-                raise io_error("open for appending", self.path, exc) from None
-        return fd
+        return self._open_once(self._fd, self.path, os.O_WRONLY | os.O_APPEND, "open for appending")
 
     def _staging_fd(self) -> int:
-        fd = self._staged_fd.get()
-        if fd is None:
-            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | self.nofollow
-            try:
-                fd = self._staged_fd.fd = self.ops.open(self.staged_path, flags, 0o666)
-            except OSError as exc:
-                raise io_error("open", self.staged_path, exc) from None
-        return fd
+        return self._open_once(self._staged_fd, self.staged_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
 
     def _sync_state_fd(self) -> int:
-        fd = self._sync_fd.get()
+        return self._open_once(self._sync_fd, self.sync_path, os.O_RDWR | os.O_CREAT)
+
+    def _open_once(self, owned: OwnedFd, path: Path, flags: int, action: str = "open") -> int:
+        """The descriptor ``owned`` keeps open on ``path``, opened on first use."""
+        fd = owned.get()
         if fd is None:
             try:
-                flags = os.O_RDWR | os.O_CREAT | self.nofollow
-                fd = self._sync_fd.fd = self.ops.open(self.sync_path, flags, 0o666)
+                fd = owned.fd = self.ops.open(path, flags | self.nofollow, 0o666)
             except OSError as exc:
-                raise io_error("open", self.sync_path, exc) from None
+                raise io_error(action, path, exc) from None
         return fd
 
     def _cut_back(self, fd: int, end: int, path: Path | None = None) -> None:

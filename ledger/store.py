@@ -647,7 +647,8 @@ class Ledger:
                     self._log.create()
                     self._view.refresh(repair=True)
                     start = self._log.lead()
-                self._log.flush(start.offset, start.offset + len(self._log.staged))
+                # always: the fsynced-size record may have survived a reboot or come with a copied directory
+                self._log.flush(start.offset, start.offset + len(self._log.staged), force=True)
             if self.projection == "inline":
                 self._view.project()
 

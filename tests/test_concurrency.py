@@ -224,14 +224,19 @@ from ledger import Ledger, VideoMetadata
 from ledger.fileops import FileOps
 
 class PauseAfterWrite(FileOps):
+    armed = False  # from the write on, not while opening (which fsyncs too)
     def point(self, name):
+        if not self.armed:
+            return
         if name == "log.after_write":
             print("written", flush=True)
             time.sleep(0.5)
         if name == "log.after_fsync":
             print("synced", flush=True)
 
-ledger = Ledger(sys.argv[1], ops=PauseAfterWrite(), projection="deferred")
+ops = PauseAfterWrite()
+ledger = Ledger(sys.argv[1], ops=ops, projection="deferred")
+ops.armed = True
 ledger.set_video_metadata(VideoMetadata(spot_id="slow", era_id="e", prompt="p", status="pending"))
 """
 

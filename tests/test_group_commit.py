@@ -18,6 +18,7 @@ from ledger import Ledger, LedgerIOError
 from ledger.events import Pending, decode_event, encode_line, line_hash
 
 from .conftest import ROOT, entry
+from .faults import FaultyOps
 
 # A writer process: opens the ledger, says "open", waits for a line on stdin, records one event, and
 # prints how it ended and how many fsyncs it made. With "slow" its fsyncs take a second (printing
@@ -206,6 +207,9 @@ def test_a_stale_fsync_record_never_stands_in_for_an_fsync(ledger_dir: Path) -> 
     directory) cannot make a writer skip its fsync."""
     with Ledger(ledger_dir) as ledger:
         ledger.set_video_metadata(entry("a", "e", status="pending"))
+    ops = FaultyOps()  # only traces here
+    Ledger(ledger_dir, ops=ops).close()  # the record says the whole log is fsynced; opening fsyncs anyway
+    assert "fsync" in ops.trace
     record = (ledger_dir / "events.jsonl.sync.lock").read_bytes()
     (ledger_dir / "events.jsonl.sync.lock").write_bytes(b"\xff" * len(record))  # damaged: ignored
     with Ledger(ledger_dir) as ledger:
@@ -215,3 +219,16 @@ def test_a_stale_fsync_record_never_stands_in_for_an_fsync(ledger_dir: Path) -> 
     (ledger_dir / "events.jsonl.sync.lock").mkdir()
     with pytest.raises(LedgerIOError):  # a directory where the record should be: a clear error
         Ledger(ledger_dir)
+
+
+def test_a_change_checked_against_a_line_that_was_then_dropped_is_checked_again(ledger_dir: Path) -> None:
+    Ledger(ledger_dir).close()
+    failing = _writer(ledger_dir, "x", "fail")
+    other = _writer(ledger_dir, "x")  # asks for the very state the failing writer is recording
+    _go(failing)
+    assert _line(failing) == "fsyncing"
+    _go(other)  # against the failing writer's line its change is a no-op: it writes nothing and waits
+    assert _finish(failing) == ["error", "DurabilityError", "0"]
+    said = _finish(other)
+    assert said[:2] == ["ack", "1"], f"after the drop, its change is checked again and recorded: {said}"
+    assert [(e.spot_id, e.type) for e in Ledger(ledger_dir, readonly=True).history()] == [("x", "pending")]
