@@ -3,6 +3,7 @@
     python tests/bench/explain.py overhead     # µs of ledger work per append, with fsync taken out
     python tests/bench/explain.py overhead --profile
     python tests/bench/explain.py fsyncs       # 1, 2, 4, 8 writer processes: events, fsyncs, CPU time
+    python tests/bench/explain.py record       # does a pwrite to a second file make fsyncs dearer?
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
 the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
@@ -111,18 +112,44 @@ def fsyncs(n: int) -> None:
         )
 
 
+def record(n: int) -> None:
+    """Raw write+fsync appends, without and with a 20-byte pwrite to a second file after each fsync (what
+    the group commit's fsynced-size record adds), in interleaved pairs."""
+    directory = Path(tempfile.mkdtemp())
+    line = b"x" * 290 + b"\n"
+
+    def run(extra: bool) -> float:
+        fd = os.open(directory / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        side = os.open(directory / "record", os.O_RDWR | os.O_CREAT, 0o644)
+        start = time.perf_counter()
+        for i in range(n):
+            os.write(fd, line)
+            os.fsync(fd)
+            if extra:
+                os.pwrite(side, i.to_bytes(20, "little"), 0)
+        elapsed = time.perf_counter() - start
+        os.close(fd)
+        os.close(side)
+        return n / elapsed
+
+    for _ in range(3):
+        print(f"appends/s: plain {run(False):,.0f}, with the record {run(True):,.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "fsyncs"])
+    parser.add_argument("what", choices=["overhead", "fsyncs", "record"])
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
     if args.what == "overhead":
         overhead(args.n or 5000, args.profile)
-    else:
+    elif args.what == "fsyncs":
         fsyncs(args.n or 300)
+    else:
+        record(args.n or 1500)
     return 0
 
 
