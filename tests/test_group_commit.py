@@ -8,6 +8,7 @@ down, or to make one fail), never a mock of the ledger.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,73 @@ def test_a_change_checked_against_a_line_that_was_then_dropped_is_checked_again(
     said = _finish(other)
     assert said[:2] == ["ack", "1"], f"after the drop, its change is checked again and recorded: {said}"
     assert [(e.spot_id, e.type) for e in Ledger(ledger_dir, readonly=True).history()] == [("x", "pending")]
+
+
+# A writer of its own entry, forever: generating, ready, generating, ... printing each try and each ack.
+CYCLING_WRITER = """
+import sys
+from ledger import Ledger, VideoMetadata
+directory, spot = sys.argv[1], sys.argv[2]
+ledger = Ledger(directory, projection="deferred")
+for i in range(100_000):
+    status = ("generating", "ready")[i % 2]
+    print("try", status, flush=True)
+    ledger.set_video_metadata(VideoMetadata(spot_id=spot, era_id="e", prompt="p", status=status,
+                                            local_path="v.mp4" if status == "ready" else None))
+    print("ack", ledger.last_seq, status, flush=True)
+"""
+
+
+def test_concurrent_writers_killed_at_random_moments(tmp_path: Path, long_run: bool) -> None:
+    """Several writers share fsyncs on one ledger and are SIGKILLed at random moments (while staging,
+    leading, writing, fsyncing or waiting); after each round every acknowledged event is where its writer
+    was told, each writer's events are its tries in order (plus at most the one in flight), and the log
+    verifies."""
+    import random
+    import time
+
+    from .conftest import Tally
+
+    rounds = 200 if long_run else 4
+    rng = random.Random("group-kills")
+    tally = Tally("group commit kills")
+    directory = tmp_path / "ledger"
+    Ledger(directory).close()
+    for r in range(rounds):
+        spots = [f"r{r}w{w}" for w in range(rng.randint(2, 5))]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CYCLING_WRITER, str(directory), spot],
+                cwd=ROOT,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for spot in spots
+        ]
+        deadline = time.monotonic() + rng.uniform(0.3, 0.8)
+        for proc in rng.sample(procs, len(procs)):  # killed one by one, at random moments
+            time.sleep(max(0.0, rng.uniform(0, deadline - time.monotonic())))
+            proc.kill()
+        ends = [proc.communicate(timeout=30) for proc in procs]
+        for proc, (_, err) in zip(procs, ends, strict=True):
+            assert proc.returncode == -signal.SIGKILL, f"a writer stopped by itself: {err}"
+        outputs = [out.split("\n")[:-1] for out, _ in ends]
+        events = list(Ledger(directory, readonly=True).history())
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        for spot, said in zip(spots, outputs, strict=True):
+            tried = [line.split()[1] for line in said if line.startswith("try")]
+            acked = [line.split()[1:] for line in said if line.startswith("ack")]
+            mine = [e for e in events if e.spot_id == spot]
+            for seq, status in acked:
+                event = events[int(seq) - 1]
+                assert (event.spot_id, event.type) == (spot, status), f"{spot}: acknowledged event {seq} lost"
+            assert [e.type for e in mine] == tried[: len(mine)], f"{spot}: its tries, in order"
+            assert len(acked) <= len(mine) <= len(acked) + 1, f"{spot}: at most the one in flight more"
+            tally.add("acknowledged events checked", len(acked))
+        tally.add("writers killed", len(procs))
+        with Ledger(directory) as recovery:  # a writer opening it moves or drops what was left staged
+            assert recovery.verify().ok
+    report = Ledger(directory, readonly=True).verify()
+    assert report.ok and report.torn is None, report
+    tally.report()
