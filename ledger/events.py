@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import inspect
 import zlib
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
@@ -280,10 +281,18 @@ def schema_documents() -> dict[str, bytes]:
     A log line is an :class:`EventType` plus its final ``crc`` member (framing, described in the docs).
     """
 
+    def cleaned(node: object) -> object:
+        # msgspec 0.23 dedents docstrings in descriptions and 0.22 does not: the same text either way
+        if isinstance(node, dict):
+            return {k: inspect.cleandoc(v) if k == "description" else cleaned(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [cleaned(item) for item in node]
+        return node
+
     def document(kind: object, title: str) -> bytes:
         schema = msgspec.json.schema(kind)
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
-        return msgspec.json.format(msgspec.json.encode(schema), indent=2) + b"\n"
+        return msgspec.json.format(msgspec.json.encode(cleaned(schema)), indent=2) + b"\n"
 
     return {
         "event.schema.json": document(EventType, "A line of events.jsonl (without its final crc member)"),
