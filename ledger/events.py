@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
+import operator
+import struct
 import zlib
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
@@ -46,10 +48,13 @@ __all__ = (
     "Status",
     "VideoMetadata",
     "check_line",
+    "check_lines",
     "decode_event",
+    "decode_events",
     "encode_line",
     "format_ts",
     "line_hash",
+    "line_hashes",
     "parse_time",
     "schema_documents",
     "utc_now",
@@ -200,6 +205,13 @@ _CRC_HEAD: Final = b',"crc":"'
 _CRC_TAIL: Final = b'"}'
 # A framed line (newline excluded) ends with  ,"crc":"xxxxxxxx"}  : 8 + 8 + 2 bytes.
 _FRAME: Final = len(_CRC_HEAD) + 8 + len(_CRC_TAIL)
+# The pieces of check_lines, whose every loop over the lines runs in C (map over C callables).
+_first_byte = operator.itemgetter(0)
+_body = operator.itemgetter(slice(None, -_FRAME))
+_frame = operator.itemgetter(slice(-_FRAME, None))
+_FRAME_FIXED: Final = (*enumerate(_CRC_HEAD), (_FRAME - 2, _CRC_TAIL[0]), (_FRAME - 1, _CRC_TAIL[1]))
+"""(index in the frame, byte) of the frame's fixed bytes; the 8 between them are the crc's hex digits."""
+_hexdigest = operator.methodcaller("hexdigest")
 
 
 def utc_now() -> dt.datetime:
@@ -252,14 +264,48 @@ def check_line(line: bytes) -> bool:
     )
 
 
+def check_lines(lines: list[bytes]) -> bool:
+    """Whether every one of ``lines`` (a non-empty list, newlines excluded) passes :func:`check_line` and
+    starts with ``{``, checked for all of them at once in C-level loops.
+
+    ``False`` says only that some line is not as expected; :func:`check_line` on each then finds which.
+    The frames (each line's last 18 bytes) are joined, so each fixed byte and each hex digit of the crc is
+    compared across all lines with one slice. The first byte is checked so that :func:`decode_events` on
+    these lines decodes each line on its own: a line ends with ``,"crc":"xxxxxxxx"}``, which closes an
+    object; had that left the line's first value open, the next character would have to be ``,``, ``}``
+    or ``]``, never the next line's ``{``. So each line holds at least one whole value, and as many events
+    as lines means exactly one each.
+    """
+    n = len(lines)
+    if min(map(len, lines)) <= _FRAME or bytes(map(_first_byte, lines)) != b"{" * n:
+        return False
+    frames = b"".join(map(_frame, lines))
+    digits = struct.pack(f">{n}I", *map(zlib.crc32, map(_body, lines))).hex().encode()
+    return all(frames[i::_FRAME] == bytes((byte,)) * n for i, byte in _FRAME_FIXED) and all(
+        frames[len(_CRC_HEAD) + i :: _FRAME] == digits[i::8] for i in range(8)
+    )
+
+
 def decode_event(line: bytes) -> EventType:
     """Decode one line (already checked); raises ``msgspec.ValidationError`` / ``DecodeError``."""
     return _event_decoder.decode(line)
 
 
+def decode_events(block: bytes | memoryview) -> list[EventType]:
+    """Decode a block of whole lines (each newline-terminated) with one call; raises as
+    :func:`decode_event`. The caller checks the lines first (:func:`check_lines`) and that it got one
+    event per line."""
+    return _event_decoder.decode_lines(block)
+
+
 def line_hash(line: bytes) -> str:
     """The chain hash of a line: SHA-256 of its bytes, newline excluded."""
     return hashlib.sha256(line).hexdigest()
+
+
+def line_hashes(lines: list[bytes]) -> list[str]:
+    """:func:`line_hash` of each line, computed in one C-level loop."""
+    return list(map(_hexdigest, map(hashlib.sha256, lines)))
 
 
 def validate_entry(entry: object) -> VideoMetadata:

@@ -24,13 +24,14 @@ Rules beside the table (``docs/lifecycle.md`` explains each):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ledger.errors import IllegalTransitionError, InvalidEntryError
-from ledger.events import EVENT_TYPES, EventType, Status, VideoMetadata
+from ledger.events import EVENT_TYPES, EventType, Imported, Status, VideoMetadata
 
-__all__ = ("TRANSITIONS", "Change", "check_entry", "is_legal", "plan_change")
+__all__ = ("TRANSITIONS", "Change", "check_entry", "first_illegal", "is_legal", "plan_change")
 
 TRANSITIONS: Final[Mapping[Status | None, frozenset[Status]]] = {
     None: frozenset({"pending", "generating"}),
@@ -45,6 +46,32 @@ TRANSITIONS: Final[Mapping[Status | None, frozenset[Status]]] = {
 def is_legal(current: Status | None, new: Status) -> bool:
     """Whether the table allows ``current`` → ``new``."""
     return new in TRANSITIONS[current]
+
+
+_STATUS_AFTER: Final[Mapping[tuple[Status | None, type[EventType]], Status]] = {
+    (current, cls): status
+    for current, allowed in TRANSITIONS.items()
+    for status, cls in EVENT_TYPES.items()
+    if status in allowed
+}
+"""The status after an event of type ``cls`` on an entry that is ``current``, for each legal pair."""
+_key_of = operator.attrgetter("spot_id", "era_id")
+
+
+def first_illegal(events: Sequence[EventType], statuses: dict[tuple[str, str], Status]) -> int | None:
+    """The index of the first of ``events`` that the table forbids (an ``imported`` event is legal only on
+    a new entry), or ``None``. ``statuses`` holds each entry's status before ``events`` and is brought
+    forward past the legal ones."""
+    get = statuses.get
+    for i, (key, cls) in enumerate(zip(map(_key_of, events), map(type, events), strict=True)):
+        status = _STATUS_AFTER.get((get(key), cls))
+        if status is None:
+            event = events[i]
+            if not isinstance(event, Imported) or get(key) is not None:
+                return i
+            status = event.status
+        statuses[key] = status
+    return None
 
 
 class Change:

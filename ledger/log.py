@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import operator
 import os
@@ -48,8 +49,11 @@ from ledger.events import (
     MAX_LINE_BYTES,
     EventType,
     check_line,
+    check_lines,
     decode_event,
+    decode_events,
     line_hash,
+    line_hashes,
 )
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, OwnedFd, atomic_write
 
@@ -59,6 +63,9 @@ log = logging.getLogger("ledger")
 
 _CHUNK: Final = 1 << 20
 _second = operator.itemgetter(1)
+_seq_of = operator.attrgetter("seq")
+_version_of = operator.attrgetter("v")
+_prev_of = operator.attrgetter("prev")
 _EVENT_START: Final = b'{"type":'
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 # events.jsonl.sync.lock holds one record: magic, the log size known to be fsynced, crc-32 of the two.
@@ -120,12 +127,25 @@ class Scan:
         self.end = start
         self.torn: TornTail | None = None
         self._chain = chain
+        self._last_hash: str | None = None
 
     def __iter__(self) -> Iterator[EventType]:
-        return map(_second, self.records())  # map, not a generator: one Python frame less per event
+        return itertools.chain.from_iterable(map(_second, self.runs()))
 
     def records(self) -> Iterator[tuple[bytes, EventType]]:
         """The events with their lines exactly as stored (newline excluded)."""
+        for lines, events in self.runs():
+            yield from zip(lines, events, strict=True)
+
+    def runs(self) -> Iterator[tuple[list[bytes], list[EventType]]]:
+        """The events in runs, one per chunk of the file read, each with its lines exactly as stored
+        (newline excluded). ``end`` is set once the scan stops (after the last run, or at a problem).
+
+        A run whose lines are all whole, decode to one event each and continue ``seq`` (and, with
+        ``chain``, the chain) is checked and decoded in C-level loops over the whole run. Any other run is
+        read again one line at a time, which finds the exact line and reason of the first problem; the
+        events before it are yielded first, as a line-by-line reader would have.
+        """
         log = self._log
         path = log.path
         try:
@@ -138,6 +158,7 @@ class Scan:
             raise io_error("read", path, exc) from None
         chain = self._chain
         offset, seq, prev, ts = self.start.offset, self.start.seq, self.start.last_hash, self.start.last_ts
+        last_hash: str | None = prev  # the chain hash of the last line read, where it is known
         last_line = b""
         read_at = offset
         pending = b""
@@ -150,41 +171,103 @@ class Scan:
                 if not chunk:
                     break
                 read_at += len(chunk)
-                lines = (pending + chunk if pending else chunk).split(b"\n")
+                data = pending + chunk if pending else chunk
+                lines = data.split(b"\n")
                 pending = lines.pop()
+                if not lines:
+                    continue
+                whole = len(data) - len(pending)
+                events = self._fast_run(data, whole, lines, seq, last_hash, last_line, chain)
+                if events is not None:
+                    offset += whole
+                    seq, ts, last_line = events[-1].seq, events[-1].ts, lines[-1]
+                    last_hash = self._last_hash
+                    yield lines, events
+                    continue
+                # One line at a time: the first problem's exact line and reason.
+                events, failure, damaged = [], None, False
                 for line in lines:
                     if not check_line(line):  # framing and crc: the line checks itself
-                        self._stop_at_bad_line(fd, offset, seq + 1, "damaged line (bad framing or crc)")
-                        return
+                        damaged = True
+                        break
                     try:
                         event = decode_event(line)
                     except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-                        raise CorruptLogError(path, seq + 1, f"undecodable event: {exc}") from None
-                    if event.seq != seq + 1:
-                        raise CorruptLogError(path, seq + 1, f"seq is {event.seq}, expected {seq + 1}")
-                    if event.v > FORMAT_VERSION:
-                        raise CorruptLogError(
-                            path,
-                            seq + 1,
-                            f"format version {event.v} is newer than this code ({FORMAT_VERSION})",
-                        )
-                    if (chain or not last_line) and event.prev != (
-                        line_hash(last_line) if last_line else prev
-                    ):
-                        raise CorruptLogError(
-                            path, seq + 1, "chain broken: prev does not match the line before"
-                        )
-                    last_line = line
+                        failure = CorruptLogError(path, seq + 1, f"undecodable event: {exc}")
+                        break
+                    failure = self._misfit(event, seq, last_hash, last_line, chain)
+                    if failure is not None:
+                        break
+                    events.append(event)
+                    last_line, last_hash = line, None
                     offset += len(line) + 1
-                    seq = event.seq
-                    ts = event.ts
-                    yield line, event  # self.end is set once, when the scan stops
+                    seq, ts = event.seq, event.ts
+                if events:
+                    yield lines[: len(events)], events
+                if failure is not None:
+                    raise failure
+                if damaged:
+                    self._stop_at_bad_line(fd, offset, seq + 1, "damaged line (bad framing or crc)")
+                    return
             if pending:
                 self.torn = TornTail(offset, len(pending), seq + 1)
         finally:
             log.ops.close(fd)
             if last_line:
-                self.end = Position(offset, seq, line_hash(last_line), ts)
+                self.end = Position(offset, seq, last_hash or line_hash(last_line), ts)
+
+    def _fast_run(
+        self,
+        data: bytes,
+        whole: int,
+        lines: list[bytes],
+        seq: int,
+        last_hash: str | None,
+        last_line: bytes,
+        chain: bool,
+    ) -> list[EventType] | None:
+        """The events of ``lines`` (the first ``whole`` bytes of ``data``) if all of them are whole, decode
+        one per line, continue ``seq`` and pass the chain checks; else ``None``. Sets ``_last_hash`` to the
+        last line's chain hash where it was computed (``None`` otherwise)."""
+        if not check_lines(lines):
+            return None
+        try:
+            events = decode_events(memoryview(data)[:whole])
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            return None
+        if (
+            len(events) != len(lines)
+            or list(map(_seq_of, events)) != list(range(seq + 1, seq + 1 + len(events)))
+            or max(map(_version_of, events)) > FORMAT_VERSION
+        ):
+            return None
+        self._last_hash = None
+        joined = last_hash or line_hash(last_line) if last_line else last_hash
+        if (chain or not last_line) and events[0].prev != joined:  # where the scan joins what it read
+            return None
+        if chain:
+            hashes = line_hashes(lines)
+            if list(map(_prev_of, itertools.islice(events, 1, None))) != hashes[:-1]:
+                return None
+            self._last_hash = hashes[-1]
+        return events
+
+    def _misfit(
+        self, event: EventType, seq: int, last_hash: str | None, last_line: bytes, chain: bool
+    ) -> CorruptLogError | None:
+        """Why ``event`` cannot follow the line read before it (``seq``, ``last_line``), if it cannot."""
+        path = self._log.path
+        if event.seq != seq + 1:
+            return CorruptLogError(path, seq + 1, f"seq is {event.seq}, expected {seq + 1}")
+        if event.v > FORMAT_VERSION:
+            return CorruptLogError(
+                path, seq + 1, f"format version {event.v} is newer than this code ({FORMAT_VERSION})"
+            )
+        if (chain or not last_line) and event.prev != (
+            last_hash or line_hash(last_line) if last_line else last_hash
+        ):
+            return CorruptLogError(path, seq + 1, "chain broken: prev does not match the line before")
+        return None
 
     def _stop_at_bad_line(self, fd: int, bad_offset: int, line_no: int, reason: str) -> None:
         """A damaged line: corruption if a whole event follows it anywhere (on a later line, or on the same

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import operator
 import os
@@ -39,6 +40,7 @@ from ledger.events import (
     Clock,
     EventType,
     Imported,
+    Status,
     VideoMetadata,
     encode_line,
     format_ts,
@@ -82,6 +84,7 @@ __all__ = (
 )
 
 log = logging.getLogger("ledger")
+_ts_of = operator.attrgetter("ts")
 
 _RETRIES: Final = 100
 """How often a commit is tried again when what it read was dropped by another writer's failed commit."""
@@ -540,38 +543,55 @@ class Ledger:
             self.snapshot_path, self.checkpoint_path
         ):
             checkpoint = None
-        entries: entries_view.Entries = {}
-        snapshot_at_checkpoint = snapshot_view.encode_snapshot(entries) if checkpoint else None
-        problem: str | None = None
-        line: int | None = None
-        last_ts = ""
-        try:
-            for event in scan:
-                current = entries.get(event.key)
-                before = None if current is None else current.status
-                legal = (
-                    before is None
-                    if isinstance(event, Imported)
-                    else lifecycle.is_legal(before, event.STATUS)
+        statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
+        problems: list[tuple[str, int]] = []
+
+        def checked() -> Iterator[list[EventType]]:
+            """The events in runs, up to the first one whose time or lifecycle change is wrong."""
+            last_ts = ""
+            for _, events in scan.runs():
+                times = list(map(_ts_of, events))
+                late = next(  # the first event whose time is before the one before it
+                    itertools.compress(itertools.count(), map(operator.lt, times, [last_ts, *times])), None
                 )
-                if not legal:
-                    problem, line = f"illegal change {before or 'new'} -> {event.type}", event.seq
-                    break
-                if event.ts < last_ts:
-                    problem, line = f"time goes backwards ({event.ts} after {last_ts})", event.seq
-                    break
-                last_ts = event.ts
-                entries[event.key] = entries_view.apply(current, event)
-                if checkpoint is not None and event.seq == checkpoint.seq:
-                    snapshot_at_checkpoint = snapshot_view.encode_snapshot(entries)
+                illegal = lifecycle.first_illegal(events if late is None else events[:late], statuses)
+                if (  # at the late event itself, its change is checked first
+                    illegal is None
+                    and late is not None
+                    and lifecycle.first_illegal([events[late]], dict(statuses)) == 0
+                ):
+                    illegal = late
+                if illegal is not None:
+                    event = events[illegal]
+                    before = statuses.get(event.key)
+                    problems.append((f"illegal change {before or 'new'} -> {event.type}", event.seq))
+                elif late is not None:
+                    event = events[late]
+                    before_ts = times[late - 1] if late else last_ts
+                    problems.append((f"time goes backwards ({event.ts} after {before_ts})", event.seq))
+                if problems:
+                    yield events[: problems[0][1] - events[0].seq]
+                    return
+                yield events
+                last_ts = times[-1]
+
+        runs = checked()
+        snapshot_at_checkpoint: bytes | None = None
+        try:
+            if checkpoint is not None:  # the state after the checkpoint's event, to compare with the snapshot
+                at_checkpoint = itertools.islice(itertools.chain.from_iterable(runs), checkpoint.seq)
+                snapshot_at_checkpoint = snapshot_view.encode_snapshot(entries_view.fold(at_checkpoint))
+            for _ in runs:  # the rest is only checked
+                pass
+            problem, line = problems[0] if problems else (None, None)
         except CorruptLogError as exc:
             problem, line = exc.reason, exc.line
         end = scan.end
         if problem is None and checkpoint is not None:
             problem = self._check_checkpoint(checkpoint, end, snapshot_at_checkpoint)
         return VerifyReport(
-            events=end.seq,
-            entries=len(entries),
+            events=end.seq if line is None else min(end.seq, line),  # a run may reach past the problem
+            entries=len(statuses),
             problem=problem,
             line=line,
             torn=scan.torn if problem is None else None,

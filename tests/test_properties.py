@@ -10,8 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import IllegalTransitionError, InvalidEntryError, Ledger, VideoMetadata
-from ledger.events import STATUSES
-from projections.entries import fold
+from ledger.events import (
+    EVENT_TYPES,
+    FORMAT_VERSION,
+    GENESIS_HASH,
+    STATUSES,
+    EventType,
+    Failed,
+    Imported,
+    Ready,
+)
+from projections import entries as entries_module
+from projections.entries import Entries, apply, fold
 from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock
@@ -103,7 +113,6 @@ def test_entries_round_trip_through_the_snapshot_format() -> None:
 
 @given(changes)
 def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list) -> None:  # type: ignore[type-arg]
-    from projections.entries import apply
     from projections.snapshot import SnapshotEncoder
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,3 +135,50 @@ def test_the_snapshot_encoder_with_keys_arriving_in_any_order(arrivals: list[tup
     for spot, prompt in arrivals:
         state[(spot, "e")] = VideoMetadata(spot_id=spot, era_id="e", prompt=prompt, status="pending")
         assert encoder.encode(state) == encode_snapshot(state)
+
+
+@st.composite
+def any_event(draw: st.DrawFn) -> EventType:
+    """Any event at all, legal or not where it lands: the fold must match the plain loop on every log the
+    scan accepts, and the scan does not check the lifecycle."""
+    spot, era = draw(keys)
+    kind = draw(st.sampled_from(["pending", "generating", "ready", "failed", "imported"]))
+    prompt = draw(st.sampled_from(["a prompt", "another\nprompt", ""]))
+    path = draw(st.sampled_from(["videos/a.mp4", "videos/b.mp4", None]))
+    ts = f"2026-11-24T09:00:{draw(st.integers(0, 59)):02d}.000000Z"
+    envelope = (FORMAT_VERSION, 1, ts, spot, era, GENESIS_HASH)
+    if kind in ("pending", "generating"):
+        return EVENT_TYPES[kind](*envelope, prompt=prompt, local_path=path)  # type: ignore[call-arg]
+    if kind == "ready":
+        return Ready(*envelope, local_path=path or "videos/c.mp4")
+    if kind == "failed":
+        return Failed(*envelope, error="timeout")
+    return Imported(
+        *envelope,
+        status=draw(st.sampled_from(STATUSES)),
+        prompt=prompt,
+        local_path=path,
+        error=draw(st.sampled_from(["timeout", None])),
+        created_at="2025-01-01T00:00:00.000000Z",
+        completed_at=draw(st.sampled_from(["2025-01-02T00:00:00.000000Z", None])),
+    )
+
+
+@given(st.lists(any_event(), max_size=60), st.lists(any_event(), max_size=10), st.integers(1, 9))
+def test_the_fold_equals_applying_each_event_in_turn(
+    events: list[EventType], earlier: list[EventType], run: int
+) -> None:
+    def plain(events: list[EventType], state: Entries) -> Entries:
+        for event in events:
+            state[event.key] = apply(state.get(event.key), event)
+        return state
+
+    assert fold(events) == plain(events, {})
+    assert fold(events, plain(earlier, {})) == plain(events, plain(earlier, {}))
+    # and with runs shorter than the events, so that the state carries from run to run
+    original = entries_module._RUN
+    entries_module._RUN = run  # type: ignore[misc]
+    try:
+        assert fold(events, plain(earlier, {})) == plain(events, plain(earlier, {}))
+    finally:
+        entries_module._RUN = original  # type: ignore[misc]
