@@ -62,6 +62,8 @@ __all__ = ("START", "EventLog", "Position", "Scan", "Ticket", "TornTail")
 log = logging.getLogger("ledger")
 
 _CHUNK: Final = 1 << 20
+_FEW: Final = 16
+"""Runs of fewer lines than this are read one line at a time (the checks over a whole run cost more)."""
 _second = operator.itemgetter(1)
 _seq_of = operator.attrgetter("seq")
 _version_of = operator.attrgetter("v")
@@ -177,7 +179,11 @@ class Scan:
                 if not lines:
                     continue
                 whole = len(data) - len(pending)
-                events = self._fast_run(data, whole, lines, seq, last_hash, last_line, chain)
+                events = (  # a few lines (a writer or watcher catching up) cost less one at a time
+                    None
+                    if len(lines) < _FEW
+                    else self._fast_run(data, whole, lines, seq, last_hash, last_line, chain)
+                )
                 if events is not None:
                     offset += whole
                     seq, ts, last_line = events[-1].seq, events[-1].ts, lines[-1]

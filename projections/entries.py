@@ -27,6 +27,8 @@ Entries = dict[tuple[str, str], VideoMetadata]
 
 _RUN: Final = 4096
 """Events taken at a time by :func:`fold`."""
+_FEW: Final = 16
+"""Fewer events than this in all are folded one by one (cheaper than the dicts for so few)."""
 _SETS_PROMPT: Final = frozenset({Pending, Generating, Imported})
 _key_of = operator.attrgetter("spot_id", "era_id")
 _ts_of = operator.attrgetter("ts")
@@ -101,7 +103,13 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
     first_ts: dict[tuple[str, str], str] = {}
     imported: dict[tuple[str, str], str] = {}
     it = iter(events)
-    while run := list(itertools.islice(it, _RUN)):
+    run = list(itertools.islice(it, _RUN))
+    if len(run) < _FEW:  # all there is, and few (a refresh): the plain loop is cheaper
+        for event in run:
+            key = (event.spot_id, event.era_id)
+            entries[key] = apply(entries.get(key), event)
+        return entries
+    while run:
         keys = list(map(_key_of, run))
         types = list(map(type, run))
         known = len(last)
@@ -128,6 +136,7 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
         if Imported in types:
             imports = [event for event in run if isinstance(event, Imported)]
             imported.update(zip(map(_key_of, imports), map(_created_of, imports), strict=True))
+        run = list(itertools.islice(it, _RUN))
     for key, event in last.items():
         before = entries.get(key)
         created: str | None = imported.get(key)

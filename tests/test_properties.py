@@ -175,10 +175,11 @@ def test_the_fold_equals_applying_each_event_in_turn(
 
     assert fold(events) == plain(events, {})
     assert fold(events, plain(earlier, {})) == plain(events, plain(earlier, {}))
-    # and with runs shorter than the events, so that the state carries from run to run
-    original = entries_module._RUN
-    entries_module._RUN = run  # type: ignore[misc]
+    # the lazy path for any count, with runs shorter than the events (the state carries from run to run)
+    saved = entries_module._RUN, entries_module._FEW
+    entries_module._RUN, entries_module._FEW = run, 0  # type: ignore[misc]
     try:
+        assert fold(events) == plain(events, {})
         assert fold(events, plain(earlier, {})) == plain(events, plain(earlier, {}))
     finally:
-        entries_module._RUN = original  # type: ignore[misc]
+        entries_module._RUN, entries_module._FEW = saved  # type: ignore[misc]
