@@ -755,6 +755,7 @@ class Ledger:
                 raise
             if lines:
                 view.entries.update(staged)
+                view.changed(staged)
                 view.pos = end
         try:
             recorded = self._log.settle(ticket)

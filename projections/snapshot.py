@@ -15,6 +15,7 @@ import itertools
 import logging
 import operator
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -179,26 +180,44 @@ class SnapshotEncoder:
         self._keys: list[tuple[str, str]] = []
         self._values: list[VideoMetadata] = []
         self._chunks: list[bytes] = []
+        self._index: dict[tuple[str, str], int] | None = None
+        """Where each key is in ``_keys`` (built when first needed, dropped when keys are added)."""
 
-    def encode(self, entries: entries_view.Entries) -> bytes:
+    def encode(
+        self, entries: entries_view.Entries, changed: Iterable[tuple[str, str]] | None = None
+    ) -> bytes:
+        """The snapshot of ``entries``. ``changed``, if given, names every key whose entry may have changed
+        since the last call (then only those are looked at); ``None`` compares every entry."""
         if not entries:
             return b"[]\n"
         encode = _encoder.encode
+        chunks = self._chunks
+        if changed is not None and len(self._keys) == len(entries):  # no new keys: update in place
+            if self._index is None:
+                self._index = {key: i for i, key in enumerate(self._keys)}
+            index, values = self._index, self._values
+            for key in changed:
+                i = index[key]
+                value = entries[key]
+                if value is not values[i]:
+                    values[i] = value
+                    chunks[i] = encode(value) if i == 0 else b",\n" + encode(value)
+            return b"".join([b"[\n", *chunks, b"\n]\n"])
         if len(self._keys) != len(entries):  # keys are only ever added: a new one changes the count
+            self._index = None
             if len(entries) - len(self._keys) > 64 or not self._keys:
                 self._keys = sorted(entries)
                 self._values = [entries[key] for key in self._keys]
-                self._chunks = [b",\n" + encode(value) for value in self._values]
-                self._chunks[0] = self._chunks[0][2:]
+                self._chunks = chunks = [b",\n" + encode(value) for value in self._values]
+                chunks[0] = chunks[0][2:]
             else:  # a few new entries: put each in its place (memmove, not a new sort and encode)
                 self._insert(entries, entries.keys() - set(self._keys))
         values = list(map(entries.__getitem__, self._keys))
-        chunks = self._chunks
         for i in itertools.compress(range(len(values)), map(operator.is_not, values, self._values)):
             chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
         self._values = values
         # each chunk but the first carries its separator, so the whole file is built with one copy
-        return b"".join([b"[\n", *self._chunks, b"\n]\n"])
+        return b"".join([b"[\n", *chunks, b"\n]\n"])
 
     def _insert(self, entries: entries_view.Entries, new: set[tuple[str, str]]) -> None:
         for key in sorted(new):
@@ -241,8 +260,16 @@ class Projector:
         self.problem: str | None = None
         """Why the snapshot on disk cannot be trusted, if it cannot (it is then rewritten)."""
         self._cache = SnapshotEncoder()
+        self._changed: set[tuple[str, str]] | None = None
+        """The keys whose entries changed since the snapshot was last encoded; ``None``: not known."""
         self._identity: tuple[int, int] | None = None
         self._loaded = False
+
+    def changed(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Say that the entries of ``keys`` were changed in :attr:`entries` from outside (a writer that
+        put in its own change), so that the next snapshot encodes only what changed."""
+        if self._changed is not None:
+            self._changed.update(keys)
 
     def line_hash_at(self, offset: int) -> str:
         """The chain hash of the log line that ends at ``offset``."""
@@ -257,7 +284,7 @@ class Projector:
         """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
         start of the log (by the next :meth:`refresh`)."""
         self.entries, self.pos, self._loaded = {}, START, False
-        self._cache = SnapshotEncoder()
+        self._cache, self._changed = SnapshotEncoder(), None
         self._identity = self.log.identity()
         checkpoint = read_checkpoint(self.checkpoint_path)
         if checkpoint is None:
@@ -306,6 +333,7 @@ class Projector:
         try:
             if log_grew:
                 scan = self.log.scan(self.pos)
+                self._changed = None  # which entries the fold changes is not kept: compare them all
                 entries_view.fold(scan, self.entries)
                 self.pos = scan.end
                 if repair and scan.torn is not None:
@@ -313,6 +341,7 @@ class Projector:
             if repair:
                 staged = self.log.read_staged(self.pos)
                 if staged:
+                    self._changed = None
                     entries_view.fold(map(_second, staged), self.entries)
                     line, event = staged[-1]
                     self.pos = Position(
@@ -342,7 +371,7 @@ class Projector:
         """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
         with self.lock.held(), self.log.reading():  # leaders wait: only fsynced events are read
             scan = self.log.scan(START)
-            self.entries, self._cache = entries_view.fold(scan), SnapshotEncoder()
+            self.entries, self._cache, self._changed = entries_view.fold(scan), SnapshotEncoder(), None
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
             self.write()
             return scan
@@ -350,7 +379,8 @@ class Projector:
     def write(self) -> None:
         """Write the snapshot of the current state and its checkpoint. Call with the projection lock held."""
         self.refuse_symlinked_snapshot()
-        data = self._cache.encode(self.entries)
+        data = self._cache.encode(self.entries, self._changed)
+        self._changed = set()  # the encoder now holds these entries, whether or not the write succeeds
         if self.problem is not None:
             try:
                 differs = self.snapshot_path.read_bytes() != data

@@ -117,11 +117,12 @@ def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list)
 
     with tempfile.TemporaryDirectory() as tmp:
         events = list(_apply_all(Path(tmp), steps).history())
-    encoder = SnapshotEncoder()
+    encoder, told = SnapshotEncoder(), SnapshotEncoder()
     state: dict[tuple[str, str], VideoMetadata] = {}
     for event in events:
         state[event.key] = apply(state.get(event.key), event)
         assert encoder.encode(state) == encode_snapshot(state)
+        assert told.encode(state, changed={event.key}) == encode_snapshot(state)  # told what changed
 
 
 @given(
