@@ -3,18 +3,18 @@
 The snapshot is the JSON array the app reads: entries ordered by ``(spotId, eraId)``, one per line,
 UTF-8, ending in a newline, byte-identical for the same log. It is replaced atomically
 (:func:`ledger.fileops.atomic_write`). The checkpoint ``checkpoint.json`` beside the log records which log
-position the snapshot reflects and the snapshot's SHA-256 and size, so a crash between writing the two is
+position the snapshot reflects and the snapshot's CRC-32 and size, so a crash between writing the two is
 detected (the digests disagree) and the snapshot is then rebuilt from the log rather than trusted.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 import logging
 import operator
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,7 +58,8 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     snapshot: str
     """Absolute path of the snapshot this checkpoint describes."""
     snapshot_size: int
-    snapshot_sha256: str
+    snapshot_crc32: str
+    """CRC-32 of the snapshot's bytes, 8 lowercase hex digits (as a log line's ``crc``)."""
 
     @property
     def position(self) -> Position:
@@ -66,6 +67,12 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
 
 _checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
+
+
+def _crc32(data: bytes) -> str:
+    # A checksum, not a seal: the checkpoint is a cache that any writer may rewrite, so it guards against
+    # accidents (a crash between the two renames, an edit); CRC-32 reads 3 MB in 0.7 ms here, SHA-256 1.6.
+    return f"{zlib.crc32(data):08x}"
 
 
 def encode_snapshot(entries: entries_view.Entries) -> bytes:
@@ -114,10 +121,7 @@ def load_snapshot(path: Path, checkpoint: Checkpoint, ref: str) -> SnapshotLoad:
         items = _entries_decoder.decode(data)
     except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
         return SnapshotLoad(None, f"it is not a valid JSON array of entries ({exc})")
-    if (
-        len(data) != checkpoint.snapshot_size
-        or hashlib.sha256(data).hexdigest() != checkpoint.snapshot_sha256
-    ):
+    if len(data) != checkpoint.snapshot_size or _crc32(data) != checkpoint.snapshot_crc32:
         return SnapshotLoad(
             None, "it does not match its checkpoint (changed, or a crash came between the two)"
         )
@@ -148,7 +152,7 @@ def write_snapshot(
         last_ts=position.last_ts,
         snapshot=snapshot_ref(path, checkpoint_path),
         snapshot_size=len(data),
-        snapshot_sha256=hashlib.sha256(data).hexdigest(),
+        snapshot_crc32=_crc32(data),
     )
     # The checkpoint is a cache, checked against the snapshot and the log whenever it is read: losing it,
     # or finding it stale or unreadable after a power loss, costs one replay and nothing else.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -294,3 +295,18 @@ def test_regression_handles_that_are_never_closed_do_not_leak_descriptors(
         Ledger(ledger_dir, clock=clock).set_video_metadata(entry(f"s{i}", "e", status="pending"))
     gc.collect()
     assert open_fds() <= before + 3
+
+
+def test_a_checkpoint_from_before_snapshot_crc32_is_replaced_after_one_replay(ledger_dir: Path) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as first:
+        first.set_video_metadata(entry("a", "e", status="pending"))
+    checkpoint = ledger_dir / "checkpoint.json"
+    old = msgspec.json.decode(checkpoint.read_bytes())
+    old["snapshotSha256"] = hashlib.sha256((ledger_dir / "generated-videos.json").read_bytes()).hexdigest()
+    del old["snapshotCrc32"]
+    checkpoint.write_bytes(msgspec.json.encode(old))
+    with Ledger(ledger_dir, clock=FakeClock()) as second:  # replays, then writes a checkpoint of today's form
+        assert second.get_video_metadata("a", "e") is not None
+        second.set_video_metadata(entry("b", "e", status="pending"))
+    assert "snapshotCrc32" in msgspec.json.decode(checkpoint.read_bytes())
+    assert Ledger(ledger_dir, readonly=True).verify().ok
