@@ -88,7 +88,10 @@ ErrorText = Annotated[str, msgspec.Meta(min_length=1, max_length=65_536)]
 _StoredId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, rename="camel", omit_defaults=True):
+# gc=False on the structs below: they hold only strings, integers and None, so they can never be part of a
+# reference cycle, and the cycle collector need not track them (a replay makes millions of events; tracking
+# them cost about a fifth of a rebuild). tests/test_events.py keeps the fields to those types.
+class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, gc=False, rename="camel", omit_defaults=True):
     """One entry of ``generated-videos.json``: what the app knows about one (spot, era) video.
 
     snake_case here, camelCase on disk; fields without a value are left out of the JSON. ``created_at``
@@ -112,7 +115,7 @@ class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, rename="camel", o
         return (self.spot_id, self.era_id)
 
 
-class Event(msgspec.Struct, frozen=True, tag_field="type", rename="camel", omit_defaults=True):
+class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="camel", omit_defaults=True):
     """Base of every event: the storage envelope, assigned by the log when the event is appended."""
 
     STATUS: ClassVar[Status]
