@@ -31,7 +31,7 @@ from ledger.fileops import FileOps
 
 
 class NoFsync(FileOps):
-    def fsync(self, fd: int) -> None:
+    def fsync(self, fd: int, *, data_only: bool = False) -> None:
         pass
 
 
@@ -65,9 +65,9 @@ CHILD = textwrap.dedent(
 
     class Counting(FileOps):
         fsyncs = 0
-        def fsync(self, fd):
+        def fsync(self, fd, *, data_only=False):
             Counting.fsyncs += 1
-            super().fsync(fd)
+            super().fsync(fd, data_only=data_only)
 
     directory, me, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     ledger = Ledger(directory, projection="deferred", ops=Counting())
