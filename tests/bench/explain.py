@@ -4,6 +4,8 @@
     python tests/bench/explain.py overhead --profile
     python tests/bench/explain.py fsyncs       # 1, 2, 4, 8 writer processes: events, fsyncs, CPU time
     python tests/bench/explain.py record       # does a pwrite to a second file make fsyncs dearer?
+    python tests/bench/explain.py split        # a real durable append: time in the sync, time around it
+    python tests/bench/explain.py set          # a set with 10,000 entries kept current: where it goes
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
 the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
@@ -136,11 +138,108 @@ def record(n: int) -> None:
         print(f"appends/s: plain {run(False):,.0f}, with the record {run(True):,.0f}")
 
 
+class Timed(FileOps):
+    """Times every sync (fsync and fdatasync), rename and write made through the seam."""
+
+    def __init__(self) -> None:
+        self.times = {"sync": 0.0, "replace": 0.0, "write": 0.0}
+        self.syncs = 0
+
+    def fsync(self, fd: int, *, data_only: bool = False) -> None:
+        start = time.perf_counter()
+        super().fsync(fd, data_only=data_only)
+        self.times["sync"] += time.perf_counter() - start
+        self.syncs += 1
+
+    def replace(self, src: Path, dst: Path) -> None:
+        start = time.perf_counter()
+        super().replace(src, dst)
+        self.times["replace"] += time.perf_counter() - start
+
+    def write(self, fd: int, data: bytes) -> int:
+        start = time.perf_counter()
+        written = super().write(fd, data)
+        self.times["write"] += time.perf_counter() - start
+        return written
+
+
+def split(n: int) -> None:
+    """Durable deferred appends as the benchmark makes them, with the time spent in the sync measured
+    through the seam, beside a raw write+fsync loop timed the same way, in interleaved rounds."""
+    line = b"x" * 290 + b"\n"
+    print(
+        "| round | ledger µs per append | in its sync | outside it | raw µs per append | in fsync | outside |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in range(5):
+        directory = Path(tempfile.mkdtemp()) / "l"
+        with Ledger(directory, projection="deferred", clock=Clock()) as ledger:
+            ledger.set_many([entry(i, "generating") for i in range(100)])
+        ops = Timed()
+        ledger = Ledger(directory, projection="deferred", clock=Clock(), ops=ops)
+        entries = [entry(i % 100, "ready" if (i // 100) % 2 == 0 else "generating") for i in range(n)]
+        os.sync()
+        ops.times["sync"] = 0.0
+        start = time.perf_counter()
+        for e in entries:
+            ledger.set_video_metadata(e)
+        total = (time.perf_counter() - start) / n * 1e6
+        synced = ops.times["sync"] / n * 1e6
+        ledger.close()
+        fd = os.open(directory.parent / "raw", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.sync()
+        in_fsync = 0.0
+        start = time.perf_counter()
+        for _ in range(n):
+            os.write(fd, line)
+            t = time.perf_counter()
+            os.fsync(fd)
+            in_fsync += time.perf_counter() - t
+        raw = (time.perf_counter() - start) / n * 1e6
+        os.close(fd)
+        raw_sync = in_fsync / n * 1e6
+        print(
+            f"| {r + 1} | {total:.0f} | {synced:.0f} | {total - synced:.0f} | {raw:.0f} | {raw_sync:.0f} "
+            f"| {raw - raw_sync:.0f} |"
+        )
+
+
+def set_profile(n: int, entries: int) -> None:
+    """``n`` sets on a ledger of ``entries`` entries with the snapshot kept current: ms per set, the part
+    in syncs, renames and writes (through the seam), then a cProfile of the same loop."""
+    import cProfile
+    import pstats
+
+    directory = Path(tempfile.mkdtemp()) / "l"
+    with Ledger(directory, projection="deferred", clock=Clock()) as ledger:
+        ledger.set_many([entry(i, "generating") for i in range(entries)])
+        ledger.rebuild()
+    ops = Timed()
+    ledger = Ledger(directory, clock=Clock(), ops=ops)
+    for status in ("ready", "generating"):
+        batch = [entry(i % entries, status) for i in range(n)]
+        os.sync()
+        ops.times = dict.fromkeys(ops.times, 0.0)
+        ops.syncs = 0
+        start = time.perf_counter()
+        for e in batch:
+            ledger.set_video_metadata(e)
+        per = (time.perf_counter() - start) / n * 1e3
+        parts = ", ".join(f"{k} {v / n * 1e3:.2f}" for k, v in ops.times.items())
+        print(f"{status}: {per:.2f} ms per set ({parts}; {ops.syncs / n:.0f} syncs per set)")
+    batch = [entry(i % entries, "ready") for i in range(n)]
+    cProfile.runctx(
+        "for e in batch: ledger.set_video_metadata(e)", globals(), {"batch": batch, "ledger": ledger},
+        "/tmp/explain.prof",
+    )  # fmt: skip
+    pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(12)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "fsyncs", "record"])
+    parser.add_argument("what", choices=["overhead", "fsyncs", "record", "split", "set"])
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
@@ -148,6 +247,10 @@ def main() -> int:
         overhead(args.n or 5000, args.profile)
     elif args.what == "fsyncs":
         fsyncs(args.n or 300)
+    elif args.what == "split":
+        split(args.n or 1000)
+    elif args.what == "set":
+        set_profile(args.n or 200, 10_000 if args.n is None else 200)
     else:
         record(args.n or 1500)
     return 0
