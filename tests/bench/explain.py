@@ -6,6 +6,8 @@
     python tests/bench/explain.py record       # does a pwrite to a second file make fsyncs dearer?
     python tests/bench/explain.py split        # a real durable append: time in the sync, time around it
     python tests/bench/explain.py set          # a set with 10,000 entries kept current: where it goes
+    python tests/bench/explain.py batch        # set_many of 1,000 events: cProfile
+    python tests/bench/explain.py datasync     # appends synced with fdatasync (as shipped) against fsync
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
 the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
@@ -235,11 +237,64 @@ def set_profile(n: int, entries: int) -> None:
     pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(12)
 
 
+def batch_profile(n: int) -> None:
+    """``n`` events in set_many batches of 1,000 (deferred): events/s, then a cProfile of the same."""
+    import cProfile
+    import pstats
+
+    directory = Path(tempfile.mkdtemp()) / "l"
+    size = min(n, 1000)
+    ledger = Ledger(directory, projection="deferred", clock=Clock())
+    ledger.set_many([entry(i, "generating") for i in range(size)])
+    batches = [
+        [entry(i, "ready" if r % 2 == 0 else "generating") for i in range(size)] for r in range(n // size)
+    ]
+    start = time.perf_counter()
+    for b in batches[: len(batches) // 2]:
+        ledger.set_many(b)
+    print(f"{size * (len(batches) // 2) / (time.perf_counter() - start):,.0f} events/s")
+    cProfile.runctx(
+        "for b in rest: ledger.set_many(b)", globals(), {"rest": batches[len(batches) // 2 :], "ledger": ledger},
+        "/tmp/explain.prof",
+    )  # fmt: skip
+    pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(14)
+
+
+class FullFsync(FileOps):
+    """What the log's sync was before it used fdatasync."""
+
+    def fsync(self, fd: int, *, data_only: bool = False) -> None:
+        super().fsync(fd)
+
+
+def datasync(n: int) -> None:
+    """Deferred appends with the log synced by fdatasync (as shipped) and by fsync, interleaved rounds."""
+    results: dict[str, list[float]] = {"fdatasync": [], "fsync": []}
+    for _ in range(7):
+        for name, ops in (("fdatasync", FileOps()), ("fsync", FullFsync())):
+            directory = Path(tempfile.mkdtemp()) / "l"
+            with Ledger(directory, projection="deferred", clock=Clock()) as ledger:
+                ledger.set_many([entry(i, "generating") for i in range(100)])
+            ledger = Ledger(directory, projection="deferred", clock=Clock(), ops=ops)
+            entries = [entry(i % 100, "ready" if (i // 100) % 2 == 0 else "generating") for i in range(n)]
+            os.sync()
+            start = time.perf_counter()
+            for e in entries:
+                ledger.set_video_metadata(e)
+            results[name].append(n / (time.perf_counter() - start))
+            ledger.close()
+    med = {name: sorted(v)[len(v) // 2] for name, v in results.items()}
+    print(
+        f"appends/s, median of 7: fdatasync {med['fdatasync']:,.0f}, fsync {med['fsync']:,.0f}, "
+        f"ratio {med['fdatasync'] / med['fsync']:.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "fsyncs", "record", "split", "set"])
+    parser.add_argument("what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "datasync"])
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
@@ -251,6 +306,10 @@ def main() -> int:
         split(args.n or 1000)
     elif args.what == "set":
         set_profile(args.n or 200, 10_000 if args.n is None else 200)
+    elif args.what == "batch":
+        batch_profile(args.n or 20_000)
+    elif args.what == "datasync":
+        datasync(args.n or 1000)
     else:
         record(args.n or 1500)
     return 0
