@@ -37,53 +37,9 @@ _created_of = operator.attrgetter("created_at")
 
 def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
     """The entry after ``event``."""
-    created = event.ts if entry is None else entry.created_at
-    match event:
-        case Pending() | Generating():
-            return VideoMetadata(
-                spot_id=event.spot_id,
-                era_id=event.era_id,
-                prompt=event.prompt,
-                local_path=event.local_path,
-                status=event.STATUS,
-                created_at=created,
-                updated_at=event.ts,
-            )
-        case Ready():
-            return VideoMetadata(
-                spot_id=event.spot_id,
-                era_id=event.era_id,
-                prompt="" if entry is None else entry.prompt,
-                local_path=event.local_path,
-                status="ready",
-                created_at=created,
-                completed_at=event.ts,
-                updated_at=event.ts,
-            )
-        case Failed():
-            return VideoMetadata(
-                spot_id=event.spot_id,
-                era_id=event.era_id,
-                prompt="" if entry is None else entry.prompt,
-                local_path=None if entry is None else entry.local_path,
-                status="failed",
-                created_at=created,
-                completed_at=event.ts,
-                error=event.error,
-                updated_at=event.ts,
-            )
-        case Imported():
-            return VideoMetadata(
-                spot_id=event.spot_id,
-                era_id=event.era_id,
-                prompt=event.prompt,
-                local_path=event.local_path,
-                status=event.status,
-                created_at=event.created_at,
-                completed_at=event.completed_at,
-                error=event.error,
-                updated_at=event.ts,
-            )
+    if entry is None:
+        return _after(event, "", None, event.ts)
+    return _after(event, entry.prompt, entry.local_path, entry.created_at)
 
 
 def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
@@ -152,8 +108,9 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
 
 
 def _after(event: EventType, prompt: str, kept_path: str | None, created: str | None) -> VideoMetadata:
-    """The entry after its last ``event``, given the prompt and (for ``failed``) the localPath it had
-    before, and its createdAt: what :func:`apply` builds."""
+    """The entry after ``event``, given what the entry had before it: its prompt (which ``ready`` and
+    ``failed`` keep), its localPath (which ``failed`` keeps), ``""`` and ``None`` for a new entry, and its
+    createdAt."""
     if isinstance(event, Ready):
         return VideoMetadata(
             spot_id=event.spot_id,
@@ -178,7 +135,17 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
             updated_at=event.ts,
         )
     if isinstance(event, Imported):
-        return apply(None, event)
+        return VideoMetadata(
+            spot_id=event.spot_id,
+            era_id=event.era_id,
+            prompt=event.prompt,
+            local_path=event.local_path,
+            status=event.status,
+            created_at=event.created_at,
+            completed_at=event.completed_at,
+            error=event.error,
+            updated_at=event.ts,
+        )
     return VideoMetadata(
         spot_id=event.spot_id,
         era_id=event.era_id,
