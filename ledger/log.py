@@ -129,7 +129,6 @@ class Scan:
         self.end = start
         self.torn: TornTail | None = None
         self._chain = chain
-        self._last_hash: str | None = None
 
     def __iter__(self) -> Iterator[EventType]:
         return itertools.chain.from_iterable(map(_second, self.runs()))
@@ -158,9 +157,8 @@ class Scan:
             return
         except OSError as exc:
             raise io_error("read", path, exc) from None
-        chain = self._chain
-        offset, seq, prev, ts = self.start.offset, self.start.seq, self.start.last_hash, self.start.last_ts
-        last_hash: str | None = prev  # the chain hash of the last line read, where it is known
+        offset, seq, ts = self.start.offset, self.start.seq, self.start.last_ts
+        last_hash: str | None = self.start.last_hash  # the chain hash of the last line read, where known
         last_line = b""
         read_at = offset
         pending = b""
@@ -179,15 +177,15 @@ class Scan:
                 if not lines:
                     continue
                 whole = len(data) - len(pending)
-                events = (  # a few lines (a writer or watcher catching up) cost less one at a time
+                fast = (  # a few lines (a writer or watcher catching up) cost less one at a time
                     None
                     if len(lines) < _FEW
-                    else self._fast_run(data, whole, lines, seq, last_hash, last_line, chain)
+                    else self._fast_run(data, whole, lines, seq, last_hash or line_hash(last_line))
                 )
-                if events is not None:
+                if fast is not None:
+                    events, last_hash = fast
                     offset += whole
                     seq, ts, last_line = events[-1].seq, events[-1].ts, lines[-1]
-                    last_hash = self._last_hash
                     yield lines, events
                     continue
                 # One line at a time: the first problem's exact line and reason.
@@ -201,7 +199,7 @@ class Scan:
                     except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
                         failure = CorruptLogError(path, seq + 1, f"undecodable event: {exc}")
                         break
-                    failure = self._misfit(event, seq, last_hash, last_line, chain)
+                    failure = self._misfit(event, seq, last_hash, last_line)
                     if failure is not None:
                         break
                     events.append(event)
@@ -223,18 +221,12 @@ class Scan:
                 self.end = Position(offset, seq, last_hash or line_hash(last_line), ts)
 
     def _fast_run(
-        self,
-        data: bytes,
-        whole: int,
-        lines: list[bytes],
-        seq: int,
-        last_hash: str | None,
-        last_line: bytes,
-        chain: bool,
-    ) -> list[EventType] | None:
-        """The events of ``lines`` (the first ``whole`` bytes of ``data``) if all of them are whole, decode
-        one per line, continue ``seq`` and pass the chain checks; else ``None``. Sets ``_last_hash`` to the
-        last line's chain hash where it was computed (``None`` otherwise)."""
+        self, data: bytes, whole: int, lines: list[bytes], seq: int, prev: str
+    ) -> tuple[list[EventType], str | None] | None:
+        """The events of ``lines`` (the first ``whole`` bytes of ``data``), which follow event ``seq`` whose
+        line hashes to ``prev``, and the last line's chain hash where it was computed (with ``chain``); or
+        ``None`` unless every line is whole, decodes to one event, continues ``seq`` and passes the chain
+        checks."""
         if not check_lines(lines):
             return None
         try:
@@ -247,21 +239,21 @@ class Scan:
             or max(map(_version_of, events)) > FORMAT_VERSION
         ):
             return None
-        self._last_hash = None
-        joined = last_hash or line_hash(last_line) if last_line else last_hash
-        if (chain or not last_line) and events[0].prev != joined:  # where the scan joins what it read
+        # where the scan joins what it read before (only there unless the whole chain is checked)
+        if (self._chain or seq == self.start.seq) and events[0].prev != prev:
             return None
-        if chain:
-            hashes = line_hashes(lines)
-            if list(map(_prev_of, itertools.islice(events, 1, None))) != hashes[:-1]:
-                return None
-            self._last_hash = hashes[-1]
-        return events
+        if not self._chain:
+            return events, None
+        hashes = line_hashes(lines)
+        if list(map(_prev_of, itertools.islice(events, 1, None))) != hashes[:-1]:
+            return None
+        return events, hashes[-1]
 
     def _misfit(
-        self, event: EventType, seq: int, last_hash: str | None, last_line: bytes, chain: bool
+        self, event: EventType, seq: int, last_hash: str | None, last_line: bytes
     ) -> CorruptLogError | None:
-        """Why ``event`` cannot follow the line read before it (``seq``, ``last_line``), if it cannot."""
+        """Why ``event`` cannot follow the line read before it (event ``seq``, ``last_line``, whose chain
+        hash is ``last_hash`` where known), if it cannot."""
         path = self._log.path
         if event.seq != seq + 1:
             return CorruptLogError(path, seq + 1, f"seq is {event.seq}, expected {seq + 1}")
@@ -269,9 +261,7 @@ class Scan:
             return CorruptLogError(
                 path, seq + 1, f"format version {event.v} is newer than this code ({FORMAT_VERSION})"
             )
-        if (chain or not last_line) and event.prev != (
-            last_hash or line_hash(last_line) if last_line else last_hash
-        ):
+        if (self._chain or not last_line) and event.prev != (last_hash or line_hash(last_line)):
             return CorruptLogError(path, seq + 1, "chain broken: prev does not match the line before")
         return None
 
