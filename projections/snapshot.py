@@ -56,7 +56,8 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     last_hash: str
     last_ts: str
     snapshot: str
-    """Absolute path of the snapshot this checkpoint describes."""
+    """The snapshot this checkpoint describes: its file name when it is in the ledger directory, else its
+    absolute path (:func:`snapshot_ref`)."""
     snapshot_size: int
     snapshot_crc32: str
     """CRC-32 of the snapshot's bytes, 8 lowercase hex digits (as a log line's ``crc``)."""
