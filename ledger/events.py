@@ -23,11 +23,15 @@ import hashlib
 import inspect
 import operator
 import struct
-import zlib
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
 
 import msgspec
+
+# ISA-L's CRC-32 is zlib's CRC-32 (the same polynomial and values: tests/test_events.py holds them equal on
+# random data, and the test suites frame lines with zlib's), 3 to 9 times faster here: it is what every
+# read of the log pays per line, and a snapshot write per 3 MB.
+from isal.isal_zlib import crc32
 
 from ledger.errors import InvalidEntryError
 
@@ -49,6 +53,7 @@ __all__ = (
     "VideoMetadata",
     "check_line",
     "check_lines",
+    "crc32",
     "decode_event",
     "decode_events",
     "encode_line",
@@ -249,7 +254,7 @@ def parse_time(text: str | dt.datetime) -> str:
 def encode_line(event: EventType) -> bytes:
     """The framed log line for ``event``, newline included."""
     body = _encoder.encode(event)[:-1]
-    line = b"%s%s%08x%s\n" % (body, _CRC_HEAD, zlib.crc32(body), _CRC_TAIL)
+    line = b"%s%s%08x%s\n" % (body, _CRC_HEAD, crc32(body), _CRC_TAIL)
     if len(line) > MAX_LINE_BYTES:
         raise InvalidEntryError(
             f"event line of {len(line)} bytes exceeds the limit of {MAX_LINE_BYTES} bytes"
@@ -263,7 +268,7 @@ def check_line(line: bytes) -> bool:
         len(line) > _FRAME
         and line[-_FRAME : -_FRAME + len(_CRC_HEAD)] == _CRC_HEAD
         and line[-2:] == _CRC_TAIL
-        and b"%08x" % zlib.crc32(line[:-_FRAME]) == line[-10:-2]
+        and b"%08x" % crc32(line[:-_FRAME]) == line[-10:-2]
     )
 
 
@@ -283,7 +288,7 @@ def check_lines(lines: list[bytes]) -> bool:
     if min(map(len, lines)) <= _FRAME or bytes(map(_first_byte, lines)) != b"{" * n:
         return False
     frames = b"".join(map(_frame, lines))
-    digits = struct.pack(f">{n}I", *map(zlib.crc32, map(_body, lines))).hex().encode()
+    digits = struct.pack(f">{n}I", *map(crc32, map(_body, lines))).hex().encode()
     return all(frames[i::_FRAME] == bytes((byte,)) * n for i, byte in _FRAME_FIXED) and all(
         frames[len(_CRC_HEAD) + i :: _FRAME] == digits[i::8] for i in range(8)
     )

@@ -156,3 +156,14 @@ def test_the_structs_kept_out_of_the_cycle_collector_hold_only_atomic_values() -
         assert cls.__struct_config__.gc is False, cls
         for field in msgspec.structs.fields(cls):
             assert atomic(field.type), f"{cls.__name__}.{field.name}: {field.type}"
+
+
+@given(st.binary(max_size=5000), st.integers(0, 2**32 - 1))
+def test_the_crc32_in_use_is_zlibs(data: bytes, start: int) -> None:
+    """The format's crc is zlib's CRC-32; the ledger computes it with ISA-L's, which must agree."""
+    import zlib
+
+    from ledger.events import crc32
+
+    assert crc32(data) == zlib.crc32(data)
+    assert crc32(data, start) == zlib.crc32(data, start)
