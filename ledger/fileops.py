@@ -44,14 +44,8 @@ class FileOps:
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         return os.pwrite(fd, data, offset)
 
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
-        """Flush ``fd`` to stable storage. ``data_only``: ``fdatasync``, which flushes the data and the
-        metadata needed to read it back (the size an append grew), not times: what an append-only log
-        needs, as SQLite and Redis's append-only file sync on Linux."""
-        if data_only:
-            os.fdatasync(fd)
-        else:
-            os.fsync(fd)
+    def fsync(self, fd: int) -> None:
+        os.fsync(fd)
 
     def ftruncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)

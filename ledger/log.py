@@ -550,7 +550,7 @@ class EventLog:
             return
         fd = self._append_fd()
         try:
-            self.ops.fsync(fd, data_only=True)
+            self.ops.fsync(fd)
         except OSError as exc:
             with self.locked():  # what was written since the last good fsync is in doubt: drop it
                 self._cut_back(fd, start)

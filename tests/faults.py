@@ -71,9 +71,9 @@ class FaultyOps(FileOps):
         self._fault("pread")
         return super().pread(fd, size, offset)
 
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
+    def fsync(self, fd: int) -> None:
         self._fault("fsync")
-        super().fsync(fd, data_only=data_only)
+        super().fsync(fd)
 
     def ftruncate(self, fd: int, size: int) -> None:
         self._fault("ftruncate")

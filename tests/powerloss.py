@@ -122,10 +122,9 @@ class PowerLossOps(FileOps):
         self._step()
         return super().pread(fd, size, offset)
 
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
-        # fdatasync keeps the content and size of a regular file as fsync does (times are not modelled)
+    def fsync(self, fd: int) -> None:
         self._step()
-        super().fsync(fd, data_only=data_only)
+        super().fsync(fd)
         f = self.fds[fd]
         if f.inode is None:
             self.durable_names = dict(self.names)

@@ -34,14 +34,14 @@ directory, spot, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 class Ops(FileOps):
     fsyncs = 0
     armed = False
-    def fsync(self, fd, *, data_only=False):
+    def fsync(self, fd):
         if self.armed and mode in ("slow", "fail"):
             print("fsyncing", flush=True)
             time.sleep(1.0)
             if mode == "fail":
                 raise OSError(errno.EIO, "injected")
         Ops.fsyncs += 1
-        super().fsync(fd, data_only=data_only)
+        super().fsync(fd)
     def point(self, name):
         if self.armed and name == "staged.after_write":
             print("staged", flush=True)

@@ -7,7 +7,6 @@
     python tests/bench/explain.py split        # a real durable append: time in the sync, time around it
     python tests/bench/explain.py set          # a set with 10,000 entries kept current: where it goes
     python tests/bench/explain.py batch        # set_many of 1,000 events: cProfile
-    python tests/bench/explain.py datasync     # appends synced with fdatasync (as shipped) against fsync
     python tests/bench/explain.py crc          # CRC-32: zlib's against ISA-L's (as shipped), lines and 3 MB
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
@@ -36,7 +35,7 @@ from ledger.fileops import FileOps
 
 
 class NoFsync(FileOps):
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
+    def fsync(self, fd: int) -> None:
         pass
 
 
@@ -70,9 +69,9 @@ CHILD = textwrap.dedent(
 
     class Counting(FileOps):
         fsyncs = 0
-        def fsync(self, fd, *, data_only=False):
+        def fsync(self, fd):
             Counting.fsyncs += 1
-            super().fsync(fd, data_only=data_only)
+            super().fsync(fd)
 
     directory, me, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     ledger = Ledger(directory, projection="deferred", ops=Counting())
@@ -142,15 +141,15 @@ def record(n: int) -> None:
 
 
 class Timed(FileOps):
-    """Times every sync (fsync and fdatasync), rename and write made through the seam."""
+    """Times every fsync, rename and write made through the seam."""
 
     def __init__(self) -> None:
         self.times = {"sync": 0.0, "replace": 0.0, "write": 0.0}
         self.syncs = 0
 
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
+    def fsync(self, fd: int) -> None:
         start = time.perf_counter()
-        super().fsync(fd, data_only=data_only)
+        super().fsync(fd)
         self.times["sync"] += time.perf_counter() - start
         self.syncs += 1
 
@@ -261,36 +260,6 @@ def batch_profile(n: int) -> None:
     pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(14)
 
 
-class FullFsync(FileOps):
-    """What the log's sync was before it used fdatasync."""
-
-    def fsync(self, fd: int, *, data_only: bool = False) -> None:
-        super().fsync(fd)
-
-
-def datasync(n: int) -> None:
-    """Deferred appends with the log synced by fdatasync (as shipped) and by fsync, interleaved rounds."""
-    results: dict[str, list[float]] = {"fdatasync": [], "fsync": []}
-    for _ in range(7):
-        for name, ops in (("fdatasync", FileOps()), ("fsync", FullFsync())):
-            directory = Path(tempfile.mkdtemp()) / "l"
-            with Ledger(directory, projection="deferred", clock=Clock()) as ledger:
-                ledger.set_many([entry(i, "generating") for i in range(100)])
-            ledger = Ledger(directory, projection="deferred", clock=Clock(), ops=ops)
-            entries = [entry(i % 100, "ready" if (i // 100) % 2 == 0 else "generating") for i in range(n)]
-            os.sync()
-            start = time.perf_counter()
-            for e in entries:
-                ledger.set_video_metadata(e)
-            results[name].append(n / (time.perf_counter() - start))
-            ledger.close()
-    med = {name: sorted(v)[len(v) // 2] for name, v in results.items()}
-    print(
-        f"appends/s, median of 7: fdatasync {med['fdatasync']:,.0f}, fsync {med['fsync']:,.0f}, "
-        f"ratio {med['fdatasync'] / med['fsync']:.2f}"
-    )
-
-
 def crc(n: int) -> None:
     """zlib's CRC-32 against ISA-L's (what the ledger uses): per framed body of a 240-byte line, with the
     slice a reader makes, and over a 3 MB snapshot; medians of 7 interleaved repeats."""
@@ -325,9 +294,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "datasync", "crc"]
-    )
+    parser.add_argument("what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "crc"])
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
@@ -341,8 +308,6 @@ def main() -> int:
         set_profile(args.n or 200, 10_000 if args.n is None else 200)
     elif args.what == "batch":
         batch_profile(args.n or 20_000)
-    elif args.what == "datasync":
-        datasync(args.n or 1000)
     elif args.what == "crc":
         crc(args.n or 50_000)
     else:
