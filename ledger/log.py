@@ -28,6 +28,7 @@ was recorded).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import logging
@@ -120,15 +121,19 @@ class Scan:
     With ``chain=True`` every line's ``prev`` is checked against the SHA-256 of the line before (what
     ``verify`` does); otherwise each line's crc and ``seq`` are checked, and ``prev`` only where the scan
     joins the part already read. A damaged line followed by a whole one raises :class:`CorruptLogError`;
-    damaged bytes at the very end are reported in ``torn`` and not yielded.
+    damaged bytes at the very end are reported in ``torn`` and not yielded, unless they start inside the
+    part of the log known to be fsynced (:meth:`EventLog.fsynced_part`): a crash cannot tear what was
+    fsynced, so that is corruption too. With ``limit`` the scan reads no further than that offset (a line
+    boundary: :meth:`EventLog.durable_end`).
     """
 
-    def __init__(self, log: EventLog, start: Position, *, chain: bool) -> None:
+    def __init__(self, log: EventLog, start: Position, *, chain: bool, limit: int | None = None) -> None:
         self._log = log
         self.start = start
         self.end = start
         self.torn: TornTail | None = None
         self._chain = chain
+        self._limit = limit
 
     def __iter__(self) -> Iterator[EventType]:
         return itertools.chain.from_iterable(map(_second, self.runs()))
@@ -162,10 +167,14 @@ class Scan:
         last_line = b""
         read_at = offset
         pending = b""
+        limit = self._limit
         try:
             while True:
+                want = _CHUNK if limit is None else min(_CHUNK, limit - read_at)
+                if want <= 0:
+                    break
                 try:
-                    chunk = log.ops.pread(fd, _CHUNK, read_at)
+                    chunk = log.ops.pread(fd, want, read_at)
                 except OSError as exc:
                     raise io_error("read", path, exc) from None
                 if not chunk:
@@ -214,7 +223,7 @@ class Scan:
                     self._stop_at_bad_line(fd, offset, seq + 1, "damaged line (bad framing or crc)")
                     return
             if pending:
-                self.torn = TornTail(offset, len(pending), seq + 1)
+                self._torn_tail(fd, offset, len(pending), seq + 1, "a line without its newline")
         finally:
             log.ops.close(fd)
             if last_line:
@@ -288,7 +297,31 @@ class Scan:
                     f"{reason}, and a whole event follows on the same line (lost newline)",
                 )
             start = bad.find(_EVENT_START, start + 1)
-        self.torn = TornTail(bad_offset, len(tail), line_no)
+        self._torn_tail(fd, bad_offset, len(tail), line_no, reason)
+
+    def _torn_tail(self, fd: int, offset: int, size: int, line_no: int, reason: str) -> None:
+        """Bytes from ``offset`` to the end that are not whole events: a torn tail if they lie beyond what
+        is known to be fsynced; else the fsynced part itself is damaged, which no crash does."""
+        try:
+            fsynced = self._log.fsynced_part(os.fstat(fd).st_size)
+        except OSError as exc:
+            raise io_error("read", self._log.path, exc) from None
+        if offset < fsynced:
+            raise CorruptLogError(
+                self._log.path,
+                line_no,
+                f"{reason} inside the part of the log known to be fsynced (its first {fsynced} bytes): "
+                "damage, not a torn tail",
+            )
+        self.torn = TornTail(offset, size, line_no)
+
+
+def _decode_record(data: bytes) -> int | None:
+    """The fsynced size in the record ``data`` (events.jsonl.sync.lock), ``None`` unless it is intact."""
+    if len(data) != _FLUSHED.size + 4 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        return None
+    magic, flushed = _FLUSHED.unpack(data[:-4])
+    return int(flushed) if magic == _FLUSHED_MAGIC else None
 
 
 class EventLog:
@@ -304,6 +337,7 @@ class EventLog:
         self._fd = OwnedFd(self)
         self._staged_fd = OwnedFd(self)
         self._sync_fd = OwnedFd(self)
+        self._record_fd = OwnedFd(self)
         self._lock = FileLock(ops, self.lock_path)
         self._sync = FileLock(ops, self.sync_path)
         self.log_end = START
@@ -314,9 +348,15 @@ class EventLog:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def scan(self, start: Position = START, *, chain: bool = False) -> Scan:
-        """The events after ``start``, checked as :class:`Scan` describes."""
-        return Scan(self, start, chain=chain)
+    def scan(self, start: Position = START, *, chain: bool = False, limit: int | None = None) -> Scan:
+        """The events after ``start`` (up to ``limit`` bytes of the log, if given), checked as :class:`Scan`
+        describes."""
+        return Scan(self, start, chain=chain, limit=limit)
+
+    def durable_scan(self, start: Position, size: int) -> Scan:
+        """Under :meth:`reading`, with ``size`` the log's size as last seen: the events after ``start`` that
+        are known to be fsynced (:meth:`durable_end`)."""
+        return Scan(self, start, chain=False, limit=self.durable_end(start.offset, size))
 
     def identity(self) -> tuple[int, int] | None:
         """(device, inode) of the log file, ``None`` if it does not exist: tells when it was replaced."""
@@ -582,10 +622,63 @@ class EventLog:
             data = self.ops.pread(self._sync_state_fd(), _FLUSHED.size + 4, 0)
         except OSError as exc:
             raise io_error("read", self.sync_path, exc) from None
-        if len(data) != _FLUSHED.size + 4 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
-            return 0
-        magic, flushed = _FLUSHED.unpack(data[:-4])
-        return int(flushed) if magic == _FLUSHED_MAGIC else 0
+        flushed = _decode_record(data)
+        return 0 if flushed is None else flushed
+
+    def fsynced_part(self, size: int) -> int:
+        """How many bytes at the start of the log (``size`` bytes now) are known to have been fsynced: the
+        record, when it is intact and no larger than the log; else 0 (nothing is known).
+
+        The record is written only after the fsync it reports, so on the same log it never claims more than
+        is durable, even after a power loss. A record larger than the log belongs to another file (a copy
+        taken while a writer appended, a log put back from a backup) and says nothing. Replacing
+        ``events.jsonl`` by a longer file while the record stays is the one case it cannot tell:
+        docs/format.md says to remove the record with it."""
+        recorded = self._recorded()
+        return recorded if recorded is not None and recorded <= size else 0
+
+    def durable_end(self, start: int, size: int) -> int | None:
+        """Under :meth:`reading` (no leader is between its write and its fsync), for a reader at offset
+        ``start`` of a log last seen ``size`` bytes long: where to stop reading.
+
+        Normally the fsynced size on record: lines beyond it were written by a leader that died before its
+        fsync (the next writer fsyncs them), and a reader does not take them in. Where the record cannot say
+        (missing, damaged, larger than the log, or behind ``start``), the reader fsyncs the log itself and
+        may read all of it: ``None``."""
+        recorded = self._recorded()
+        if recorded is not None and recorded > size:
+            size = self.size()  # the log grew between the caller's look and the lock
+        if recorded is not None and start <= recorded <= size:
+            return recorded
+        try:
+            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise io_error("read", self.path, exc) from None
+        try:
+            self.ops.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EROFS):  # nothing to sync there
+                raise io_error("fsync", self.path, exc) from None
+        finally:
+            self.ops.close(fd)
+        return None
+
+    def _recorded(self) -> int | None:
+        """The fsynced size on record, ``None`` if there is no intact record. Opens nothing for writing."""
+        fd = self._sync_fd.get()
+        if fd is None:
+            fd = self._record_fd.get()
+        if fd is None:
+            try:
+                fd = self._record_fd.fd = self.ops.open(self.sync_path, os.O_RDONLY | self.nofollow)
+            except OSError:  # missing (no writer ever ran) or unreadable: no record
+                return None
+        try:
+            return _decode_record(self.ops.pread(fd, _FLUSHED.size + 4, 0))
+        except OSError:
+            return None
 
     def _set_flushed(self, size: int) -> None:
         record = _FLUSHED.pack(_FLUSHED_MAGIC, size)
@@ -685,5 +778,6 @@ class EventLog:
         self._fd.close()
         self._staged_fd.close()
         self._sync_fd.close()
+        self._record_fd.close()
         self._lock.close()
         self._sync.close()

@@ -320,8 +320,8 @@ class Projector:
         ``repair`` means the caller holds the queue lock and is about to write: a torn tail is set aside,
         and the lines staged for the next group commit are taken in too (the caller's change is checked
         against them; it then waits until they are fsynced, :meth:`ledger.log.EventLog.settle`). Otherwise
-        the new tail of the log is read under the shared sync lock, so only events whose fsync is done are
-        taken in.
+        the new tail of the log is read under the shared sync lock up to the size on record as fsynced
+        (:meth:`ledger.log.EventLog.durable_end`), so only events whose fsync is done are taken in.
         """
         identity, size = self.log.stat()
         if not self._loaded or identity != self._identity:
@@ -331,12 +331,14 @@ class Projector:
             self._read_tail(repair=True, log_grew=size != self.pos.offset)
         elif size != self.pos.offset:
             with self.log.reading():
-                self._read_tail(repair=False, log_grew=True)
+                self._read_tail(repair=False, log_grew=True, size=size)
 
-    def _read_tail(self, *, repair: bool, log_grew: bool) -> None:
+    def _read_tail(self, *, repair: bool, log_grew: bool, size: int = 0) -> None:
         try:
             if log_grew:
-                scan = self.log.scan(self.pos)
+                # a writer takes in what a dead leader left unfsynced (its own fsync covers it); a reader
+                # stops where the log is known to be fsynced
+                scan = self.log.scan(self.pos) if repair else self.log.durable_scan(self.pos, size)
                 self._changed = None  # which entries the fold changes is not kept: compare them all
                 entries_view.fold(scan, self.entries)
                 self.pos = scan.end
@@ -374,7 +376,7 @@ class Projector:
     def rebuild(self) -> Scan:
         """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
         with self.lock.held(), self.log.reading():  # leaders wait: only fsynced events are read
-            scan = self.log.scan(START)
+            scan = self.log.durable_scan(START, self.log.size())
             self.entries, self._cache, self._changed = entries_view.fold(scan), SnapshotEncoder(), None
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
             self.write()

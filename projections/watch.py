@@ -178,10 +178,11 @@ def follow(
     ):
         if stop_event is not None and stop_event.is_set():
             return
-        if log.size() == pos.offset:
+        size = log.size()
+        if size == pos.offset:
             continue
         with log.reading():  # only events whose fsync is done; yielded after the lock is let go
-            scan = log.scan(pos)
+            scan = log.durable_scan(pos, size)
             records = list(scan.records())
         yield from records
         pos = scan.end

@@ -115,6 +115,9 @@ def test_a_half_written_line_is_not_projected_until_it_is_complete(
         assert checkpoint_seq(directory) == 1, "half an event is never projected"
         json.loads((directory / "generated-videos.json").read_text())
         f.write(line[3000:])
+    time.sleep(0.5)
+    assert checkpoint_seq(directory) == 1, "nor a whole one that is not known to be fsynced"
+    Ledger(directory, projection="deferred").close()  # fsyncs it and records so, as its writer would have
     until(lambda: checkpoint_seq(directory) == 2, what="the completed line")
     snapshot_matches_log(directory)
 

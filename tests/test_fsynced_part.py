@@ -1,0 +1,174 @@
+"""What is known fsynced: the record in ``events.jsonl.sync.lock`` says how far the log was fsynced.
+
+A crash can only tear bytes beyond it; damage before it is corruption (verify fails naming the line, writers
+refuse and move nothing). Readers and projectors take in only what it vouches for: lines a writer that died
+between its write and its fsync left in the log wait for the next writer, which fsyncs them.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ledger import CorruptLogError, Ledger
+from ledger.cli import main
+from projections.snapshot import read_checkpoint
+from projections.watch import watch
+
+from .conftest import ROOT, entry, files_state
+from .faults import FaultyOps
+
+DEFERRED_CHILD = """
+import sys
+from ledger import Ledger, VideoMetadata
+from tests.faults import KillAt
+ledger = Ledger(sys.argv[1], projection="deferred", ops=KillAt("log.after_write", int(sys.argv[2])))
+for i in range(10):
+    ledger.set_video_metadata(VideoMetadata(spot_id=f"s{i}", era_id="e", prompt="p", status="pending"))
+    print("ack", ledger.last_seq, flush=True)
+"""
+
+
+def _deferred_writer_killed_before_its_fsync(directory: Path, acked: int) -> None:
+    """A deferred writer that records ``acked`` events, writes the next one and is SIGKILLed before its
+    fsync."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFERRED_CHILD, str(directory), str(acked + 1)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert proc.stdout.split() == [w for i in range(1, acked + 1) for w in ("ack", str(i))]
+    assert (directory / "events.jsonl").read_bytes().count(b"\n") == acked + 1, "the line is in the log"
+
+
+def test_readers_and_watch_take_no_line_a_dead_writer_left_unfsynced(tmp_path: Path) -> None:
+    directory = tmp_path / "ledger"
+    _deferred_writer_killed_before_its_fsync(directory, acked=2)
+    reader = Ledger(directory, readonly=True)
+    assert reader.get_video_metadata("s2", "e") is None, "a power loss could still take it"
+    assert [e.spot_id for e in reader.get_all_video_metadata()] == ["s0", "s1"]
+    stop = threading.Event()
+    stop.set()
+    watch(directory, stop_event=stop)  # what `video-ledger watch` writes first
+    checkpoint = read_checkpoint(directory / "checkpoint.json")
+    assert checkpoint is not None and checkpoint.seq == 2, "the snapshot is never ahead of the fsynced log"
+    assert b'"s2"' not in (directory / "generated-videos.json").read_bytes()
+    # the next writer fsyncs the line (a valid event that was never acknowledged) and then it is read
+    Ledger(directory, projection="deferred").close()
+    assert reader.get_video_metadata("s2", "e") is not None
+    watch(directory, stop_event=stop)
+    checkpoint = read_checkpoint(directory / "checkpoint.json")
+    assert checkpoint is not None and checkpoint.seq == 3
+    assert Ledger(directory, readonly=True).verify().ok
+
+
+def test_a_reader_that_cannot_tell_what_is_fsynced_fsyncs_the_log_first(tmp_path: Path) -> None:
+    directory = tmp_path / "ledger"
+    _deferred_writer_killed_before_its_fsync(directory, acked=2)
+    (directory / "events.jsonl.sync.lock").unlink()  # no record (a copied directory may have none)
+    ops = FaultyOps()  # only traces
+    reader = Ledger(directory, readonly=True, ops=ops)
+    assert reader.get_video_metadata("s2", "e") is not None
+    assert ops.trace.index("fsync") < ops.trace.index("pread"), "fsynced before it was read"
+    assert not (directory / "events.jsonl.sync.lock").exists(), "a read-only reader creates nothing"
+
+
+def _deferred_log(directory: Path, n: int = 3) -> list[bytes]:
+    """A log written by deferred writers (no checkpoint reaches it), each event acknowledged."""
+    for i in range(n):
+        with Ledger(directory, projection="deferred") as ledger:
+            ledger.set_video_metadata(entry(f"spot{i}", "era", status="pending"))
+    return (directory / "events.jsonl").read_bytes().splitlines(keepends=True)
+
+
+DAMAGE = {
+    "flip": lambda line: line[:20] + bytes([line[20] ^ 0x01]) + line[21:],  # the newline kept
+    "zeros": lambda line: b"\0" * (len(line) - 1) + b"\n",
+    "newline": lambda line: line[:-1] + b" ",  # the last line loses its newline, same size
+}
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+def test_damage_in_the_fsynced_part_is_corruption_not_a_torn_tail(
+    ledger_dir: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    lines = _deferred_log(ledger_dir)
+    lines[-1] = DAMAGE[how](lines[-1])
+    (ledger_dir / "events.jsonl").write_bytes(b"".join(lines))
+    before = files_state(ledger_dir)
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert not report.ok and report.line == 3 and report.torn is None, report
+    assert "fsynced" in (report.problem or "")
+    assert main(["--dir", str(ledger_dir), "verify"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    with pytest.raises(CorruptLogError) as info:
+        Ledger(ledger_dir, readonly=True).get_all_video_metadata()
+    assert info.value.line == 3
+    with pytest.raises(CorruptLogError):
+        Ledger(ledger_dir, projection="deferred")
+    assert (
+        main(
+            [
+                "--dir",
+                str(ledger_dir),
+                "--no-project",
+                "set",
+                "x",
+                "e",
+                "--status",
+                "pending",
+                "--prompt",
+                "p",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "line 3" in err, err
+    assert files_state(ledger_dir) == before, "nothing moved aside, nothing appended"
+    assert not list(ledger_dir.glob("events.jsonl.torn-*"))
+
+
+def test_a_torn_tail_beyond_the_fsynced_part_is_still_set_aside(ledger_dir: Path) -> None:
+    lines = _deferred_log(ledger_dir)
+    with (ledger_dir / "events.jsonl").open("ab") as f:
+        f.write(lines[-1][:30])  # a crash cut the next append short: beyond what was fsynced
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.torn is not None and report.torn.line == 4, report
+    Ledger(ledger_dir).close()
+    assert [p.read_bytes() for p in ledger_dir.glob("events.jsonl.torn-*")] == [lines[-1][:30]]
+
+
+def test_a_record_that_claims_more_than_the_log_holds_says_nothing(ledger_dir: Path) -> None:
+    """A log put back from a shorter backup, or a directory copied while a writer appended: the record
+    belongs to a longer file, and a torn tail at the end of this one is a torn tail."""
+    lines = _deferred_log(ledger_dir, n=4)
+    (ledger_dir / "events.jsonl").write_bytes(b"".join(lines[:2]) + lines[2][:25])
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.torn is not None and report.torn.line == 3, report
+    assert [e.seq for e in Ledger(ledger_dir, readonly=True).history()] == [1, 2]
+    Ledger(ledger_dir).close()
+    assert Ledger(ledger_dir, readonly=True).verify().events == 2
+
+
+def test_a_longer_log_put_in_place_of_the_recorded_one_needs_the_record_removed(ledger_dir: Path) -> None:
+    """The one lie the record cannot detect (docs/format.md): events.jsonl replaced by a longer file with a
+    torn tail inside the size on record. It is refused as damage; removing the record with it, as the docs
+    say, makes the tail a torn tail again."""
+    lines = _deferred_log(ledger_dir, n=2)
+    backup = _deferred_log(ledger_dir.parent / "backup", n=4)  # another ledger's log, torn inside
+    replaced = b"".join(backup[:1]) + backup[1][:20] + b"\0" * 4096
+    (ledger_dir / "events.jsonl").write_bytes(replaced)
+    assert len(backup[0]) < sum(map(len, lines)) <= len(replaced), "torn inside the size on record"
+    assert not Ledger(ledger_dir, readonly=True).verify().ok
+    (ledger_dir / "events.jsonl.sync.lock").unlink()
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.torn is not None and report.torn.line == 2, report
