@@ -31,7 +31,7 @@ from ledger.errors import (
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 from ledger.fileops import FileOps, atomic_write
 from ledger.layout import DIR_ENV, default_directory
-from ledger.store import Ledger
+from ledger.store import Ledger, parse_head
 from projections import watch as watch_view
 from projections.snapshot import encode_snapshot
 
@@ -218,6 +218,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--root",
         metavar="DIR",
         help="with --files: where relative localPaths start (default: the ledger directory)",
+    )
+    p.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="a head an earlier verify printed, kept elsewhere: fail unless the log's event SEQ still has "
+        "that hash (the log may have grown since)",
     )
     p.set_defaults(run=_cmd_verify)
 
@@ -517,8 +523,10 @@ def _cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     if (args.media or args.root) and not args.files:
         raise UsageError("--media and --root go with --files")
+    if args.expect_head is not None:
+        parse_head(args.expect_head)  # bad usage (exit 2) before anything is opened
     with _open(args, readonly=True) as ledger:
-        code = _print_verify(ledger, out)
+        code = _print_verify(ledger, out, expect_head=args.expect_head)
         if args.files:
             files = ledger.verify_files(root=args.root, media=args.media)
             for problem in files.problems:
@@ -529,13 +537,15 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     return code
 
 
-def _print_verify(ledger: Ledger, out: TextIO) -> int:
-    report = ledger.verify()
+def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None) -> int:
+    report = ledger.verify(expect_head=expect_head)
     where = ledger.log_path
     if not report.ok:
         at = f" line {report.line}" if report.line is not None else ""
         out.write(f"FAILED {where}{at}: {report.problem}\n")
         out.write(f"{report.events} whole events before the problem\n")
+        if report.head is not None:
+            out.write(f"head: {report.head}\n")
         return EXIT_PROBLEM
     checkpoint = (
         "no checkpoint yet"
@@ -543,6 +553,7 @@ def _print_verify(ledger: Ledger, out: TextIO) -> int:
         else (f"snapshot matches the log at event {report.checkpoint_seq}")
     )
     out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {checkpoint}\n")
+    out.write(f"head: {report.head}\n")
     if report.torn is not None:
         out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
     return EXIT_OK

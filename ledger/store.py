@@ -14,6 +14,7 @@ import itertools
 import logging
 import operator
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from ledger.errors import (
 )
 from ledger.events import (
     FORMAT_VERSION,
+    GENESIS_HASH,
     Clock,
     EventType,
     Imported,
@@ -77,6 +79,7 @@ __all__ = (
     "history",
     "mark_video_failed",
     "mark_video_ready",
+    "parse_head",
     "reap",
     "rebuild",
     "set_video_metadata",
@@ -117,6 +120,10 @@ class VerifyReport:
     """Bytes at the end that are not a whole event (not a failure: the next write sets them aside)."""
     checkpoint_seq: int | None = None
     """The event the snapshot's checkpoint reaches, if there is a checkpoint."""
+    head: str | None = None
+    """``SEQ:HASH``, once the whole log verified: the last event's ``seq`` and the SHA-256 (64 hex digits) of
+    its line, which the next line's ``prev`` will name. Kept elsewhere, it anchors the chain
+    (``verify(expect_head=...)``, docs/guarantees.md)."""
 
     @property
     def ok(self) -> bool:
@@ -534,9 +541,16 @@ class Ledger:
             scan = self._view.rebuild()
             return RebuildReport(events=scan.end.seq, entries=len(self._view.entries), torn=scan.torn)
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
         """Walk the whole log checking every line's crc, ``seq``, chain hash, time order and lifecycle
-        change, then the checkpoint and snapshot against it. Reports the first problem; changes nothing."""
+        change, then the checkpoint and snapshot against it. Reports the first problem; changes nothing.
+
+        ``expect_head`` is a head ``SEQ:HASH`` an earlier verify reported (:attr:`VerifyReport.head`), kept
+        where the ledger's host cannot rewrite it: the log's event ``SEQ`` must still hash to ``HASH`` (the
+        log may have grown since), else that is the problem reported. A whole log rewritten with its chain
+        recomputed passes every other check, but not this one."""
+        anchor = None if expect_head is None else parse_head(expect_head)
+        anchor_hash: str | None = GENESIS_HASH if anchor is not None and anchor[0] == 0 else None
         scan = self._log.scan(START, chain=True)
         checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
         if checkpoint is not None and checkpoint.snapshot != snapshot_view.snapshot_ref(
@@ -548,6 +562,7 @@ class Ledger:
 
         def checked() -> Iterator[list[EventType]]:
             """The events in runs, up to the first one whose time or lifecycle change is wrong."""
+            nonlocal anchor_hash
             last_ts = ""
             for _, events in scan.runs():
                 times = list(map(_ts_of, events))
@@ -572,6 +587,9 @@ class Ledger:
                 if problems:
                     yield events[: problems[0][1] - events[0].seq]
                     return
+                if anchor is not None and events[0].seq <= anchor[0] + 1 <= events[-1].seq:
+                    # the chain is checked: the next line's prev is the hash of the anchored line
+                    anchor_hash = events[anchor[0] + 1 - events[0].seq].prev
                 yield events
                 last_ts = times[-1]
 
@@ -587,8 +605,11 @@ class Ledger:
         except CorruptLogError as exc:
             problem, line = exc.reason, exc.line
         end = scan.end
+        head = f"{end.seq}:{end.last_hash}" if problem is None else None
         if problem is None and checkpoint is not None:
             problem = self._check_checkpoint(checkpoint, end, snapshot_at_checkpoint)
+        if problem is None and anchor is not None:
+            problem = _check_anchor(anchor, end, anchor_hash)
         return VerifyReport(
             events=end.seq if line is None else min(end.seq, line),  # a run may reach past the problem
             entries=len(statuses),
@@ -596,6 +617,7 @@ class Ledger:
             line=line,
             torn=scan.torn if problem is None else None,
             checkpoint_seq=None if checkpoint is None else checkpoint.seq,
+            head=head,
         )
 
     def _check_checkpoint(
@@ -780,6 +802,38 @@ class Ledger:
         if lines:
             self.last_seq = seq
         return results, (seq if lines else None)
+
+
+_HEAD = re.compile(r"(\d{1,19}):([0-9a-f]{64})")
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as :attr:`VerifyReport.head` prints it) as ``(seq, hash)``; raises
+    :class:`~ledger.errors.InvalidEntryError` for anything else."""
+    match = _HEAD.fullmatch(text.strip().lower())
+    if match is None:
+        raise InvalidEntryError(
+            f"a head is SEQ:HASH (an event's seq, a colon, 64 hex digits, as verify prints it), not {text!r}"
+        )
+    return int(match.group(1)), match.group(2)
+
+
+def _check_anchor(anchor: tuple[int, str], end: Position, found: str | None) -> str | None:
+    """Why the log does not hold the anchored head ``anchor``, if it does not. ``found`` is the hash of
+    the line of event ``anchor[0]`` where the walk saw it (before the log's last line)."""
+    seq, expected = anchor
+    if seq > end.seq:
+        return (
+            f"the log ends at event {end.seq}, before the expected head {seq}:{expected}: "
+            "events were removed (or this is another ledger)"
+        )
+    actual = end.last_hash if seq == end.seq else found
+    if actual != expected:
+        return (
+            f"event {seq} hashes to {actual}, not to the expected head {seq}:{expected}: "
+            f"the log up to event {seq} was rewritten (or this is another ledger)"
+        )
+    return None
 
 
 def _plan_to(desired: VideoMetadata) -> Plan:

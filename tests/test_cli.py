@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -69,9 +70,11 @@ def test_a_pipeline_session(run_cli: Run, ledger_dir: Path) -> None:
     assert out.splitlines()[0].split() == ["seq", "time", "event", "spotId", "eraId", "details"]
     assert len(out.splitlines()) == 3
 
+    last = (ledger_dir / "events.jsonl").read_bytes().splitlines()[-1]
     assert run_cli("verify") == (
         0,
-        "ok: 4 events, 2 entries, chain intact, snapshot matches the log at event 4\n",
+        "ok: 4 events, 2 entries, chain intact, snapshot matches the log at event 4\n"
+        f"head: 4:{hashlib.sha256(last).hexdigest()}\n",
         "",
     )
     code, out, _ = run_cli("rebuild")

@@ -303,6 +303,8 @@ def test_the_demo_end_to_end(tmp_path: Path) -> None:
     assert "6 jobs on 2 workers" in out
     assert "chain intact" in out
     assert "files: " in out
+    report = Ledger(directory, readonly=True).verify()
+    assert f"\nhead: {report.head}\n" in out, "the closing verify shows the head to keep"
     lines = (directory / "events.jsonl").read_bytes().splitlines()
     assert (directory / "generated-videos.json").read_bytes() == encode_snapshot(
         fold(decode_event(line) for line in lines)

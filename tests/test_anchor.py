@@ -1,0 +1,100 @@
+"""Anchoring the hash chain: verify prints the head ``SEQ:HASH``; ``--expect-head`` checks a kept head.
+
+A whole log rewritten with every crc and ``prev`` recomputed passes every check a log can make of itself;
+a head kept where the ledger's host cannot rewrite it catches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from ledger import InvalidEntryError, Ledger
+from ledger.events import GENESIS_HASH, decode_event, encode_line, line_hash
+
+from .conftest import FakeClock, entry
+
+Run = Callable[..., tuple[int, str, str]]
+HEAD = re.compile(r"^head: (\d+):([0-9a-f]{64})$", re.M)
+
+
+def _ledger(directory: Path, n: int = 4) -> None:
+    with Ledger(directory, clock=FakeClock()) as ledger:
+        for i in range(n):
+            ledger.set_video_metadata(entry(f"spot{i}", "era", status="pending", prompt=f"prompt {i}"))
+
+
+def _rewrite_whole_log(directory: Path) -> None:
+    """Change event 2's prompt and recompute every line after it (crc and prev), then the snapshot."""
+    log = directory / "events.jsonl"
+    out, prev = [], GENESIS_HASH
+    for line in log.read_bytes().splitlines():
+        event = decode_event(line)
+        if event.seq == 2:
+            event = msgspec.structs.replace(event, prompt="forged")
+        new = encode_line(msgspec.structs.replace(event, prev=prev))
+        out.append(new)
+        prev = line_hash(new[:-1])
+    log.write_bytes(b"".join(out))
+    (directory / "events.jsonl.sync.lock").unlink()  # the forger's log is a new file
+    (directory / "checkpoint.json").unlink()
+    Ledger(directory).rebuild()
+
+
+def test_verify_prints_the_head_the_next_line_will_name(run_cli: Run, ledger_dir: Path) -> None:
+    _ledger(ledger_dir)
+    code, out, _ = run_cli("verify")
+    assert code == 0
+    match = HEAD.search(out)
+    assert match is not None, out
+    last = (ledger_dir / "events.jsonl").read_bytes().splitlines()[-1]
+    assert (int(match[1]), match[2]) == (4, hashlib.sha256(last).hexdigest())
+    with Ledger(ledger_dir) as ledger:
+        ledger.set_video_metadata(entry("next", "era", status="pending"))
+    assert decode_event((ledger_dir / "events.jsonl").read_bytes().splitlines()[-1]).prev == match[2]
+    new_last = (ledger_dir / "events.jsonl").read_bytes().splitlines()[-1]
+    assert Ledger(ledger_dir, readonly=True).verify().head == f"5:{hashlib.sha256(new_last).hexdigest()}"
+
+
+def test_a_rewritten_log_passes_verify_but_not_its_kept_head(run_cli: Run, ledger_dir: Path) -> None:
+    _ledger(ledger_dir)
+    kept = Ledger(ledger_dir, readonly=True).verify().head
+    assert kept is not None and kept.startswith("4:")
+    _rewrite_whole_log(ledger_dir)
+    assert Ledger(ledger_dir, readonly=True).verify().ok, "the forgery passes every check of its own"
+    code, out, _ = run_cli("verify", "--expect-head", kept)
+    assert code == 1
+    assert out.startswith("FAILED") and "event 4" in out and "rewritten" in out
+    code, out, _ = run_cli("verify", "--expect-head", "1:" + kept.split(":")[1])
+    assert code == 1, "event 1 does not have event 4's hash"
+
+
+def test_a_kept_head_still_holds_after_the_log_grew(run_cli: Run, ledger_dir: Path) -> None:
+    _ledger(ledger_dir, n=2)
+    kept = Ledger(ledger_dir, readonly=True).verify().head
+    assert kept is not None
+    with Ledger(ledger_dir) as ledger:
+        for i in range(40):  # more than one run of the reader: the kept line is not the last
+            ledger.set_video_metadata(entry(f"more{i}", "era", status="pending"))
+    for head in (kept, f"0:{GENESIS_HASH}", Ledger(ledger_dir, readonly=True).verify().head):
+        code, out, _ = run_cli("verify", "--expect-head", str(head))
+        assert code == 0, out
+    code, out, _ = run_cli("verify", "--expect-head", "43:" + kept.split(":")[1])
+    assert code == 1 and "ends at event 42" in out
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "4", "4:", "x:" + "0" * 64, "4:" + "0" * 63, "4:" + "g" * 64, "-1:" + "0" * 64]
+)
+def test_a_malformed_head_is_bad_usage_and_opens_nothing(run_cli: Run, ledger_dir: Path, bad: str) -> None:
+    code, _, err = run_cli("verify", f"--expect-head={bad}")
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "SEQ:HASH" in err
+    assert not ledger_dir.exists()
+    with pytest.raises(InvalidEntryError):
+        Ledger(ledger_dir.parent, readonly=True).verify(expect_head=bad)
