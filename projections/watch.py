@@ -166,7 +166,8 @@ def follow(
         view.refresh()  # from the checkpoint: no replay of the whole log
         pos: Position = view.pos
     else:
-        scan = log.scan(START)
+        with log.reading():  # how far is fsynced; what is fsynced stays, so it is read after letting go
+            scan = log.durable_scan(START, log.size())
         for line, event in scan.records():
             if event.seq > since_seq:
                 yield line, event
