@@ -18,7 +18,7 @@ import pytest
 from ledger import CorruptLogError, Ledger
 from ledger.cli import main
 from projections.snapshot import read_checkpoint
-from projections.watch import watch
+from projections.watch import follow, watch
 
 from .conftest import ROOT, entry, files_state
 from .faults import FaultyOps
@@ -61,6 +61,7 @@ def test_readers_and_watch_take_no_line_a_dead_writer_left_unfsynced(tmp_path: P
     checkpoint = read_checkpoint(directory / "checkpoint.json")
     assert checkpoint is not None and checkpoint.seq == 2, "the snapshot is never ahead of the fsynced log"
     assert b'"s2"' not in (directory / "generated-videos.json").read_bytes()
+    assert [e.seq for _, e in follow(directory, since_seq=0, stop_event=stop)] == [1, 2]  # history --follow
     # the next writer fsyncs the line (a valid event that was never acknowledged) and then it is read
     Ledger(directory, projection="deferred").close()
     assert reader.get_video_metadata("s2", "e") is not None
