@@ -301,12 +301,17 @@ class Scan:
 
     def _torn_tail(self, fd: int, offset: int, size: int, line_no: int, reason: str) -> None:
         """Bytes from ``offset`` to the end that are not whole events: a torn tail if they lie beyond what
-        is known to be fsynced; else the fsynced part itself is damaged, which no crash does."""
+        is known to be fsynced; else the fsynced part itself is damaged, which no crash does (unless a
+        reader without the lock caught a write in progress that is whole and fsynced by now: it stops
+        before it)."""
         try:
             fsynced = self._log.fsynced_part(os.fstat(fd).st_size)
+            now = self._log.ops.pread(fd, fsynced - offset, offset) if offset < fsynced else b""
         except OSError as exc:
             raise io_error("read", self._log.path, exc) from None
         if offset < fsynced:
+            if now.endswith(b"\n") and all(map(check_line, now.split(b"\n")[:-1])):
+                return
             raise CorruptLogError(
                 self._log.path,
                 line_no,

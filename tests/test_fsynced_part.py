@@ -7,6 +7,7 @@ between its write and its fsync left in the log wait for the next writer, which 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from ledger import CorruptLogError, Ledger
 from ledger.cli import main
+from ledger.fileops import FileOps
 from projections.snapshot import read_checkpoint
 from projections.watch import follow, watch
 
@@ -173,3 +175,25 @@ def test_a_longer_log_put_in_place_of_the_recorded_one_needs_the_record_removed(
     (ledger_dir / "events.jsonl.sync.lock").unlink()
     report = Ledger(ledger_dir, readonly=True).verify()
     assert report.ok and report.torn is not None and report.torn.line == 2, report
+
+
+class _ReadRacingAWrite(FileOps):
+    """The log as a reader without the lock sees it while a writer's one write is being copied in: its
+    first read ends halfway through the last line, and the next read finds no more (yet)."""
+
+    def __init__(self, log: Path, cut: int) -> None:
+        self.log_ino, self.cut, self.reads = log.stat().st_ino, cut, 0
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        if os.fstat(fd).st_ino == self.log_ino and self.reads < 2:
+            self.reads += 1
+            return super().pread(fd, self.cut, offset) if self.reads == 1 else b""
+        return super().pread(fd, size, offset)
+
+
+def test_a_reader_without_the_lock_racing_a_write_is_not_told_of_damage(ledger_dir: Path) -> None:
+    """By the time it looks at the record, the write it caught halfway is whole and fsynced."""
+    lines = _deferred_log(ledger_dir)
+    log = ledger_dir / "events.jsonl"
+    reader = Ledger(ledger_dir, readonly=True, ops=_ReadRacingAWrite(log, len(lines[0]) + len(lines[1]) + 9))
+    assert [e.seq for e in reader.history()] == [1, 2], "it stops before the line it saw in progress"
