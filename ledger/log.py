@@ -21,9 +21,9 @@ Writing is a group commit across processes, with two ``flock`` locks:
 So the log only ever grows by one leader's single write followed by its fsync: at most one unsynced write
 is in flight, as with one writer. Readers take the sync lock shared and read up to the fsynced size on
 record, so they never take in a line whose fsync is not done (not even one a leader that died before its
-fsync left). A crash can only tear bytes beyond that size: damage before it is corruption. The staging file is scratch: it is validated line by line (crc, ``seq``, chain) before
-anything in it is moved, and whatever does not continue the log is dropped (its writer was never told it
-was recorded).
+fsync left). A crash can only tear bytes beyond that size: damage before it is corruption. The staging
+file is scratch: it is validated line by line (crc, ``seq``, chain) before anything in it is moved, and
+whatever does not continue the log is dropped (its writer was never told it was recorded).
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ def test_a_kept_head_still_holds_after_the_log_grew(run_cli: Run, ledger_dir: Pa
     kept = Ledger(ledger_dir, readonly=True).verify().head
     assert kept is not None
     with Ledger(ledger_dir) as ledger:
-        for i in range(40):  # more than one run of the reader: the kept line is not the last
-            ledger.set_video_metadata(entry(f"more{i}", "era", status="pending"))
+        for i in range(40):  # over 1 MiB: the walk reads it in several runs, the kept line in the first
+            ledger.set_video_metadata(entry(f"more{i}", "era", status="pending", prompt="p" * 30_000))
+    assert (ledger_dir / "events.jsonl").stat().st_size > 1 << 20
     for head in (kept, f"0:{GENESIS_HASH}", Ledger(ledger_dir, readonly=True).verify().head):
         code, out, _ = run_cli("verify", "--expect-head", str(head))
         assert code == 0, out
