@@ -7,7 +7,9 @@ between its write and its fsync left in the log wait for the next writer, which 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,7 +20,9 @@ import pytest
 
 from ledger import CorruptLogError, Ledger
 from ledger.cli import main
+from ledger.events import check_line
 from ledger.fileops import FileOps
+from ledger.log import _decode_record
 from projections.snapshot import read_checkpoint
 from projections.watch import follow, watch
 
@@ -197,3 +201,37 @@ def test_a_reader_without_the_lock_racing_a_write_is_not_told_of_damage(ledger_d
     log = ledger_dir / "events.jsonl"
     reader = Ledger(ledger_dir, readonly=True, ops=_ReadRacingAWrite(log, len(lines[0]) + len(lines[1]) + 9))
     assert [e.seq for e in reader.history()] == [1, 2], "it stops before the line it saw in progress"
+
+
+@pytest.mark.parametrize("name", ["append", "group commit"])
+def test_after_a_power_loss_the_record_never_claims_more_than_survived(tmp_path: Path, name: str) -> None:
+    """The power-loss model of tests/powerloss.py, cut before every operation: in every crash state the
+    record (when intact) is no larger than the log and only whole lines lie before it, so the torn-tail
+    rule never mistakes what a power loss left for damage."""
+    from .powerloss import PowerCut, PowerLossOps
+    from .test_power_loss import SCENARIOS
+
+    scenario = SCENARIOS[name]
+    probe = tmp_path / "probe"
+    scenario.setup(probe)
+    ops = PowerLossOps(probe)
+    scenario.run(probe, ops, [])
+    rng = random.Random(f"record-{name}")
+    intact = beyond = 0
+    for k in range(1, ops.count + 2):
+        directory = tmp_path / f"k{k}"
+        scenario.setup(directory)
+        cut = PowerLossOps(directory, cut_at=k)
+        with contextlib.suppress(PowerCut):
+            scenario.run(directory, cut, [])
+        for _ in range(5):
+            state = cut.crash_state(rng)
+            recorded = _decode_record(state.get("events.jsonl.sync.lock", b""))
+            if recorded is None:
+                continue
+            log = state.get("events.jsonl", b"")
+            intact += 1
+            assert recorded <= len(log), k
+            assert all(map(check_line, log[:recorded].split(b"\n")[:-1])) and log[:recorded].endswith(b"\n")
+            beyond += len(log) > recorded
+    assert intact > 100 and beyond > 0, (intact, beyond)
