@@ -804,7 +804,7 @@ class Ledger:
         return results, (seq if lines else None)
 
 
-_HEAD = re.compile(r"(\d{1,19}):([0-9a-f]{64})")
+_HEAD = re.compile(r"([0-9]{1,19}):([0-9a-f]{64})")
 
 
 def parse_head(text: str) -> tuple[int, str]:

@@ -90,7 +90,17 @@ def test_a_kept_head_still_holds_after_the_log_grew(run_cli: Run, ledger_dir: Pa
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "4", "4:", "x:" + "0" * 64, "4:" + "0" * 63, "4:" + "g" * 64, "-1:" + "0" * 64]
+    "bad",
+    [
+        "",
+        "4",
+        "4:",
+        "x:" + "0" * 64,
+        "4:" + "0" * 63,
+        "4:" + "g" * 64,
+        "\u0664:" + "0" * 64,
+        "-1:" + "0" * 64,
+    ],
 )
 def test_a_malformed_head_is_bad_usage_and_opens_nothing(run_cli: Run, ledger_dir: Path, bad: str) -> None:
     code, _, err = run_cli("verify", f"--expect-head={bad}")
