@@ -22,7 +22,9 @@ import datetime as dt
 import hashlib
 import inspect
 import operator
+import re
 import struct
+import unicodedata
 from collections.abc import Callable
 from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
 
@@ -60,6 +62,7 @@ __all__ = (
     "format_ts",
     "line_hash",
     "line_hashes",
+    "normalize_id",
     "parse_time",
     "schema_documents",
     "utc_now",
@@ -79,11 +82,24 @@ Status: TypeAlias = Literal["pending", "generating", "ready", "failed"]
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
 # Field limits. Ids and paths are single-line names; prompt and error are free text stored exactly as given
-# (newlines and control characters included: JSON escapes them, so an event is always one line).
-_NAME_CHAR = r"[^\x00-\x1f\x7f]"
-_EDGE_CHAR = r"[^\x00-\x20\x7f]"
+# (newlines and control characters included: JSON escapes them, so an event is always one line). A name holds
+# no control character (C0, DEL, C1, which includes U+0085 NEXT LINE) and no U+2028 LINE SEPARATOR or U+2029
+# PARAGRAPH SEPARATOR: nothing that any reader splitting on Unicode line breaks would split on. An id neither
+# starts nor ends with white space (Unicode's, \s).
+_NAME_CHAR = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_EDGE_CHAR = r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_BAD_NAME_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 EntryId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=256, pattern=f"^{_EDGE_CHAR}(?:{_NAME_CHAR}*{_EDGE_CHAR})?$")
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        pattern=f"^{_EDGE_CHAR}(?:{_NAME_CHAR}*{_EDGE_CHAR})?$",
+        description=(
+            "Stored NFC-normalised (Unicode canonical composition): ids that are canonically equal, such as "
+            "'café' written with U+00E9 or with 'e' + U+0301, are the same id."
+        ),
+    ),
 ]
 LocalPath = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, pattern=f"^{_NAME_CHAR}+$")]
 Prompt = Annotated[str, msgspec.Meta(max_length=131_072)]
@@ -322,11 +338,55 @@ def validate_entry(entry: object) -> VideoMetadata:
     Raises :class:`~ledger.errors.InvalidEntryError` naming the field at fault.
     """
     try:
-        return _entry_decoder.decode(_encoder.encode(entry))
+        data = _encoder.encode(entry)
+        valid = _entry_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidEntryError(f"invalid entry: {_in_words(exc, data)}") from None
+    except (TypeError, UnicodeEncodeError, OverflowError, RecursionError) as exc:
         raise InvalidEntryError(f"invalid entry: {exc}") from None
-    except (TypeError, UnicodeEncodeError, OverflowError) as exc:
-        raise InvalidEntryError(f"invalid entry: {exc}") from None
+    if not (
+        unicodedata.is_normalized("NFC", valid.spot_id) and unicodedata.is_normalized("NFC", valid.era_id)
+    ):
+        nfc = msgspec.structs.replace(
+            valid, spot_id=normalize_id(valid.spot_id), era_id=normalize_id(valid.era_id)
+        )
+        return validate_entry(nfc)  # checked again: composing can change the length
+    return valid
+
+
+def normalize_id(text: str) -> str:
+    """``text`` in Unicode NFC, the form every ``spotId`` and ``eraId`` is stored in (``docs/format.md``)."""
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
+
+
+_REGEX_FAILURE = re.compile(r"matching regex .* - at `\$\.(\w+)`$", re.S)
+
+
+def _in_words(exc: msgspec.MsgspecError, data: bytes) -> str:
+    """msgspec's message, except that a name failing its pattern is told in words rather than as the
+    regular expression."""
+    text = str(exc)
+    match = _REGEX_FAILURE.search(text)
+    if match is None:
+        return text
+    field = match.group(1)
+    value = msgspec.json.decode(data).get(field)
+    if not isinstance(value, str):
+        return text
+    kind = "a path" if field == "localPath" else "an id"
+    bad = _BAD_NAME_CHAR.search(value)
+    if bad is not None:
+        char = bad.group()
+        name = unicodedata.name(char, "a control character")
+        return (
+            f"{field} {value!r} holds U+{ord(char):04X} ({name}), which {kind} may not: "
+            "no control characters or line breaks"
+        )
+    if value[:1].isspace():
+        return f"{field} {value!r} starts with white space, which {kind} may not"
+    if value[-1:].isspace():
+        return f"{field} {value!r} ends with white space, which {kind} may not"
+    return text
 
 
 def schema_documents() -> dict[str, bytes]:

@@ -13,13 +13,14 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 import threading
 import weakref
 from pathlib import Path
 
 from ledger.errors import io_error
 
-__all__ = ("TEMP_MARK", "FileLock", "FileOps", "OwnedFd", "atomic_write", "temp_files")
+__all__ = ("TEMP_MARK", "FileLock", "FileOps", "OwnedFd", "atomic_write", "file_kind", "temp_files")
 
 TEMP_MARK = ".tmp-"
 """Temp files are named ``<target name>.tmp-<random>`` in the target's directory."""
@@ -27,6 +28,27 @@ TEMP_MARK = ".tmp-"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CHUNK = 1 << 20
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, in words (``"a FIFO (named pipe)"``, ...)."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(path: Path, mode: int) -> OSError:
+    """The error for a path that is not a regular file: its ``strerror`` says what it is instead."""
+    return OSError(errno.EINVAL, f"it is {file_kind(mode)}, not a regular file (refused)", str(path))
 
 
 class FileOps:
@@ -59,6 +81,18 @@ class FileOps:
     def unlink(self, path: Path) -> None:
         os.unlink(path)
 
+    def fstat(self, fd: int) -> os.stat_result:
+        return os.fstat(fd)
+
+    def fchmod(self, fd: int, mode: int) -> None:
+        os.fchmod(fd, mode)
+
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        os.fchown(fd, uid, gid)
+
+    def mkdir(self, path: Path) -> None:
+        os.mkdir(path)
+
     def point(self, name: str) -> None:
         """A named moment in a write (``"log.after_write"``, ``"snapshot.before_rename"``, ...).
 
@@ -74,6 +108,66 @@ class FileOps:
             self.fsync(fd)
         finally:
             self.close(fd)
+
+    def make_dirs(self, directory: Path) -> bool:
+        """Create ``directory`` and any missing parents, fsyncing the parent of each one created (so every
+        new directory entry on the way survives a power loss). Returns whether ``directory`` was created."""
+        missing: list[Path] = []
+        path = Path(directory)
+        while not os.path.lexists(path):
+            missing.append(path)
+            if path.parent == path:
+                break
+            path = path.parent
+        for new in reversed(missing):
+            try:
+                self.mkdir(new)
+            except FileExistsError:
+                continue  # made meanwhile by another process, which fsyncs its parent
+            self.fsync_dir(new.parent)
+        return bool(missing)
+
+    def open_regular(self, path: Path, flags: int, mode: int = 0o666) -> int:
+        """``open`` made safe for a file that should be a regular file and may not be: non-blocking, so a
+        FIFO in its place cannot block the open, and then checked with ``fstat``; anything but a regular
+        file raises ``OSError(EINVAL)`` whose ``strerror`` says what it is. (Add ``O_NOFOLLOW`` to
+        ``flags`` to refuse a symbolic link too.) A missing file raises ``FileNotFoundError``."""
+        try:
+            fd = self.open(path, flags | _NONBLOCK, mode)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: a FIFO without a reader opened for writing, or a socket
+                raise
+            raise _not_regular(path, os.lstat(path).st_mode) from None
+        try:
+            st = self.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_regular(path, st.st_mode)
+        except BaseException:
+            self.close(fd)
+            raise
+        return fd
+
+    def read_regular(self, path: Path, max_size: int, *, follow_symlinks: bool = False) -> bytes:
+        """The whole content of the regular file at ``path``, which holds at most ``max_size`` bytes: how
+        every ledger file is read whole.
+
+        Opened by :meth:`open_regular` (so a FIFO or device in its place is refused at once rather than
+        blocking or reading forever; a symbolic link is refused unless ``follow_symlinks``), and never
+        more than ``max_size + 1`` bytes read: a larger file raises ``OSError(EFBIG)``. Errors are
+        ``OSError`` with a ``strerror`` that says what is wrong; a missing file is ``FileNotFoundError``.
+        """
+        fd = self.open_regular(path, os.O_RDONLY | (0 if follow_symlinks else _NOFOLLOW))
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while size <= max_size and (chunk := self.pread(fd, min(_CHUNK, max_size + 1 - size), size)):
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            self.close(fd)
+        if size > max_size:
+            raise OSError(errno.EFBIG, f"it is larger than {max_size} bytes (refused)", str(path))
+        return b"".join(chunks)
 
     def write_all(self, fd: int, data: bytes) -> None:
         """Write all of ``data`` to a fresh file, continuing after short writes (never used for the log)."""
@@ -148,9 +242,9 @@ class FileLock:
             if fd is None:
                 try:
                     if shared:
-                        fd = self.ops.open(self.path, os.O_RDONLY | _NOFOLLOW)
+                        fd = self.ops.open(self.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
                     else:
-                        fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
+                        fd = self.ops.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o666)
                 except OSError as exc:
                     if shared:
                         return True  # nobody can be writing through a lock file we cannot open
@@ -205,13 +299,25 @@ def temp_files(target: Path) -> list[Path]:
     return sorted(target.parent / name for name in names if name.startswith(prefix))
 
 
+def _keep_mode(ops: FileOps, fd: int, existing: os.stat_result) -> None:
+    """Give the temp file ``fd`` the permission bits and group of the file it is to replace."""
+    ops.fchmod(fd, stat.S_IMODE(existing.st_mode))
+    if existing.st_gid != os.getegid():
+        try:
+            ops.fchown(fd, -1, existing.st_gid)
+        except PermissionError:
+            pass  # not a member of that group: the mode is kept, the group is the process's
+
+
 def atomic_write(
     ops: FileOps, target: Path, data: bytes, *, label: str = "file", durable: bool = True
 ) -> None:
     """Replace ``target`` with ``data`` so that a crash leaves either the old file or the new one, whole.
 
     A temp file in the same directory (created exclusively, never through a symlink), written, fsynced,
-    renamed over ``target``, then the directory fsynced. On any error the temp file is removed; an error
+    renamed over ``target``, then the directory fsynced. The new file keeps the mode (and, where the
+    process may set it, the group) of the file it replaces, so an operator's ``chmod 644`` survives every
+    write; a file that did not exist follows the umask. On any error the temp file is removed; an error
     raised while cleaning up never hides the first one. ``label`` names the crash points
     (``<label>.before_rename``, ...).
 
@@ -219,10 +325,16 @@ def atomic_write(
     process crash still leaves the old or the new file whole; a power loss may leave the old one, or an
     empty or partial file that fails validation.
     """
+    try:
+        existing: os.stat_result | None = os.stat(target)
+    except OSError:
+        existing = None  # a new file: its mode follows the umask
     temp = target.with_name(f"{target.name}{TEMP_MARK}{secrets.token_hex(6)}")
     fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
     try:
         try:
+            if existing is not None:
+                _keep_mode(ops, fd, existing)
             ops.write_all(fd, data)
             ops.point(f"{label}.temp_written")
             if durable:

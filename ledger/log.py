@@ -35,6 +35,7 @@ import itertools
 import logging
 import operator
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ from ledger.events import (
     line_hash,
     line_hashes,
 )
-from ledger.fileops import TEMP_MARK, FileLock, FileOps, OwnedFd, atomic_write
+from ledger.fileops import TEMP_MARK, FileLock, FileOps, OwnedFd, atomic_write, file_kind
 
 __all__ = ("START", "EventLog", "Position", "Scan", "Ticket", "TornTail")
 
@@ -72,6 +73,7 @@ _version_of = operator.attrgetter("v")
 _prev_of = operator.attrgetter("prev")
 _EVENT_START: Final = b'{"type":'
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
 # events.jsonl.sync.lock holds one record: magic, the log size known to be fsynced, crc-32 of the two.
 _FLUSHED = struct.Struct("<8sQ")
 _FLUSHED_MAGIC: Final = b"VLSYNC01"
@@ -156,7 +158,7 @@ class Scan:
         log = self._log
         path = log.path
         try:
-            fd = log.ops.open(path, os.O_RDONLY | log.nofollow)
+            fd = log.ops.open_regular(path, os.O_RDONLY | log.nofollow)
         except FileNotFoundError:
             if self.start.offset:
                 raise CorruptLogError(path, self.start.seq, "the log file is missing") from None
@@ -376,6 +378,11 @@ class EventLog:
             return None, 0
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
+        if not stat.S_ISREG(st.st_mode):  # a symbolic link (when refused), a FIFO, a device, a directory
+            reason = f"it is {file_kind(st.st_mode)}, not a regular file (refused)"
+            if stat.S_ISLNK(st.st_mode):
+                reason = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
+            raise LedgerIOError(f"cannot read {self.path}: {reason}")
         return (st.st_dev, st.st_ino), st.st_size
 
     def size(self) -> int:
@@ -384,7 +391,7 @@ class EventLog:
     def line_before(self, offset: int) -> bytes:
         """The whole line that ends at ``offset`` (newline excluded); ``b""`` if none does."""
         try:
-            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow)
+            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow | _NONBLOCK)
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
         try:
@@ -731,7 +738,7 @@ class EventLog:
         fd = owned.get()
         if fd is None:
             try:
-                fd = owned.fd = self.ops.open(path, flags | self.nofollow, 0o666)
+                fd = owned.fd = self.ops.open_regular(path, flags | self.nofollow, 0o666)
             except OSError as exc:
                 raise io_error(action, path, exc) from None
         return fd
@@ -755,7 +762,7 @@ class EventLog:
             for name in os.listdir(self.path.parent):  # left by a crash while setting a tail aside
                 if name.startswith(f"{self.path.name}.torn-") and TEMP_MARK in name:
                     ops.unlink(self.path.parent / name)
-            fd = ops.open(self.path, os.O_RDONLY | self.nofollow)
+            fd = ops.open_regular(self.path, os.O_RDONLY | self.nofollow)
             try:
                 data = ops.pread(fd, os.fstat(fd).st_size - torn.offset, torn.offset)
             finally:

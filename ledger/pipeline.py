@@ -18,13 +18,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidEntryError, LedgerError
 
 if TYPE_CHECKING:
     from ledger.events import VideoMetadata
     from ledger.store import Ledger
 
-__all__ = ("Job", "Terminated", "file_digest", "generation")
+__all__ = ("Job", "Terminated", "app_path", "file_digest", "generation")
 
 log = logging.getLogger("ledger")
 
@@ -55,6 +55,31 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_path: str | None) -> str:
+    """The ``localPath`` to record for the video at ``path``: ``local_path`` if given, else ``path``
+    relative to ``root`` (the ledger directory, where ``verify --files`` starts). Either way it must be a
+    relative path that stays under the root: an absolute one, one that leaves the root through ``..``, or a
+    file outside the root without ``local_path``, raises :class:`~ledger.errors.InvalidEntryError`, so a
+    host path never lands in the app's file."""
+    # The messages name no host path: a failed attempt records its error in the app's file.
+    if local_path is not None:
+        if os.path.isabs(local_path):
+            raise InvalidEntryError(
+                "local_path is absolute: give it relative to the ledger directory "
+                "(as the app and `verify --files` see it)"
+            )
+        if os.path.normpath(local_path).split(os.sep)[0] == os.pardir:
+            raise InvalidEntryError(f"local_path {local_path!r} leaves the ledger directory through '..'")
+        return local_path
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise InvalidEntryError(
+            f"the video {Path(path).name!r} is outside the ledger directory: pass local_path= (the path "
+            "the app gets, relative to the ledger directory) so that no host path is recorded"
+        )
+    return Path(os.path.relpath(real, real_root)).as_posix()
+
+
 class Job:
     """One attempt inside a ``generation()`` block."""
 
@@ -72,17 +97,14 @@ class Job:
     def ready(self, path: str | os.PathLike[str], *, local_path: str | None = None) -> VideoMetadata:
         """Record ``ready`` for the file at ``path`` with its size and SHA-256.
 
-        ``local_path`` is what the entry records as ``localPath`` (default: ``path`` as given); use it when
-        the app refers to the file differently from the pipeline (for instance relative to its media
-        folder). The file must be complete before this call.
+        ``local_path`` is what the entry records as ``localPath``, the path the app gets: relative, and not
+        leaving the ledger directory (default: ``path`` relative to the ledger directory, which ``path`` must
+        then be under); see :func:`app_path`. The file must be complete before this call.
         """
+        recorded = app_path(self.ledger.directory, path, local_path)
         size, sha256 = file_digest(path)
         self.entry = self.ledger.mark_video_ready(
-            self.spot_id,
-            self.era_id,
-            local_path if local_path is not None else os.fspath(path),
-            size=size,
-            sha256=sha256,
+            self.spot_id, self.era_id, recorded, size=size, sha256=sha256
         )
         return self.entry
 
@@ -152,9 +174,11 @@ def generate_and_store_video(
     prompt: str,
     generate: Callable[[], str | os.PathLike[str]],
     *,
-    local_path: Callable[[Path], str] | None = None,
+    local_path: str | Callable[[Path], str] | None = None,
 ) -> VideoMetadata:
-    """Run ``generate()`` (which writes the video and returns its path) inside :func:`generation`."""
+    """Run ``generate()`` (which writes the video and returns its path) inside :func:`generation`;
+    ``local_path`` (a string, or a function of the path) is what the app gets, as :meth:`Job.ready` takes
+    it."""
     with generation(ledger, spot_id, era_id, prompt) as job:
         path = Path(generate())
-        return job.ready(path, local_path=local_path(path) if local_path else None)
+        return job.ready(path, local_path=local_path(path) if callable(local_path) else local_path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import hashlib
 import itertools
 import logging
 import operator
@@ -42,11 +44,13 @@ from ledger.events import (
     Clock,
     EventType,
     Imported,
+    Ready,
     Status,
     VideoMetadata,
     encode_line,
     format_ts,
     line_hash,
+    normalize_id,
     parse_time,
     utc_now,
     validate_entry,
@@ -88,6 +92,9 @@ __all__ = (
 
 log = logging.getLogger("ledger")
 _ts_of = operator.attrgetter("ts")
+
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_CHUNK: Final = 1 << 20
 
 _RETRIES: Final = 100
 """How often a commit is tried again when what it read was dropped by another writer's failed commit."""
@@ -321,11 +328,21 @@ class Ledger:
         return pipeline.generation(self, spot_id, era_id, prompt, local_path=local_path)
 
     def generate_and_store_video(
-        self, spot_id: str, era_id: str, prompt: str, generate: Callable[[], str | os.PathLike[str]]
+        self,
+        spot_id: str,
+        era_id: str,
+        prompt: str,
+        generate: Callable[[], str | os.PathLike[str]],
+        *,
+        local_path: str | Callable[[Path], str] | None = None,
     ) -> VideoMetadata:
         """The task card's ``generateAndStoreVideo`` in one call: ``generate()`` writes the video and
-        returns its path; the attempt is recorded as :meth:`generation` describes."""
-        return pipeline.generate_and_store_video(self, spot_id, era_id, prompt, generate)
+        returns its path; the attempt is recorded as :meth:`generation` describes. ``local_path`` is the
+        ``localPath`` the app gets (relative, under the ledger directory; default: the file's path relative
+        to the ledger directory, which it must then be in), as :meth:`pipeline.Job.ready` takes it."""
+        return pipeline.generate_and_store_video(
+            self, spot_id, era_id, prompt, generate, local_path=local_path
+        )
 
     def reap(self, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
         """Mark ``failed`` every entry that has been ``generating`` for longer than ``older_than`` without
@@ -367,11 +384,8 @@ class Ledger:
         keep each entry's timestamps. Entries already in the ledger are left as they are, so importing the
         same file twice changes nothing the second time. An invalid entry raises
         :class:`~ledger.errors.InvalidEntryError` naming its index in the array, and nothing is imported."""
-        data = source if isinstance(source, bytes) else _read_import(Path(os.fsdecode(source)))
-        try:
-            items = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise InvalidEntryError(f"the file to import is not valid JSON: {exc}") from None
+        data = source if isinstance(source, bytes) else _read_import(self._ops, Path(os.fsdecode(source)))
+        items = _decode_import(data)
         if not isinstance(items, list):
             raise InvalidEntryError("the file to import must hold a JSON array of entries")
         entries: list[VideoMetadata] = []
@@ -422,9 +436,13 @@ class Ledger:
         """Check that every ready entry's file exists and still has the size and SHA-256 recorded when it
         became ready; with ``media``, also list the video files under that folder that no entry refers to.
 
-        A relative ``localPath`` is taken relative to ``root`` (default: the ledger directory).
+        Files are checked only under ``root`` (default: the ledger directory), where each ``localPath`` is
+        taken to start. An absolute ``localPath``, one that leaves the root through ``..`` or a symbolic
+        link, and anything but a regular file (a directory, a FIFO, a device) is not read: it is reported
+        as a problem for that entry. No more than the recorded size + 1 bytes of any file is read.
         """
         base = Path(root) if root is not None else self.directory
+        real_root = os.path.realpath(base)
         entries: entries_view.Entries = {}
         files: files_view.ReadyFiles = {}
         for event in self._log.scan(START):
@@ -434,21 +452,10 @@ class Ledger:
         checked = 0
         for key in sorted(files):
             ready = files[key]
-            path = base / ready.local_path
-            where = f"{key[0]}/{key[1]}: {ready.local_path}"
             checked += 1
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                problems.append(f"{where}: missing")
-                continue
-            except OSError as exc:
-                problems.append(f"{where}: cannot be read ({exc.strerror})")
-                continue
-            if ready.size is not None and size != ready.size:
-                problems.append(f"{where}: size is {size} bytes, {ready.size} when it became ready")
-            elif ready.sha256 is not None and pipeline.file_digest(path)[1] != ready.sha256:
-                problems.append(f"{where}: content changed since it became ready (SHA-256 differs)")
+            problem = _check_file(self._ops, real_root, ready)
+            if problem is not None:
+                problems.append(f"{key[0]}/{key[1]}: {ready.local_path}: {problem}")
         unreferenced: list[Path] = []
         if media is not None:
             referenced = {
@@ -489,6 +496,8 @@ class Ledger:
         """Like :meth:`history`, with each event's line exactly as stored (newline excluded)."""
         low = None if since is None else parse_time(since)
         high = None if until is None else parse_time(until)
+        spot_id = None if spot_id is None else normalize_id(spot_id)
+        era_id = None if era_id is None else normalize_id(era_id)
         for line, event in self._log.scan(START).records():
             if high is not None and event.ts > high:
                 return  # times never go backwards: nothing later can match
@@ -552,7 +561,7 @@ class Ledger:
         anchor = None if expect_head is None else parse_head(expect_head)
         anchor_hash: str | None = GENESIS_HASH if anchor is not None and anchor[0] == 0 else None
         scan = self._log.scan(START, chain=True)
-        checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path)
+        checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path, self._ops)
         if checkpoint is not None and checkpoint.snapshot != snapshot_view.snapshot_ref(
             self.snapshot_path, self.checkpoint_path
         ):
@@ -632,9 +641,13 @@ class Ledger:
         if self._view.line_hash_at(checkpoint.offset) != checkpoint.last_hash:
             return f"the snapshot's checkpoint (event {checkpoint.seq}) does not match the log"
         try:
-            actual = self.snapshot_path.read_bytes()
+            actual = self._ops.read_regular(
+                self.snapshot_path, checkpoint.snapshot_size, follow_symlinks=True
+            )
         except OSError as exc:
-            return f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
+            if exc.errno != errno.EFBIG:
+                return f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
+            actual = None  # larger than recorded: not the replay
         if actual != expected:
             return (
                 f"the snapshot {self.snapshot_path} is not the replay of the log up to event {checkpoint.seq}"
@@ -674,11 +687,8 @@ class Ledger:
         """Create the directory and an empty log if missing, set a torn tail aside, load the state, and
         bring the snapshot up to date."""
         self._view.refuse_symlinked_snapshot()
-        created = not self.directory.exists()
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if created:
-                self._ops.fsync_dir(self.directory.parent)
+            self._ops.make_dirs(self.directory)  # each new directory's entry fsynced in its parent
         except OSError as exc:
             raise io_error("create the ledger directory", self.directory, exc) from None
         if not self.directory.is_dir():
@@ -841,11 +851,90 @@ def _plan_to(desired: VideoMetadata) -> Plan:
     return lambda current: lifecycle.plan_change(current, desired)
 
 
-def _read_import(path: Path) -> bytes:
+MAX_IMPORT_BYTES: Final = 1 << 32
+"""An import file larger than 4 GiB is refused before it is read (a snapshot of a million entries is
+about 300 MB)."""
+
+
+def _read_import(ops: FileOps, path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return ops.read_regular(path, MAX_IMPORT_BYTES, follow_symlinks=True)
     except OSError as exc:
         raise io_error("read", path, exc) from None
+
+
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_OTHER_BOMS: Final = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+
+
+def _decode_import(data: bytes) -> object:
+    """The JSON value of an import file. A UTF-8 byte-order mark (which some editors add) is skipped;
+    every other failure is an :class:`InvalidEntryError` that says what is wrong in words."""
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+    else:
+        for mark, encoding in _OTHER_BOMS:
+            if data.startswith(mark):
+                raise InvalidEntryError(
+                    f"the file to import is {encoding} (it starts with a {encoding} byte-order mark); "
+                    "save it as UTF-8"
+                )
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidEntryError(f"the file to import is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEntryError(
+            "the file to import nests arrays or objects too deeply to be a list of entries"
+        ) from None
+
+
+def _check_file(ops: FileOps, root: str, ready: Ready) -> str | None:
+    """What is wrong with the file a ``ready`` event recorded, looked for under ``root`` (a real path), or
+    ``None``. Nothing outside ``root`` and nothing but a regular file is opened or measured."""
+    if os.path.isabs(ready.local_path):
+        return f"an absolute path, outside the root {root} (not read)"
+    if _leaves(root, os.path.normpath(os.path.join(root, ready.local_path))):
+        return f"leaves the root {root} through '..' (not read)"
+    real = os.path.realpath(os.path.join(root, ready.local_path))
+    if _leaves(root, real):
+        return f"a symbolic link to {real}, outside the root {root} (not read)"
+    try:
+        fd = ops.open_regular(Path(real), os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        size = ops.fstat(fd).st_size
+        expected = size if ready.size is None else ready.size
+        if size != expected:
+            return f"size is {size} bytes, {expected} when it became ready"
+        if ready.sha256 is None:
+            return None
+        digest, read = hashlib.sha256(), 0
+        while read <= expected and (chunk := ops.pread(fd, min(_CHUNK, expected + 1 - read), read)):
+            digest.update(chunk)
+            read += len(chunk)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    finally:
+        ops.close(fd)
+    if read != expected:
+        return f"size changed while it was read ({read} bytes, {expected} when it became ready)"
+    if digest.hexdigest() != ready.sha256:
+        return "content changed since it became ready (SHA-256 differs)"
+    return None
+
+
+def _leaves(root: str, path: str) -> bool:
+    """Whether ``path`` (absolute, normalised) is outside the directory ``root``."""
+    return os.path.commonpath([root, path]) != root
 
 
 def _human(span: dt.timedelta) -> str:
@@ -859,7 +948,7 @@ def _human(span: dt.timedelta) -> str:
 def _key(spot_id: object, era_id: object) -> tuple[str, str]:
     if not isinstance(spot_id, str) or not isinstance(era_id, str) or not spot_id or not era_id:
         raise InvalidEntryError(f"spotId and eraId must be non-empty strings, not {spot_id!r} and {era_id!r}")
-    return (spot_id, era_id)
+    return (normalize_id(spot_id), normalize_id(era_id))  # as stored: canonically equal ids are one
 
 
 # -- module-level twins acting on the default ledger ($VIDEO_LEDGER_DIR, else ./data) --------------------
@@ -928,10 +1017,15 @@ def generation(
 
 
 def generate_and_store_video(
-    spot_id: str, era_id: str, prompt: str, generate: Callable[[], str | os.PathLike[str]]
+    spot_id: str,
+    era_id: str,
+    prompt: str,
+    generate: Callable[[], str | os.PathLike[str]],
+    *,
+    local_path: str | Callable[[Path], str] | None = None,
 ) -> VideoMetadata:
     """:meth:`Ledger.generate_and_store_video` on the default ledger."""
-    return default_ledger().generate_and_store_video(spot_id, era_id, prompt, generate)
+    return default_ledger().generate_and_store_video(spot_id, era_id, prompt, generate, local_path=local_path)
 
 
 def reap(older_than: dt.timedelta) -> list[VideoMetadata]:

@@ -10,10 +10,12 @@ detected (the digests disagree) and the snapshot is then rebuilt from the log ra
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import logging
 import operator
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import msgspec
 
 from ledger.errors import CorruptLogError, LedgerIOError, io_error
 from ledger.events import FORMAT_VERSION, GENESIS_HASH, VideoMetadata, crc32, line_hash
-from ledger.fileops import FileLock, FileOps, atomic_write, temp_files
+from ledger.fileops import FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
 
@@ -44,6 +46,13 @@ _second = operator.itemgetter(1)
 
 _encoder = msgspec.json.Encoder()
 _entries_decoder = msgspec.json.Decoder(list[VideoMetadata])
+_plain_ops = FileOps()
+
+_warned: set[tuple[str, str]] = set()
+
+MAX_CHECKPOINT_BYTES = 1 << 16
+"""A checkpoint is a few hundred bytes (its longest member is the snapshot's path); a larger file is not
+one."""
 
 
 class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -91,11 +100,24 @@ def snapshot_ref(snapshot: Path, checkpoint: Path) -> str:
     return snapshot.name if snapshot.parent == checkpoint.parent else str(snapshot)
 
 
-def read_checkpoint(path: Path) -> Checkpoint | None:
-    """The checkpoint at ``path``, or ``None`` if it is missing or unreadable (then nothing is trusted)."""
+def read_checkpoint(path: Path, ops: FileOps = _plain_ops) -> Checkpoint | None:
+    """The checkpoint at ``path``, or ``None`` if it is missing or unreadable (then nothing is trusted).
+
+    It is a cache: a FIFO, a device, a symbolic link or an oversized file in its place is ignored with a
+    warning (never read: that could block or never end), and the next snapshot write replaces it."""
     try:
-        return _checkpoint_decoder.decode(path.read_bytes())
-    except (OSError, msgspec.MsgspecError, UnicodeDecodeError):
+        data = ops.read_regular(path, MAX_CHECKPOINT_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        reason = "it is a symbolic link (refused)" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        if (str(path), reason) not in _warned:  # once per process: readers such as `wait` look often
+            _warned.add((str(path), reason))
+            log.warning("%s: %s; ignored (a cache: the next snapshot write replaces it)", path, reason)
+        return None
+    try:
+        return _checkpoint_decoder.decode(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
         return None
 
 
@@ -106,16 +128,18 @@ class SnapshotLoad(msgspec.Struct, frozen=True):
     problem: str | None = None
 
 
-def load_snapshot(path: Path, checkpoint: Checkpoint, ref: str) -> SnapshotLoad:
+def load_snapshot(path: Path, checkpoint: Checkpoint, ref: str, ops: FileOps = _plain_ops) -> SnapshotLoad:
     """The entries in the snapshot at ``path`` (named ``ref``) if it is exactly the one ``checkpoint``
-    describes."""
+    describes (no more than its recorded size is read)."""
     if checkpoint.v != FORMAT_VERSION or checkpoint.snapshot != ref:
         return SnapshotLoad(None, "the checkpoint describes another snapshot")
     try:
-        data = path.read_bytes()
+        data = ops.read_regular(path, checkpoint.snapshot_size, follow_symlinks=True)
     except FileNotFoundError:
         return SnapshotLoad(None, "it is missing")
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            return SnapshotLoad(None, "it does not match its checkpoint (larger than recorded)")
         return SnapshotLoad(None, f"it cannot be read ({exc.strerror})")
     try:
         items = _entries_decoder.decode(data)
@@ -166,9 +190,10 @@ def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int, ref
     if checkpoint is None or checkpoint.seq < seq or checkpoint.snapshot != ref:
         return False
     try:
-        return os.stat(path).st_size == checkpoint.snapshot_size
+        st = os.stat(path)
     except OSError:
         return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == checkpoint.snapshot_size
 
 
 class SnapshotEncoder:
@@ -290,7 +315,7 @@ class Projector:
         self.entries, self.pos, self._loaded = {}, START, False
         self._cache, self._changed = SnapshotEncoder(), None
         self._identity = self.log.identity()
-        checkpoint = read_checkpoint(self.checkpoint_path)
+        checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
         if checkpoint is None:
             self.problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
         else:
@@ -306,7 +331,7 @@ class Projector:
                 raise CorruptLogError(
                     self.log.path, checkpoint.seq, "the log does not match the snapshot's checkpoint"
                 )
-            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref)
+            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
             if loaded.entries is not None:
                 self.entries, self.pos = loaded.entries, checkpoint.position
                 self.problem = None
@@ -365,7 +390,7 @@ class Projector:
         with self.lock.held():
             self.refresh()
             self.remove_temp_files()
-            checkpoint = read_checkpoint(self.checkpoint_path)
+            checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
             if self.problem is None and snapshot_is_current(
                 self.snapshot_path, checkpoint, self.pos.seq, self.ref
             ):
@@ -389,9 +414,11 @@ class Projector:
         self._changed = set()  # the encoder now holds these entries, whether or not the write succeeds
         if self.problem is not None:
             try:
-                differs = self.snapshot_path.read_bytes() != data
-            except OSError:
+                differs = self.ops.read_regular(self.snapshot_path, len(data), follow_symlinks=True) != data
+            except FileNotFoundError:
                 differs = False  # missing: nothing to report
+            except OSError:
+                differs = True  # larger than the new one: it differs
             if differs:
                 log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self.problem)
         self.remove_temp_files()
@@ -410,8 +437,20 @@ class Projector:
             raise io_error("clean up temp files beside", self.snapshot_path, exc) from None
 
     def refuse_symlinked_snapshot(self) -> None:
-        if not self.follow_symlinks and self.snapshot_path.is_symlink():
+        """Refuse to replace a snapshot that is a symbolic link (unless allowed), a FIFO, a device or a
+        directory: something an operator put there on purpose, or by mistake, is not silently replaced."""
+        try:
+            mode = os.lstat(self.snapshot_path).st_mode
+        except OSError:
+            return  # missing (or unreachable: the write says why)
+        if stat.S_ISLNK(mode):
+            if self.follow_symlinks:
+                return
             raise LedgerIOError(
                 f"cannot write {self.snapshot_path}: it is a symbolic link "
                 "(refused; pass follow_symlinks=True to allow it)"
+            )
+        if not stat.S_ISREG(mode):
+            raise LedgerIOError(
+                f"cannot write {self.snapshot_path}: it is {file_kind(mode)}, not a regular file (refused)"
             )

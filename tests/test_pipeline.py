@@ -67,16 +67,18 @@ def test_leaving_the_block_without_ready_records_failed(ledger: Ledger) -> None:
     assert ledger.get_video_metadata("s", "e").error == NOT_READY  # type: ignore[union-attr]
 
 
-def test_a_missing_output_file_fails_the_attempt(ledger: Ledger, tmp_path: Path) -> None:
+def test_a_missing_output_file_fails_the_attempt(ledger: Ledger) -> None:
     with pytest.raises(FileNotFoundError), ledger.generation("s", "e", "p") as job:
-        job.ready(tmp_path / "never-written.mp4")
+        job.ready(ledger.directory / "never-written.mp4")
     assert ledger.get_video_metadata("s", "e").error.startswith("FileNotFoundError")  # type: ignore[union-attr]
 
 
 def test_generate_and_store_video(ledger: Ledger, tmp_path: Path) -> None:
-    stored = ledger.generate_and_store_video("s", "e", "p", lambda: _video(tmp_path / "v.mp4"))
+    stored = ledger.generate_and_store_video(
+        "s", "e", "p", lambda: _video(ledger.directory / "videos" / "v.mp4")
+    )
     assert stored.status == "ready"
-    assert stored.local_path == str(tmp_path / "v.mp4")
+    assert stored.local_path == "videos/v.mp4", "relative to the ledger directory: no host path"
 
     def broken() -> str:
         raise OSError("GPU fell off the bus")
@@ -314,3 +316,37 @@ def test_the_demo_end_to_end(tmp_path: Path) -> None:
     statuses = {e.status for e in Ledger(directory, readonly=True).get_all_video_metadata()}
     assert statuses <= {"ready", "failed"}
     assert Ledger(directory, readonly=True).verify_files(media=directory / "videos").ok
+
+
+@pytest.mark.parametrize(
+    ("where", "local_path", "message"),
+    [
+        ("outside", None, "outside the ledger directory"),
+        ("inside", "/srv/media/v.mp4", "is absolute"),
+        ("inside", "../v.mp4", "leaves the ledger directory"),
+        ("inside", "videos/../../v.mp4", "leaves the ledger directory"),
+    ],
+)
+def test_ready_refuses_a_host_path_for_the_app(
+    ledger: Ledger, tmp_path: Path, where: str, local_path: str | None, message: str
+) -> None:
+    """Issue 12 item 1: what the app gets is relative and under the root, never a host path."""
+    video = _video((tmp_path if where == "outside" else ledger.directory) / "v.mp4")
+    with pytest.raises(InvalidEntryError, match=message), ledger.generation("s", "e", "p") as job:
+        job.ready(video, local_path=local_path)
+    entry = ledger.get_video_metadata("s", "e")
+    assert entry is not None and entry.status == "failed" and entry.local_path is None
+    with pytest.raises(InvalidEntryError, match=message):
+        ledger.generate_and_store_video("s", "e", "p", lambda: video, local_path=local_path)
+    assert str(tmp_path) not in (ledger.directory / "generated-videos.json").read_text()
+
+
+def test_ready_records_a_path_relative_to_the_ledger_directory(ledger: Ledger, tmp_path: Path) -> None:
+    video = _video(ledger.directory / "videos" / "a.mp4")
+    with ledger.generation("s", "e", "p") as job:
+        job.ready(video)
+    assert job.entry is not None and job.entry.local_path == "videos/a.mp4"
+    stored = ledger.generate_and_store_video(
+        "t", "e", "p", lambda: _video(tmp_path / "b.mp4"), local_path="b.mp4"
+    )
+    assert stored.local_path == "b.mp4"

@@ -62,8 +62,8 @@ def test_crafted_lines_are_data_only(tmp_path: Path) -> None:
     assert not Path("/tmp/owned").exists()
     created = sorted(str(p) for p in tmp_path.rglob("*") if str(p) not in before)
     assert all(Path(p).parent == directory for p in created), created
-    assert any("size is" in problem or "missing" in problem for problem in files.problems), (
-        "checked, not trusted"
+    assert files.problems == [f"a/b: /dev/zero: an absolute path, outside the root {directory} (not read)"], (
+        "checked, not trusted, and nothing outside the ledger read"
     )
 
 
