@@ -6,7 +6,9 @@ stored exactly and round-trips. The doc's table is checked against this list, so
 
 from __future__ import annotations
 
+import hashlib
 import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ def setv(**fields: object) -> Callable[[Ledger], object]:
 
 _MISSING = object()
 STORED = "stored exactly"
+NFC = "stored NFC-normalised"
 BIG = 10**6
 
 CASES = [
@@ -106,26 +109,54 @@ CASES = [
         lambda ledger: ledger.mark_video_failed("a", "b", ""),
     ),
     Case("get with a None id", "InvalidEntryError", lambda ledger: ledger.get_video_metadata(None, "e")),  # type: ignore[arg-type]
+    # issue 12 items 11-13: every Unicode line break and control character is refused in a name
+    Case("spotId with U+2028 LINE SEPARATOR", "InvalidEntryError", setv(spotId="colos\u2028seum")),
+    Case("spotId with U+2029 PARAGRAPH SEPARATOR", "InvalidEntryError", setv(spotId="colos\u2029seum")),
+    Case("spotId with U+0085 NEXT LINE", "InvalidEntryError", setv(spotId="colos\x85seum")),
+    Case("eraId with a C1 control (U+009B)", "InvalidEntryError", setv(eraId="ro\x9bme")),
+    Case("eraId with a tab", "InvalidEntryError", setv(eraId="ro\tme")),
+    Case("eraId with a vertical tab", "InvalidEntryError", setv(eraId="ro\x0bme")),
+    Case("eraId with a carriage return", "InvalidEntryError", setv(eraId="rome\r")),
+    Case("localPath with U+2028", "InvalidEntryError", setv(localPath="videos/a\u2028b.mp4")),
+    Case("localPath with U+0085", "InvalidEntryError", setv(localPath="videos/a\x85b.mp4")),
+    Case("localPath with a C1 control (U+0090)", "InvalidEntryError", setv(localPath="videos/a\x90b.mp4")),
+    Case("spotId ending in a no-break space", "InvalidEntryError", setv(spotId="colosseum\xa0")),
+    Case("spotId starting with an ideographic space", "InvalidEntryError", setv(spotId="\u3000colosseum")),
+    Case("eraId with trailing space", "InvalidEntryError", setv(eraId="rome ")),
+    Case("spotId with a space inside", STORED, setv(spotId="circus maximus")),
+    Case("spotId with a no-break space inside", STORED, setv(spotId="circus\xa0maximus")),
+    Case("spotId in NFD (cafe + U+0301)", NFC, setv(spotId="cafe\u0301")),
+    Case("eraId in NFD (Hangul jamo)", NFC, setv(eraId="\u1100\u1161")),
 ]
 
 
-def test_the_catalogue_has_at_least_forty_inputs() -> None:
-    assert len(CASES) >= 40
-    assert len({c.name for c in CASES}) == len(CASES)
+def _all_cases() -> list[Case | FileCase | ImportCase | VerifyFilesCase]:
+    return [*CASES, *FILE_CASES, *IMPORT_CASES, *VERIFY_FILES_CASES]
+
+
+def test_the_catalogue_has_at_least_sixty_inputs() -> None:
+    names = [c.name for c in _all_cases()]
+    assert len(names) >= 60
+    assert len(set(names)) == len(names)
 
 
 def test_the_doc_lists_every_case_with_its_outcome() -> None:
     doc = (ROOT / "docs" / "bad-input.md").read_text()
-    for case in CASES + FILE_CASES:
+    for case in _all_cases():
         assert f"| {case.name} | {case.outcome} |" in doc, case.name
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_entry_input(case: Case, ledger: Ledger, ledger_dir: Path) -> None:
     before = files_state(ledger_dir)
-    if case.outcome == STORED:
+    if case.outcome in (STORED, NFC):
         stored = case.call(ledger)
         assert isinstance(stored, VideoMetadata)
+        if case.outcome == NFC:
+            assert unicodedata.is_normalized("NFC", stored.spot_id + stored.era_id)
+            assert stored.spot_id + stored.era_id != unicodedata.normalize(
+                "NFD", stored.spot_id + stored.era_id
+            )
         again = Ledger(ledger_dir, readonly=True).get_video_metadata(stored.spot_id, stored.era_id)
         assert again == stored, "stored exactly, and read back the same from disk"
         assert Ledger(ledger_dir, readonly=True).verify().ok
@@ -138,6 +169,7 @@ def test_entry_input(case: Case, ledger: Ledger, ledger_dir: Path) -> None:
     with pytest.raises(error) as info:
         case.call(ledger)
     assert str(info.value), "the error says what was wrong"
+    assert "regex" not in str(info.value), "in words, not as a regular expression"
     assert files_state(ledger_dir) == before, "a refused input changes nothing on disk"
 
 
@@ -188,6 +220,40 @@ def _setup_snapshot_invalid_utf8(d: Path) -> None:
     (d / "generated-videos.json").write_bytes(b'[{"spotId":"\xff"}]\n')
 
 
+def _with_fifo(name: str) -> Callable[[Path], None]:
+    def setup(d: Path) -> None:
+        with Ledger(d) as ledger:
+            ledger.set_video_metadata(entry(status="generating"))
+        (d / name).unlink(missing_ok=True)
+        os.mkfifo(d / name)
+
+    return setup
+
+
+def _setup_snapshot_is_a_directory(d: Path) -> None:
+    d.mkdir()
+    (d / "generated-videos.json").mkdir()
+
+
+def _setup_log_linked_to_dev_zero(d: Path) -> None:
+    d.mkdir()
+    (d / "events.jsonl").symlink_to("/dev/zero")
+
+
+def _setup_checkpoint_linked_to_dev_zero(d: Path) -> None:
+    with Ledger(d) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+    (d / "checkpoint.json").unlink()
+    (d / "checkpoint.json").symlink_to("/dev/zero")
+
+
+def _setup_checkpoint_of_a_terabyte(d: Path) -> None:
+    with Ledger(d) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+    with open(d / "checkpoint.json", "r+b") as f:
+        f.truncate(1 << 40)  # sparse
+
+
 def _setup_checkpoint_garbage(d: Path) -> None:
     with Ledger(d) as ledger:
         ledger.set_video_metadata(entry(status="generating"))
@@ -211,6 +277,16 @@ FILE_CASES = [
     FileCase("snapshot that is not JSON", "rebuilt from the log", _setup_snapshot_not_json),
     FileCase("snapshot with invalid UTF-8", "rebuilt from the log", _setup_snapshot_invalid_utf8),
     FileCase("checkpoint that is garbage", "rebuilt from the log", _setup_checkpoint_garbage),
+    # issue 12 item 2: nothing but a regular file is read, and nothing blocks
+    FileCase("log is a FIFO", "LedgerIOError", _with_fifo("events.jsonl")),
+    FileCase("log linked to /dev/zero", "LedgerIOError", _setup_log_linked_to_dev_zero),
+    FileCase("snapshot is a FIFO", "LedgerIOError", _with_fifo("generated-videos.json")),
+    FileCase("snapshot is a directory", "LedgerIOError", _setup_snapshot_is_a_directory),
+    FileCase("staging file is a FIFO", "LedgerIOError", _with_fifo("events.jsonl.staged")),
+    FileCase("checkpoint is a FIFO", "rebuilt from the log", _with_fifo("checkpoint.json")),
+    FileCase("checkpoint linked to /dev/zero", "rebuilt from the log", _setup_checkpoint_linked_to_dev_zero),
+    FileCase("checkpoint of 1 TiB (sparse)", "rebuilt from the log", _setup_checkpoint_of_a_terabyte),
+    FileCase("lock file is a FIFO", "works", _with_fifo("events.jsonl.lock")),
 ]
 
 
@@ -218,9 +294,10 @@ FILE_CASES = [
 def test_file_input(case: FileCase, tmp_path: Path) -> None:
     directory = tmp_path / "ledger"
     case.setup(directory)
-    if case.outcome == "rebuilt from the log":
+    if case.outcome in ("rebuilt from the log", "works"):
         with Ledger(directory) as ledger:
             assert ledger.get_video_metadata("colosseum", "rome-80ad") is not None
+            ledger.set_video_metadata(entry("new", "one", status="pending"))
         assert Ledger(directory, readonly=True).verify().ok
         return
     before = files_state(directory) if directory.is_dir() else None
@@ -245,3 +322,252 @@ def test_a_read_only_directory_is_refused_with_a_clear_error(tmp_path: Path) -> 
             Ledger(directory)
     finally:
         directory.chmod(0o755)
+
+
+# -- names in words, one entry per canonically equal id (issue 12 items 12 and 13) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("spot", "words"),
+    [
+        (" colosseum", "spotId ' colosseum' starts with white space, which an id may not"),
+        ("colosseum\t", "spotId 'colosseum\\t' holds U+0009 (a control character), which an id may not"),
+        ("a\u2028b", "spotId 'a\\u2028b' holds U+2028 (LINE SEPARATOR), which an id may not"),
+        ("a\x85b", "spotId 'a\\x85b' holds U+0085 (a control character), which an id may not"),
+    ],
+)
+def test_a_refused_id_is_told_in_words(ledger: Ledger, spot: str, words: str) -> None:
+    with pytest.raises(InvalidEntryError) as info:
+        ledger.set_video_metadata(setv_entry(spotId=spot))
+    assert words in str(info.value)
+
+
+def setv_entry(**fields: object) -> dict[str, object]:
+    return {"spotId": "colosseum", "eraId": "rome", "prompt": "p", "status": "generating", **fields}
+
+
+def test_canonically_equal_ids_are_one_entry(ledger: Ledger, ledger_dir: Path) -> None:
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    ledger.set_video_metadata(setv_entry(spotId=nfc))
+    ledger.set_video_metadata(setv_entry(spotId=nfd, status="ready", localPath="v.mp4"))
+    entries = Ledger(ledger_dir, readonly=True).get_all_video_metadata()
+    assert [(e.spot_id, e.status) for e in entries] == [(nfc, "ready")]
+    assert ledger.get_video_metadata(nfd, "rome") == entries[0]
+    assert [e.spot_id for e in ledger.history(nfd)] == [nfc, nfc]
+    ledger.set_video_metadata(setv_entry(spotId=nfd))
+    assert ledger.mark_video_failed(nfd, "rome", "boom").spot_id == nfc
+    assert nfd.encode() not in (ledger_dir / "events.jsonl").read_bytes()
+
+
+# -- import files (issue 12 item 9) -----------------------------------------------------------------------
+
+IMPORTED = "imported"
+GOOD = (
+    b'[{"spotId":"colosseum","eraId":"rome","prompt":"p","status":"pending",'
+    b'"createdAt":"2026-11-24T09:00:00Z"}]'
+)
+
+
+def _import_file(data: bytes) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        (tmp / "import.json").write_bytes(data)
+        return tmp / "import.json"
+
+    return make
+
+
+def _import_fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "import.json")
+    return tmp / "import.json"
+
+
+def _import_dir(tmp: Path) -> Path:
+    (tmp / "import.json").mkdir()
+    return tmp / "import.json"
+
+
+@dataclass(frozen=True)
+class ImportCase:
+    name: str
+    outcome: str
+    make: Callable[[Path], Path]
+
+
+IMPORT_CASES = [
+    ImportCase("import file with a UTF-8 byte-order mark", IMPORTED, _import_file(b"\xef\xbb\xbf" + GOOD)),
+    ImportCase("import file in UTF-16", "InvalidEntryError", _import_file(GOOD.decode().encode("utf-16"))),
+    ImportCase(
+        "import file nested 100,000 deep",
+        "InvalidEntryError",
+        _import_file(b"[" * 100_000 + b"]" * 100_000),
+    ),
+    ImportCase(
+        "import entry with a value nested 100,000 deep",
+        "InvalidEntryError",
+        _import_file(GOOD[:-2] + b',"prompt2":' + b"[" * 100_000 + b"]" * 100_000 + b"}]"),
+    ),
+    ImportCase("import file that is not JSON", "InvalidEntryError", _import_file(b"spotId,eraId\n")),
+    ImportCase("import file holding an object", "InvalidEntryError", _import_file(b'{"entries": []}')),
+    ImportCase("import file that is empty", "InvalidEntryError", _import_file(b"")),
+    ImportCase(
+        "import entry without createdAt",
+        "InvalidEntryError",
+        _import_file(GOOD.replace(b',"createdAt":"2026-11-24T09:00:00Z"', b"")),
+    ),
+    ImportCase(
+        "import file with an entry twice", "InvalidEntryError", _import_file(GOOD[:-1] + b"," + GOOD[1:])
+    ),
+    ImportCase(
+        "import file with an id in NFC and in NFD",
+        "InvalidEntryError",
+        _import_file(
+            GOOD[:-1].replace(b"colosseum", "caf\u00e9".encode())
+            + b","
+            + GOOD[1:].replace(b"colosseum", "cafe\u0301".encode())
+        ),
+    ),
+    ImportCase("import file that is a directory", "LedgerIOError", _import_dir),
+    ImportCase("import file that is a FIFO", "LedgerIOError", _import_fifo),
+    ImportCase("import file that is /dev/zero", "LedgerIOError", lambda tmp: Path("/dev/zero")),
+    ImportCase("import file that is missing", "LedgerIOError", lambda tmp: tmp / "no-such.json"),
+]
+
+
+@pytest.mark.parametrize("case", IMPORT_CASES, ids=[c.name for c in IMPORT_CASES])
+def test_import_input(case: ImportCase, ledger: Ledger, ledger_dir: Path, tmp_path: Path) -> None:
+    source = case.make(tmp_path)
+    before = files_state(ledger_dir)
+    if case.outcome == IMPORTED:
+        assert ledger.import_entries(source).imported == 1
+        assert ledger.get_video_metadata("colosseum", "rome") is not None
+        return
+    error = {"InvalidEntryError": InvalidEntryError, "LedgerIOError": LedgerIOError}[case.outcome]
+    with pytest.raises(error) as info:
+        ledger.import_entries(source)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400, "one clear line"
+    assert files_state(ledger_dir) == before, "a refused import changes nothing on disk"
+
+
+# -- verify --files (issue 12 items 1 and 9) ----------------------------------------------------------------
+
+CONTENT = b"the video"
+NOT_READ = "problem, not read"
+PROBLEM = "problem"
+FILE_OK = "ok"
+
+
+def _in_root(setup: Callable[[Path], None]) -> Callable[[Path, Path], None]:
+    return lambda root, outside: setup(root)
+
+
+def _write(path: Path, data: bytes = CONTENT) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _fifo_video(root: Path) -> None:
+    (root / "videos").mkdir()
+    os.mkfifo(root / "videos" / "v.mp4")
+
+
+def _link(target: str | Path, at: str) -> Callable[[Path, Path], None]:
+    def setup(root: Path, outside: Path) -> None:
+        _write(outside / "secret.mp4")
+        _write(root / "videos" / "real.mp4")
+        (root / "videos" / at).symlink_to(str(target).replace("OUTSIDE", str(outside)))
+
+    return setup
+
+
+@dataclass(frozen=True)
+class VerifyFilesCase:
+    name: str
+    outcome: str
+    local_path: str
+    setup: Callable[[Path, Path], None]
+
+
+VERIFY_FILES_CASES = [
+    VerifyFilesCase(
+        "localPath absolute, to a file outside the root",
+        NOT_READ,
+        "OUTSIDE/secret.mp4",
+        lambda root, outside: _write(outside / "secret.mp4"),
+    ),
+    VerifyFilesCase("localPath /dev/zero", NOT_READ, "/dev/zero", lambda root, outside: None),
+    VerifyFilesCase("localPath /etc/shadow", NOT_READ, "/etc/shadow", lambda root, outside: None),
+    VerifyFilesCase(
+        "localPath leaving the root through ..",
+        NOT_READ,
+        "../outside/secret.mp4",
+        lambda root, outside: _write(outside / "secret.mp4"),
+    ),
+    VerifyFilesCase(
+        "localPath a symbolic link out of the root",
+        NOT_READ,
+        "videos/v.mp4",
+        _link("OUTSIDE/secret.mp4", "v.mp4"),
+    ),
+    VerifyFilesCase(
+        "localPath a symbolic link to /dev/zero", NOT_READ, "videos/v.mp4", _link("/dev/zero", "v.mp4")
+    ),
+    VerifyFilesCase(
+        "localPath a symbolic link inside the root", FILE_OK, "videos/v.mp4", _link("real.mp4", "v.mp4")
+    ),
+    VerifyFilesCase(
+        "localPath a directory",
+        NOT_READ,
+        "videos/v.mp4",
+        _in_root(lambda root: (root / "videos" / "v.mp4").mkdir(parents=True)),
+    ),
+    VerifyFilesCase(
+        "localPath a FIFO",
+        NOT_READ,
+        "videos/v.mp4",
+        _in_root(_fifo_video),
+    ),
+    VerifyFilesCase("localPath missing", PROBLEM, "videos/v.mp4", lambda root, outside: None),
+    VerifyFilesCase(
+        "localPath larger than recorded",
+        PROBLEM,
+        "videos/v.mp4",
+        _in_root(lambda root: _write(root / "videos" / "v.mp4", CONTENT * 2)),
+    ),
+    VerifyFilesCase(
+        "localPath with other content of the same size",
+        PROBLEM,
+        "videos/v.mp4",
+        _in_root(lambda root: _write(root / "videos" / "v.mp4", CONTENT.upper())),
+    ),
+    VerifyFilesCase(
+        "localPath with ./ and a harmless ..",
+        FILE_OK,
+        "./videos/../videos/v.mp4",
+        _in_root(lambda root: _write(root / "videos" / "v.mp4")),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", VERIFY_FILES_CASES, ids=[c.name for c in VERIFY_FILES_CASES])
+def test_verify_files_input(case: VerifyFilesCase, ledger: Ledger, ledger_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    case.setup(ledger_dir, outside)
+    ledger.set_video_metadata(setv_entry())
+    digest = hashlib.sha256(CONTENT).hexdigest()
+    ledger.mark_video_ready(
+        "colosseum",
+        "rome",
+        case.local_path.replace("OUTSIDE", str(outside)),
+        size=len(CONTENT),
+        sha256=digest,
+    )
+    report = ledger.verify_files()
+    assert report.checked == 1
+    if case.outcome == FILE_OK:
+        assert report.ok, report.problems
+        return
+    assert len(report.problems) == 1 and report.problems[0].startswith("colosseum/rome: "), report.problems
+    assert ("(not read)" in report.problems[0] or "(refused)" in report.problems[0]) == (
+        case.outcome == NOT_READ
+    )

@@ -98,8 +98,14 @@ def test_an_oversized_line_is_refused() -> None:
         ({"spotId": "s", "eraId": 7, "prompt": "p", "status": "pending"}, r"Expected `str`"),
         ({"spotId": "s", "eraId": "e", "prompt": "p", "status": "done"}, r"\$\.status"),
         ({"spotId": "s", "eraId": "e", "status": "pending"}, r"missing required field `prompt`"),
-        ({"spotId": "s\nx", "eraId": "e", "prompt": "p", "status": "pending"}, r"\$\.spotId"),
-        ({"spotId": " s", "eraId": "e", "prompt": "p", "status": "pending"}, r"\$\.spotId"),
+        (
+            {"spotId": "s\nx", "eraId": "e", "prompt": "p", "status": "pending"},
+            r"spotId 's\\nx' holds U\+000A",
+        ),
+        (
+            {"spotId": " s", "eraId": "e", "prompt": "p", "status": "pending"},
+            r"spotId ' s' starts with white",
+        ),
         ({"spotId": "s", "eraId": "e", "prompt": "\ud800", "status": "pending"}, r"surrogates"),
     ],
 )
