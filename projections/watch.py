@@ -77,6 +77,7 @@ def watch(
     idle_check_ms: int = 1000,
     on_project: Callable[[int], None] | None = None,
     follow_symlinks: bool = False,
+    ops: FileOps | None = None,
 ) -> int:
     """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set.
 
@@ -86,13 +87,14 @@ def watch(
     may run at once: snapshots are written under the projection lock and only forward. ``step`` is how
     long (ms) the log must stay quiet before a burst is projected; ``debounce`` caps how long a burst is
     gathered. ``on_project(seq)`` is called after each snapshot. Returns the number of snapshots written.
+    ``ops`` is the file operations seam (tests).
     """
     layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
     try:
-        layout.directory.mkdir(parents=True, exist_ok=True)
+        (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
     except OSError as exc:
         raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
-    view = open_projector(layout, follow_symlinks=follow_symlinks)
+    view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks)
     written = 0
 
     def project() -> None:

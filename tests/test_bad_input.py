@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
+import subprocess
+import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,15 +293,30 @@ FILE_CASES = [
 ]
 
 
+_REOPEN = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from ledger import Ledger
+with Ledger({directory!r}) as ledger:
+    assert ledger.get_video_metadata("colosseum", "rome-80ad") is not None
+    ledger.set_video_metadata({{"spotId": "new", "eraId": "one", "prompt": "p", "status": "pending"}})
+assert Ledger({directory!r}, readonly=True).verify().ok
+print("ok")
+"""
+
+
 @pytest.mark.parametrize("case", FILE_CASES, ids=[c.name for c in FILE_CASES])
 def test_file_input(case: FileCase, tmp_path: Path) -> None:
     directory = tmp_path / "ledger"
     case.setup(directory)
     if case.outcome in ("rebuilt from the log", "works"):
-        with Ledger(directory) as ledger:
-            assert ledger.get_video_metadata("colosseum", "rome-80ad") is not None
-            ledger.set_video_metadata(entry("new", "one", status="pending"))
-        assert Ledger(directory, readonly=True).verify().ok
+        # In a child process with 2 GiB of address space and a timeout: code that read a device or a huge
+        # file whole would fail there (MemoryError) rather than exhaust the machine.
+        result = subprocess.run(
+            [sys.executable, "-c", _REOPEN.format(directory=str(directory))],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 0 and result.stdout == "ok\n", result
         return
     before = files_state(directory) if directory.is_dir() else None
     error = {"LedgerIOError": LedgerIOError, "CorruptLogError": CorruptLogError}[case.outcome]
@@ -433,7 +451,21 @@ IMPORT_CASES = [
 ]
 
 
+@pytest.fixture
+def memory_cap() -> Iterator[None]:
+    """At most 2 GiB more address space for the test: code that read /dev/zero whole would fail with a
+    MemoryError rather than exhaust the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + (2 << 30), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.mark.parametrize("case", IMPORT_CASES, ids=[c.name for c in IMPORT_CASES])
+@pytest.mark.usefixtures("memory_cap")
 def test_import_input(case: ImportCase, ledger: Ledger, ledger_dir: Path, tmp_path: Path) -> None:
     source = case.make(tmp_path)
     before = files_state(ledger_dir)

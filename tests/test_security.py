@@ -431,3 +431,16 @@ def test_creating_a_ledger_fsyncs_every_directory_created_on_the_way(tmp_path: P
     Ledger(tmp_path / "a" / "b" / "c", ops=ops).close()
     for parent in (tmp_path, tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert parent in ops.synced, parent  # each new directory's entry, in its parent
+
+
+def test_a_watch_on_a_new_directory_fsyncs_every_directory_created_on_the_way(tmp_path: Path) -> None:
+    """A writer that later finds the directory must not depend on an entry nobody fsynced."""
+    import threading
+
+    from projections.watch import watch
+
+    ops = RecordDirSyncs()
+    stop = threading.Event()
+    stop.set()
+    watch(tmp_path / "a" / "b", stop_event=stop, ops=ops, idle_check_ms=10)
+    assert tmp_path in ops.synced and tmp_path / "a" in ops.synced
