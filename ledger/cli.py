@@ -217,7 +217,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--root",
         metavar="DIR",
-        help="with --files: where relative localPaths start (default: the ledger directory)",
+        help="with --files: where localPaths start; nothing outside is read (default: the ledger directory)",
     )
     p.add_argument(
         "--expect-head",

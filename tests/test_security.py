@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -222,6 +223,33 @@ def test_verify_files_reports_an_unreadable_file(tmp_path: Path) -> None:
         (directory / "v.mp4").write_bytes(b"x")
         (directory / "v.mp4").chmod(0)
         assert report_of(ledger) == ["s/e: v.mp4: cannot be read (Permission denied)"]
+
+
+class FailReadsOf(FileOps):
+    """Fails every read of one file with EIO, as a failing disk would."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.fds = name, set[int]()
+
+    def open(self, path: Path, flags: int, mode: int = 0o666) -> int:
+        fd = super().open(path, flags, mode)
+        if Path(path).name == self.name:
+            self.fds.add(fd)
+        return fd
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        if fd in self.fds:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().pread(fd, size, offset)
+
+
+def test_verify_files_reports_a_failing_read(tmp_path: Path) -> None:
+    directory = tmp_path / "ledger"
+    with Ledger(directory, ops=FailReadsOf("v.mp4")) as ledger:
+        ledger.set_video_metadata({"spotId": "s", "eraId": "e", "prompt": "p", "status": "generating"})
+        ledger.mark_video_ready("s", "e", "v.mp4", size=1, sha256=hashlib.sha256(b"x").hexdigest())
+        (directory / "v.mp4").write_bytes(b"x")
+        assert report_of(ledger) == ["s/e: v.mp4: cannot be read (Input/output error)"]
 
 
 # -- issue 12 item 2: a FIFO, a device or a link in place of a ledger file hangs nothing ------------------
