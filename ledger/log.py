@@ -664,7 +664,7 @@ class EventLog:
         if recorded is not None and start <= recorded <= size:
             return recorded
         try:
-            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow)
+            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow | _NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -685,7 +685,9 @@ class EventLog:
             fd = self._record_fd.get()
         if fd is None:
             try:
-                fd = self._record_fd.fd = self.ops.open(self.sync_path, os.O_RDONLY | self.nofollow)
+                fd = self._record_fd.fd = self.ops.open(
+                    self.sync_path, os.O_RDONLY | self.nofollow | _NONBLOCK
+                )
             except OSError:  # missing (no writer ever ran) or unreadable: no record
                 return None
         try:

@@ -313,6 +313,8 @@ def test_a_fifo_in_place_of_a_ledger_file_hangs_no_command(tmp_path: Path, name:
     _small_ledger(directory)
     (directory / name).unlink(missing_ok=True)
     os.mkfifo(directory / name)
+    if name.endswith((".lock", ".staged")):
+        (directory / "checkpoint.json").unlink()  # readers read the log from the start, through every lock
     commands = dict(COMMANDS)
     if name != "checkpoint.json":
         commands.pop("wait")  # waits for the checkpoint only
