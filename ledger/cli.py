@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
+import csv
 import datetime as dt
+import difflib
 import logging
+import math
+import re
+import shutil
 import signal
 import sys
 import threading
@@ -20,6 +26,7 @@ from typing import NoReturn, TextIO
 
 import msgspec
 
+from ledger import demo as demo_names
 from ledger.errors import (
     EntryNotFoundError,
     IllegalTransitionError,
@@ -28,12 +35,24 @@ from ledger.errors import (
     ReadOnlyLedgerError,
     io_error,
 )
-from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
+from ledger.events import (
+    STATUSES,
+    EventType,
+    Failed,
+    Generating,
+    Imported,
+    Pending,
+    Ready,
+    VideoMetadata,
+    parse_time,
+    schema_documents,
+)
 from ledger.fileops import FileOps, atomic_write
 from ledger.layout import DIR_ENV, default_directory
 from ledger.store import Ledger, parse_head
 from projections import watch as watch_view
 from projections.snapshot import encode_snapshot
+from projections.timeline import Timeline
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -56,7 +75,68 @@ class WaitTimeout(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not usage + error; --help has the rest.
+        message += _suggestion(self, message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    """ "; did you mean ..." for a mistyped command, choice or option (as git does)."""
+    choice = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+    if choice:
+        word, options = choice.group(1), re.findall(r"'(.*?)'", choice.group(2))
+    else:
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if not unknown:
+            return ""
+        word = unknown.group(1).split("=", 1)[0]
+        options = [o for action in parser._actions for o in action.option_strings]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("video-ledger")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options that may come before or after COMMAND (``video-ledger list --dir X`` works too).
+
+    On the subcommands they default to SUPPRESS, so a value given after COMMAND wins and one given before
+    it is kept when none is given after."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("ledger options (before or after COMMAND)")
+    group.add_argument(
+        "--dir",
+        metavar="DIR",
+        help=f"ledger directory (default: ${DIR_ENV}, else ./data)",
+        default=default(None),
+    )
+    group.add_argument(
+        "--snapshot",
+        metavar="PATH",
+        help="the snapshot the app reads (default: DIR/generated-videos.json)",
+        default=default(None),
+    )
+    group.add_argument(
+        "--no-project",
+        action="store_true",
+        default=default(False),
+        help="writers only append; the snapshot is brought up to date by `watch` (for fast pipelines)",
+    )
+    group.add_argument(
+        "--wide",
+        action="store_true",
+        default=default(False),
+        help="print table cells in full even on a terminal (they are never cut when piped)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -66,32 +146,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "hash-chained event log (events.jsonl) projected into generated-videos.json.",
         epilog=f"The ledger directory is --dir, else ${DIR_ENV}, else ./data. "
         "Exit codes: 0 ok, 1 problem found (verify, missing entry, corrupt data, disk error), "
-        "2 bad usage or input.",
+        "2 bad usage or input. Shell completion: see `video-ledger completion --help`.",
     )
-    parser.add_argument(
-        "--dir", metavar="DIR", help=f"ledger directory (default: ${DIR_ENV}, else ./data)", default=None
-    )
-    parser.add_argument(
-        "--snapshot",
-        metavar="PATH",
-        help="the snapshot the app reads (default: DIR/generated-videos.json)",
-        default=None,
-    )
-    parser.add_argument(
-        "--no-project",
-        action="store_true",
-        help="writers only append; the snapshot is brought up to date by `watch` (for fast pipelines)",
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     def command(name: str, summary: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
+        p = sub.add_parser(
             name,
             help=summary,
             description=f"{summary}\n\nexample:\n  {PROG} {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        _global_options(p, top=False)
+        return p
 
     p = command(
         "set",
@@ -105,6 +175,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--local-path", metavar="PATH", help="the video file (required for ready)")
     p.add_argument("--error", help="error message (only with --status failed)")
+    _write_output_args(p)
     p.set_defaults(run=_cmd_set)
 
     p = command(
@@ -114,6 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _entry_args(p)
     p.add_argument("error", metavar="ERROR", help="what went wrong")
+    _write_output_args(p)
     p.set_defaults(run=_cmd_fail)
 
     p = command("get", "Show one entry (exit 1 if there is none).", "get colosseum rome-80ad --json")
@@ -124,23 +196,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command("list", "List the entries, ordered by spot and era.", "list --status failed")
     p.add_argument("--status", choices=STATUSES, help="only entries with this status")
     p.add_argument("--json", action="store_true", help="print the JSON array exactly as in the snapshot")
+    p.add_argument("--csv", action="store_true", help="print CSV with a header row (for spreadsheets)")
     p.set_defaults(run=_cmd_list)
 
     p = command(
         "history",
         "Show the events, oldest first (all, or one entry's), filtered, or follow them as they come.",
-        "history --follow --since-seq 120 --json",
+        "history colosseum rome-80ad --follow --type failed",
     )
     p.add_argument("spot", metavar="SPOT", nargs="?", help="spotId")
     p.add_argument("era", metavar="ERA", nargs="?", help="eraId")
     p.add_argument("--json", action="store_true", help="print each event's line exactly as stored")
+    p.add_argument("--csv", action="store_true", help="print CSV with a header row (for spreadsheets)")
     p.add_argument("--status", choices=STATUSES, help="only events that leave an entry with this status")
     p.add_argument("--type", choices=EVENT_TAGS, help="only events of this type")
     p.add_argument(
         "--since", metavar="TIME", help="only events at or after TIME (RFC 3339; no zone means UTC)"
     )
     p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
-    p.add_argument("--since-seq", type=int, metavar="N", help="only events after event N")
+    p.add_argument("--since-seq", type=_int_at_least(0), metavar="N", help="only events after event N")
     p.add_argument(
         "--follow", action="store_true", help="then print events as they are appended, like tail -f"
     )
@@ -152,6 +226,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "timeline colosseum rome-80ad",
     )
     _entry_args(p)
+    p.add_argument("--json", action="store_true", help="print the story as one JSON object")
     p.set_defaults(run=_cmd_timeline)
 
     p = command(
@@ -160,7 +235,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "snapshot --as-of 2026-11-24T09:00:00Z -o then.json",
     )
     p.add_argument("--as-of", metavar="TIME", help="include events at or before TIME")
-    p.add_argument("--seq", type=int, metavar="N", help="include events up to and including event N")
+    p.add_argument(
+        "--seq", type=_int_at_least(0), metavar="N", help="include events up to and including event N"
+    )
     p.add_argument(
         "-o", "--output", metavar="FILE", help="write it to FILE (atomically) instead of printing it"
     )
@@ -177,13 +254,21 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command(
         "watch",
         "Keep generated-videos.json current while other processes append (stop with Ctrl-C or SIGTERM).",
-        "--dir data watch --verbose",
+        "watch --dir data --verbose",
     )
     p.add_argument(
-        "--step", type=int, default=20, metavar="MS", help="quiet time before projecting (default 20)"
+        "--step",
+        type=_int_at_least(1, at_most=60_000),
+        default=20,
+        metavar="MS",
+        help="quiet time before projecting, 1..60000 (default 20)",
     )
     p.add_argument(
-        "--debounce", type=int, default=100, metavar="MS", help="longest burst gathered (default 100)"
+        "--debounce",
+        type=_int_at_least(1, at_most=3_600_000),
+        default=100,
+        metavar="MS",
+        help="longest burst gathered, 1..3600000 (default 100)",
     )
     p.add_argument("--verbose", action="store_true", help="print a line for each snapshot written")
     p.set_defaults(run=_cmd_watch)
@@ -191,9 +276,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p = command(
         "wait", "Wait until the snapshot includes event N (exit 1 on timeout).", "wait --seq 42 --timeout 5"
     )
-    p.add_argument("--seq", type=int, required=True, metavar="N", help="the event to wait for")
     p.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="give up after this long (default: never)"
+        "--seq", type=_int_at_least(1), required=True, metavar="N", help="the event to wait for (1 or more)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up after this long, 0 or more (default: never)",
     )
     p.set_defaults(run=_cmd_wait)
 
@@ -225,6 +315,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a head an earlier verify printed, kept elsewhere: fail unless the log's event SEQ still has "
         "that hash (the log may have grown since)",
     )
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON object")
     p.set_defaults(run=_cmd_verify)
 
     p = command(
@@ -234,8 +325,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "reap --older-than 2h",
     )
     p.add_argument(
-        "--older-than", metavar="DURATION", required=True, type=_duration, help="like 90s, 15m, 2h or 1d"
+        "--older-than",
+        metavar="DURATION",
+        required=True,
+        type=_duration,
+        help="like 90s, 15m, 2h or 1d (at most 36500d)",
     )
+    p.add_argument("--json", action="store_true", help="print the reaped entries as a JSON array")
     p.set_defaults(run=_cmd_reap)
 
     p = command(
@@ -251,26 +347,117 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo",
         "Run a small real pipeline against the ledger: worker processes generate placeholder videos "
         "through generation(), some fail and are retried once.",
-        "--dir demo-data demo --spots 6 --eras 4 --workers 3",
+        "demo --dir demo-data --spots 6 --eras 4 --workers 3",
     )
     p.add_argument(
-        "--spots", type=int, default=4, metavar="N", help="number of spots (default 4, at most 14)"
+        "--spots",
+        type=_int_at_least(1, at_most=len(demo_names.SPOTS)),
+        default=4,
+        metavar="N",
+        help=f"number of spots, 1..{len(demo_names.SPOTS)} (default 4)",
     )
-    p.add_argument("--eras", type=int, default=3, metavar="M", help="number of eras (default 3, at most 6)")
-    p.add_argument("--workers", type=int, default=2, metavar="K", help="worker processes (default 2)")
     p.add_argument(
-        "--fail-rate", type=float, default=0.2, metavar="P", help="chance an attempt fails (default 0.2)"
+        "--eras",
+        type=_int_at_least(1, at_most=len(demo_names.ERAS)),
+        default=3,
+        metavar="M",
+        help=f"number of eras, 1..{len(demo_names.ERAS)} (default 3)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_int_at_least(1, at_most=64),
+        default=2,
+        metavar="K",
+        help="worker processes, 1..64 (default 2)",
+    )
+    p.add_argument(
+        "--fail-rate",
+        type=_fraction,
+        default=0.2,
+        metavar="P",
+        help="chance an attempt fails, 0..1 (default 0.2)",
     )
     p.add_argument("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
     p.set_defaults(run=_cmd_demo)
+
+    p = command(
+        "schema",
+        "Print the JSON Schema of a log line (event) or of generated-videos.json (snapshot).",
+        "schema snapshot > generated-videos.schema.json",
+    )
+    p.add_argument("kind", choices=("event", "snapshot"), metavar="KIND", help="event or snapshot")
+    p.set_defaults(run=_cmd_schema)
+
+    p = command(
+        "completion",
+        "Print a shell completion script for bash or zsh.",
+        "completion bash > ~/.local/share/bash-completion/completions/video-ledger",
+    )
+    p.add_argument("shell", choices=("bash", "zsh"), metavar="SHELL", help="bash or zsh")
+    p.set_defaults(run=_cmd_completion)
     return parser
+
+
+def _write_output_args(p: argparse.ArgumentParser) -> None:
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"seq": N, "entry": {...}} (seq null if nothing was recorded)',
+    )
+    out.add_argument("--quiet", "-q", action="store_true", help="print nothing (the exit code tells)")
+
+
+def _int_at_least(low: int, *, at_most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``low..at_most``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (at_most is not None and value > at_most):
+            span = f"at least {low}" if at_most is None else f"between {low} and {at_most}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {span}")
+        return value
+
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be between 0 and 1000000000")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be between 0 and 1")
+    return value
+
+
+_MAX_DURATION = dt.timedelta(days=36500)
 
 
 def _duration(text: str) -> dt.timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) == 0:
+    if unit not in units or not number.isascii() or not number.isdigit() or int(number) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 2h or 1d")
+    if int(number) * units[unit] > _MAX_DURATION.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be at most 36500d (100 years)")
     return dt.timedelta(seconds=int(number) * units[unit])
 
 
@@ -292,7 +479,7 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
 
 
 def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
-    with _open(args, readonly=False) as ledger:
+    with _open(args, readonly=False) as ledger, _flag_names():
         prompt = args.prompt
         if prompt is None:
             current = ledger.get_video_metadata(args.spot, args.era)
@@ -309,14 +496,62 @@ def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
                 "error": args.error,
             }
         )
-        _print_entries([entry], out)
+        _print_written(entry, ledger.last_seq, args, out)
     return EXIT_OK
 
 
 def _cmd_fail(args: argparse.Namespace, out: TextIO) -> int:
-    with _open(args, readonly=False) as ledger:
-        _print_entries([ledger.mark_video_failed(args.spot, args.era, args.error)], out)
+    with _open(args, readonly=False) as ledger, _flag_names():
+        entry = ledger.mark_video_failed(args.spot, args.era, args.error)
+        _print_written(entry, ledger.last_seq, args, out)
     return EXIT_OK
+
+
+def _print_written(entry: VideoMetadata, seq: int | None, args: argparse.Namespace, out: TextIO) -> None:
+    """The entry as stored and the event that recorded it (what ``wait --seq`` takes)."""
+    if args.quiet:
+        return
+    if args.json:
+        out.write(_encoder.encode({"seq": seq, "entry": entry}).decode() + "\n")
+        return
+    _print_entries([entry], out)
+    if seq is None:
+        out.write(f"nothing recorded: {entry.spot_id}/{entry.era_id} already is {entry.status}\n")
+    else:
+        out.write(f"recorded event {seq}\n")
+
+
+# The stored fields' names in the ledger's messages, as the flags and arguments a user of `set` types.
+_FLAG_OF = {
+    "spotId": "SPOT",
+    "eraId": "ERA",
+    "prompt": "--prompt",
+    "localPath": "--local-path",
+    "error": "--error",
+    "status": "--status",
+}
+_AT_FIELD = re.compile(r"^invalid entry: (.*) - at `\$\.(\w+)`$", re.S)
+_FLAGS = (
+    (re.compile(r"\blocalPath\b"), "--local-path"),
+    (re.compile(r"(?:^|(?<=: ))error is\b"), "--error is"),
+    (re.compile(r"\bneeds an error message\b"), "needs --error"),
+)
+
+
+@contextlib.contextmanager
+def _flag_names() -> Iterator[None]:
+    """Reword a refusal of ``set``/``fail`` in the flags' names (``--local-path``, not ``localPath``)."""
+    try:
+        yield
+    except (InvalidEntryError, IllegalTransitionError) as exc:
+        text = str(exc)
+        at = _AT_FIELD.match(text)
+        if at and at.group(2) in _FLAG_OF:
+            text = f"invalid {_FLAG_OF[at.group(2)]}: {at.group(1)}"
+        for pattern, flag in _FLAGS:
+            text = pattern.sub(flag, text)
+        exc.args = (text,)
+        raise
 
 
 def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
@@ -336,6 +571,8 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         entries = [e for e in ledger.get_all_video_metadata() if args.status in (None, e.status)]
     if args.json:
         out.write(encode_snapshot({e.key: e for e in entries}).decode())
+    elif args.csv:
+        _write_csv(_ENTRY_HEADER, (_entry_row(e) for e in entries), out)
     else:
         _print_entries(entries, out)
     return EXIT_OK
@@ -344,8 +581,8 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     if (args.spot is None) != (args.era is None):
         raise UsageError("history takes both SPOT and ERA, or neither")
-    if args.follow and (args.since or args.until or args.status or args.type or args.spot):
-        raise UsageError("--follow goes only with --since-seq and --json")
+    if args.json and args.csv:
+        raise UsageError("choose one of --json and --csv")
     if args.follow:
         return _follow(args, out)
     with _open(args, readonly=True) as ledger:
@@ -356,6 +593,8 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         if args.json:
             for line, _ in records:
                 out.write(line.decode() + "\n")
+        elif args.csv:
+            _write_csv(_HISTORY_HEADER, (_history_row(e, escape=False) for _, e in records), out)
         else:
             _print_table(_HISTORY_HEADER, (_history_row(e) for _, e in records), out)
     return EXIT_OK
@@ -364,12 +603,24 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
 _HISTORY_HEADER = ["seq", "time", "event", "spotId", "eraId", "details"]
 
 
-def _history_row(e: EventType) -> list[str]:
-    return [str(e.seq), e.ts, e.type, e.spot_id, e.era_id, _details(e)]
+def _history_row(e: EventType, *, escape: bool = True) -> list[str]:
+    return [str(e.seq), e.ts, e.type, e.spot_id, e.era_id, _details(e, escape=escape)]
 
 
 def _follow(args: argparse.Namespace, out: TextIO) -> int:
     directory = args.dir if args.dir is not None else default_directory()
+    low = None if args.since is None else parse_time(args.since)
+    high = None if args.until is None else parse_time(args.until)
+
+    def wanted(e: EventType) -> bool:  # the filters of Ledger.history_lines, applied as events come
+        return (
+            (args.spot is None or (e.spot_id, e.era_id) == (args.spot, args.era))
+            and (low is None or e.ts >= low)
+            and (high is None or e.ts <= high)
+            and (args.status is None or e.new_status == args.status)
+            and (args.type is None or e.type == args.type)
+        )
+
     stop = threading.Event()
 
     def caught_up(seq: int) -> None:
@@ -381,7 +632,14 @@ def _follow(args: argparse.Namespace, out: TextIO) -> int:
             directory, since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up
         )
         for line, event in records:
-            out.write(line.decode() + "\n" if args.json else "  ".join(_history_row(event)) + "\n")
+            if not wanted(event):
+                continue
+            if args.json:
+                out.write(line.decode() + "\n")
+            elif args.csv:
+                _write_csv(None, [_history_row(event, escape=False)], out)
+            else:
+                out.write("  ".join(_history_row(event)) + "\n")
             out.flush()
     return EXIT_OK
 
@@ -404,6 +662,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def _cmd_timeline(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
         story = ledger.timeline(args.spot, args.era)
+    if args.json:
+        out.write(_encoder.encode(_timeline_json(story)).decode() + "\n")
+        return EXIT_OK
     out.write(f"{story.spot_id}/{story.era_id}\n")
     rows: list[tuple[str, str]] = []
     if story.imported is not None:
@@ -425,6 +686,29 @@ def _cmd_timeline(args: argparse.Namespace, out: TextIO) -> int:
         summary += f"; attempt {running[-1].number} still generating"
     out.write(f"  {summary}\n")
     return EXIT_OK
+
+
+def _timeline_json(story: Timeline) -> dict[str, object]:
+    return {
+        "spotId": story.spot_id,
+        "eraId": story.era_id,
+        "firstEvent": story.first,
+        "imported": None if story.imported is None else msgspec.to_builtins(story.imported),
+        "queued": [{"time": ts, "prompt": prompt} for ts, prompt in story.queued],
+        "attempts": [
+            {
+                "number": a.number,
+                "started": a.started,
+                "prompt": a.prompt,
+                "ended": a.ended,
+                "outcome": a.outcome,
+                "detail": a.detail,
+                "seconds": a.seconds,
+            }
+            for a in story.attempts
+        ],
+        "secondsToReady": story.seconds_to_ready,
+    }
 
 
 def _duration_text(seconds: float) -> str:
@@ -525,6 +809,8 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--media and --root go with --files")
     if args.expect_head is not None:
         parse_head(args.expect_head)  # bad usage (exit 2) before anything is opened
+    if args.json:
+        return _verify_json(args, out)
     with _open(args, readonly=True) as ledger:
         code = _print_verify(ledger, out, expect_head=args.expect_head)
         if args.files:
@@ -535,6 +821,28 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
             if not files.ok:
                 code = EXIT_PROBLEM
     return code
+
+
+def _verify_json(args: argparse.Namespace, out: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        report = ledger.verify(expect_head=args.expect_head)
+        found: dict[str, object] = {
+            "ok": report.ok,
+            "log": str(ledger.log_path),
+            "events": report.events,
+            "entries": report.entries,
+            "problem": report.problem,
+            "line": report.line,
+            "checkpointSeq": report.checkpoint_seq,
+            "head": report.head,
+            "torn": None if report.torn is None else {"bytes": report.torn.size, "line": report.torn.line},
+        }
+        if args.files:
+            files = ledger.verify_files(root=args.root, media=args.media)
+            found["files"] = {"ok": files.ok, "checked": files.checked, "problems": files.problems}
+            found["ok"] = report.ok and files.ok
+    out.write(_encoder.encode(found).decode() + "\n")
+    return EXIT_OK if found["ok"] else EXIT_PROBLEM
 
 
 def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None) -> int:
@@ -562,6 +870,9 @@ def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None
 def _cmd_reap(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         reaped = ledger.reap(args.older_than)
+    if args.json:
+        out.write(encode_snapshot({e.key: e for e in reaped}).decode())
+        return EXIT_OK
     if reaped:
         _print_entries(reaped, out)
     out.write(f"reaped {len(reaped)} entries stuck in generating\n")
@@ -579,15 +890,14 @@ def _cmd_import(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from ledger import demo
-
+    demo = demo_names
     directory = args.dir if args.dir is not None else default_directory()
     tty = out.isatty()
     total = args.spots * args.eras
 
     def progress(result: demo.DemoResult, last: demo.JobResult) -> None:
         counts = demo.outcome_counts(result)
-        finished = counts["ready"] + sum(1 for r in result.results if r.outcome != "ready" and r.attempt == 2)
+        finished = result.finished
         if tty:
             width = 30
             filled = width * finished // total
@@ -597,19 +907,19 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             )
             out.flush()
         else:
-            detail = f" ({last.detail})" if last.detail else ""
-            out.write(
-                f"[{finished:>3}/{total}] {last.spot_id}/{last.era_id} "
-                f"attempt {last.attempt}: {last.outcome}{detail}\n"
-            )
+            out.write(_demo_line(last, finished, total) + "\n")
 
     try:
         result = demo.run_demo(
             directory, spots=args.spots, eras=args.eras, workers=args.workers,
             fail_rate=args.fail_rate, seed=args.seed, progress=progress,
         )  # fmt: skip
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except demo.DemoInterrupted as exc:
+        if tty:
+            out.write("\n")
+        out.flush()
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 128 + exc.signum
     if tty:
         out.write("\n")
     out.write(
@@ -629,6 +939,14 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return code if files.ok else EXIT_PROBLEM
 
 
+def _demo_line(last: demo_names.JobResult, finished: int, total: int) -> str:
+    """``[  3/12] petra/decline attempt 1: ready``; a failed first attempt is not a finished job: it shows
+    ``[ retry]`` in place of the counter (the job runs again)."""
+    counter = f"{finished:>3}/{total}" if last.final else "retry".rjust(len(f"{0:>3}/{total}"))
+    detail = f" ({last.detail})" if last.detail else ""
+    return f"[{counter}] {last.spot_id}/{last.era_id} attempt {last.attempt}: {last.outcome}{detail}"
+
+
 def _torn_note(size: int, line: int) -> str:
     return (
         f"{size} bytes at the end of the log (from line {line}) are not a whole event "
@@ -639,52 +957,155 @@ def _torn_note(size: int, line: int) -> str:
 # -- output --------------------------------------------------------------------------------------------
 
 
-def _details(event: EventType) -> str:
+def _details(event: EventType, *, escape: bool = True) -> str:
+    show = repr if escape else str
     match event:
         case Pending() | Generating():
-            return f"prompt={event.prompt!r}" + (
-                f" localPath={event.local_path!r}" if event.local_path else ""
+            return f"prompt={show(event.prompt)}" + (
+                f" localPath={show(event.local_path)}" if event.local_path else ""
             )
         case Ready():
             size = f" size={event.size}" if event.size is not None else ""
-            return f"localPath={event.local_path!r}{size}"
+            return f"localPath={show(event.local_path)}{size}"
         case Failed():
-            return f"error={event.error!r}"
+            return f"error={show(event.error)}"
         case Imported():
             return f"imported as {event.status}, createdAt={event.created_at}"
+
+
+_ENTRY_HEADER = ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"]
+
+
+def _entry_row(e: VideoMetadata) -> list[str]:
+    return [
+        e.spot_id,
+        e.era_id,
+        e.status,
+        e.created_at or "",
+        e.completed_at or "",
+        e.error or e.local_path or "",
+    ]
 
 
 def _print_entries(entries: Sequence[VideoMetadata], out: TextIO) -> None:
     if not entries:
         out.write("no entries\n")
         return
-    _print_table(
-        ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"],
-        (
-            [
-                e.spot_id,
-                e.era_id,
-                e.status,
-                e.created_at or "",
-                e.completed_at or "",
-                e.error or e.local_path or "",
-            ]
-            for e in entries
-        ),
-        out,
-    )
+    _print_table(_ENTRY_HEADER, (_entry_row(e) for e in entries), out)
 
 
-def _cell(text: str, width: int = 48) -> str:
+_WIDTH: contextvars.ContextVar[int | None] = contextvars.ContextVar("table_width", default=None)
+"""The terminal's width when tables are to fit it; ``None`` (piped, or ``--wide``) prints cells in full."""
+
+
+def _cell(text: str, width: int | None = None) -> str:
+    """``text`` with control characters escaped, cut to ``width`` only when printing to a terminal."""
     text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    if width is None or _WIDTH.get() is None:
+        return text
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _fit(widths: list[int], total: int) -> list[int]:
+    """Column widths that fit ``total`` characters (two spaces between columns): the widest columns give
+    way first, none below 12 characters (or its natural width)."""
+    widths = list(widths)
+    floor = [min(w, 12) for w in widths]
+    while sum(widths) + 2 * (len(widths) - 1) > total:
+        i = max(range(len(widths)), key=lambda k: widths[k] - floor[k])
+        if widths[i] <= floor[i]:
+            break
+        widths[i] -= 1
+    return widths
 
 
 def _print_table(header: list[str], rows: Iterable[list[str]], out: TextIO) -> None:
     table = [header] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    terminal = _WIDTH.get()
+    if terminal is not None:
+        widths = _fit(widths, terminal - 1)
+        table = [
+            [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(row, widths, strict=True)]
+            for row in table
+        ]
     for row in table:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _write_csv(header: list[str] | None, rows: Iterable[list[str]], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+
+
+# -- schema and completion -----------------------------------------------------------------------------
+
+
+def _cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    out.write(schema_documents()[f"{args.kind}.schema.json"].decode())
+    return EXIT_OK
+
+
+def _cmd_completion(args: argparse.Namespace, out: TextIO) -> int:
+    out.write(completion_script(args.shell))
+    return EXIT_OK
+
+
+def completion_script(shell: str) -> str:
+    """A bash (or zsh, through bashcompinit) completion script generated from the parser: commands, each
+    command's options, and the choices of options that have them; anything else completes file names."""
+    parser = _build_parser()
+    commands = _subparsers(parser)
+    top = [o for a in parser._actions for o in a.option_strings]
+    cases: list[str] = []
+    choices: dict[str, list[str]] = {}
+    for name, sub in commands.items():
+        words = [o for a in sub._actions for o in a.option_strings if o != "-h"]
+        for action in sub._actions:
+            if action.choices and action.option_strings:
+                for o in action.option_strings:
+                    choices[o] = [str(c) for c in action.choices]
+            elif action.choices and not action.option_strings:
+                words += [str(c) for c in action.choices]
+        cases.append(f'        {name}) words="{" ".join(words)}" ;;')
+    choice_cases = [f'        {o}) words="{" ".join(c)}" ;;' for o, c in sorted(choices.items())]
+    body = f"""# {PROG} completion for bash (generated by `{PROG} completion {shell}`)
+_video_ledger() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}" cmd="" words="" i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in
+            {"|".join(commands)}) cmd="${{COMP_WORDS[i]}}"; break ;;
+        esac
+    done
+    case "$prev" in
+{chr(10).join(choice_cases)}
+        --dir|--snapshot|--media|--root|--output|-o) COMPREPLY=(); return ;;
+    esac
+    if [[ -z "$words" ]]; then
+        case "$cmd" in
+            "") words="{" ".join(top + list(commands))}" ;;
+{chr(10).join("    " + c for c in cases)}
+        esac
+    fi
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+complete -o default -F _video_ledger {PROG}
+"""
+    if shell == "zsh":
+        return (
+            f"# {PROG} completion for zsh: bash's, through bashcompinit\n"
+            "autoload -U +X bashcompinit && bashcompinit\n" + body
+        )
+    return body
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 # -- entry point ---------------------------------------------------------------------------------------
@@ -693,6 +1114,15 @@ def _print_table(header: list[str], rows: Iterable[list[str]], out: TextIO) -> N
 def _exit_code(exc: LedgerError) -> int:
     bad_input = (InvalidEntryError, IllegalTransitionError, ReadOnlyLedgerError)
     return EXIT_USAGE if isinstance(exc, bad_input) else EXIT_PROBLEM
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported by the command it was given to, with a suggestion."""
+    parser = _build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -705,10 +1135,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     logger.addHandler(handler)
     try:
         try:
-            args = _build_parser().parse_args(argv)
+            args = _parse(argv)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
         run: Callable[[argparse.Namespace, TextIO], int] = args.run
+        terminal = not args.wide and out.isatty()
+        _WIDTH.set(shutil.get_terminal_size().columns if terminal else None)
         return run(args, out)
     except UsageError as exc:
         err.write(f"{PROG}: error: {exc}\n")
@@ -721,6 +1153,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return _exit_code(exc)
     except BrokenPipeError:
         return EXIT_OK  # the reader (head, less) went away
+    except OSError as exc:  # the library's own I/O errors are LedgerIOError; this is the net under them
+        where = f" {exc.filename}" if exc.filename else ""
+        err.write(f"{PROG}: error: cannot use{where}: {exc.strerror or exc}\n")
+        return EXIT_PROBLEM
     except KeyboardInterrupt:
         err.write(f"{PROG}: interrupted\n")
         return 130

@@ -12,16 +12,21 @@ import multiprocessing
 import os
 import queue
 import random
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidEntryError, LedgerError
+from ledger.events import Failed
+from ledger.pipeline import Terminated
 from ledger.store import Ledger
 
-__all__ = ("ERAS", "SPOTS", "DemoResult", "JobResult", "run_demo")
+__all__ = ("ERAS", "SPOTS", "DemoInterrupted", "DemoResult", "JobResult", "run_demo")
 
 SPOTS = (
     "colosseum", "acropolis", "forbidden-city", "machu-picchu", "petra", "angkor-wat", "great-pyramid",
@@ -42,6 +47,11 @@ class JobResult:
     outcome: str  # "ready", "failed" (the generator failed) or "error" (the ledger refused)
     detail: str = ""
 
+    @property
+    def final(self) -> bool:
+        """Whether the job is finished (only a failed first attempt is retried)."""
+        return not (self.outcome == "failed" and self.attempt == 1)
+
 
 @dataclass(slots=True)
 class DemoResult:
@@ -53,6 +63,25 @@ class DemoResult:
     def retried(self) -> int:
         return sum(1 for r in self.results if r.attempt == 2)
 
+    @property
+    def finished(self) -> int:
+        """Jobs finished so far (a failed first attempt is not one: it is retried)."""
+        return sum(1 for r in self.results if r.final)
+
+
+class DemoInterrupted(Exception):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the demo: its workers were stopped, each recording its running
+    attempt as failed. ``signum`` is the signal, ``stopped`` the attempts recorded as failed because of it,
+    ``result`` what finished before."""
+
+    def __init__(self, signum: int, stopped: int, result: DemoResult) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name}: stopped the workers; {stopped} running attempt(s) recorded as failed, "
+            f"{result.finished} of {result.jobs} jobs finished"
+        )
+        self.signum, self.stopped, self.result = signum, stopped, result
+
 
 def _placeholder(rng: random.Random) -> bytes:
     # An ISO-BMFF-looking header and some bytes: a file that is small, distinct, and obviously not a video.
@@ -63,6 +92,10 @@ def _worker(
     directory: str, jobs: multiprocessing.Queue, results: multiprocessing.Queue,  # type: ignore[type-arg]
     fail_rate: float, seed: int, delay: tuple[float, float],
 ) -> None:  # fmt: skip
+    # Ctrl-C reaches every process of the terminal's group: the parent alone decides, and stops the workers
+    # with SIGTERM, which (inside generation()) records the running attempt as failed and exits with 143.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
     ledger = Ledger(directory)
     videos = Path(directory) / "videos"
     while (job := jobs.get()) is not None:
@@ -86,6 +119,10 @@ def _worker(
     ledger.close()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def run_demo(
     directory: str | os.PathLike[str],
     *,
@@ -97,12 +134,22 @@ def run_demo(
     delay: tuple[float, float] = (0.05, 0.3),
     progress: Callable[[DemoResult, JobResult], None] | None = None,
 ) -> DemoResult:
-    """Run ``spots * eras`` generation jobs on ``workers`` processes against the ledger in ``directory``."""
-    if not 1 <= spots <= len(SPOTS) or not 1 <= eras <= len(ERAS):
-        raise ValueError(f"--spots must be 1..{len(SPOTS)} and --eras 1..{len(ERAS)}")
-    if workers < 1 or not 0.0 <= fail_rate <= 1.0:
-        raise ValueError("--workers must be at least 1 and --fail-rate between 0 and 1")
-    Ledger(directory).close()  # create the ledger before the workers race to
+    """Run ``spots * eras`` generation jobs on ``workers`` processes against the ledger in ``directory``.
+
+    SIGINT or SIGTERM (in the main thread) stops the workers at once, each recording its running attempt
+    as failed, and raises :class:`DemoInterrupted`. Bad numbers raise
+    :class:`~ledger.errors.InvalidEntryError` naming the one at fault."""
+    if not 1 <= spots <= len(SPOTS):
+        raise InvalidEntryError(f"--spots must be between 1 and {len(SPOTS)}, not {spots}")
+    if not 1 <= eras <= len(ERAS):
+        raise InvalidEntryError(f"--eras must be between 1 and {len(ERAS)}, not {eras}")
+    if workers < 1:
+        raise InvalidEntryError(f"--workers must be at least 1, not {workers}")
+    if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
+        raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
+    with Ledger(directory) as ledger:  # create the ledger before the workers race to
+        start_seq = ledger.position.seq
+    main = threading.current_thread() is threading.main_thread()
     context = multiprocessing.get_context("spawn")
     jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
@@ -112,11 +159,19 @@ def run_demo(
     args = (os.fspath(directory), jobs, results, fail_rate, seed, delay)
     procs = [context.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
     started = time.perf_counter()
-    for proc in procs:
-        proc.start()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     result = DemoResult(jobs=len(todo))
     open_jobs = len(todo)
     try:
+        # born ignoring SIGINT (an ignored signal stays ignored across exec), so a Ctrl-C while a worker
+        # still starts up prints no traceback from it
+        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for proc in procs:
+                proc.start()
+        finally:
+            if ignored is not None:
+                signal.signal(signal.SIGINT, ignored)
         while open_jobs:
             try:
                 done: JobResult = results.get(timeout=1.0)
@@ -131,7 +186,19 @@ def run_demo(
                 open_jobs -= 1
             if progress is not None:
                 progress(result, done)
+    except (KeyboardInterrupt, Terminated) as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        _stop(procs, jobs)
+        with Ledger(directory, readonly=True) as ledger:
+            stopped = sum(
+                1
+                for e in ledger.history(since_seq=start_seq, type="failed")
+                if isinstance(e, Failed) and e.error.startswith("interrupted")
+            )
+        raise DemoInterrupted(signum, stopped, result) from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         for _ in procs:
             jobs.put(None)
         for proc in procs:
@@ -140,6 +207,20 @@ def run_demo(
                 proc.terminate()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _stop(procs: Sequence[BaseProcess], jobs: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """SIGTERM every worker (each records its running attempt as failed) and wait for them to exit."""
+    jobs.cancel_join_thread()  # jobs no one will take must not keep this process from exiting
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def outcome_counts(result: DemoResult) -> Counter[str]:

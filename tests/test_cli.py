@@ -87,14 +87,14 @@ def test_a_pipeline_session(run_cli: Run, ledger_dir: Path) -> None:
     [
         (["get", "nope", "never"], 1, "no entry for spotId='nope'"),
         (["set", "s", "e", "--status", "bogus"], 2, "invalid choice"),
-        (["set", "s", "e", "--status", "ready", "--prompt", "p"], 2, "needs localPath"),
+        (["set", "s", "e", "--status", "ready", "--prompt", "p"], 2, "needs --local-path"),
         (
             ["set", "s", "e", "--status", "ready", "--prompt", "p", "--local-path", "x"],
             2,
             "a new entry can only",
         ),
         (["set", "s", "e", "--status", "pending"], 2, "--prompt is required"),
-        (["set", "", "e", "--status", "pending", "--prompt", "p"], 2, "spotId"),
+        (["set", "", "e", "--status", "pending", "--prompt", "p"], 2, "invalid SPOT"),
         (["fail", "s", "e", "boom"], 1, "no entry"),
         (["history", "only-spot"], 2, "both SPOT and ERA"),
         (["frobnicate"], 2, "invalid choice"),
