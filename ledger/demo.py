@@ -95,7 +95,15 @@ def _worker(
     # Ctrl-C reaches every process of the terminal's group: the parent alone decides, and stops the workers
     # with SIGTERM, which (inside generation()) records the running attempt as failed and exits with 143.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _terminated)
+    entering = False  # recording `generating`: a SIGTERM now waits for the block, which records failed
+    stop: list[int] = []
+
+    def terminated(signum: int, frame: object) -> None:
+        if not entering:
+            raise Terminated(signum)
+        stop.append(signum)
+
+    signal.signal(signal.SIGTERM, terminated)
     ledger = Ledger(directory)
     videos = Path(directory) / "videos"
     while (job := jobs.get()) is not None:
@@ -103,7 +111,11 @@ def _worker(
         rng = random.Random(f"{seed}/{spot}/{era}/{attempt}")
         prompt = f"{spot.replace('-', ' ').title()} in its {era.replace('-', ' ')}, cinematic, eight seconds"
         try:
+            entering = True
             with ledger.generation(spot, era, prompt) as run:
+                entering = False
+                if stop:
+                    raise Terminated(stop[0])
                 time.sleep(rng.uniform(*delay))
                 if rng.random() < fail_rate:
                     raise StandInFailure(f"stand-in generator failed (simulated, attempt {attempt})")
@@ -116,6 +128,10 @@ def _worker(
             results.put(JobResult(spot, era, attempt, "failed", str(exc)))
         except LedgerError as exc:
             results.put(JobResult(spot, era, attempt, "error", str(exc)))
+        finally:
+            entering = False
+        if stop:
+            raise Terminated(stop[0])
     ledger.close()
 
 

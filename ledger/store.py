@@ -702,7 +702,15 @@ class Ledger:
                 # always: the fsynced-size record may have survived a reboot or come with a copied directory
                 self._log.flush(start.offset, start.offset + len(self._log.staged), force=True)
             if self.projection == "inline":
-                self._view.project()
+                try:
+                    self._view.project()
+                except LedgerIOError as exc:
+                    # The snapshot cannot be brought up to date now (a full disk...). An inline writer still
+                    # records: the log is the truth, and each write's own projection says whether it managed
+                    # (SnapshotUpdateError: recorded, snapshot behind). docs/guarantees.md.
+                    log.warning(
+                        "%s is behind the log: %s; writes are still recorded", self.snapshot_path, exc
+                    )
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -727,7 +735,10 @@ class Ledger:
         self._check_writable()
         with self._mutex:
             for _ in range(_RETRIES):
-                outcome = self._submit(requests)
+                try:
+                    outcome = self._submit(requests)
+                except LedgerIOError as exc:
+                    raise _not_recorded(exc) from None
                 if outcome is not None:
                     break
             else:
@@ -844,6 +855,13 @@ def _check_anchor(anchor: tuple[int, str], end: Position, found: str | None) -> 
             f"the log up to event {seq} was rewritten (or this is another ledger)"
         )
     return None
+
+
+def _not_recorded(exc: LedgerIOError) -> LedgerIOError:
+    """``exc``, saying that nothing was recorded (an error before the fsync leaves no event in the log)."""
+    if "not recorded" not in str(exc):
+        exc.args = (f"{exc}; nothing was recorded",)
+    return exc
 
 
 def _plan_to(desired: VideoMetadata) -> Plan:

@@ -8,6 +8,7 @@ moment before the watch is set up and any notification the kernel drops.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Protocol
 
 import watchfiles
 
-from ledger.errors import LedgerIOError
+from ledger.errors import CorruptLogError, LedgerIOError
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, Layout
@@ -25,6 +26,11 @@ from ledger.log import START, EventLog, Position
 from projections import snapshot as snapshot_view  # a module import: safe whichever is imported first
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
+
+log = logging.getLogger("ledger")
+
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0
+"""Seconds before ``watch`` tries again after a failed projection: doubled each time, up to the maximum."""
 
 
 class StopEvent(Protocol):
@@ -88,6 +94,10 @@ def watch(
     long (ms) the log must stay quiet before a burst is projected; ``debounce`` caps how long a burst is
     gathered. ``on_project(seq)`` is called after each snapshot. Returns the number of snapshots written.
     ``ops`` is the file operations seam (tests).
+
+    A snapshot that cannot be written (a full disk, a failing write) is logged and tried again after a
+    back-off (0.5 s, doubling up to 30 s); the log is untouched, so nothing is lost meanwhile. Only a
+    corrupt log (:class:`~ledger.errors.CorruptLogError`) or ``stop_event`` ends the watch.
     """
     layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
     try:
@@ -95,11 +105,28 @@ def watch(
     except OSError as exc:
         raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
     view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks)
-    written = 0
+    written = failures = 0
+    retry_at = 0.0
 
     def project() -> None:
-        nonlocal written
-        if view.project():
+        nonlocal written, failures, retry_at
+        try:
+            wrote = view.project()
+        except CorruptLogError:
+            raise
+        except OSError as exc:  # LedgerIOError and any other I/O failure: transient until proven otherwise
+            failures += 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(failures - 1, 16))
+            retry_at = time.monotonic() + delay
+            log.warning(
+                "cannot bring the snapshot up to date (try %d): %s; the log is intact; next try in %.1f s",
+                failures, exc, delay,
+            )  # fmt: skip
+            return
+        if failures:
+            log.warning("the snapshot is up to date again, after %d failed tries", failures)
+            failures = 0
+        if wrote:
             written += 1
             if on_project is not None:
                 on_project(view.pos.seq)
@@ -110,6 +137,8 @@ def watch(
     ):
         if stop_event is not None and stop_event.is_set():
             break
+        if failures and time.monotonic() < retry_at:
+            continue
         project()
     return written
 
