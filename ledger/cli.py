@@ -882,6 +882,9 @@ def _cmd_reap(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         report = ledger.import_entries(args.path)
+    if report.dropped:
+        fields = ", ".join(f"{name} ({n} entries)" for name, n in report.dropped.items())
+        sys.stderr.write(f"{PROG}: warning: dropped fields the ledger does not keep: {fields}\n")
     out.write(
         f"imported {report.imported} entries; "
         f"{report.already_present} already in the ledger, left as they are\n"

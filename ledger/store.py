@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, TypedDict, Unpack
@@ -33,6 +33,7 @@ from ledger.errors import (
     EntryNotFoundError,
     InvalidEntryError,
     LedgerClosedError,
+    LedgerError,
     LedgerIOError,
     ReadOnlyLedgerError,
     SnapshotUpdateError,
@@ -143,6 +144,9 @@ class ImportReport:
 
     imported: int
     already_present: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Fields of the imported file the ledger does not keep (``thumbnail``, its ``updatedAt`` ...), each
+    with the number of entries that had it, in the order first met."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +237,12 @@ class Ledger:
         self.last_seq: int | None = None
         """``seq`` of the last event this handle appended (``None`` before its first)."""
         if not readonly:
-            self._prepare()
+            try:
+                self._prepare()
+            except LedgerError:
+                raise
+            except OSError as exc:  # permission denied on a path the steps above touch, and the like
+                raise io_error("use", Path(exc.filename) if exc.filename else self.directory, exc) from None
 
     # -- the card's functions ------------------------------------------------------------------------
 
@@ -355,16 +364,18 @@ class Ledger:
         if older_than <= dt.timedelta(0):
             raise InvalidEntryError(f"older_than must be positive, not {older_than}")
         cutoff = format_ts((now or self._clock()) - older_than)
-        stale = {
-            e.key: e.updated_at
-            for e in self.get_all_video_metadata()
-            if e.status == "generating" and (e.updated_at or "") < cutoff
-        }
+        generating = [e for e in self.get_all_video_metadata() if e.status == "generating"]
+        # (updatedAt, generating since): the entry's last event, or, for an entry imported as generating,
+        # the original createdAt it was imported with (its import is not when it started generating)
+        stale = {e.key: (e.updated_at, e.updated_at) for e in generating if (e.updated_at or "") < cutoff}
+        stale.update(self._imported_generating_since(generating, cutoff))
         reaped: list[tuple[str, str]] = []
 
-        def plan_for(key: tuple[str, str], since: str | None) -> Plan:
+        def plan_for(key: tuple[str, str], stamps: tuple[str | None, str | None]) -> Plan:
+            updated, since = stamps
+
             def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
-                if current is None or current.status != "generating" or current.updated_at != since:
+                if current is None or current.status != "generating" or current.updated_at != updated:
                     return None  # the worker moved on meanwhile
                 reaped.append(key)
                 error = (
@@ -376,8 +387,24 @@ class Ledger:
 
             return plan
 
-        results = self._commit([(key, plan_for(key, since)) for key, since in sorted(stale.items())])
+        results = self._commit([(key, plan_for(key, stamps)) for key, stamps in sorted(stale.items())])
         return [r for r in results if r is not None and r.key in reaped]
+
+    def _imported_generating_since(
+        self, generating: list[VideoMetadata], cutoff: str
+    ) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """The entries still as they were imported (as ``generating``) whose original createdAt is before
+        ``cutoff``. Reads the log only when some generating entry was created before the cutoff but has
+        an event after it (which an imported one has: its import)."""
+        maybe = {e.key: e for e in generating if (e.created_at or "") < cutoff <= (e.updated_at or "")}
+        found: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        if not maybe:
+            return found
+        for event in self.history(type="imported"):
+            entry = maybe.get((event.spot_id, event.era_id))
+            if entry is not None and isinstance(event, Imported) and entry.updated_at == event.ts:
+                found[entry.key] = (entry.updated_at, event.created_at)
+        return found
 
     def import_entries(self, source: str | os.PathLike[str] | bytes) -> ImportReport:
         """Turn an existing ``generated-videos.json`` (a path, or its bytes) into ``imported`` events that
@@ -389,7 +416,11 @@ class Ledger:
         if not isinstance(items, list):
             raise InvalidEntryError("the file to import must hold a JSON array of entries")
         entries: list[VideoMetadata] = []
+        dropped: dict[str, int] = {}
         for index, item in enumerate(items):
+            for name in item if isinstance(item, dict) else ():
+                if name not in _IMPORTED_FIELDS:
+                    dropped[name] = dropped.get(name, 0) + 1
             try:
                 entry = validate_entry(item)
                 lifecycle.check_entry(entry)
@@ -428,7 +459,9 @@ class Ledger:
             return plan
 
         self._commit([(e.key, plan_for(e)) for e in entries])
-        return ImportReport(imported=len(imported), already_present=len(entries) - len(imported))
+        return ImportReport(
+            imported=len(imported), already_present=len(entries) - len(imported), dropped=dropped
+        )
 
     def verify_files(
         self, *, root: str | os.PathLike[str] | None = None, media: str | os.PathLike[str] | None = None
@@ -862,6 +895,12 @@ def _not_recorded(exc: LedgerIOError) -> LedgerIOError:
     if "not recorded" not in str(exc):
         exc.args = (f"{exc}; nothing was recorded",)
     return exc
+
+
+_IMPORTED_FIELDS = frozenset(
+    ("spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error")
+)
+"""The fields of an imported entry that its ``imported`` event keeps."""
 
 
 def _plan_to(desired: VideoMetadata) -> Plan:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import watchfiles
 
-from ledger.errors import CorruptLogError, LedgerIOError
+from ledger.errors import CorruptLogError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, Layout
@@ -154,6 +154,15 @@ def wait_for_seq(
     """Return ``True`` once the snapshot includes event ``seq`` (read-your-writes across processes when
     writers defer projection), ``False`` if ``timeout`` seconds pass first."""
     layout = Layout.of(directory, snapshot)
+    try:
+        return _wait_for_seq(layout, seq, timeout, stop_event)
+    except LedgerError:
+        raise
+    except OSError as exc:  # permission denied on the directory or a file, and the like
+        raise io_error("use", Path(exc.filename) if exc.filename else layout.directory, exc) from None
+
+
+def _wait_for_seq(layout: Layout, seq: int, timeout: float | None, stop_event: StopEvent | None) -> bool:
     if not layout.directory.is_dir():
         raise LedgerIOError(f"there is no ledger at {layout.directory}")
     deadline = None if timeout is None else time.monotonic() + timeout
