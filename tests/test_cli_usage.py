@@ -431,9 +431,7 @@ def test_the_readme_documents_completion() -> None:
 # -- issue 12, item 8: every number range-checked -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
+NUMBER_CASES = [
         (["watch", "--step", "-5"], "argument --step: -5 is out of range: it must be between 1 and 60000"),
         (["watch", "--debounce", "-5"], "argument --debounce: -5 is out of range"),
         (["watch", "--step", "1e9"], "argument --step: '1e9' is not a whole number"),
@@ -450,8 +448,10 @@ def test_the_readme_documents_completion() -> None:
         (["demo", "--fail-rate", "1.5"], "--fail-rate: 1.5 is out of range: it must be between 0 and 1"),
         (["demo", "--spots", "99"], "argument --spots: 99 is out of range: it must be between 1 and 14"),
         (["demo", "--eras", "0"], "argument --eras: 0 is out of range: it must be between 1 and 6"),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), NUMBER_CASES)
 def test_every_number_is_range_checked(run_cli: Run, ledger_dir: Path, argv: list[str], message: str) -> None:
     run_cli("set", "s", "e", "--status", "pending", "--prompt", "p")
     before = files_state(ledger_dir)
@@ -460,6 +460,13 @@ def test_every_number_is_range_checked(run_cli: Run, ledger_dir: Path, argv: lis
     assert len(err.splitlines()) == 1
     assert message in err
     assert files_state(ledger_dir) == before
+
+
+def test_bad_input_md_lists_every_number_case() -> None:
+    doc = (ROOT / "docs" / "bad-input.md").read_text()
+    for argv, _ in NUMBER_CASES:
+        shown = " ".join(argv).replace("--seq 1 --timeout", "--timeout")
+        assert f"| `{shown}` | exit 2: " in doc, shown
 
 
 def test_range_errors_from_a_real_process_are_one_line() -> None:
