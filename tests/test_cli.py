@@ -18,7 +18,7 @@ from .conftest import ROOT, files_state
 Run = Callable[..., tuple[int, str, str]]
 COMMANDS = [
     "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
-    "timeline", "snapshot", "stats", "watch", "wait",
+    "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion",
 ]  # fmt: skip
 
 
