@@ -18,7 +18,7 @@ from typing import Protocol
 
 import watchfiles
 
-from ledger.errors import CorruptLogError, LedgerError, LedgerIOError, io_error
+from ledger.errors import CorruptLogError, InvalidEntryError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, Layout
@@ -99,6 +99,9 @@ def watch(
     back-off (0.5 s, doubling up to 30 s); the log is untouched, so nothing is lost meanwhile. Only a
     corrupt log (:class:`~ledger.errors.CorruptLogError`) or ``stop_event`` ends the watch.
     """
+    for name, value in (("step", step), ("debounce", debounce), ("idle_check_ms", idle_check_ms)):
+        if not 1 <= value <= 3_600_000:
+            raise InvalidEntryError(f"{name} must be between 1 and 3600000 ms, not {value}")
     layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
     try:
         (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
@@ -153,6 +156,8 @@ def wait_for_seq(
 ) -> bool:
     """Return ``True`` once the snapshot includes event ``seq`` (read-your-writes across processes when
     writers defer projection), ``False`` if ``timeout`` seconds pass first."""
+    if timeout is not None and not 0 <= timeout <= 1e9:  # also refuses nan, which would never time out
+        raise InvalidEntryError(f"timeout must be between 0 and 1000000000 seconds, not {timeout}")
     layout = Layout.of(directory, snapshot)
     try:
         return _wait_for_seq(layout, seq, timeout, stop_event)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, LedgerIOError, SnapshotUpdateError
+from ledger import InvalidEntryError, Ledger, LedgerIOError, SnapshotUpdateError
 from projections import watch as watch_view
 from projections.entries import fold
 from projections.snapshot import encode_snapshot
@@ -101,3 +102,20 @@ def _restore_back_off() -> object:
     first = getattr(watch_view, "RETRY_FIRST", 0.5)
     yield None
     watch_view.RETRY_FIRST = first
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda d: watch_view.watch(d, step=-5), "step must be between 1 and 3600000 ms, not -5"),
+        (lambda d: watch_view.watch(d, debounce=-5), "debounce must be between 1 and 3600000 ms, not -5"),
+        (lambda d: watch_view.wait_for_seq(d, 1, timeout=float("nan")), "timeout must be between 0 and"),
+        (lambda d: watch_view.wait_for_seq(d, 1, timeout=-1), "timeout must be between 0 and"),
+    ],
+    ids=["step", "debounce", "nan-timeout", "negative-timeout"],
+)
+def test_the_library_refuses_numbers_out_of_range(
+    tmp_path: Path, call: Callable[[Path], object], message: str
+) -> None:
+    with pytest.raises(InvalidEntryError, match=message):
+        call(tmp_path)
