@@ -627,6 +627,8 @@ def _follow(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"{PROG}: caught up at event {seq}; waiting for new events (Ctrl-C to stop)\n")
         sys.stderr.flush()
 
+    if args.csv:
+        _write_csv(_HISTORY_HEADER, [], out)
     with _stop_on_signals(stop):
         records = watch_view.follow(
             directory, since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up
