@@ -14,8 +14,10 @@ from ledger.errors import (
     LedgerClosedError,
     LedgerError,
     LedgerIOError,
+    NoLedgerError,
     ReadOnlyLedgerError,
     SnapshotUpdateError,
+    UnimportedSnapshotError,
 )
 from ledger.events import (
     STATUSES,
@@ -71,6 +73,7 @@ __all__ = (
     "LedgerClosedError",
     "LedgerError",
     "LedgerIOError",
+    "NoLedgerError",
     "Pending",
     "ReadOnlyLedgerError",
     "Ready",
@@ -78,6 +81,7 @@ __all__ = (
     "SnapshotUpdateError",
     "Status",
     "Terminated",
+    "UnimportedSnapshotError",
     "VerifyReport",
     "VideoMetadata",
     "default_ledger",

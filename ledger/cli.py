@@ -478,6 +478,11 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
     )
 
 
+def _require_ledger(directory: str | Path) -> None:
+    """What a read-only open does (``NoLedgerError``), for the commands that read without a ``Ledger``."""
+    Ledger(directory, readonly=True).close()
+
+
 def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger, _flag_names():
         prompt = args.prompt
@@ -609,6 +614,7 @@ def _history_row(e: EventType, *, escape: bool = True) -> list[str]:
 
 def _follow(args: argparse.Namespace, out: TextIO) -> int:
     directory = args.dir if args.dir is not None else default_directory()
+    _require_ledger(directory)
     low = None if args.since is None else parse_time(args.since)
     high = None if args.until is None else parse_time(args.until)
 
@@ -786,6 +792,7 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
+    _require_ledger(args.dir if args.dir is not None else default_directory())
     stop = threading.Event()
     with _stop_on_signals(stop):
         done = watch_view.wait_for_seq(
@@ -857,13 +864,15 @@ def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None
         if report.head is not None:
             out.write(f"head: {report.head}\n")
         return EXIT_PROBLEM
-    checkpoint = (
-        "no checkpoint yet"
-        if report.checkpoint_seq is None
-        else (f"snapshot matches the log at event {report.checkpoint_seq}")
+    snapshot = (
+        "no snapshot yet"
+        if report.snapshot_seq is None
+        else f"snapshot matches the log at event {report.snapshot_seq}"
     )
-    out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {checkpoint}\n")
+    out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {snapshot}\n")
     out.write(f"head: {report.head}\n")
+    if report.note is not None:
+        out.write(f"note: {report.note}\n")
     if report.torn is not None:
         out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
     return EXIT_OK

@@ -18,8 +18,10 @@ __all__ = (
     "LedgerClosedError",
     "LedgerError",
     "LedgerIOError",
+    "NoLedgerError",
     "ReadOnlyLedgerError",
     "SnapshotUpdateError",
+    "UnimportedSnapshotError",
     "io_error",
 )
 
@@ -103,6 +105,16 @@ class LedgerClosedError(LedgerError):
 
 class ReadOnlyLedgerError(LedgerError):
     """A write was attempted on a ledger opened with ``readonly=True``."""
+
+
+class NoLedgerError(LedgerError):
+    """A read-only open found no ledger (no ``events.jsonl``) in the directory: nothing was created."""
+
+
+class UnimportedSnapshotError(LedgerError):
+    """The snapshot holds entries the log does not (the app's own ``generated-videos.json`` before it was
+    imported): it is not overwritten. Import it first (``Ledger.import_entries`` or ``video-ledger
+    import``); nothing was written."""
 
 
 def io_error(action: str, path: Path, exc: OSError) -> LedgerIOError:

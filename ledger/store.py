@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import hashlib
 import itertools
 import logging
@@ -35,8 +34,10 @@ from ledger.errors import (
     LedgerClosedError,
     LedgerError,
     LedgerIOError,
+    NoLedgerError,
     ReadOnlyLedgerError,
     SnapshotUpdateError,
+    UnimportedSnapshotError,
     io_error,
 )
 from ledger.events import (
@@ -58,7 +59,7 @@ from ledger.events import (
 )
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import Layout, default_directory
-from ledger.log import START, EventLog, Position, TornTail
+from ledger.log import START, EventLog, Position, Scan, TornTail
 
 # The projector, imported as modules: projections import the event types and the log, and the store is
 # the one place that calls them back (module imports keep that cycle-free at import time).
@@ -132,6 +133,10 @@ class VerifyReport:
     """``SEQ:HASH``, once the whole log verified: the last event's ``seq`` and the SHA-256 (64 hex digits) of
     its line, which the next line's ``prev`` will name. Kept elsewhere, it anchors the chain
     (``verify(expect_head=...)``, docs/guarantees.md)."""
+    snapshot_seq: int | None = None
+    """The event after which the replay of the log is the snapshot (``None``: no snapshot, or a problem)."""
+    note: str | None = None
+    """A harmless state worth saying (the checkpoint behind the snapshot after a crash)."""
 
     @property
     def ok(self) -> bool:
@@ -189,7 +194,8 @@ class Ledger:
         backwards: an earlier reading than the last event's time is recorded as that time.
     readonly:
         Open for reading only: nothing on disk is created or changed, writes raise
-        :class:`~ledger.errors.ReadOnlyLedgerError`.
+        :class:`~ledger.errors.ReadOnlyLedgerError`. A directory without ``events.jsonl`` raises
+        :class:`~ledger.errors.NoLedgerError` ("no ledger at DIR").
     projection:
         ``"inline"`` (default): every write brings the snapshot up to date before it returns.
         ``"deferred"``: writes only append (the fastest way to record); a ``video-ledger watch`` process,
@@ -243,6 +249,8 @@ class Ledger:
                 raise
             except OSError as exc:  # permission denied on a path the steps above touch, and the like
                 raise io_error("use", Path(exc.filename) if exc.filename else self.directory, exc) from None
+        elif not (self.log_path.exists() or self.log_path.is_symlink()):
+            raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
 
     # -- the card's functions ------------------------------------------------------------------------
 
@@ -458,7 +466,7 @@ class Ledger:
 
             return plan
 
-        self._commit([(e.key, plan_for(e)) for e in entries])
+        self._commit([(e.key, plan_for(e)) for e in entries], importing=True)
         return ImportReport(
             imported=len(imported), already_present=len(entries) - len(imported), dropped=dropped
         )
@@ -577,15 +585,35 @@ class Ledger:
         return watch_view.wait_for_seq(self.directory, seq, snapshot=self.snapshot_path, timeout=timeout)
 
     def rebuild(self) -> RebuildReport:
-        """Replay the whole log into a fresh snapshot (same bytes as the one kept current)."""
+        """Replay the whole log into a fresh snapshot (same bytes as the one kept current), checking each
+        event's time order and lifecycle change as :meth:`verify` does: :class:`CorruptLogError` names
+        the first line that breaks them, and the snapshot is left as it is."""
         self._check_writable()
+
+        def checked(scan: Scan) -> Iterator[EventType]:  # the rules verify applies: the two agree
+            problems: list[tuple[str, int]] = []
+
+            def verdict() -> Iterator[EventType]:  # after the last event: raise at the first problem
+                if problems:
+                    problem, seq = problems[0]
+                    raise CorruptLogError(self.log_path, seq, f"{problem}; the snapshot was left as it is")
+                yield from ()
+
+            return itertools.chain(itertools.chain.from_iterable(_lawful_runs(scan, {}, problems)), verdict())
+
         with self._mutex:
-            scan = self._view.rebuild()
+            scan = self._view.rebuild(checked)
             return RebuildReport(events=scan.end.seq, entries=len(self._view.entries), torn=scan.torn)
 
     def verify(self, *, expect_head: str | None = None) -> VerifyReport:
         """Walk the whole log checking every line's crc, ``seq``, chain hash, time order and lifecycle
-        change, then the checkpoint and snapshot against it. Reports the first problem; changes nothing.
+        change, then the checkpoint and the snapshot against it. Reports the first problem; changes nothing.
+
+        The snapshot, when there is one, must be the replay of the log at some event: at the checkpoint's
+        when the checkpoint describes it (its size and CRC-32); at the checkpoint's or a later one when the
+        checkpoint does not (a crash or a full disk between writing the two: harmless, said in ``note``),
+        or at any event when ``checkpoint.json`` cannot be read (a power loss); at the end of the log when
+        there is no ``checkpoint.json``.
 
         ``expect_head`` is a head ``SEQ:HASH`` an earlier verify reported (:attr:`VerifyReport.head`), kept
         where the ledger's host cannot rewrite it: the log's event ``SEQ`` must still hash to ``HASH`` (the
@@ -593,54 +621,35 @@ class Ledger:
         recomputed passes every other check, but not this one."""
         anchor = None if expect_head is None else parse_head(expect_head)
         anchor_hash: str | None = GENESIS_HASH if anchor is not None and anchor[0] == 0 else None
-        scan = self._log.scan(START, chain=True)
+        anchor_seen: list[str] = []  # the hash of the anchored event's line, once the walk meets it
+        ref = snapshot_view.snapshot_ref(self.snapshot_path, self.checkpoint_path)
+        # the checkpoint first: a snapshot read after it is as new as it, or newer
         checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path, self._ops)
-        if checkpoint is not None and checkpoint.snapshot != snapshot_view.snapshot_ref(
-            self.snapshot_path, self.checkpoint_path
-        ):
-            checkpoint = None
+        other = checkpoint is not None and (checkpoint.snapshot != ref or checkpoint.v != FORMAT_VERSION)
+        if other:
+            checkpoint = None  # it describes another snapshot
+        unreadable: str | None = None
+        try:
+            snapshot = snapshot_view.read_untrusted(self.snapshot_path, self._ops)
+        except OSError as exc:
+            snapshot, unreadable = None, f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
+        probe: _SnapshotProbe | None = None
+        if snapshot is not None:
+            if checkpoint is not None and snapshot_view.describes(checkpoint, snapshot):
+                probe = _SnapshotProbe(snapshot, checkpoint.seq, exact=True)
+            elif checkpoint is not None or self.checkpoint_path.exists():
+                probe = _SnapshotProbe(snapshot, 0 if checkpoint is None else checkpoint.seq)
+            else:
+                probe = _SnapshotProbe(snapshot, 0, at_end=True)
+        scan = self._log.scan(START, chain=True)
         statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
         problems: list[tuple[str, int]] = []
-
-        def checked() -> Iterator[list[EventType]]:
-            """The events in runs, up to the first one whose time or lifecycle change is wrong."""
-            nonlocal anchor_hash
-            last_ts = ""
-            for _, events in scan.runs():
-                times = list(map(_ts_of, events))
-                late = next(  # the first event whose time is before the one before it
-                    itertools.compress(itertools.count(), map(operator.lt, times, [last_ts, *times])), None
-                )
-                illegal = lifecycle.first_illegal(events if late is None else events[:late], statuses)
-                if (  # at the late event itself, its change is checked first
-                    illegal is None
-                    and late is not None
-                    and lifecycle.first_illegal([events[late]], dict(statuses)) == 0
-                ):
-                    illegal = late
-                if illegal is not None:
-                    event = events[illegal]
-                    before = statuses.get(event.key)
-                    problems.append((f"illegal change {before or 'new'} -> {event.type}", event.seq))
-                elif late is not None:
-                    event = events[late]
-                    before_ts = times[late - 1] if late else last_ts
-                    problems.append((f"time goes backwards ({event.ts} after {before_ts})", event.seq))
-                if problems:
-                    yield events[: problems[0][1] - events[0].seq]
-                    return
-                if anchor is not None and events[0].seq <= anchor[0] + 1 <= events[-1].seq:
-                    # the chain is checked: the next line's prev is the hash of the anchored line
-                    anchor_hash = events[anchor[0] + 1 - events[0].seq].prev
-                yield events
-                last_ts = times[-1]
-
-        runs = checked()
-        snapshot_at_checkpoint: bytes | None = None
+        runs = _lawful_runs(scan, statuses, problems)
+        if anchor is not None:
+            runs = _anchored(runs, anchor[0], anchor_seen)
         try:
-            if checkpoint is not None:  # the state after the checkpoint's event, to compare with the snapshot
-                at_checkpoint = itertools.islice(itertools.chain.from_iterable(runs), checkpoint.seq)
-                snapshot_at_checkpoint = snapshot_view.encode_snapshot(entries_view.fold(at_checkpoint))
+            if probe is not None:
+                probe.run(itertools.chain.from_iterable(runs))
             for _ in runs:  # the rest is only checked
                 pass
             problem, line = problems[0] if problems else (None, None)
@@ -648,10 +657,17 @@ class Ledger:
             problem, line = exc.reason, exc.line
         end = scan.end
         head = f"{end.seq}:{end.last_hash}" if problem is None else None
+        note: str | None = None
         if problem is None and checkpoint is not None:
-            problem = self._check_checkpoint(checkpoint, end, snapshot_at_checkpoint)
+            problem = self._check_checkpoint(checkpoint, end)
+        if problem is None and probe is not None:
+            problem, note = self._judge_snapshot(probe, checkpoint, end, other)
+        if problem is None and unreadable is not None:
+            problem = unreadable
+        elif problem is None and snapshot is None and checkpoint is not None:
+            problem = f"the snapshot {self.snapshot_path} is missing, but its checkpoint is there"
         if problem is None and anchor is not None:
-            problem = _check_anchor(anchor, end, anchor_hash)
+            problem = _check_anchor(anchor, end, anchor_seen[0] if anchor_seen else anchor_hash)
         return VerifyReport(
             events=end.seq if line is None else min(end.seq, line),  # a run may reach past the problem
             entries=len(statuses),
@@ -660,32 +676,58 @@ class Ledger:
             torn=scan.torn if problem is None else None,
             checkpoint_seq=None if checkpoint is None else checkpoint.seq,
             head=head,
+            snapshot_seq=None if probe is None or problem is not None else probe.match,
+            note=note,
         )
 
-    def _check_checkpoint(
-        self, checkpoint: snapshot_view.Checkpoint, end: Position, expected: bytes | None
-    ) -> str | None:
+    def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Position) -> str | None:
+        """Why ``checkpoint`` does not fit the log that ends at ``end`` (every field it gives a writer:
+        ``offset``, ``seq``, ``lastHash``, ``lastTs``, against the line at ``offset``)."""
         if checkpoint.seq > end.seq or checkpoint.offset > end.offset:
             return (
                 f"the log ends at event {end.seq} but the snapshot's checkpoint is at event "
                 f"{checkpoint.seq}: "
                 "trailing events are missing from the log"
             )
-        if self._view.line_hash_at(checkpoint.offset) != checkpoint.last_hash:
+        if self._log.position_at(checkpoint.offset) != checkpoint.position:
             return f"the snapshot's checkpoint (event {checkpoint.seq}) does not match the log"
-        try:
-            actual = self._ops.read_regular(
-                self.snapshot_path, checkpoint.snapshot_size, follow_symlinks=True
-            )
-        except OSError as exc:
-            if exc.errno != errno.EFBIG:
-                return f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
-            actual = None  # larger than recorded: not the replay
-        if actual != expected:
-            return (
-                f"the snapshot {self.snapshot_path} is not the replay of the log up to event {checkpoint.seq}"
-            )
         return None
+
+    def _judge_snapshot(
+        self, probe: _SnapshotProbe, checkpoint: snapshot_view.Checkpoint | None, end: Position, other: bool
+    ) -> tuple[str | None, str | None]:
+        """The problem with the snapshot (or ``None``), and a note on a harmless state it is in."""
+        probe.finish(end.seq)
+        where = self.snapshot_path
+        if probe.match is None:
+            if probe.exact:
+                return f"the snapshot {where} is not the replay of the log up to event {probe.low}", None
+            if not probe.at_end:
+                return (
+                    f"the snapshot {where} is not the replay of the log at any event from {probe.low} on "
+                    "(and its checkpoint does not describe it)"
+                ), None
+            unheld = probe.unheld()
+            adopt = (
+                f"; it holds {unheld} entries the log does not: adopt them with `video-ledger --dir "
+                f"{self.directory} import {where}`"
+                if unheld
+                else ""
+            )
+            return f"the snapshot {where} has no checkpoint and is not the replay of the log{adopt}", None
+        if probe.exact or probe.at_end:
+            return None, None
+        if checkpoint is None:
+            why = "describes another snapshot" if other else "cannot be read (what a power loss can leave)"
+            return None, (
+                f"{self.checkpoint_path.name} {why}; the snapshot is the replay of the log at event "
+                f"{probe.match}; the next writer rewrites the checkpoint"
+            )
+        return None, (
+            f"the checkpoint (event {checkpoint.seq}) is behind the snapshot, which is the replay of the log "
+            f"at event {probe.match}: a crash or a full disk came between writing the two (harmless); the "
+            "next writer rewrites the checkpoint"
+        )
 
     # -- lifecycle of the handle ---------------------------------------------------------------------
 
@@ -737,6 +779,8 @@ class Ledger:
             if self.projection == "inline":
                 try:
                     self._view.project()
+                except UnimportedSnapshotError as exc:  # left as it is; writes other than import refuse
+                    log.info("%s", exc)
                 except LedgerIOError as exc:
                     # The snapshot cannot be brought up to date now (a full disk...). An inline writer still
                     # records: the log is the truth, and each write's own projection says whether it managed
@@ -760,16 +804,19 @@ class Ledger:
         assert after is not None
         return after
 
-    def _commit(self, requests: Sequence[tuple[tuple[str, str], Plan]]) -> list[VideoMetadata | None]:
+    def _commit(
+        self, requests: Sequence[tuple[tuple[str, str], Plan]], *, importing: bool = False
+    ) -> list[VideoMetadata | None]:
         """Plan every request against the latest state under the queue lock, hand all their events over
         as one group-commit submission (:meth:`EventLog.submit`), wait until they are fsynced, then
         project once. If any plan raises, nothing is written. Returns each entry after its request
-        (``None`` for a plan that declined an entry that does not exist)."""
+        (``None`` for a plan that declined an entry that does not exist). Unless ``importing``, refuses
+        (:class:`UnimportedSnapshotError`) while the snapshot holds entries the log does not."""
         self._check_writable()
         with self._mutex:
             for _ in range(_RETRIES):
                 try:
-                    outcome = self._submit(requests)
+                    outcome = self._submit(requests, importing)
                 except LedgerIOError as exc:
                     raise _not_recorded(exc) from None
                 if outcome is not None:
@@ -792,7 +839,7 @@ class Ledger:
             return results
 
     def _submit(
-        self, requests: Sequence[tuple[tuple[str, str], Plan]]
+        self, requests: Sequence[tuple[tuple[str, str], Plan]], importing: bool = False
     ) -> tuple[list[VideoMetadata | None], int | None] | None:
         """One try of :meth:`_commit` up to the fsync: the results and the last new ``seq`` (``None`` if
         nothing was written), or ``None`` when what this handle read turned out not to be recorded (another
@@ -807,6 +854,12 @@ class Ledger:
             staged: entries_view.Entries = {}
             results: list[VideoMetadata | None] = []
             try:
+                if not importing and view.unimported():
+                    raise UnimportedSnapshotError(
+                        f"{self.snapshot_path} holds {view.unimported()} entries that the log does not "
+                        "(the app's own file, not imported yet?); nothing was recorded: run `video-ledger "
+                        f"--dir {self.directory} import {self.snapshot_path}` to adopt them first"
+                    )
                 ts = self._now(start.last_ts)  # one commit, one instant
                 for key, plan in requests:
                     current = staged.get(key) or view.entries.get(key)
@@ -901,6 +954,118 @@ _IMPORTED_FIELDS = frozenset(
     ("spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error")
 )
 """The fields of an imported entry that its ``imported`` event keeps."""
+
+
+class _SnapshotProbe:
+    """Finds an event after which the replay of the log is exactly the snapshot's bytes ``data``: event
+    ``low`` (``exact``), the last one (``at_end``), or else any from ``low`` on. :meth:`run` takes the
+    log's events and folds them in one pass (a fold builds each entry once), only as far as it needs to."""
+
+    def __init__(self, data: bytes, low: int, *, exact: bool = False, at_end: bool = False) -> None:
+        self.data, self.low, self.exact, self.at_end = data, low, exact, at_end
+        self.state: entries_view.Entries = {}
+        self.match: int | None = None
+
+    def _same(self) -> bool:
+        return snapshot_view.encode_snapshot(self.state) == self.data
+
+    def run(self, events: Iterator[EventType]) -> None:
+        """Fold ``events`` (the log's, from the start) as far as needed; :attr:`match` is then set, except
+        ``at_end`` (:meth:`finish`)."""
+        if self.exact:
+            self.state = entries_view.fold(itertools.islice(events, self.low))
+            self.match = self.low if self._same() else None
+            return
+        if self.at_end:
+            self.state = entries_view.fold(events)
+            return
+        if self.low == 0 and self._same():
+            self.match = 0
+            return
+        items = snapshot_view.decode_snapshot(self.data)
+        stamps = [] if items is None else [item.updated_at for item in items]
+        if items is None or None in stamps:
+            return  # not a snapshot the ledger wrote: it is no replay
+        wanted = {item.key: item for item in items}
+        last_ts = max(filter(None, stamps), default="")  # in a replay: the time of the last event in it
+        stash: list[EventType] = []
+
+        def earlier() -> Iterator[EventType]:  # the events before the snapshot's newest time
+            for event in events:
+                if event.ts >= last_ts:
+                    stash.append(event)
+                    return
+                yield event
+
+        state = self.state = entries_view.fold(earlier())
+        differ: set[tuple[str, str]] | None = None
+        for event in itertools.chain(stash, events):
+            if event.ts > last_ts:  # from here on an entry is newer than any in the snapshot
+                return
+            key = event.key
+            state[key] = entries_view.apply(state.get(key), event)
+            if event.seq < self.low:
+                continue
+            if differ is None:
+                differ = {k for k in state.keys() | wanted.keys() if state.get(k) != wanted.get(k)}
+            elif state[key] == wanted.get(key):
+                differ.discard(key)
+            else:
+                differ.add(key)
+            if not differ and self._same():
+                self.match = event.seq
+                return
+
+    def finish(self, end: int) -> None:
+        if self.at_end:
+            self.match = end if self._same() else None
+
+    def unheld(self) -> int:
+        """How many entries of the snapshot the replay does not hold."""
+        items = snapshot_view.decode_snapshot(self.data) or []
+        return len({item.key for item in items}.difference(self.state))
+
+
+def _lawful_runs(
+    scan: Scan, statuses: dict[tuple[str, str], Status], problems: list[tuple[str, int]]
+) -> Iterator[list[EventType]]:
+    """The events of ``scan`` in runs, up to the first one whose time or lifecycle change is wrong; that
+    one's reason and ``seq`` are appended to ``problems``. ``statuses`` is each entry's status so far."""
+    last_ts = ""
+    for _, events in scan.runs():
+        times = list(map(_ts_of, events))
+        late = next(  # the first event whose time is before the one before it
+            itertools.compress(itertools.count(), map(operator.lt, times, [last_ts, *times])), None
+        )
+        illegal = lifecycle.first_illegal(events if late is None else events[:late], statuses)
+        if (  # at the late event itself, its change is checked first
+            illegal is None
+            and late is not None
+            and lifecycle.first_illegal([events[late]], dict(statuses)) == 0
+        ):
+            illegal = late
+        if illegal is not None:
+            event = events[illegal]
+            before = statuses.get(event.key)
+            problems.append((f"illegal change {before or 'new'} -> {event.type}", event.seq))
+        elif late is not None:
+            event = events[late]
+            before_ts = times[late - 1] if late else last_ts
+            problems.append((f"time goes backwards ({event.ts} after {before_ts})", event.seq))
+        if problems:
+            yield events[: problems[0][1] - events[0].seq]
+            return
+        yield events
+        last_ts = times[-1]
+
+
+def _anchored(runs: Iterator[list[EventType]], seq: int, seen: list[str]) -> Iterator[list[EventType]]:
+    """``runs`` as they are, noting in ``seen`` the hash of event ``seq``'s line where the walk meets it:
+    the chain is checked, so the next line's ``prev`` is that hash."""
+    for events in runs:
+        if events and events[0].seq <= seq + 1 <= events[-1].seq:
+            seen.append(events[seq + 1 - events[0].seq].prev)
+        yield events
 
 
 def _plan_to(desired: VideoMetadata) -> Plan:

@@ -10,20 +10,23 @@ detected (the digests disagree) and the snapshot is then rebuilt from the log ra
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
+import hashlib
 import itertools
 import logging
 import operator
 import os
 import stat
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import msgspec
 
-from ledger.errors import CorruptLogError, LedgerIOError, io_error
-from ledger.events import FORMAT_VERSION, GENESIS_HASH, VideoMetadata, crc32, line_hash
-from ledger.fileops import FileLock, FileOps, atomic_write, file_kind, temp_files
+from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error
+from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, VideoMetadata, crc32, line_hash
+from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
 
@@ -31,9 +34,13 @@ __all__ = (
     "Checkpoint",
     "Projector",
     "SnapshotLoad",
+    "decode_snapshot",
+    "describes",
     "encode_snapshot",
+    "keep_replaced",
     "load_snapshot",
     "read_checkpoint",
+    "read_untrusted",
     "remove_temp_files",
     "snapshot_is_current",
     "snapshot_ref",
@@ -53,6 +60,10 @@ _warned: set[tuple[str, str]] = set()
 MAX_CHECKPOINT_BYTES = 1 << 16
 """A checkpoint is a few hundred bytes (its longest member is the snapshot's path); a larger file is not
 one."""
+
+MAX_SNAPSHOT_BYTES = 1 << 32
+"""The most of a snapshot that no checkpoint vouches for (the app's own file, say) is read: 4 GiB, as an
+import (a larger one is refused, not read without end)."""
 
 
 class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -77,6 +88,14 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
 _checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 
+_PAIR_TRIES = 30
+"""How often an open reads the snapshot and checkpoint again while a projector is between its renames
+(waiting 1 ms, doubling up to 50 ms: about 1.3 s in all)."""
+
+REPLACED_MARK = ".replaced-"
+"""A snapshot that no checkpoint vouched for is kept as ``<snapshot>.replaced-<digest>`` before it is
+replaced."""
+
 
 def _crc32(data: bytes) -> str:
     # A checksum, not a seal: the checkpoint is a cache that any writer may rewrite, so it guards against
@@ -97,7 +116,13 @@ def snapshot_ref(snapshot: Path, checkpoint: Path) -> str:
     """How a checkpoint names its snapshot: just the file name when both are in the ledger directory (so a
     copied or moved ledger keeps its checkpoint), else the absolute path."""
     snapshot, checkpoint = snapshot.absolute(), checkpoint.absolute()
-    return snapshot.name if snapshot.parent == checkpoint.parent else str(snapshot)
+    if snapshot.parent == checkpoint.parent:
+        return snapshot.name
+    try:  # the same directory spelled another way (``..``, a symbolic link)
+        same = os.path.samefile(snapshot.parent, checkpoint.parent)
+    except OSError:
+        same = os.path.normpath(snapshot.parent) == os.path.normpath(checkpoint.parent)
+    return snapshot.name if same else str(snapshot)
 
 
 def read_checkpoint(path: Path, ops: FileOps = _plain_ops) -> Checkpoint | None:
@@ -152,6 +177,51 @@ def load_snapshot(path: Path, checkpoint: Checkpoint, ref: str, ops: FileOps = _
     return SnapshotLoad({item.key: item for item in items})
 
 
+def decode_snapshot(data: bytes) -> list[VideoMetadata] | None:
+    """The entries in a snapshot's bytes; ``None`` if they are not a JSON array of entries."""
+    try:
+        return _entries_decoder.decode(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        return None
+
+
+def describes(checkpoint: Checkpoint, data: bytes) -> bool:
+    """Whether ``checkpoint`` was written for a snapshot of exactly these bytes (size and CRC-32)."""
+    return len(data) == checkpoint.snapshot_size and _crc32(data) == checkpoint.snapshot_crc32
+
+
+def read_untrusted(path: Path, ops: FileOps = _plain_ops) -> bytes | None:
+    """The bytes of the snapshot at ``path``, which no checkpoint vouches for (so no recorded size bounds
+    the read: :data:`MAX_SNAPSHOT_BYTES` does); ``None`` if it is missing. Raises ``OSError`` if it cannot
+    be read (a FIFO, a device, larger than the bound)."""
+    try:
+        return ops.read_regular(path, MAX_SNAPSHOT_BYTES, follow_symlinks=True)
+    except FileNotFoundError:
+        return None
+
+
+def _keys_in(path: Path, ops: FileOps) -> set[tuple[str, str]] | None:
+    """The keys of the entries in the snapshot file at ``path``; ``None`` if it is missing, unreadable or
+    not a JSON array of entries."""
+    try:
+        data = read_untrusted(path, ops)
+        return None if data is None else {item.key for item in _entries_decoder.decode(data)}
+    except (OSError, msgspec.MsgspecError, UnicodeDecodeError):
+        return None
+
+
+def keep_replaced(ops: FileOps, path: Path, data: bytes) -> Path:
+    """Keep ``data``, the bytes of the snapshot at ``path`` about to be replaced, beside it as
+    ``<name>.replaced-<first 16 hex digits of their SHA-256>`` (fsynced; kept once per content)."""
+    aside = path.with_name(f"{path.name}{REPLACED_MARK}{hashlib.sha256(data).hexdigest()[:16]}")
+    for name in os.listdir(path.parent):  # left by a crash while keeping a copy
+        if name.startswith(path.name + REPLACED_MARK) and TEMP_MARK in name:
+            ops.unlink(path.parent / name)
+    if not aside.exists():
+        atomic_write(ops, aside, data, label="replaced")
+    return aside
+
+
 def remove_temp_files(ops: FileOps, *targets: Path) -> None:
     """Remove temp files an interrupted write of ``targets`` left. Call with the projection lock held."""
     for target in targets:
@@ -163,10 +233,11 @@ def remove_temp_files(ops: FileOps, *targets: Path) -> None:
 
 
 def write_snapshot(
-    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, position: Position
+    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, position: Position, *, first: bool = False
 ) -> Checkpoint:
     """Write the snapshot ``data`` (:func:`encode_snapshot` of the state at ``position``), then its
-    checkpoint, both atomically."""
+    checkpoint, both atomically. ``first``: there is no checkpoint yet, so this one is fsynced (a missing
+    ``checkpoint.json`` then always means there never was one, which ``verify`` holds to stricter rules)."""
     atomic_write(ops, path, data, label="snapshot")
     checkpoint = Checkpoint(
         v=FORMAT_VERSION,
@@ -180,7 +251,7 @@ def write_snapshot(
     )
     # The checkpoint is a cache, checked against the snapshot and the log whenever it is read: losing it,
     # or finding it stale or unreadable after a power loss, costs one replay and nothing else.
-    atomic_write(ops, checkpoint_path, _encoder.encode(checkpoint) + b"\n", label="checkpoint", durable=False)
+    atomic_write(ops, checkpoint_path, _encoder.encode(checkpoint) + b"\n", label="checkpoint", durable=first)
     return checkpoint
 
 
@@ -293,6 +364,12 @@ class Projector:
         """The keys whose entries changed since the snapshot was last encoded; ``None``: not known."""
         self._identity: tuple[int, int] | None = None
         self._loaded = False
+        self._doubted: Checkpoint | None = None
+        """A checkpoint that disagreed with the log, judged once the log has been replayed."""
+        self._untrusted: set[tuple[str, str]] | None = None
+        """The keys in the snapshot on disk when no checkpoint vouched for it."""
+        self._projecting = False
+        """This projector holds the projection lock (so the snapshot and checkpoint stand still)."""
 
     def changed(self, keys: Iterable[tuple[str, str]]) -> None:
         """Say that the entries of ``keys`` were changed in :attr:`entries` from outside (a writer that
@@ -311,33 +388,100 @@ class Projector:
 
     def load(self) -> None:
         """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
-        start of the log (by the next :meth:`refresh`)."""
+        start of the log (by the next :meth:`refresh`).
+
+        The checkpoint is trusted only if the log's line ending at its ``offset`` has exactly its ``seq``,
+        ``lastHash`` and ``lastTs``. When they disagree, the log is replayed from the start, so a damaged
+        line is reported at its own line number, and then the checkpoint is judged (:meth:`_judge`)."""
         self.entries, self.pos, self._loaded = {}, START, False
         self._cache, self._changed = SnapshotEncoder(), None
         self._identity = self.log.identity()
-        checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
-        if checkpoint is None:
+        self._doubted = self._untrusted = None
+        checkpoint, loaded = self._read_pair()
+        if checkpoint is None or loaded is None:
             self.problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
+        elif (
+            checkpoint.offset > self.log.size()
+            or self.log.position_at(checkpoint.offset) != checkpoint.position
+        ):
+            self._doubted = checkpoint
+            self.problem = "its checkpoint does not match the log"
+        elif loaded.entries is not None:
+            self.entries, self.pos = loaded.entries, checkpoint.position
+            self.problem = None
         else:
-            size = self.log.size()
-            if checkpoint.offset > size:
-                raise CorruptLogError(
-                    self.log.path,
-                    checkpoint.seq,
-                    f"the log ends at byte {size} but the snapshot's checkpoint is at event {checkpoint.seq} "
-                    f"(byte {checkpoint.offset}): trailing events are missing from the log",
-                )
-            if self.line_hash_at(checkpoint.offset) != checkpoint.last_hash:
-                raise CorruptLogError(
-                    self.log.path, checkpoint.seq, "the log does not match the snapshot's checkpoint"
-                )
-            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
-            if loaded.entries is not None:
-                self.entries, self.pos = loaded.entries, checkpoint.position
-                self.problem = None
-            else:
-                self.problem = loaded.problem
+            self.problem = loaded.problem
+        if self.problem is not None:
+            self._untrusted = _keys_in(self.snapshot_path, self.ops)
         self._loaded = True
+
+    def _read_pair(self) -> tuple[Checkpoint | None, SnapshotLoad | None]:
+        """The checkpoint and what :func:`load_snapshot` makes of the snapshot, read as one consistent pair.
+
+        A projector replaces the snapshot and then the checkpoint, so a reader between its two renames sees
+        a new snapshot with the old checkpoint. When they disagree, the pair is read again once no projector
+        holds the projection lock (shared, without waiting: the caller may hold log locks a projector
+        waits for; after about a second of trying the disagreement stands and the log is replayed)."""
+        checkpoint: Checkpoint | None = None
+        loaded: SnapshotLoad | None = None
+        for attempt in range(_PAIR_TRIES):
+            checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
+            if checkpoint is None:
+                return None, None
+            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
+            if loaded.entries is not None or self._projecting:
+                break
+            if self.lock.acquire(shared=True, wait=False):  # no projector is between its renames
+                try:
+                    checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
+                    if checkpoint is None:
+                        return None, None
+                    return checkpoint, load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
+                finally:
+                    self.lock.release()
+            time.sleep(min(0.001 * 2**attempt, 0.05))
+        return checkpoint, loaded
+
+    def _judge(self, checkpoint: Checkpoint, end: Position, torn: bool) -> None:
+        """After a replay from the start that found the log sound up to ``end``: why ``checkpoint``, which
+        disagreed with the log, cannot be used. Raises :class:`CorruptLogError` when the log lacks what the
+        checkpoint saw (lines cut off or damaged at the end, or rewritten before it); a checkpoint whose own
+        ``seq`` or ``lastTs`` was changed is only distrusted (the replay stands and the snapshot is
+        rewritten)."""
+        path = self.log.path
+        if checkpoint.offset > end.offset:
+            what = "a damaged line" if torn else "the end of the log"
+            raise CorruptLogError(
+                path,
+                end.seq + 1,
+                f"{what}, but the snapshot's checkpoint is at event {checkpoint.seq} "
+                f"(byte {checkpoint.offset}; the log ends at event {end.seq}, byte {end.offset}): "
+                "trailing events are missing from the log",
+            )
+        at = self.log.position_at(checkpoint.offset)
+        if at is None or at.last_hash != checkpoint.last_hash:
+            raise CorruptLogError(
+                path,
+                checkpoint.seq,
+                f"the log does not match the snapshot's checkpoint (event {checkpoint.seq}, byte "
+                f"{checkpoint.offset}): the log before it was rewritten, or the checkpoint is another log's",
+            )
+        log.warning(
+            "%s: the checkpoint says event %d at %s, but its line is event %d at %s; replayed the log",
+            self.checkpoint_path,
+            checkpoint.seq,
+            checkpoint.last_ts,
+            at.seq,
+            at.last_ts,
+        )
+
+    def unimported(self) -> int:
+        """How many entries of the snapshot on disk, which no checkpoint vouches for, the log does not
+        hold (0 when the checkpoint vouches for it). Such a snapshot is not overwritten
+        (:class:`UnimportedSnapshotError`) until it is imported."""
+        if self.problem is None or not self._untrusted:
+            return 0
+        return len(self._untrusted.difference(self.entries))
 
     def refresh(self, *, repair: bool = False) -> None:
         """Read what was appended since the last look.
@@ -352,9 +496,10 @@ class Projector:
         if not self._loaded or identity != self._identity:
             self.load()
             size = self.log.size()
+        grew = size != self.pos.offset or self._doubted is not None
         if repair:
-            self._read_tail(repair=True, log_grew=size != self.pos.offset)
-        elif size != self.pos.offset:
+            self._read_tail(repair=True, log_grew=grew)
+        elif grew:
             with self.log.reading():
                 self._read_tail(repair=False, log_grew=True, size=size)
 
@@ -366,6 +511,9 @@ class Projector:
                 scan = self.log.scan(self.pos) if repair else self.log.durable_scan(self.pos, size)
                 self._changed = None  # which entries the fold changes is not kept: compare them all
                 entries_view.fold(scan, self.entries)
+                if self._doubted is not None:  # before a torn tail is set aside: it may be corruption
+                    self._judge(self._doubted, scan.end, scan.torn is not None)
+                    self._doubted = None
                 self.pos = scan.end
                 if repair and scan.torn is not None:
                     self.log.repair(scan.torn)
@@ -387,7 +535,7 @@ class Projector:
 
     def project(self) -> bool:
         """Bring the snapshot up to the end of the log unless it already is. Returns whether it wrote."""
-        with self.lock.held():
+        with self.lock.held(), self._holding():
             self.refresh()
             self.remove_temp_files()
             checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
@@ -395,38 +543,76 @@ class Projector:
                 self.snapshot_path, checkpoint, self.pos.seq, self.ref
             ):
                 return False
-            self.write()
+            self.write(first=checkpoint is None)
             return True
 
-    def rebuild(self) -> Scan:
-        """Replay the whole log from scratch and write the snapshot (under the projection lock)."""
-        with self.lock.held(), self.log.reading():  # leaders wait: only fsynced events are read
+    def rebuild(self, checked: Callable[[Scan], Iterable[EventType]] | None = None) -> Scan:
+        """Replay the whole log from scratch and write the snapshot (under the projection lock).
+
+        ``checked``, if given, takes the scan and yields its events, raising at the first it refuses (the
+        store passes the lifecycle and time rules of ``verify``); then nothing is written."""
+        with self.lock.held(), self._holding(), self.log.reading():  # leaders wait: only fsynced events
             scan = self.log.durable_scan(START, self.log.size())
-            self.entries, self._cache, self._changed = entries_view.fold(scan), SnapshotEncoder(), None
+            entries = entries_view.fold(scan if checked is None else checked(scan))
+            self.entries, self._cache, self._changed = entries, SnapshotEncoder(), None
             self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
+            self._doubted = None
             self.write()
             return scan
 
-    def write(self) -> None:
-        """Write the snapshot of the current state and its checkpoint. Call with the projection lock held."""
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        self._projecting = True
+        try:
+            yield
+        finally:
+            self._projecting = False
+
+    def write(self, *, first: bool | None = None) -> None:
+        """Write the snapshot of the current state and its checkpoint. Call with the projection lock held.
+        ``first``: there is no readable checkpoint (``None``: look)."""
         self.refuse_symlinked_snapshot()
         data = self._cache.encode(self.entries, self._changed)
         self._changed = set()  # the encoder now holds these entries, whether or not the write succeeds
         if self.problem is not None:
             try:
-                differs = self.ops.read_regular(self.snapshot_path, len(data), follow_symlinks=True) != data
-            except FileNotFoundError:
-                differs = False  # missing: nothing to report
-            except OSError:
-                differs = True  # larger than the new one: it differs
-            if differs:
-                log.warning("%s: %s; rebuilding it from the log", self.snapshot_path, self.problem)
+                old = read_untrusted(self.snapshot_path, self.ops)  # None: missing, nothing to report
+            except OSError as exc:
+                raise io_error("read", self.snapshot_path, exc) from None  # not replaced unseen
+            if old is not None and old != data:
+                self._replace_untrusted(old)
         self.remove_temp_files()
         try:
-            write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, self.pos)
+            if first is None:
+                first = read_checkpoint(self.checkpoint_path, self.ops) is None
+            write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, self.pos, first=first)
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
+
+    def _replace_untrusted(self, old: bytes) -> None:
+        """Before the snapshot's bytes ``old``, which no checkpoint vouched for, are replaced: refuse if it
+        holds entries the state lacks; keep it beside (:func:`keep_replaced`) if no checkpoint names it."""
+        try:
+            keys = {item.key for item in _entries_decoder.decode(old)}
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            keys = set()
+        missing = keys.difference(self.entries)
+        if missing:
+            directory = self.log.path.parent
+            raise UnimportedSnapshotError(
+                f"{self.snapshot_path} holds {len(missing)} entries that the log does not (the app's own "
+                f"file, not imported yet?); it was left as it is: run `video-ledger --dir {directory} "
+                f"import {self.snapshot_path}` to adopt them first"
+            )
+        checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
+        kept = ""
+        if checkpoint is None or checkpoint.snapshot != self.ref:
+            try:
+                kept = f"; its old bytes are kept in {keep_replaced(self.ops, self.snapshot_path, old).name}"
+            except OSError as exc:
+                raise io_error("keep a copy of", self.snapshot_path, exc) from None
+        log.warning("%s: %s; rebuilding it from the log%s", self.snapshot_path, self.problem, kept)
 
     def remove_temp_files(self) -> None:
         """Remove temp files a projector that died left. With the projection lock held: no other projector

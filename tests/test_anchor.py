@@ -107,5 +107,6 @@ def test_a_malformed_head_is_bad_usage_and_opens_nothing(run_cli: Run, ledger_di
     assert code == 2
     assert len(err.splitlines()) == 1 and "SEQ:HASH" in err
     assert not ledger_dir.exists()
+    Ledger(ledger_dir.parent / "other").close()  # a read-only open needs a ledger (NoLedgerError)
     with pytest.raises(InvalidEntryError):
-        Ledger(ledger_dir.parent, readonly=True).verify(expect_head=bad)
+        Ledger(ledger_dir.parent / "other", readonly=True).verify(expect_head=bad)

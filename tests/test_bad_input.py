@@ -26,6 +26,7 @@ from ledger import (
     Ledger,
     LedgerError,
     LedgerIOError,
+    UnimportedSnapshotError,
     VideoMetadata,
 )
 
@@ -263,6 +264,22 @@ def _setup_checkpoint_garbage(d: Path) -> None:
     (d / "checkpoint.json").write_bytes(b"\x00\x00garbage")
 
 
+def _setup_apps_file_without_checkpoint(d: Path) -> None:
+    Ledger(d).close()
+    (d / "checkpoint.json").unlink()
+    (d / "generated-videos.json").write_bytes(
+        b'[{"spotId":"acropolis","eraId":"golden-age","prompt":"p","status":"pending",'
+        b'"createdAt":"2025-05-01T10:00:00Z"}]\n'
+    )
+
+
+def _setup_checkpoint_seq_changed(d: Path) -> None:
+    with Ledger(d) as ledger:
+        ledger.set_video_metadata(entry(status="generating"))
+    checkpoint = d / "checkpoint.json"
+    checkpoint.write_bytes(checkpoint.read_bytes().replace(b'"seq":1,', b'"seq":3,'))
+
+
 @dataclass(frozen=True)
 class FileCase:
     name: str
@@ -290,6 +307,12 @@ FILE_CASES = [
     FileCase("checkpoint linked to /dev/zero", "rebuilt from the log", _setup_checkpoint_linked_to_dev_zero),
     FileCase("checkpoint of 1 TiB (sparse)", "rebuilt from the log", _setup_checkpoint_of_a_terabyte),
     FileCase("lock file is a FIFO", "works", _with_fifo("events.jsonl.lock")),
+    FileCase("checkpoint with a changed seq", "rebuilt from the log", _setup_checkpoint_seq_changed),
+    FileCase(
+        "snapshot holding entries the log does not",
+        "UnimportedSnapshotError",
+        _setup_apps_file_without_checkpoint,
+    ),
 ]
 
 
@@ -319,7 +342,11 @@ def test_file_input(case: FileCase, tmp_path: Path) -> None:
         assert result.returncode == 0 and result.stdout == "ok\n", result
         return
     before = files_state(directory) if directory.is_dir() else None
-    error = {"LedgerIOError": LedgerIOError, "CorruptLogError": CorruptLogError}[case.outcome]
+    error = {
+        "LedgerIOError": LedgerIOError,
+        "CorruptLogError": CorruptLogError,
+        "UnimportedSnapshotError": UnimportedSnapshotError,
+    }[case.outcome]
     with pytest.raises(error) as info, Ledger(directory) as ledger:
         ledger.set_video_metadata(entry("new", "one", status="pending"))
     assert isinstance(info.value, LedgerError)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import Ledger
 from ledger.cli import _build_parser, main
 
 from .conftest import ROOT, files_state
@@ -104,7 +105,7 @@ def test_a_pipeline_session(run_cli: Run, ledger_dir: Path) -> None:
 def test_errors_are_one_line_with_the_right_exit_code(
     run_cli: Run, ledger_dir: Path, argv: list[str], code: int, message: str
 ) -> None:
-    run_cli("list")  # nothing yet; the directory may not exist
+    Ledger(ledger_dir).close()  # an empty ledger (read-only commands refuse a directory without one)
     before = files_state(ledger_dir) if ledger_dir.exists() else {}
     got, out, err = run_cli(*argv)
     assert got == code, (out, err)
