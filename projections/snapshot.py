@@ -442,13 +442,15 @@ class Projector:
             time.sleep(min(0.001 * 2**attempt, 0.05))
         return checkpoint, loaded
 
-    def _judge(self, checkpoint: Checkpoint, end: Position, torn: bool) -> None:
-        """After a replay from the start that found the log sound up to ``end``: why ``checkpoint``, which
-        disagreed with the log, cannot be used. Raises :class:`CorruptLogError` when the log lacks what the
-        checkpoint saw (lines cut off or damaged at the end, or rewritten before it); a checkpoint whose own
-        ``seq`` or ``lastTs`` was changed is only distrusted (the replay stands and the snapshot is
-        rewritten)."""
+    def _judge(self, checkpoint: Checkpoint, end: Position, torn: bool, *, whole: bool = True) -> None:
+        """After a replay from the start that found the log sound up to ``end`` (the end of the file if
+        ``whole``): why ``checkpoint``, which disagreed with the log, cannot be used. Raises
+        :class:`CorruptLogError` when the log lacks what the checkpoint saw (lines cut off or damaged at
+        the end, or rewritten before it); a checkpoint whose own ``seq`` or ``lastTs`` was changed is only
+        distrusted (the replay stands and the snapshot is rewritten)."""
         path = self.log.path
+        if checkpoint.offset > end.offset and not whole:
+            return  # a reader stopped short of it: the next writer, which reads to the end, judges it
         if checkpoint.offset > end.offset:
             what = "a damaged line" if torn else "the end of the log"
             raise CorruptLogError(
@@ -512,7 +514,9 @@ class Projector:
                 self._changed = None  # which entries the fold changes is not kept: compare them all
                 entries_view.fold(scan, self.entries)
                 if self._doubted is not None:  # before a torn tail is set aside: it may be corruption
-                    self._judge(self._doubted, scan.end, scan.torn is not None)
+                    # a reader's scan may stop where the fsynced-size record says: the end only if it is
+                    whole = repair or scan.torn is not None or scan.end.offset >= size
+                    self._judge(self._doubted, scan.end, scan.torn is not None, whole=whole)
                     self._doubted = None
                 self.pos = scan.end
                 if repair and scan.torn is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -126,6 +128,21 @@ def test_a_damaged_line_at_the_checkpoint_is_corruption_not_a_torn_tail(
         Ledger(ledger_dir, clock=clock)
     assert info.value.line == 6
     assert files_state(ledger_dir) == before  # the acknowledged line was not moved aside
+
+
+def test_a_reader_stopped_short_by_the_fsynced_size_record_does_not_call_a_doubted_checkpoint_corrupt(
+    ledger_dir: Path, clock: FakeClock
+) -> None:
+    six_events(ledger_dir, clock)
+    edit_checkpoint(ledger_dir, seq=9)  # doubted: the replay decides
+    three = sum(map(len, lines_of(ledger_dir)[:3]))
+    record = struct.pack("<8sQ", b"VLSYNC01", three)  # a stale record: fsynced up to line 3
+    (ledger_dir / "events.jsonl.sync.lock").write_bytes(record + zlib.crc32(record).to_bytes(4, "little"))
+    reader = Ledger(ledger_dir, readonly=True)
+    assert reader.position.seq in (3, 6)  # the record's part (or all, had it fsynced): no CorruptLogError
+    with Ledger(ledger_dir, clock=clock) as writer:  # a writer reads to the end, and rewrites the checkpoint
+        assert writer.position.seq == 6
+    assert Ledger(ledger_dir, readonly=True).verify().ok
 
 
 def test_damage_before_the_checkpoint_is_found_by_verify_and_rebuild_not_by_opening(
