@@ -6,6 +6,8 @@ and the guarantees.
 """
 
 from ledger.errors import (
+    AttemptInProgressError,
+    ClockSkewError,
     CorruptLogError,
     DurabilityError,
     EntryNotFoundError,
@@ -56,6 +58,8 @@ from ledger.store import (
 __all__ = (
     "STATUSES",
     "TRANSITIONS",
+    "AttemptInProgressError",
+    "ClockSkewError",
     "CorruptLogError",
     "DurabilityError",
     "EntryNotFoundError",

@@ -10,6 +10,8 @@ import errno
 from pathlib import Path
 
 __all__ = (
+    "AttemptInProgressError",
+    "ClockSkewError",
     "CorruptLogError",
     "DurabilityError",
     "EntryNotFoundError",
@@ -47,6 +49,37 @@ class IllegalTransitionError(LedgerError):
         super().__init__(message)
         self.current = current
         self.requested = requested
+
+
+class AttemptInProgressError(IllegalTransitionError):
+    """A new attempt was asked for (``generation()``) while another attempt on the entry is live.
+
+    Nothing was written. ``attempt`` is the live attempt's number (the ``seq`` of the ``generating`` event
+    that started it; ``None`` for one started in format 1) and ``since`` its start time. A worker that
+    knows the attempt is abandoned takes it over explicitly (``generation(..., takeover=attempt)``), or
+    ends it first (``reap``, ``mark_video_failed``).
+    """
+
+    def __init__(self, message: str, *, attempt: int | None, since: str | None) -> None:
+        super().__init__(message, current="generating", requested="generating")
+        self.attempt = attempt
+        self.since = since
+
+
+class ClockSkewError(LedgerError):
+    """This writer's clock reads more than :data:`~ledger.store.MAX_CLOCK_LEAD` after the log's last event.
+
+    Nothing was written. Either this clock is wrong, or the ledger was idle for that long; an event's time
+    would move every later event's time with it (times never go backwards), so it is refused unless the
+    handle was opened with ``force_clock=True`` (CLI: ``--force-clock``). ``clock`` is this writer's
+    reading, ``last`` the last event's time and ``seq`` its number.
+    """
+
+    def __init__(self, message: str, *, clock: str, last: str, seq: int) -> None:
+        super().__init__(message)
+        self.clock = clock
+        self.last = last
+        self.seq = seq
 
 
 class EntryNotFoundError(LedgerError, LookupError):

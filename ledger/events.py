@@ -69,8 +69,9 @@ __all__ = (
     "validate_entry",
 )
 
-FORMAT_VERSION: Final = 1
-"""The ``v`` member of every line this code writes."""
+FORMAT_VERSION: Final = 2
+"""The ``v`` member of every line this code writes. Format 2 added ``attempt`` on ``ready``/``failed`` and the
+envelope's ``clock``; lines of format 1 are read as before (``docs/format.md``)."""
 
 GENESIS_HASH: Final = "0" * 64
 """``prev`` of the first line."""
@@ -130,6 +131,10 @@ class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, gc=False, rename=
     error: ErrorText | None = None
     updated_at: str | None = None
     """Time of the entry's last event (an addition to the task card's shape that the app may ignore)."""
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """The entry's current (or, once ended, last) attempt: the ``seq`` of the ``generating`` event that
+    started it, for attempts started in format 2 (another addition the app may ignore). Set by the ledger;
+    in a ``ready``/``failed`` request it names the attempt being ended (``None``: the current one)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -148,6 +153,16 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="cam
     spot_id: _StoredId
     era_id: _StoredId
     prev: Annotated[str, msgspec.Meta(description="SHA-256 (hex) of the previous line; 64 zeros on line 1")]
+    clock: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="the writer's own clock reading, when it was earlier than ts (ts is then the "
+                "last event's time: times never go backwards); absent when ts is the writer's reading"
+            ),
+        ]
+        | None
+    ) = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -180,6 +195,16 @@ class Generating(Event, frozen=True, kw_only=True, tag="generating"):
     local_path: str | None = None
 
 
+_Attempt = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        description="the attempt this event ends: the seq of the generating event that started it "
+        "(format 2; absent for an attempt started in format 1)",
+    ),
+]
+
+
 class Ready(Event, frozen=True, kw_only=True, tag="ready"):
     """The attempt produced the video at ``local_path`` (``size`` bytes with digest ``sha256``, when the
     pipeline recorded them)."""
@@ -188,6 +213,7 @@ class Ready(Event, frozen=True, kw_only=True, tag="ready"):
     local_path: str
     size: Annotated[int, msgspec.Meta(ge=0)] | None = None
     sha256: str | None = None
+    attempt: _Attempt | None = None
 
 
 class Failed(Event, frozen=True, kw_only=True, tag="failed"):
@@ -195,6 +221,7 @@ class Failed(Event, frozen=True, kw_only=True, tag="failed"):
 
     STATUS: ClassVar[Status] = "failed"
     error: str
+    attempt: _Attempt | None = None
 
 
 class Imported(Event, frozen=True, kw_only=True, tag="imported"):

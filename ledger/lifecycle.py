@@ -20,6 +20,10 @@ Rules beside the table (``docs/lifecycle.md`` explains each):
 - ``ready`` needs ``localPath``; ``failed`` needs ``error``; ``error`` is allowed only on ``failed``.
 - ``ready`` and ``failed`` end the attempt that is running: they keep its prompt (a different prompt is
   illegal), and ``failed`` keeps its localPath.
+- Each attempt started in format 2 is numbered by the ``seq`` of its ``generating`` event; ``ready`` and
+  ``failed`` name the attempt they end (``attempt``). A request that names an attempt other than the
+  entry's current one is illegal, even one that asks for the state the entry already has; a request that
+  names none ends the current one.
 """
 
 from __future__ import annotations
@@ -99,6 +103,17 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
     status = desired.status
     where = f"{desired.spot_id}/{desired.era_id}"
     before = None if current is None else current.status
+    if (
+        status in ("ready", "failed")
+        and desired.attempt is not None
+        and (current is None or desired.attempt != current.attempt)
+    ):
+        raise IllegalTransitionError(
+            f"{where}: cannot record {status} for attempt {desired.attempt}: it is not the entry's current "
+            f"attempt ({_describe_attempt(current)}); nothing was recorded",
+            current=before,
+            requested=status,
+        )
     if current is not None and status == before and _same_state(current, desired):
         return None
     if not is_legal(before, status):
@@ -122,14 +137,26 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
             requested=status,
         )
     if status == "ready":
-        return Change(EVENT_TYPES["ready"], {"local_path": desired.local_path})
+        return Change(EVENT_TYPES["ready"], {"local_path": desired.local_path, "attempt": current.attempt})
     if desired.local_path is not None and desired.local_path != current.local_path:
         raise IllegalTransitionError(
             f"{where}: a failed attempt keeps its localPath ({current.local_path!r})",
             current=before,
             requested=status,
         )
-    return Change(EVENT_TYPES["failed"], {"error": desired.error})
+    return Change(EVENT_TYPES["failed"], {"error": desired.error, "attempt": current.attempt})
+
+
+def _describe_attempt(entry: VideoMetadata | None) -> str:
+    if entry is None:
+        return "there is no such entry"
+    if entry.attempt is None:
+        return f"the entry is {entry.status}" + (
+            ", by an attempt started in format 1" if entry.status == "generating" else ""
+        )
+    if entry.status == "generating":
+        return f"attempt {entry.attempt} is running"
+    return f"the entry is {entry.status}, ended by attempt {entry.attempt}"
 
 
 def check_entry(entry: VideoMetadata) -> None:

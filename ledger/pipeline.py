@@ -2,7 +2,8 @@
 
 ``with ledger.generation(spot_id, era_id, prompt) as job: ...; job.ready(path)`` records ``generating`` on
 entry, ``ready`` (with the file's size and SHA-256) when the job says so, and ``failed`` when the block
-raises, is interrupted (Ctrl-C, SIGTERM), or ends without ``job.ready()``.
+raises, is interrupted (Ctrl-C, SIGTERM), or ends without ``job.ready()``. The job's ``ready`` and
+``failed`` name its attempt, so they can never end another worker's.
 """
 
 from __future__ import annotations
@@ -83,10 +84,12 @@ def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_p
 class Job:
     """One attempt inside a ``generation()`` block."""
 
-    def __init__(self, ledger: Ledger, spot_id: str, era_id: str) -> None:
+    def __init__(self, ledger: Ledger, spot_id: str, era_id: str, attempt: int) -> None:
         self.ledger = ledger
         self.spot_id = spot_id
         self.era_id = era_id
+        self.attempt = attempt
+        """This attempt's number: the ``seq`` of its ``generating`` event."""
         self.entry: VideoMetadata | None = None
         """The entry once ``ready`` was recorded."""
 
@@ -100,11 +103,13 @@ class Job:
         ``local_path`` is what the entry records as ``localPath``, the path the app gets: relative, and not
         leaving the ledger directory (default: ``path`` relative to the ledger directory, which ``path`` must
         then be under); see :func:`app_path`. The file must be complete before this call.
+        If this attempt is no longer the entry's current one (it was reaped or taken over), raises
+        :class:`~ledger.errors.IllegalTransitionError` and records nothing.
         """
         recorded = app_path(self.ledger.directory, path, local_path)
         size, sha256 = file_digest(path)
         self.entry = self.ledger.mark_video_ready(
-            self.spot_id, self.era_id, recorded, size=size, sha256=sha256
+            self.spot_id, self.era_id, recorded, size=size, sha256=sha256, attempt=self.attempt
         )
         return self.entry
 
@@ -137,17 +142,18 @@ def _sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def generation(
-    ledger: Ledger, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+    ledger: Ledger,
+    spot_id: str,
+    era_id: str,
+    prompt: str,
+    *,
+    local_path: str | None = None,
+    takeover: int | None = None,
 ) -> Iterator[Job]:
     """Record one generation attempt; see :meth:`ledger.Ledger.generation`."""
-    from ledger.events import VideoMetadata
-
-    ledger.set_video_metadata(
-        VideoMetadata(
-            spot_id=spot_id, era_id=era_id, prompt=prompt, status="generating", local_path=local_path
-        )
-    )
-    job = Job(ledger, spot_id, era_id)
+    started = ledger.begin_attempt(spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
+    assert started.attempt is not None  # begin_attempt records a generating event of this format
+    job = Job(ledger, spot_id, era_id, started.attempt)
     with _sigterm_raises():
         try:
             yield job
@@ -161,7 +167,7 @@ def generation(
 
 def _record_failure(ledger: Ledger, job: Job, error: str) -> None:
     try:
-        ledger.mark_video_failed(job.spot_id, job.era_id, error)
+        ledger.mark_video_failed(job.spot_id, job.era_id, error, attempt=job.attempt)
     except LedgerError as exc:
         # the first error (the block's) is the one the caller sees; this one is logged
         log.error("could not record %s/%s as failed (%s): %s", job.spot_id, job.era_id, error, exc)

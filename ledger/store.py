@@ -27,6 +27,8 @@ import msgspec
 
 from ledger import lifecycle, pipeline
 from ledger.errors import (
+    AttemptInProgressError,
+    ClockSkewError,
     CorruptLogError,
     DurabilityError,
     EntryNotFoundError,
@@ -71,6 +73,7 @@ from projections import timeline as timeline_view
 from projections import watch as watch_view
 
 __all__ = (
+    "MAX_CLOCK_LEAD",
     "FilesReport",
     "ImportReport",
     "Ledger",
@@ -100,6 +103,14 @@ _CHUNK: Final = 1 << 20
 
 _RETRIES: Final = 100
 """How often a commit is tried again when what it read was dropped by another writer's failed commit."""
+
+MAX_CLOCK_LEAD: Final = dt.timedelta(days=30)
+"""How far after the log's last event a writer's clock may read before its events are refused
+(:class:`~ledger.errors.ClockSkewError`, unless the handle has ``force_clock=True``): one clock that is far
+ahead would otherwise move every later event's time with it (``docs/lifecycle.md``, *Time*)."""
+
+_CLAMP_WARNING: Final = dt.timedelta(seconds=1)
+"""A writer's clock this far behind the log's time is logged as a warning (any amount is recorded)."""
 
 Plan = Callable[[VideoMetadata | None], lifecycle.Change | None]
 """Given an entry's current state (``None`` if new), the change to record, or ``None`` for nothing."""
@@ -137,6 +148,9 @@ class VerifyReport:
     """The event after which the replay of the log is the snapshot (``None``: no snapshot, or a problem)."""
     note: str | None = None
     """A harmless state worth saying (the checkpoint behind the snapshot after a crash)."""
+    skew: stats_view.ClockSkew | None = None
+    """Events recorded at a later time than their writer's clock read (not a failure: see
+    ``docs/lifecycle.md``, *Time*), up to the first problem."""
 
     @property
     def ok(self) -> bool:
@@ -191,7 +205,12 @@ class Ledger:
         Path of the snapshot the app reads. Default: ``directory / "generated-videos.json"``.
     clock:
         Returns the current time as an aware ``datetime``; injectable for tests. Event times never go
-        backwards: an earlier reading than the last event's time is recorded as that time.
+        backwards: an earlier reading than the last event's time is recorded as that time, with the
+        reading kept in the event's ``clock``. A reading more than :data:`MAX_CLOCK_LEAD` after the last
+        event's time is refused with :class:`~ledger.errors.ClockSkewError`.
+    force_clock:
+        Record events at this handle's clock even when it reads more than :data:`MAX_CLOCK_LEAD` after
+        the last event (the ledger was idle that long, and this clock is known to be right).
     readonly:
         Open for reading only: nothing on disk is created or changed, writes raise
         :class:`~ledger.errors.ReadOnlyLedgerError`. A directory without ``events.jsonl`` raises
@@ -212,6 +231,7 @@ class Ledger:
         *,
         snapshot: str | os.PathLike[str] | None = None,
         clock: Clock | None = None,
+        force_clock: bool = False,
         readonly: bool = False,
         projection: Literal["inline", "deferred"] = "inline",
         follow_symlinks: bool = False,
@@ -228,6 +248,7 @@ class Ledger:
         self.readonly = readonly
         self.follow_symlinks = follow_symlinks
         self._clock: Clock = clock or utc_now
+        self.force_clock = force_clock
         self._ops = ops or FileOps()
         self._log = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
         self._snapshot_lock = FileLock(self._ops, self.layout.snapshot_lock)
@@ -287,14 +308,23 @@ class Ledger:
         desired = [validate_entry(e) for e in entries]
         return [r for r in self._commit([(d.key, _plan_to(d)) for d in desired]) if r is not None]
 
-    def mark_video_failed(self, spot_id: str, era_id: str, error: str) -> VideoMetadata:
-        """Record that the running attempt for ``(spot_id, era_id)`` failed with ``error``."""
+    def mark_video_failed(
+        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None
+    ) -> VideoMetadata:
+        """Record that the running attempt for ``(spot_id, era_id)`` failed with ``error``.
+
+        ``attempt`` names the attempt that failed (``job.attempt``); if it is not the entry's current one,
+        :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current one.
+        """
         key = _key(spot_id, era_id)
 
         def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
             if current is None:
                 raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
-            desired = validate_entry(msgspec.structs.replace(current, status="failed", error=error))
+            named = current.attempt if attempt is None else attempt
+            desired = validate_entry(
+                msgspec.structs.replace(current, status="failed", error=error, attempt=named)
+            )
             return lifecycle.plan_change(current, desired)
 
         return self._write(key, plan)
@@ -307,16 +337,24 @@ class Ledger:
         *,
         size: int | None = None,
         sha256: str | None = None,
+        attempt: int | None = None,
     ) -> VideoMetadata:
         """Record that the running attempt for ``(spot_id, era_id)`` produced ``local_path``, optionally with
-        the file's ``size`` and ``sha256`` (kept in the log for ``verify --files``)."""
+        the file's ``size`` and ``sha256`` (kept in the log for ``verify --files``).
+
+        ``attempt`` names the attempt that produced it (``job.attempt``); if it is not the entry's current
+        one, :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current
+        one."""
         key = _key(spot_id, era_id)
 
         def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
             if current is None:
                 raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
+            named = current.attempt if attempt is None else attempt
             desired = validate_entry(
-                msgspec.structs.replace(current, status="ready", local_path=local_path, error=None)
+                msgspec.structs.replace(
+                    current, status="ready", local_path=local_path, error=None, attempt=named
+                )
             )
             change = lifecycle.plan_change(current, desired)
             if change is not None:
@@ -328,7 +366,13 @@ class Ledger:
     # -- the pipeline's side ---------------------------------------------------------------------------
 
     def generation(
-        self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+        self,
+        spot_id: str,
+        era_id: str,
+        prompt: str,
+        *,
+        local_path: str | None = None,
+        takeover: int | None = None,
     ) -> contextlib.AbstractContextManager[pipeline.Job]:
         """Record one generation attempt: ``generating`` now, then ``ready`` or ``failed``.
 
@@ -341,8 +385,77 @@ class Ledger:
         An exception in the block records ``failed`` with its type and message and is re-raised; leaving
         the block without ``job.ready()`` records ``failed`` saying so; Ctrl-C and (in the main thread)
         SIGTERM record ``failed`` ("interrupted") before the process ends (SIGTERM exits with status 143).
+
+        The attempt is ``job.attempt``, and only it can end itself: if another attempt on the entry is
+        live, this raises :class:`~ledger.errors.AttemptInProgressError` (see :meth:`begin_attempt`,
+        which also explains ``takeover``).
         """
-        return pipeline.generation(self, spot_id, era_id, prompt, local_path=local_path)
+        return pipeline.generation(self, spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
+
+    def begin_attempt(
+        self,
+        spot_id: str,
+        era_id: str,
+        prompt: str,
+        *,
+        local_path: str | None = None,
+        takeover: int | None = None,
+    ) -> VideoMetadata:
+        """Start a new generation attempt (what :meth:`generation` records first) and return the entry:
+        ``entry.attempt`` is the attempt's number, the ``seq`` of its ``generating`` event, which
+        ``mark_video_ready`` / ``mark_video_failed`` name to end it.
+
+        Unlike ``set_video_metadata(status="generating")``, which records nothing for an entry that is
+        already generating, this never joins a live attempt: it raises
+        :class:`~ledger.errors.AttemptInProgressError` (nothing written). ``takeover=N`` takes over live
+        attempt ``N`` that its worker abandoned: ``failed`` ("taken over") for attempt ``N`` and
+        ``generating`` for the new one, in one commit; the old worker's ``ready`` or ``failed`` is then
+        refused. If another attempt than ``N`` is live, :class:`~ledger.errors.AttemptInProgressError`.
+        """
+        key = _key(spot_id, era_id)
+        desired = validate_entry(
+            VideoMetadata(
+                spot_id=spot_id, era_id=era_id, prompt=prompt, status="generating", local_path=local_path
+            )
+        )
+
+        def live(current: VideoMetadata) -> AttemptInProgressError:
+            number = (
+                "an attempt started in format 1" if current.attempt is None else f"attempt {current.attempt}"
+            )
+            how = (
+                f"if its worker is gone, pass takeover={current.attempt}"
+                if current.attempt is not None
+                else "if its worker is gone, end it first (reap or mark_video_failed)"
+            )
+            return AttemptInProgressError(
+                f"{spot_id}/{era_id}: {number} is live (generating since {current.updated_at}); "
+                f"a second one would record another worker's result as its own; {how}",
+                attempt=current.attempt,
+                since=current.updated_at,
+            )
+
+        def end_abandoned(current: VideoMetadata | None) -> lifecycle.Change | None:
+            if current is None or current.status != "generating":
+                return None  # nothing live to take over
+            if current.attempt != takeover:
+                raise live(current)
+            error = f"abandoned: taken over by a new attempt (generating since {current.updated_at})"
+            return lifecycle.plan_change(
+                current, msgspec.structs.replace(current, status="failed", error=error)
+            )
+
+        def start(current: VideoMetadata | None) -> lifecycle.Change | None:
+            if current is not None and current.status == "generating":
+                raise live(current)
+            return lifecycle.plan_change(current, desired)
+
+        requests: list[tuple[tuple[str, str], Plan]] = [(key, start)]
+        if takeover is not None:
+            requests.insert(0, (key, end_abandoned))
+        after = self._commit(requests)[-1]
+        assert after is not None
+        return after
 
     def generate_and_store_video(
         self,
@@ -644,7 +757,8 @@ class Ledger:
         scan = self._log.scan(START, chain=True)
         statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
         problems: list[tuple[str, int]] = []
-        runs = _lawful_runs(scan, statuses, problems)
+        skew = stats_view.SkewWatch()
+        runs = _skew_watched(_lawful_runs(scan, statuses, problems), skew)
         if anchor is not None:
             runs = _anchored(runs, anchor[0], anchor_seen)
         try:
@@ -678,6 +792,7 @@ class Ledger:
             head=head,
             snapshot_seq=None if probe is None or problem is not None else probe.match,
             note=note,
+            skew=skew.result(),
         )
 
     def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Position) -> str | None:
@@ -795,9 +910,36 @@ class Ledger:
         if self._unusable is not None:
             raise LedgerClosedError(f"this ledger handle accepts no more writes: {self._unusable}")
 
-    def _now(self, last_ts: str) -> str:
-        ts = format_ts(self._clock())
-        return ts if ts >= last_ts else last_ts
+    def _now(self, last: Position) -> tuple[str, str | None]:
+        """This commit's time and, when the clock reads earlier than the last event's time, the reading
+        (recorded as the events' ``clock``; the time is then the last event's). Raises
+        :class:`ClockSkewError` for a reading more than :data:`MAX_CLOCK_LEAD` after the last event."""
+        moment = self._clock()
+        reading = format_ts(moment)
+        if reading < last.last_ts:
+            behind = dt.datetime.fromisoformat(last.last_ts) - moment
+            if behind > _CLAMP_WARNING:
+                log.warning(
+                    "clock skew: this clock reads %s, %s before the log's last event (event %d at %s); "
+                    "recorded at that time, with this clock's reading kept in the event",
+                    reading, stats_view.describe_span(behind.total_seconds()), last.seq, last.last_ts,
+                )  # fmt: skip
+            return last.last_ts, reading
+        if last.last_ts and not self.force_clock:
+            ahead = moment - dt.datetime.fromisoformat(last.last_ts)
+            if ahead > MAX_CLOCK_LEAD:
+                raise ClockSkewError(
+                    f"this clock reads {reading}, {stats_view.describe_span(ahead.total_seconds())} after "
+                    f"the log's last event (event {last.seq} at {last.last_ts}); a time that far ahead "
+                    f"would become every later event's time, so more than {MAX_CLOCK_LEAD.days} days is "
+                    "refused. Check this host's "
+                    "clock; if it is right and the ledger was idle since then, repeat with force_clock=True "
+                    "(--force-clock)",
+                    clock=reading,
+                    last=last.last_ts,
+                    seq=last.seq,
+                )
+        return reading, None
 
     def _write(self, key: tuple[str, str], plan: Plan) -> VideoMetadata:
         after = self._commit([(key, plan)])[0]
@@ -860,7 +1002,7 @@ class Ledger:
                         "(the app's own file, not imported yet?); nothing was recorded: run `video-ledger "
                         f"--dir {self.directory} import {self.snapshot_path}` to adopt them first"
                     )
-                ts = self._now(start.last_ts)  # one commit, one instant
+                ts, clock = self._now(start)  # one commit, one instant
                 for key, plan in requests:
                     current = staged.get(key) or view.entries.get(key)
                     change = plan(current)
@@ -868,7 +1010,7 @@ class Ledger:
                         results.append(current)
                         continue
                     seq += 1
-                    event = change.cls(FORMAT_VERSION, seq, ts, key[0], key[1], prev, **change.fields)
+                    event = change.cls(FORMAT_VERSION, seq, ts, key[0], key[1], prev, clock, **change.fields)
                     line = encode_line(event)
                     lines.append(line)
                     prev, offset = line_hash(line[:-1]), offset + len(line)
@@ -1059,6 +1201,14 @@ def _lawful_runs(
         last_ts = times[-1]
 
 
+def _skew_watched(runs: Iterator[list[EventType]], skew: stats_view.SkewWatch) -> Iterator[list[EventType]]:
+    """``runs`` as they are, shown to ``skew`` (which sees only lawful runs: their times never decrease)."""
+    for events in runs:
+        if events:
+            skew.add_run(events, list(map(_ts_of, events)))
+        yield events
+
+
 def _anchored(runs: Iterator[list[EventType]], seq: int, seen: list[str]) -> Iterator[list[EventType]]:
     """``runs`` as they are, noting in ``seen`` the hash of event ``seq``'s line where the walk meets it:
     the chain is checked, so the next line's ``prev`` is that hash."""
@@ -1204,9 +1354,9 @@ def set_video_metadata(entry: VideoMetadata | Mapping[str, Any]) -> VideoMetadat
     return default_ledger().set_video_metadata(entry)
 
 
-def mark_video_failed(spot_id: str, era_id: str, error: str) -> VideoMetadata:
+def mark_video_failed(spot_id: str, era_id: str, error: str, *, attempt: int | None = None) -> VideoMetadata:
     """:meth:`Ledger.mark_video_failed` on the default ledger."""
-    return default_ledger().mark_video_failed(spot_id, era_id, error)
+    return default_ledger().mark_video_failed(spot_id, era_id, error, attempt=attempt)
 
 
 def history(spot_id: str | None = None, era_id: str | None = None) -> Iterator[EventType]:
@@ -1225,17 +1375,25 @@ def verify() -> VerifyReport:
 
 
 def mark_video_ready(
-    spot_id: str, era_id: str, local_path: str, *, size: int | None = None, sha256: str | None = None
+    spot_id: str,
+    era_id: str,
+    local_path: str,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    attempt: int | None = None,
 ) -> VideoMetadata:
     """:meth:`Ledger.mark_video_ready` on the default ledger."""
-    return default_ledger().mark_video_ready(spot_id, era_id, local_path, size=size, sha256=sha256)
+    return default_ledger().mark_video_ready(
+        spot_id, era_id, local_path, size=size, sha256=sha256, attempt=attempt
+    )
 
 
 def generation(
-    spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None
+    spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None, takeover: int | None = None
 ) -> contextlib.AbstractContextManager[pipeline.Job]:
     """:meth:`Ledger.generation` on the default ledger."""
-    return default_ledger().generation(spot_id, era_id, prompt, local_path=local_path)
+    return default_ledger().generation(spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
 
 
 def generate_and_store_video(

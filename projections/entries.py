@@ -9,6 +9,8 @@ after. What each event does to an entry (``docs/lifecycle.md``):
 - ``imported``: sets every field as the imported entry had it, timestamps included.
 - ``createdAt`` is the time of the entry's first event and never changes; ``updatedAt`` is the time of its
   last event.
+- ``attempt``: a ``generating`` event of format 2 sets it to its own ``seq``; ``ready``/``failed`` set it to
+  the attempt they name; every other event clears it.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
             created_at=created,
             completed_at=event.ts,
             updated_at=event.ts,
+            attempt=event.attempt,
         )
     if isinstance(event, Failed):
         return VideoMetadata(
@@ -133,6 +136,7 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
             completed_at=event.ts,
             error=event.error,
             updated_at=event.ts,
+            attempt=event.attempt,
         )
     if isinstance(event, Imported):
         return VideoMetadata(
@@ -154,6 +158,8 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
         status=event.STATUS,
         created_at=created,
         updated_at=event.ts,
+        # an attempt is numbered by its generating event's seq from format 2 on (before, it had no number)
+        attempt=event.seq if event.v >= 2 and isinstance(event, Generating) else None,
     )
 
 

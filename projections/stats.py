@@ -2,14 +2,18 @@
 
 Memory grows with the number of entries and of distinct failure messages, never with the number of
 events: generation times go into a histogram with 1 % wide buckets, so the median and 95th percentile are
-exact to within 1 %.
+exact to within 1 %. Clock skew (events whose writer's clock read earlier than their time) is counted too,
+by :class:`SkewWatch`, which ``verify`` shares.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import operator
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -17,9 +21,88 @@ import msgspec
 from ledger.events import EventType, Failed, Generating, Imported, Ready, Status
 from projections import timeline as timeline_view  # a module import: safe whichever is imported first
 
-__all__ = ("DurationHistogram", "Stats", "stats")
+__all__ = ("ClockSkew", "DurationHistogram", "SkewWatch", "Stats", "describe_span", "stats")
 
 _RATIO = 1.01
+_clock_of = operator.attrgetter("clock")
+
+
+class ClockSkew(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """Events whose writer's clock read earlier than the log's time, so they were recorded at the log's
+    time with the reading kept in their ``clock`` (``docs/lifecycle.md``, *Time*)."""
+
+    events: int
+    """How many."""
+    largest_seconds: float
+    """The largest gap between an event's time and its writer's reading."""
+    seq: int
+    """The event with that gap."""
+    clock: str
+    """Its writer's reading."""
+    ts: str
+    """Its recorded time."""
+    set_by: int
+    """The first event recorded at that time: the one whose writer's clock set it (the suspect, when the
+    later clocks are right)."""
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.events} event(s) recorded after their writer's clock read; the largest gap is "
+            f"{describe_span(self.largest_seconds)} at event {self.seq} (its clock read {self.clock}, the "
+            f"log's time was {self.ts}, set by event {self.set_by})"
+        )
+
+
+def describe_span(seconds: float) -> str:
+    """A duration for people: ``12 µs``, ``3.5 s``, ``42 min``, ``5.0 h``, ``3652 days``."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}" if unit != "h" else f"{seconds / size:.1f} h"
+    if seconds >= 0.001:
+        return f"{seconds:.3g} s"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+class SkewWatch:
+    """Gathers :class:`ClockSkew` over events given in log order, a run at a time (:meth:`add_run`, with
+    the run's times) or one by one (:meth:`add`). Only events that carry ``clock`` take a step of Python."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.worst: ClockSkew | None = None
+        self._last_ts = ""
+        self._first_at_last = 0  # seq of the first event at time _last_ts
+
+    def add(self, event: EventType) -> None:
+        if event.ts != self._last_ts:
+            self._last_ts, self._first_at_last = event.ts, event.seq
+        if event.clock is not None:
+            self._note(event, event.clock, self._first_at_last)
+
+    def add_run(self, events: Sequence[EventType], times: Sequence[str]) -> None:
+        """``events`` (non-empty, times never decreasing) and ``times``, their ``ts``."""
+        clocks = list(map(_clock_of, events))
+        if any(clocks):
+            for i in itertools.compress(range(len(events)), clocks):
+                self._note(events[i], clocks[i], self._first_at(events, times, times[i]))
+        self._first_at_last, self._last_ts = self._first_at(events, times, times[-1]), times[-1]
+
+    def _first_at(self, events: Sequence[EventType], times: Sequence[str], ts: str) -> int:
+        first = bisect.bisect_left(times, ts)
+        return self._first_at_last if first == 0 and ts == self._last_ts else events[first].seq
+
+    def _note(self, event: EventType, clock: str, set_by: int) -> None:
+        self.count += 1
+        gap = timeline_view.seconds_between(clock, event.ts)
+        if self.worst is None or gap > self.worst.largest_seconds:
+            self.worst = ClockSkew(
+                events=0, largest_seconds=gap, seq=event.seq, clock=clock, ts=event.ts, set_by=set_by
+            )
+
+    def result(self) -> ClockSkew | None:
+        """What was seen, or ``None`` if every event was recorded at its writer's reading."""
+        return None if self.worst is None else msgspec.structs.replace(self.worst, events=self.count)
 
 
 class DurationHistogram:
@@ -61,6 +144,8 @@ class Stats(msgspec.Struct, kw_only=True, rename="camel"):
     generation_seconds_median: float | None = None
     generation_seconds_p95: float | None = None
     top_failures: list[tuple[str, int]] = []
+    clock_skew: ClockSkew | None = None
+    """Events recorded after their writer's clock read, if any."""
 
 
 def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
@@ -71,8 +156,10 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
     times = DurationHistogram()
     failures: Counter[str] = Counter()
     count = ready = failed = 0
+    skew = SkewWatch()
     for event in events:
         count += 1
+        skew.add(event)
         key = (event.spot_id, event.era_id)
         status[key] = event.new_status
         match event:
@@ -105,5 +192,6 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
         "generation_seconds_median": times.quantile(0.5),
         "generation_seconds_p95": times.quantile(0.95),
         "top_failures": failures.most_common(top),
+        "clock_skew": skew.result(),
     }
     return Stats(**result)

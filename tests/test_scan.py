@@ -135,7 +135,8 @@ def test_damage_anywhere_is_found_at_the_line_a_line_by_line_reader_names(tmp_pa
         if lines[i] == good.split(b"\n")[i]:
             lines[i] = lines[i][:-3] + b"G" + lines[i][-2:]
     else:  # a newer format version, with a valid crc: refused, not misread
-        lines[i] = framed(lines[i][:-18].replace(b'"v":1,', b'"v":2,'))
+        newer = b'"v":%d,' % (FORMAT_VERSION + 1)
+        lines[i] = framed(lines[i][:-18].replace(b'"v":%d,' % FORMAT_VERSION, newer))
     path.write_bytes(b"\n".join(lines) + b"\n")
     expected, problem, at = line_by_line(path)
     events, reason, line = read(path, chain=True)

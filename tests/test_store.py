@@ -76,7 +76,7 @@ def test_snapshot_has_the_cards_shape(ledger: Ledger, ledger_dir: Path) -> None:
     items = json.loads(raw.decode("utf-8"))
     assert [(i["spotId"], i["eraId"]) for i in items] == sorted((i["spotId"], i["eraId"]) for i in items)
     card = ["spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"]
-    allowed = {*card, "updatedAt"}  # the one addition, documented in docs/format.md
+    allowed = {*card, "updatedAt", "attempt"}  # the two additions, documented in docs/format.md
     for item in items:
         assert set(item) <= allowed
         assert None not in item.values(), "keys without a value are left out, never null"
