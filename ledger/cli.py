@@ -137,6 +137,13 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(False),
         help="print table cells in full even on a terminal (they are never cut when piped)",
     )
+    group.add_argument(
+        "--force-clock",
+        action="store_true",
+        default=default(False),
+        help="record at this host's clock even if it reads more than 30 days after the last event "
+        "(the ledger was idle that long; see docs/lifecycle.md, Time)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -475,6 +482,7 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
         snapshot=args.snapshot,
         readonly=readonly,
         projection="deferred" if args.no_project else "inline",
+        force_clock=args.force_clock,
     )
 
 
@@ -769,6 +777,8 @@ def _cmd_stats(args: argparse.Namespace, out: TextIO) -> int:
         out.write("most frequent failures:\n")
     for message, count in figures.top_failures:
         out.write(f"  {count:>5} x {_cell(message, 90)}\n")
+    if figures.clock_skew is not None:
+        out.write(f"clock skew: {figures.clock_skew.describe()}\n")
     return EXIT_OK
 
 
@@ -875,6 +885,8 @@ def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None
         out.write(f"note: {report.note}\n")
     if report.torn is not None:
         out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
+    if report.skew is not None:
+        out.write(f"warning: clock skew: {report.skew.describe()}\n")
     return EXIT_OK
 
 
@@ -936,10 +948,18 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         return 128 + exc.signum
     if tty:
         out.write("\n")
+    refused = f", {result.refused} refused (another attempt on the entry was live)" if result.refused else ""
     out.write(
         f"{result.jobs} jobs on {args.workers} workers in {result.seconds:.1f} s, "
-        f"{result.retried} retried\n\n"
+        f"{result.retried} retried{refused}\n"
     )
+    if result.existing:
+        busy = f", {result.live} of them generating" if result.live else ""
+        out.write(
+            f"note: {directory} already held {result.existing} entries{busy}; this run added its attempts "
+            "to theirs (see `history`)\n"
+        )
+    out.write("\n")
     with Ledger(directory, readonly=True) as ledger:
         entries = ledger.get_all_video_metadata()
         _print_entries(entries, out)

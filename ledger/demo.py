@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from ledger.errors import InvalidEntryError, LedgerError
+from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import Failed
 from ledger.pipeline import Terminated
 from ledger.store import Ledger
@@ -44,7 +44,7 @@ class JobResult:
     spot_id: str
     era_id: str
     attempt: int
-    outcome: str  # "ready", "failed" (the generator failed) or "error" (the ledger refused)
+    outcome: str  # "ready", "failed" (the generator failed), "refused" (another attempt was live) or "error"
     detail: str = ""
 
     @property
@@ -58,10 +58,19 @@ class DemoResult:
     jobs: int
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
+    existing: int = 0
+    """Entries the ledger held before the demo started."""
+    live: int = 0
+    """Of those, entries with an attempt running (another pipeline, or another demo, is at work)."""
 
     @property
     def retried(self) -> int:
         return sum(1 for r in self.results if r.attempt == 2)
+
+    @property
+    def refused(self) -> int:
+        """Jobs the ledger refused because another worker's attempt on the entry was live."""
+        return sum(1 for r in self.results if r.outcome == "refused")
 
     @property
     def finished(self) -> int:
@@ -126,6 +135,8 @@ def _worker(
             results.put(JobResult(spot, era, attempt, "ready"))
         except StandInFailure as exc:
             results.put(JobResult(spot, era, attempt, "failed", str(exc)))
+        except IllegalTransitionError as exc:  # another worker's attempt: not ours to record
+            results.put(JobResult(spot, era, attempt, "refused", str(exc)))
         except LedgerError as exc:
             results.put(JobResult(spot, era, attempt, "error", str(exc)))
         finally:
@@ -165,6 +176,7 @@ def run_demo(
         raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
     with Ledger(directory) as ledger:  # create the ledger before the workers race to
         start_seq = ledger.position.seq
+        before = ledger.get_all_video_metadata()
     main = threading.current_thread() is threading.main_thread()
     context = multiprocessing.get_context("spawn")
     jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
@@ -176,7 +188,9 @@ def run_demo(
     procs = [context.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
-    result = DemoResult(jobs=len(todo))
+    result = DemoResult(
+        jobs=len(todo), existing=len(before), live=sum(1 for e in before if e.status == "generating")
+    )
     open_jobs = len(todo)
     try:
         # born ignoring SIGINT (an ignored signal stays ignored across exec), so a Ctrl-C while a worker

@@ -429,8 +429,8 @@ class Ledger:
                 else "if its worker is gone, end it first (reap or mark_video_failed)"
             )
             return AttemptInProgressError(
-                f"{spot_id}/{era_id}: {number} is live (generating since {current.updated_at}); "
-                f"a second one would record another worker's result as its own; {how}",
+                f"{spot_id}/{era_id}: {number} is live (generating since {current.updated_at}): another "
+                f"worker is generating this entry; {how}",
                 attempt=current.attempt,
                 since=current.updated_at,
             )
@@ -995,6 +995,7 @@ class Ledger:
             seq, prev, offset = start.seq, start.last_hash, start.offset
             staged: entries_view.Entries = {}
             results: list[VideoMetadata | None] = []
+            ts, clock = "", None  # one commit, one instant: read at its first change (none: no reading)
             try:
                 if not importing and view.unimported():
                     raise UnimportedSnapshotError(
@@ -1002,13 +1003,14 @@ class Ledger:
                         "(the app's own file, not imported yet?); nothing was recorded: run `video-ledger "
                         f"--dir {self.directory} import {self.snapshot_path}` to adopt them first"
                     )
-                ts, clock = self._now(start)  # one commit, one instant
                 for key, plan in requests:
                     current = staged.get(key) or view.entries.get(key)
                     change = plan(current)
                     if change is None:
                         results.append(current)
                         continue
+                    if not ts:
+                        ts, clock = self._now(start)
                     seq += 1
                     event = change.cls(FORMAT_VERSION, seq, ts, key[0], key[1], prev, clock, **change.fields)
                     line = encode_line(event)
