@@ -8,6 +8,7 @@ import hashlib
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from ledger import AttemptInProgressError, Failed, IllegalTransitionError, Ledge
 from ledger.events import FORMAT_VERSION
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
+
+Run = Callable[..., tuple[int, str, str]]
 
 
 def _video(path: Path, data: bytes) -> Path:
@@ -245,3 +248,16 @@ def test_a_second_demo_into_the_same_directory_refuses_the_live_entries(ledger_d
     with Ledger(ledger_dir, readonly=True) as ledger:
         assert [e.type for e in ledger.history()] == ["generating", "ready"]
         assert ledger.verify_files().ok
+
+
+def test_the_demo_says_what_it_found_and_what_it_refused(ledger_dir: Path, run_cli: Run) -> None:
+    with Ledger(ledger_dir) as ledger:
+        ledger.begin_attempt("colosseum", "founding", "another pipeline's prompt")
+    code, out, _ = run_cli("demo", "--spots", "1", "--eras", "1", "--workers", "1", "--fail-rate", "0")
+    assert code == 0
+    assert "[  1/1] colosseum/founding attempt 1: refused (colosseum/founding: attempt 1 is live" in out
+    assert (
+        "1 jobs on 1 workers in " in out
+        and ", 0 retried, 1 refused (another attempt on the entry was live)" in out
+    )
+    assert f"note: {ledger_dir} already held 1 entries, 1 of them generating;" in out

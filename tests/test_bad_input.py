@@ -97,6 +97,13 @@ CASES = [
     Case("error of 65,537 characters", "InvalidEntryError", setv(status="failed", error="e" * 65_537)),
     Case("new entry starting as ready", "IllegalTransitionError", setv(status="ready", localPath="v.mp4")),
     Case("new entry starting as failed", "IllegalTransitionError", setv(status="failed", error="boom")),
+    Case("attempt of 0", "InvalidEntryError", setv(attempt=0)),
+    Case("attempt a string", "InvalidEntryError", setv(attempt="1")),
+    Case(
+        "ready naming an attempt of a new entry",
+        "IllegalTransitionError",
+        setv(status="ready", localPath="v", attempt=1),
+    ),
     Case("createdAt of the wrong type", "InvalidEntryError", setv(createdAt=12345)),
     Case("unknown extra key", STORED, setv(thumbnail="t.png")),
     Case("entry that is a list", "InvalidEntryError", lambda ledger: ledger.set_video_metadata(["x"])),  # type: ignore[arg-type]
