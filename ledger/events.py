@@ -3,8 +3,8 @@
 Every line of the log is one JSON object: an :class:`Event` subclass encoded by msgspec (its ``type`` tag
 first), followed by a last member ``"crc"`` that frames the line::
 
-    {"type":"ready","v":1,"seq":3,"ts":"2026-11-24T08:54:45.123456Z","spotId":"colosseum","eraId":"rome-80",
-     "prev":"<sha256 of line 2>","localPath":"videos/colosseum-rome-80.mp4","crc":"<crc32 of the rest>"}
+    {"type":"ready","v":2,"seq":3,"ts":"2026-11-24T08:54:45.123456Z","spotId":"colosseum","eraId":"rome-80",
+     "prev":"<sha256 of line 2>","localPath":"videos/colosseum-rome-80.mp4","attempt":2,"crc":"<crc32>"}
 
 - ``crc`` is the CRC-32 (hex, 8 digits) of the line's bytes before ``,"crc"``: each line checks itself, so a
   torn or damaged line is found without reading its neighbours.
