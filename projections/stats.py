@@ -13,7 +13,7 @@ import itertools
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ __all__ = ("ClockSkew", "DurationHistogram", "SkewWatch", "Stats", "describe_spa
 
 _RATIO = 1.01
 _clock_of = operator.attrgetter("clock")
+_ts_of = operator.attrgetter("ts")
 
 
 class ClockSkew(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -148,6 +149,14 @@ class Stats(msgspec.Struct, kw_only=True, rename="camel"):
     """Events recorded after their writer's clock read, if any."""
 
 
+def _next_run(events: Iterator[EventType], skew: SkewWatch) -> list[EventType]:
+    """The next events (up to 4096; ``[]`` at the end), shown to ``skew`` first."""
+    run = list(itertools.islice(events, 4096))
+    if run:
+        skew.add_run(run, list(map(_ts_of, run)))
+    return run
+
+
 def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
     """Fold ``events`` into :class:`Stats`."""
     status: dict[tuple[str, str], Status] = {}
@@ -157,9 +166,9 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
     failures: Counter[str] = Counter()
     count = ready = failed = 0
     skew = SkewWatch()
-    for event in events:
+    it = iter(events)
+    for event in itertools.chain.from_iterable(iter(lambda: _next_run(it, skew), [])):
         count += 1
-        skew.add(event)
         key = (event.spot_id, event.era_id)
         status[key] = event.new_status
         match event:
