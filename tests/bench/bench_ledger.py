@@ -173,7 +173,8 @@ def write_log(path: Path, events: int, entries: int) -> None:
     with open(path, "wb") as f:
         for seq in range(1, events + 1):
             i = (seq - 1) % entries
-            ts = f"2026-11-24T{9 + seq // 3_600_000_000:02d}:00:00.000000Z"
+            # the day before Clock's first reading: the writers that follow are not behind the log's time
+            ts = f"2026-11-23T{9 + seq // 3_600_000_000:02d}:00:00.000000Z"
             spot, era = f"spot-{i:05d}", f"era-{i % 10:02d}"
             if ((seq - 1) // entries) % 2 == 0:
                 ev: Generating | Ready = Generating(
