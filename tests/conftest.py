@@ -29,6 +29,13 @@ class FakeClock:
         return now
 
 
+def recent_clock(step: dt.timedelta = dt.timedelta(milliseconds=1)) -> FakeClock:
+    """A FakeClock starting six hours before the real clock: for a log that a writer on the real clock
+    (another process, the CLI) continues. The fixed default start would one day be more than 30 days behind
+    the real clock, and that writer's events would be refused (``ledger.store.MAX_CLOCK_LEAD``)."""
+    return FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=6), step)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -178,13 +178,13 @@ except LedgerIOError as exc:
 
 
 @pytest.mark.parametrize("room", [0, 100], ids=["EFBIG", "short-write"])
-def test_file_size_limit_in_a_child_process(ledger_dir: Path, clock: FakeClock, room: int) -> None:
+def test_file_size_limit_in_a_child_process(ledger_dir: Path, room: int) -> None:
     import subprocess
     import sys
 
     from .conftest import ROOT
 
-    with Ledger(ledger_dir, clock=clock) as ledger:
+    with Ledger(ledger_dir) as ledger:  # on the real clock, as the child
         ledger.set_video_metadata(entry(status="generating"))
     log_before = (ledger_dir / "events.jsonl").read_bytes()
     result = subprocess.run(
@@ -198,6 +198,6 @@ def test_file_size_limit_in_a_child_process(ledger_dir: Path, clock: FakeClock, 
     else:
         assert "short write" in result.stdout
     assert (ledger_dir / "events.jsonl").read_bytes() == log_before, "cut back to the last whole event"
-    with Ledger(ledger_dir, clock=clock) as ledger:  # the limit is gone: a new Ledger works
+    with Ledger(ledger_dir) as ledger:  # the limit is gone: a new Ledger works
         ledger.set_video_metadata(entry("big", "e", status="pending", prompt="x" * 5000))
     assert Ledger(ledger_dir, readonly=True).verify().ok

@@ -27,7 +27,7 @@ from ledger.pipeline import NOT_READY
 from projections.entries import fold
 from projections.snapshot import encode_snapshot
 
-from .conftest import ROOT, FakeClock, entry, files_state
+from .conftest import ROOT, FakeClock, entry, files_state, recent_clock
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -164,11 +164,11 @@ def test_reap_racing_a_worker_that_finishes(ledger_dir: Path) -> None:
     """Entries became stuck one minute apart; the reaper's clock sweeps forward over them while a worker
     process records ready for them in the same order: they meet, and each entry is won exactly once."""
     n = 150
-    clock = FakeClock(step=dt.timedelta(minutes=1))
+    clock = recent_clock(step=dt.timedelta(minutes=1))  # the worker and the reaper write on the real clock
+    start = clock.now
     with Ledger(ledger_dir, clock=clock) as ledger:
         for i in range(n):
             ledger.set_video_metadata(entry(f"job{i}", "e", status="generating"))
-    start = FakeClock().now
     reaper = Ledger(ledger_dir)
     reaped: set[str] = set()
     with subprocess.Popen(

@@ -10,11 +10,11 @@ import pytest
 
 from ledger import CorruptLogError, Ledger
 
-from .conftest import FakeClock, entry
+from .conftest import entry, recent_clock
 
 
 def _make_log(directory: Path, n: int = 6) -> list[bytes]:
-    clock = FakeClock()
+    clock = recent_clock()  # the tests continue this log on the real clock
     with Ledger(directory, clock=clock) as ledger:
         for i in range(n):
             ledger.set_video_metadata(entry(f"spot{i % 3}", "era", status="pending", prompt=f"prompt {i}"))
