@@ -163,6 +163,20 @@ def test_a_format_1_log_is_continued_in_format_2(tmp_path: Path) -> None:
         assert ledger.verify().ok
 
 
+def test_a_format_1_checkpoint_is_replaced_on_the_first_open(tmp_path: Path) -> None:
+    directory = tmp_path / "v1"
+    shutil.copytree(ROOT / "tests" / "golden" / "v1", directory)
+    Ledger(directory).close()
+    checkpoint = directory / "checkpoint.json"
+    assert checkpoint.read_bytes().startswith(b'{"v":2,')
+    checkpoint.write_bytes(checkpoint.read_bytes().replace(b'{"v":2,', b'{"v":1,'))  # format 1 code
+    Ledger(directory).close()
+    assert checkpoint.read_bytes().startswith(b'{"v":2,')
+    assert (directory / "generated-videos.json").read_bytes() == (
+        ROOT / "tests" / "golden" / "v1" / "generated-videos.json"
+    ).read_bytes()
+
+
 CHILD = """
 import sys, time
 from pathlib import Path
