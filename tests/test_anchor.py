@@ -17,14 +17,14 @@ import pytest
 from ledger import InvalidEntryError, Ledger
 from ledger.events import GENESIS_HASH, decode_event, encode_line, line_hash
 
-from .conftest import FakeClock, entry
+from .conftest import entry, recent_clock
 
 Run = Callable[..., tuple[int, str, str]]
 HEAD = re.compile(r"^head: (\d+):([0-9a-f]{64})$", re.M)
 
 
 def _ledger(directory: Path, n: int = 4) -> None:
-    with Ledger(directory, clock=FakeClock()) as ledger:
+    with Ledger(directory, clock=recent_clock()) as ledger:  # later writers use the real clock
         for i in range(n):
             ledger.set_video_metadata(entry(f"spot{i}", "era", status="pending", prompt=f"prompt {i}"))
 
