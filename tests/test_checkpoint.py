@@ -20,7 +20,7 @@ from ledger.events import crc32
 from ledger.fileops import FileOps
 from projections.snapshot import encode_snapshot
 
-from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
+from .conftest import PYTHON, ROOT, FakeClock, entry, files_state, recent_clock
 from .faults import FaultyOps
 
 
@@ -195,10 +195,8 @@ ledger.set_video_metadata({{"spotId": "c", "eraId": "1", "prompt": "p", "status"
 """
 
 
-def test_a_kill_between_the_snapshot_and_checkpoint_renames_is_reported_as_harmless(
-    ledger_dir: Path, clock: FakeClock
-) -> None:
-    three_events(ledger_dir, clock)
+def test_a_kill_between_the_snapshot_and_checkpoint_renames_is_reported_as_harmless(ledger_dir: Path) -> None:
+    three_events(ledger_dir, recent_clock())  # the child writes on the real clock
     child = subprocess.run(
         [PYTHON, "-c", KILL_BETWEEN_RENAMES.format(root=str(ROOT), directory=str(ledger_dir))], check=False
     )
