@@ -127,7 +127,8 @@ class Scan:
     damaged bytes at the very end are reported in ``torn`` and not yielded, unless they start inside the
     part of the log known to be fsynced (:meth:`EventLog.fsynced_part`): a crash cannot tear what was
     fsynced, so that is corruption too. With ``limit`` the scan reads no further than that offset (a line
-    boundary: :meth:`EventLog.durable_end`).
+    boundary: :meth:`EventLog.durable_end`; a limit inside a line is another file's record, so the scan
+    fsyncs the log and reads on).
     """
 
     def __init__(self, log: EventLog, start: Position, *, chain: bool, limit: int | None = None) -> None:
@@ -175,7 +176,13 @@ class Scan:
             while True:
                 want = _CHUNK if limit is None else min(_CHUNK, limit - read_at)
                 if want <= 0:
-                    break
+                    if not pending:
+                        break
+                    # The record ends inside a line, where this log's never does: it came with another
+                    # file and says nothing. Read on, fsynced first, as where there is no record.
+                    log.fsync_for_reader(fd)
+                    limit = None
+                    continue
                 try:
                     chunk = log.ops.pread(fd, want, read_at)
                 except OSError as exc:
@@ -670,13 +677,19 @@ class EventLog:
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
         try:
+            self.fsync_for_reader(fd)
+        finally:
+            self.ops.close(fd)
+        return None
+
+    def fsync_for_reader(self, fd: int) -> None:
+        """fsync the log, open for reading as ``fd``: a reader about to read what the record does not
+        vouch for makes it durable first."""
+        try:
             self.ops.fsync(fd)
         except OSError as exc:
             if exc.errno not in (errno.EINVAL, errno.EROFS):  # nothing to sync there
                 raise io_error("fsync", self.path, exc) from None
-        finally:
-            self.ops.close(fd)
-        return None
 
     def _recorded(self) -> int | None:
         """The fsynced size on record, ``None`` if there is no intact record. Opens nothing for writing."""

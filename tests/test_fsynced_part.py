@@ -235,3 +235,35 @@ def test_after_a_power_loss_the_record_never_claims_more_than_survived(tmp_path:
             assert all(map(check_line, log[:recorded].split(b"\n")[:-1])) and log[:recorded].endswith(b"\n")
             beyond += len(log) > recorded
     assert intact > 100 and beyond > 0, (intact, beyond)
+
+
+def test_a_record_ending_inside_a_line_is_another_files_and_says_nothing(ledger_dir: Path) -> None:
+    """A record that ends inside a line of this log (an events.jsonl.sync.lock from another ledger, a
+    directory put together from two copies) cannot be this log's, whose record only ever ends at a line's
+    end. Readers fsync the log and read it all, as where there is no record; before, they stopped at the
+    record and called the whole line it cut "damage" while `verify` said ok."""
+    import struct
+    import zlib
+
+    lines = _deferred_log(ledger_dir, n=3)
+    inside = len(lines[0]) + 10  # inside line 2
+    record = struct.pack("<8sQ", b"VLSYNC01", inside)  # as docs/format.md describes it
+    (ledger_dir / "events.jsonl.sync.lock").write_bytes(record + zlib.crc32(record).to_bytes(4, "little"))
+    assert Ledger(ledger_dir, readonly=True).verify().ok
+    ops = FaultyOps()  # only traces
+    reader = Ledger(ledger_dir, readonly=True, ops=ops)
+    assert [e.spot_id for e in reader.get_all_video_metadata()] == ["spot0", "spot1", "spot2"]
+    assert "fsync" in ops.trace, "the log is fsynced before what the record does not vouch for is read"
+    stop = threading.Event()
+    stop.set()
+    watch(ledger_dir, stop_event=stop)
+    checkpoint = read_checkpoint(ledger_dir / "checkpoint.json")
+    assert checkpoint is not None and checkpoint.seq == 3
+    # a damaged line at the record is still damage: its newline lost, it runs into the next line
+    (ledger_dir / "checkpoint.json").unlink()
+    damaged = lines[0] + lines[1][:-1] + b" " + lines[2]
+    (ledger_dir / "events.jsonl").write_bytes(damaged)
+    record = struct.pack("<8sQ", b"VLSYNC01", len(lines[0]) + len(lines[1]))
+    (ledger_dir / "events.jsonl.sync.lock").write_bytes(record + zlib.crc32(record).to_bytes(4, "little"))
+    with pytest.raises(CorruptLogError, match="line 2"):
+        Ledger(ledger_dir, readonly=True).get_all_video_metadata()
