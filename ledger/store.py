@@ -1271,6 +1271,8 @@ def _decode_import(data: bytes) -> object:
 def _check_file(ops: FileOps, root: str, ready: Ready) -> str | None:
     """What is wrong with the file a ``ready`` event recorded, looked for under ``root`` (a real path), or
     ``None``. Nothing outside ``root`` and nothing but a regular file is opened or measured."""
+    if "\0" in ready.local_path:  # writers refuse it; a line written by hand may hold one
+        return "holds a NUL byte, which no file name can (not read)"
     if os.path.isabs(ready.local_path):
         return f"an absolute path, outside the root {root} (not read)"
     if _leaves(root, os.path.normpath(os.path.join(root, ready.local_path))):

@@ -474,3 +474,25 @@ def test_a_watch_on_a_new_directory_fsyncs_every_directory_created_on_the_way(tm
     stop.set()
     watch(tmp_path / "a" / "b", stop_event=stop, ops=ops, idle_check_ms=10)
     assert tmp_path in ops.synced and tmp_path / "a" in ops.synced
+
+
+def test_verify_files_reports_a_nul_in_a_logged_path_not_a_traceback(tmp_path: Path) -> None:
+    """Writers refuse a localPath with U+0000, but the log only length-checks what it reads back: a line
+    written by hand (its crc and chain right) or by another tool can hold one. It is a problem for that entry;
+    before, `verify --files` died with a ValueError traceback (embedded null byte)."""
+    directory = tmp_path / "ledger"
+    _forge(
+        directory,
+        [
+            {"type": "pending", "spotId": "s", "eraId": "e", "prompt": "p"},
+            {"type": "generating", "spotId": "s", "eraId": "e", "prompt": "p"},
+            _ready("s", "videos/a\x00b.mp4", b"x"),
+        ],
+    )
+    result = subprocess.run(
+        [*VL, "--dir", str(directory), "verify", "--files"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr == "", result
+    assert "FILE s/e: videos/a\x00b.mp4: holds a NUL byte, which no file name can (not read)" in result.stdout
+    assert "files: 1 checked, 1 problems" in result.stdout
