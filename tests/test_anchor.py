@@ -110,3 +110,52 @@ def test_a_malformed_head_is_bad_usage_and_opens_nothing(run_cli: Run, ledger_di
     Ledger(ledger_dir.parent / "other").close()  # a read-only open needs a ledger (NoLedgerError)
     with pytest.raises(InvalidEntryError):
         Ledger(ledger_dir.parent / "other", readonly=True).verify(expect_head=bad)
+
+
+def _documented_commands() -> list[str]:
+    """The shell commands of docs/guarantees.md, *Anchoring the chain*, in order."""
+    text = (Path(__file__).parent.parent / "docs" / "guarantees.md").read_text()
+    section = text.split("## Anchoring the chain", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [block.strip().removeprefix("*/15 * * * * ") for block in blocks]
+
+
+def test_the_documented_cron_keeps_no_head_of_a_rewritten_log(ledger_dir: Path, tmp_path: Path) -> None:
+    """The docs' commands, run as written (the other machine is a local file): the cron line keeps a head
+    only while the log holds the last one kept, so after a rewrite it keeps none and the auditor's check of
+    the last kept head fails. (The line the docs gave before kept every head: 15 minutes after a rewrite,
+    the rewritten log's head, which then passed the audit.)"""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    seed, cron, audit = _documented_commands()
+    audit_host = tmp_path / "audit-host"
+    audit_host.mkdir()
+    prelude = 'video-ledger() { "$PY" -m ledger "$@"; }\nssh() { shift; sh -c "$*"; }\n'
+    env = os.environ | {"PY": sys.executable, "PYTHONPATH": str(ROOT)}
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        script = prelude + command.replace("/srv/ledger", str(ledger_dir))
+        return subprocess.run(
+            ["bash", "-c", script], cwd=audit_host, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def kept() -> list[str]:
+        return (audit_host / "ledger-heads").read_text().splitlines()
+
+    _ledger(ledger_dir)
+    assert sh(seed).returncode == 0 and [h[:2] for h in kept()] == ["4:"]
+    with Ledger(ledger_dir) as ledger:
+        ledger.set_video_metadata(entry("more", "era", status="pending"))
+    done = sh(cron)
+    assert done.stdout == "" and [h[:2] for h in kept()] == ["4:", "5:"], done
+    assert sh(audit).returncode == 0
+    _rewrite_whole_log(ledger_dir)
+    for _ in range(2):  # every later run too
+        done = sh(cron)
+        assert done.stdout.startswith("FAILED") and "rewritten" in done.stdout, done
+        assert [h[:2] for h in kept()] == ["4:", "5:"], "no head of the rewritten log is kept"
+    assert sh(audit).returncode == 1
