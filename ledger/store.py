@@ -143,7 +143,8 @@ class VerifyReport:
     head: str | None = None
     """``SEQ:HASH``, once the whole log verified: the last event's ``seq`` and the SHA-256 (64 hex digits) of
     its line, which the next line's ``prev`` will name. Kept elsewhere, it anchors the chain
-    (``verify(expect_head=...)``, docs/guarantees.md)."""
+    (``verify(expect_head=...)``, docs/guarantees.md). Only an event known fsynced is a head: lines a writer
+    killed before its fsync left are verified but not named."""
     snapshot_seq: int | None = None
     """The event after which the replay of the log is the snapshot (``None``: no snapshot, or a problem)."""
     note: str | None = None
@@ -770,7 +771,7 @@ class Ledger:
         except CorruptLogError as exc:
             problem, line = exc.reason, exc.line
         end = scan.end
-        head = f"{end.seq}:{end.last_hash}" if problem is None else None
+        head = self._durable_head(end) if problem is None else None
         note: str | None = None
         if problem is None and checkpoint is not None:
             problem = self._check_checkpoint(checkpoint, end)
@@ -794,6 +795,17 @@ class Ledger:
             note=note,
             skew=skew.result(),
         )
+
+    def _durable_head(self, end: Position) -> str:
+        """The head to keep: that of the last event known fsynced. Lines beyond the fsynced size on record
+        were left by a writer that died before its fsync, and a power loss may still take them: a head kept
+        from one would read as a rewrite once another event takes its seq."""
+        if end.offset:
+            with self._log.reading():  # no leader is between its write and its fsync
+                durable = self._log.durable_end(0, end.offset)  # None: fsynced here, all of it
+            at = None if durable is None or durable >= end.offset else self._log.position_at(durable)
+            end = at if at is not None else end
+        return f"{end.seq}:{end.last_hash}"
 
     def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Position) -> str | None:
         """Why ``checkpoint`` does not fit the log that ends at ``end`` (every field it gives a writer:

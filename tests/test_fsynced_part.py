@@ -267,3 +267,21 @@ def test_a_record_ending_inside_a_line_is_another_files_and_says_nothing(ledger_
     (ledger_dir / "events.jsonl.sync.lock").write_bytes(record + zlib.crc32(record).to_bytes(4, "little"))
     with pytest.raises(CorruptLogError, match="line 2"):
         Ledger(ledger_dir, readonly=True).get_all_video_metadata()
+
+
+def test_verify_keeps_no_head_a_power_loss_can_take(tmp_path: Path) -> None:
+    """verify reads without the lock, so it reads a line a writer killed before its fsync left; the head it
+    prints (to be kept elsewhere) is the last event known fsynced. Before, it printed that line's event: a
+    power loss then took it, the next writer wrote another event with its seq, and every later
+    `verify --expect-head` of the kept head reported the log rewritten."""
+    directory = tmp_path / "ledger"
+    _deferred_writer_killed_before_its_fsync(directory, acked=2)
+    log = directory / "events.jsonl"
+    report = Ledger(directory, readonly=True).verify()
+    assert report.ok and report.head is not None and report.head.startswith("2:"), report
+    kept = report.head
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:2]))  # the power loss: the unfsynced line is gone
+    with Ledger(directory) as ledger:
+        ledger.set_video_metadata(entry("other", "era", status="pending"))
+    assert Ledger(directory, readonly=True).verify(expect_head=kept).ok
