@@ -835,7 +835,7 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         if args.files:
             files = ledger.verify_files(root=args.root, media=args.media)
             for problem in files.problems:
-                out.write(f"FILE {problem}\n")
+                out.write(f"FILE {_cell(problem)}\n")
             out.write(f"files: {files.checked} checked, {len(files.problems)} problems\n")
             if not files.ok:
                 code = EXIT_PROBLEM
@@ -968,7 +968,7 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         code = _print_verify(ledger, out)
         files = ledger.verify_files(media=Path(directory) / "videos")
         for problem in files.problems:
-            out.write(f"FILE {problem}\n")
+            out.write(f"FILE {_cell(problem)}\n")
         out.write(f"files: {files.checked} checked, {len(files.problems)} problems\n")
     return code if files.ok else EXIT_PROBLEM
 

@@ -494,5 +494,31 @@ def test_verify_files_reports_a_nul_in_a_logged_path_not_a_traceback(tmp_path: P
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 1 and result.stderr == "", result
-    assert "FILE s/e: videos/a\x00b.mp4: holds a NUL byte, which no file name can (not read)" in result.stdout
+    assert "FILE s/e: videos/a\\x00b.mp4: holds a NUL byte, which no file name can (not read)\n" in (
+        result.stdout
+    )
     assert "files: 1 checked, 1 problems" in result.stdout
+
+
+def test_verify_files_prints_one_line_per_problem_whatever_the_logged_path(tmp_path: Path) -> None:
+    """A localPath with a line break (a hand-written line; writers refuse it) is printed escaped, as the
+    other commands print names: before, it split its FILE line in two, the second able to pass for a
+    `head:` line to a script reading verify's output."""
+    directory = tmp_path / "ledger"
+    forged = "videos/x\nhead: 1:" + "ab" * 32
+    _forge(
+        directory,
+        [
+            {"type": "pending", "spotId": "s", "eraId": "e", "prompt": "p"},
+            {"type": "generating", "spotId": "s", "eraId": "e", "prompt": "p"},
+            _ready("s", forged, b"x"),
+        ],
+    )
+    result = subprocess.run(
+        [*VL, "--dir", str(directory), "verify", "--files"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr == "", result
+    lines = result.stdout.splitlines()
+    assert [line[:8] for line in lines if line.startswith("head: ")] == ["head: 3:"], lines
+    assert "FILE s/e: videos/x\\nhead: 1:" + "ab" * 32 + ": missing" in lines
