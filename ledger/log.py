@@ -666,6 +666,8 @@ class EventLog:
         (missing, damaged, larger than the log, or behind ``start``), the reader fsyncs the log itself and
         may read all of it: ``None``."""
         recorded = self._recorded()
+        if recorded is not None and recorded < size and self._record_replaced():
+            recorded = self._recorded()
         if recorded is not None and recorded > size:
             size = self.size()  # the log grew between the caller's look and the lock
         if recorded is not None and start <= recorded <= size:
@@ -707,6 +709,21 @@ class EventLog:
             return _decode_record(self.ops.pread(fd, _FLUSHED.size + 4, 0))
         except OSError:
             return None
+
+    def _record_replaced(self) -> bool:
+        """Whether the record file this reader holds open was removed (and perhaps made anew by a writer):
+        then it is closed, for the next read to open the file now in place. Asked only when the record
+        stops short of the log, so a reader pays nothing for it otherwise."""
+        fd = self._record_fd.get()
+        if fd is None or self._sync_fd.get() is not None:
+            return False
+        try:
+            gone = self.ops.fstat(fd).st_nlink == 0
+        except OSError:
+            gone = True
+        if gone:
+            self._record_fd.close()
+        return gone
 
     def _set_flushed(self, size: int) -> None:
         record = _FLUSHED.pack(_FLUSHED_MAGIC, size)

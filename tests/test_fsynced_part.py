@@ -285,3 +285,15 @@ def test_verify_keeps_no_head_a_power_loss_can_take(tmp_path: Path) -> None:
     with Ledger(directory) as ledger:
         ledger.set_video_metadata(entry("other", "era", status="pending"))
     assert Ledger(directory, readonly=True).verify(expect_head=kept).ok
+
+
+def test_a_reader_reads_a_remade_record_not_the_one_it_held_open(ledger_dir: Path) -> None:
+    """events.jsonl.sync.lock removed (as docs/format.md says to with a replaced log) and made anew by the
+    next writer: a reader that held the old file open reads the new record. Before, it went on reading
+    the old one, stopped there, and never saw another event."""
+    _deferred_log(ledger_dir, n=1)
+    reader = Ledger(ledger_dir, readonly=True)
+    assert [e.spot_id for e in reader.get_all_video_metadata()] == ["spot0"]
+    (ledger_dir / "events.jsonl.sync.lock").unlink()
+    _deferred_log(ledger_dir, n=2)
+    assert reader.get_video_metadata("spot1", "era") is not None
