@@ -25,7 +25,15 @@ from pathlib import Path
 import msgspec
 
 from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error
-from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, VideoMetadata, crc32, line_hash
+from ledger.events import (
+    FORMAT_VERSION,
+    GENESIS_HASH,
+    EventType,
+    VideoMetadata,
+    crc32,
+    line_hash,
+    normalize_id,
+)
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
@@ -44,6 +52,7 @@ __all__ = (
     "remove_temp_files",
     "snapshot_is_current",
     "snapshot_ref",
+    "untrusted_keys",
     "write_snapshot",
 )
 
@@ -200,14 +209,40 @@ def read_untrusted(path: Path, ops: FileOps = _plain_ops) -> bytes | None:
         return None
 
 
+def untrusted_keys(data: bytes) -> set[tuple[str, str]]:
+    """The keys of the entries in a snapshot's bytes that no checkpoint vouches for; empty if they are not
+    a JSON array. An item the ledger could not take as an entry (an id it refuses, a status it does not
+    know) still counts, under a key no entry can have: one such item must not make the app's file look
+    empty, and so replaceable. Ids are taken in NFC, as import stores them."""
+    try:
+        return {(normalize_id(e.spot_id), normalize_id(e.era_id)) for e in _entries_decoder.decode(data)}
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        pass
+    try:
+        items = msgspec.json.decode(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        return set()
+    if not isinstance(items, list):
+        return set()
+    keys: set[tuple[str, str]] = set()
+    for index, item in enumerate(items):
+        spot = item.get("spotId") if isinstance(item, dict) else None
+        era = item.get("eraId") if isinstance(item, dict) else None
+        if isinstance(spot, str) and isinstance(era, str):
+            keys.add((normalize_id(spot), normalize_id(era)))
+        else:
+            keys.add(("\x00", str(index)))  # no id has a control character
+    return keys
+
+
 def _keys_in(path: Path, ops: FileOps) -> set[tuple[str, str]] | None:
-    """The keys of the entries in the snapshot file at ``path``; ``None`` if it is missing, unreadable or
-    not a JSON array of entries."""
+    """The keys of the entries in the snapshot file at ``path`` (:func:`untrusted_keys`); ``None`` if it
+    is missing or unreadable."""
     try:
         data = read_untrusted(path, ops)
-        return None if data is None else {item.key for item in _entries_decoder.decode(data)}
-    except (OSError, msgspec.MsgspecError, UnicodeDecodeError):
+    except OSError:
         return None
+    return None if data is None else untrusted_keys(data)
 
 
 def keep_replaced(ops: FileOps, path: Path, data: bytes) -> Path:
@@ -597,11 +632,7 @@ class Projector:
     def _replace_untrusted(self, old: bytes) -> None:
         """Before the snapshot's bytes ``old``, which no checkpoint vouched for, are replaced: refuse if it
         holds entries the state lacks; keep it beside (:func:`keep_replaced`) if no checkpoint names it."""
-        try:
-            keys = {item.key for item in _entries_decoder.decode(old)}
-        except (msgspec.MsgspecError, UnicodeDecodeError):
-            keys = set()
-        missing = keys.difference(self.entries)
+        missing = untrusted_keys(old).difference(self.entries)
         if missing:
             directory = self.log.path.parent
             raise UnimportedSnapshotError(

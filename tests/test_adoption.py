@@ -141,3 +141,48 @@ def test_a_checkpointed_snapshot_replaced_by_the_apps_file_is_not_overwritten(
         ledger.set_video_metadata(entry(status="ready"))
     assert len(json.loads((ledger_dir / "generated-videos.json").read_bytes())) == 3
     assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"spotId": "petra ", "eraId": "nabataean"},  # an id the ledger refuses (trailing space)
+        {"status": "queued"},  # a status the ledger does not know
+        {"createdAt": "yesterday"},  # a time that is not one
+        {"thumbnail": None, "prompt": 7},  # a field of the wrong type
+    ],
+    ids=["bad-id", "unknown-status", "bad-time", "wrong-type"],
+)
+def test_the_apps_file_with_an_entry_the_ledger_refuses_is_not_replaced_by_an_empty_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], odd: dict[str, object]
+) -> None:
+    """One entry the ledger cannot take made the whole app's file look like no entries at all: the open
+    replaced it with ``[]`` and ``import`` of it in place said "imported 0 entries", exit 0."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    data = json.dumps([APP_FILE[0], {**APP_FILE[2], **odd}]).encode()
+    snapshot = directory / "generated-videos.json"
+    snapshot.write_bytes(data)
+    assert main(["--dir", str(directory), "import", str(snapshot)]) == 2  # the bad entry, named
+    err = capsys.readouterr().err
+    assert err.startswith("video-ledger: error: entry 1: ") and len(err.splitlines()) == 1, err
+    assert snapshot.read_bytes() == data
+    assert main(["--dir", str(directory), "verify"]) == 1
+    assert "it holds 2 entries the log does not: adopt them" in capsys.readouterr().out
+    with Ledger(directory) as ledger, pytest.raises(UnimportedSnapshotError, match="holds 2 entries"):
+        ledger.set_video_metadata(entry("new", "one", status="pending"))
+    assert snapshot.read_bytes() == data
+    assert (directory / "events.jsonl").read_bytes() == b""
+
+
+def test_the_apps_file_with_a_decomposed_id_is_adopted_in_place(tmp_path: Path) -> None:
+    """An id in NFD is stored in NFC by import: after it, the app's file holds nothing the log lacks."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    snapshot = directory / "generated-videos.json"
+    snapshot.write_bytes(json.dumps([{**APP_FILE[2], "spotId": "cafe\u0301"}]).encode())
+    assert main(["--dir", str(directory), "import", str(snapshot)]) == 0
+    with Ledger(directory) as ledger:
+        assert [e.spot_id for e in ledger.get_all_video_metadata()] == ["caf\u00e9"]
+        ledger.set_video_metadata(entry("new", "one", status="pending"))
+    assert Ledger(directory, readonly=True).verify().ok
