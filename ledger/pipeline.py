@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ledger.errors import InvalidEntryError, LedgerError
+from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
 
 if TYPE_CHECKING:
     from ledger.events import VideoMetadata
@@ -169,8 +169,22 @@ def _record_failure(ledger: Ledger, job: Job, error: str) -> None:
     try:
         ledger.mark_video_failed(job.spot_id, job.era_id, error, attempt=job.attempt)
     except LedgerError as exc:
+        if isinstance(exc, IllegalTransitionError) and _ended_ready(ledger, job):
+            return  # the block was left (a signal) after this attempt's ready was recorded: nothing failed
         # the first error (the block's) is the one the caller sees; this one is logged
         log.error("could not record %s/%s as failed (%s): %s", job.spot_id, job.era_id, error, exc)
+
+
+def _ended_ready(ledger: Ledger, job: Job) -> bool:
+    """Whether the entry's current attempt is ``job``'s and it is ready (its ready was recorded)."""
+    try:
+        current = ledger.get_video_metadata(job.spot_id, job.era_id)
+    except LedgerError:
+        return False
+    if current is None or current.attempt != job.attempt or current.status != "ready":
+        return False
+    job.entry = current
+    return True
 
 
 def generate_and_store_video(

@@ -128,6 +128,45 @@ def test_signals_inside_the_block_record_failed_before_the_process_ends(
     assert (failed.status, failed.error) == ("failed", error)
 
 
+TERM_AFTER_READY = """
+import os, signal, sys
+from ledger import Ledger
+from ledger.fileops import FileOps
+
+class TermAfterFsync(FileOps):
+    armed = False
+
+    def point(self, name):
+        if self.armed and name == "log.after_fsync":  # the ready is durable: SIGTERM comes now
+            self.armed = False
+            os.kill(os.getpid(), signal.SIGTERM)
+
+ops = TermAfterFsync()
+ledger = Ledger(sys.argv[1], ops=ops)
+with ledger.generation("s", "e", "p") as job:
+    (ledger.directory / "v.mp4").write_bytes(b"video")
+    ops.armed = True
+    job.ready(ledger.directory / "v.mp4")
+"""
+
+
+def test_sigterm_after_ready_is_recorded_ends_the_process_without_an_error_about_failed(
+    ledger_dir: Path,
+) -> None:
+    """A SIGTERM that came after the attempt's ready was recorded, still inside the block (the demo's
+    workers under load): the block tried to record failed, was refused, and logged "could not record
+    s/e as failed ... an entry that is ready can only become ..." although nothing had gone wrong."""
+    result = subprocess.run(
+        [sys.executable, "-c", TERM_AFTER_READY, str(ledger_dir)], cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr == ""
+    ready = Ledger(ledger_dir, readonly=True).get_video_metadata("s", "e")
+    assert ready is not None and ready.status == "ready"
+    assert [e.type for e in Ledger(ledger_dir, readonly=True).history()] == ["generating", "ready"]
+
+
 def test_reap_fails_only_stuck_entries(ledger_dir: Path) -> None:
     clock = FakeClock(step=dt.timedelta(minutes=1))
     ledger = Ledger(ledger_dir, clock=clock)
