@@ -116,12 +116,14 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument(
         "--dir",
         metavar="DIR",
+        type=_path,
         help=f"ledger directory (default: ${DIR_ENV}, else ./data)",
         default=default(None),
     )
     group.add_argument(
         "--snapshot",
         metavar="PATH",
+        type=_path,
         help="the snapshot the app reads (default: DIR/generated-videos.json)",
         default=default(None),
     )
@@ -413,6 +415,14 @@ def _write_output_args(p: argparse.ArgumentParser) -> None:
         help='print {"seq": N, "entry": {...}} (seq null if nothing was recorded)',
     )
     out.add_argument("--quiet", "-q", action="store_true", help="print nothing (the exit code tells)")
+
+
+def _path(text: str) -> str:
+    """An argparse type: a path that is not empty (``--dir "$UNSET"`` would otherwise mean the current
+    directory, and a writer would create a ledger there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no ledger (is a variable unset?)")
+    return text
 
 
 def _int_at_least(low: int, *, at_most: int | None = None) -> Callable[[str], int]:

@@ -463,6 +463,27 @@ def test_every_number_is_range_checked(run_cli: Run, ledger_dir: Path, argv: lis
     assert files_state(ledger_dir) == before
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--dir", "", "set", "s", "e", "--status", "pending", "--prompt", "p"],
+        ["set", "s", "e", "--status", "pending", "--prompt", "p", "--dir="],
+        ["--snapshot", "", "set", "s", "e", "--status", "pending", "--prompt", "p"],
+    ],
+    ids=["dir-before", "dir-after", "snapshot"],
+)
+def test_an_empty_path_is_refused_not_taken_as_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """``--dir "$DIR"`` with DIR unset created a ledger in the current directory and recorded there."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VIDEO_LEDGER_DIR", str(tmp_path / "data"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "an empty path names no ledger" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_input_md_lists_every_number_case() -> None:
     doc = (ROOT / "docs" / "bad-input.md").read_text()
     for argv, _ in NUMBER_CASES:
