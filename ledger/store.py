@@ -17,6 +17,7 @@ import operator
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -737,16 +738,7 @@ class Ledger:
         anchor_hash: str | None = GENESIS_HASH if anchor is not None and anchor[0] == 0 else None
         anchor_seen: list[str] = []  # the hash of the anchored event's line, once the walk meets it
         ref = snapshot_view.snapshot_ref(self.snapshot_path, self.checkpoint_path)
-        # the checkpoint first: a snapshot read after it is as new as it, or newer
-        checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path, self._ops)
-        other = checkpoint is not None and (checkpoint.snapshot != ref or checkpoint.v != FORMAT_VERSION)
-        if other:
-            checkpoint = None  # it describes another snapshot
-        unreadable: str | None = None
-        try:
-            snapshot = snapshot_view.read_untrusted(self.snapshot_path, self._ops)
-        except OSError as exc:
-            snapshot, unreadable = None, f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"
+        checkpoint, other, snapshot, unreadable = self._read_pair_to_verify(ref)
         probe: _SnapshotProbe | None = None
         if snapshot is not None:
             if checkpoint is not None and snapshot_view.describes(checkpoint, snapshot):
@@ -795,6 +787,44 @@ class Ledger:
             note=note,
             skew=skew.result(),
         )
+
+    def _read_pair_to_verify(
+        self, ref: str
+    ) -> tuple[snapshot_view.Checkpoint | None, bool, bytes | None, str | None]:
+        """The checkpoint (``None`` if it describes another snapshot: then ``other``), the snapshot's bytes
+        and why they cannot be read, if so. A projector renames the snapshot, then the checkpoint: when the
+        two disagree, they are read again once no projector holds the projection lock (as an open does,
+        :meth:`projections.snapshot.Projector.load`), so a projector at work is not reported as a crash."""
+
+        def read() -> tuple[snapshot_view.Checkpoint | None, bool, bytes | None, str | None]:
+            # the checkpoint first: a snapshot read after it is as new as it, or newer
+            checkpoint = snapshot_view.read_checkpoint(self.checkpoint_path, self._ops)
+            other = checkpoint is not None and (checkpoint.snapshot != ref or checkpoint.v != FORMAT_VERSION)
+            try:
+                snapshot = snapshot_view.read_untrusted(self.snapshot_path, self._ops)
+            except OSError as exc:
+                return (
+                    None if other else checkpoint,
+                    other,
+                    None,
+                    (f"the snapshot {self.snapshot_path} cannot be read ({exc.strerror})"),
+                )
+            return None if other else checkpoint, other, snapshot, None
+
+        pair = read()
+        for attempt in range(snapshot_view.PAIR_TRIES):
+            checkpoint, _, snapshot, _ = pair
+            if checkpoint is None or snapshot is None or snapshot_view.describes(checkpoint, snapshot):
+                break
+            if self._view.lock.acquire(shared=True, wait=False):  # no projector is between its renames
+                try:
+                    pair = read()  # what it left (a crash or a full disk between the two: the note says so)
+                finally:
+                    self._view.lock.release()
+                break
+            time.sleep(min(0.001 * 2**attempt, 0.05))
+            pair = read()
+        return pair
 
     def _durable_head(self, end: Position) -> str:
         """The head to keep: that of the last event known fsynced. Lines beyond the fsynced size on record

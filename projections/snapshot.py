@@ -39,6 +39,7 @@ from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
 
 __all__ = (
+    "PAIR_TRIES",
     "Checkpoint",
     "Projector",
     "SnapshotLoad",
@@ -97,7 +98,7 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
 _checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
 
-_PAIR_TRIES = 30
+PAIR_TRIES = 30
 """How often an open reads the snapshot and checkpoint again while a projector is between its renames
 (waiting 1 ms, doubling up to 50 ms: about 1.3 s in all)."""
 
@@ -459,7 +460,7 @@ class Projector:
         waits for; after about a second of trying the disagreement stands and the log is replayed)."""
         checkpoint: Checkpoint | None = None
         loaded: SnapshotLoad | None = None
-        for attempt in range(_PAIR_TRIES):
+        for attempt in range(PAIR_TRIES):
             checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
             if checkpoint is None:
                 return None, None

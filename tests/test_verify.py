@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from ledger import Ledger, LedgerError, NoLedgerError
 from ledger.cli import main
 
-from .conftest import FakeClock, entry
+from .conftest import ROOT, FakeClock, entry
 
 Run = tuple[int, str, str]
 
@@ -161,3 +163,35 @@ def test_a_checkpoint_left_behind_by_a_crash_is_harmless_wherever_it_stopped(
         assert report.ok, report
         assert report.snapshot_seq == projected, report
         assert (report.note is None) == (stale == cut), report
+
+
+PAUSED_PROJECTOR = """
+import sys, time
+from ledger import Ledger
+from ledger.fileops import FileOps
+
+class PauseBetweenRenames(FileOps):
+    def point(self, name):
+        if name == "snapshot.after_rename":  # the new snapshot is in place, its checkpoint not yet
+            print("paused", flush=True)
+            time.sleep(0.3)
+
+with Ledger(sys.argv[1], ops=PauseBetweenRenames()) as ledger:
+    ledger.set_video_metadata({"spotId": "b", "eraId": "1", "status": "pending", "prompt": "p"})
+"""
+
+
+def test_verify_beside_a_projector_between_its_renames_reports_no_crash(ledger_dir: Path) -> None:
+    """verify read the checkpoint, then the snapshot, once: beside a live writer about one run in ten
+    caught a projector between its two renames and said "a crash or a full disk came between ..."."""
+    with Ledger(ledger_dir) as ledger:
+        ledger.set_video_metadata(entry("a", "1", status="pending"))
+    with subprocess.Popen(
+        [sys.executable, "-c", PAUSED_PROJECTOR, str(ledger_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "paused\n"
+        report = Ledger(ledger_dir, readonly=True).verify()
+        assert child.wait(timeout=30) == 0
+    assert report.ok and report.note is None, report
+    assert report.snapshot_seq == report.checkpoint_seq == 2, report
