@@ -47,6 +47,21 @@ class Layout:
             target = Path(os.path.realpath(target))
         return cls(base, target)
 
+    def snapshot_problem(self) -> str | None:
+        """Why ``snapshot`` cannot be this ledger's snapshot, if it cannot: it names one of the ledger's own
+        files (``--snapshot DIR/events.jsonl``), which the projector would replace with a JSON array."""
+        name = self.snapshot.name
+        if (
+            name in (CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME)
+            or name == LOG_NAME
+            or name.startswith(LOG_NAME + ".")
+        ):
+            return (
+                f"the snapshot {self.snapshot} would be a ledger's own {name}, which the snapshot would "
+                "overwrite; name the file the app reads"
+            )
+        return None
+
     @property
     def log(self) -> Path:
         return self.directory / LOG_NAME

@@ -242,6 +242,8 @@ class Ledger:
         if projection not in ("inline", "deferred"):
             raise InvalidEntryError(f"projection must be 'inline' or 'deferred', not {projection!r}")
         self.layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
+        if (problem := self.layout.snapshot_problem()) is not None:
+            raise InvalidEntryError(problem)
         self.directory = self.layout.directory
         self.log_path = self.layout.log
         self.snapshot_path = self.layout.snapshot

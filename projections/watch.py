@@ -103,6 +103,8 @@ def watch(
         if not 1 <= value <= 3_600_000:
             raise InvalidEntryError(f"{name} must be between 1 and 3600000 ms, not {value}")
     layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
+    if (problem := layout.snapshot_problem()) is not None:
+        raise InvalidEntryError(problem)
     try:
         (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
     except OSError as exc:

@@ -484,6 +484,22 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["events.jsonl", "checkpoint.json", "events.jsonl.sync.lock"])
+def test_a_snapshot_path_naming_the_ledgers_own_file_is_refused(
+    run_cli: Run, ledger_dir: Path, name: str
+) -> None:
+    """``--snapshot DIR/events.jsonl`` made a writer replace the event log with a JSON array (the log's
+    bytes kept only as events.jsonl.replaced-...; every later command then said the log was damaged)."""
+    run_cli("set", "s", "e", "--status", "pending", "--prompt", "p")
+    before = files_state(ledger_dir)
+    for argv in (["set", "s", "f", "--status", "pending", "--prompt", "p"], ["watch"], ["list"]):
+        code, out, err = run_cli("--snapshot", str(ledger_dir / name), *argv)
+        assert (code, out) == (2, ""), err
+        lines = err.splitlines()[1:] if argv == ["watch"] else err.splitlines()  # after "watching DIR"
+        assert len(lines) == 1 and f"would be a ledger's own {name}" in lines[0], err
+    assert files_state(ledger_dir) == before
+
+
 def test_bad_input_md_lists_every_number_case() -> None:
     doc = (ROOT / "docs" / "bad-input.md").read_text()
     for argv, _ in NUMBER_CASES:
