@@ -12,6 +12,7 @@ from pathlib import Path
 __all__ = (
     "AttemptInProgressError",
     "ClockSkewError",
+    "ConflictError",
     "CorruptLogError",
     "DurabilityError",
     "EntryNotFoundError",
@@ -98,6 +99,11 @@ class CorruptLogError(LedgerError):
         self.path = path
         self.line = line
         self.reason = reason
+
+
+class ConflictError(LedgerError):
+    """An append wrote nothing because the records its plan was shown were not recorded after all (another
+    writer's group commit failed): read again and plan again (:meth:`ledger.backend.EventStore.append`)."""
 
 
 class LedgerIOError(LedgerError, OSError):

@@ -37,15 +37,16 @@ import operator
 import os
 import stat
 import struct
+import time
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
 import msgspec
 
-from ledger.errors import CorruptLogError, DurabilityError, LedgerIOError, io_error
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, TornTail
+from ledger.errors import ConflictError, CorruptLogError, DurabilityError, LedgerIOError, io_error
 from ledger.events import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -106,16 +107,6 @@ class Ticket(NamedTuple):
     """It holds the sync lock and wrote to the log itself: it fsyncs."""
     start: int = 0
     """Where the leader's write began: what the log is cut back to if its fsync fails."""
-
-
-@dataclass(frozen=True, slots=True)
-class TornTail:
-    """Bytes at the end of the log that do not form whole events (a crash cut an append short)."""
-
-    offset: int
-    size: int
-    line: int
-    """1-based line number where the torn bytes start."""
 
 
 class Scan:
@@ -331,6 +322,25 @@ class Scan:
         self.torn = TornTail(offset, size, line_no)
 
 
+def _head(pos: Position) -> Head:
+    return Head(pos.seq, pos.last_hash, pos.last_ts, pos.offset)
+
+
+class _FileAudit(Audit):
+    """:meth:`EventLog.check`: the whole log, every line's chain checked."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._scan = Scan(log, START, chain=True)
+
+    def __iter__(self) -> Iterator[Batch]:
+        scan = self._scan
+        try:
+            for lines, events in scan.runs():
+                yield Batch(lines, events)
+        finally:
+            self.end, self.torn = _head(scan.end), scan.torn
+
+
 def _decode_record(data: bytes) -> int | None:
     """The fsynced size in the record ``data`` (events.jsonl.sync.lock), ``None`` unless it is intact."""
     if len(data) != _FLUSHED.size + 4 or zlib.crc32(data[:-4]) != int.from_bytes(data[-4:], "little"):
@@ -339,7 +349,7 @@ def _decode_record(data: bytes) -> int | None:
     return int(flushed) if magic == _FLUSHED_MAGIC else None
 
 
-class EventLog:
+class EventLog(EventStore):
     """``events.jsonl``, its staging file and its two lock files: the file backend of the ledger."""
 
     def __init__(self, path: Path, ops: FileOps, *, follow_symlinks: bool = False) -> None:
@@ -360,6 +370,117 @@ class EventLog:
         self.staged = b""
         """The staged lines that continue the log, as the last :meth:`read_staged` found them."""
         self._staged_size = 0
+        self._known = START
+        """The durable end :meth:`head` last found (it reads on from there)."""
+        self._known_identity: tuple[int, int] | None = None
+
+    # -- the event-store interface (ledger.backend) ------------------------------------------------------
+
+    def head(self) -> Head:
+        with self.reading():
+            identity, size = self.stat()
+            known = self._known if identity == self._known_identity and self._known.offset <= size else START
+            scan = Scan(self, known, chain=False, limit=self.durable_end(known.offset, size))
+            for _ in scan.runs():
+                pass
+        self._known, self._known_identity = scan.end, identity
+        return _head(scan.end)
+
+    def read(self, after: Head = GENESIS) -> Iterator[Batch]:
+        start = Position(after.at, after.seq, after.hash, after.ts) if after.at or not after.seq else START
+        with self.reading():  # how far is fsynced; what is fsynced stays, so it is read after letting go
+            scan = Scan(self, start, chain=False, limit=self.durable_end(start.offset, self.size()))
+        return self._batches(scan, after)
+
+    def _batches(self, scan: Scan, after: Head) -> Iterator[Batch]:
+        skip = after.seq - scan.start.seq  # records before ``after`` (none when its bookmark was used)
+        for lines, events in scan.runs():
+            if skip >= len(events):
+                skip -= len(events)
+                continue
+            if skip:
+                if events[skip].prev != after.hash:
+                    raise CorruptLogError(
+                        self.path, after.seq + 1, "chain broken: prev does not match the line before"
+                    )
+                lines, events, skip = lines[skip:], events[skip:], 0
+            yield Batch(lines, events)
+
+    def append(self, after: Head, decide: Decide) -> Head:
+        error: BaseException | None = None
+        records: Sequence[Record] = ()
+        with self.locked():
+            start = Position(after.at, after.seq, after.hash, after.ts)
+            unseen: list[Record] = []
+            size = self.size()
+            if size < start.offset:
+                raise ConflictError(
+                    f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
+                    "replaced or cut short): read it again"
+                )
+            if size != start.offset:  # including lines a leader that died before its fsync left
+                scan = self.scan(start)
+                for lines, events in scan.runs():
+                    unseen.extend(map(Record, map(_seq_of, events), lines, events))
+                if scan.torn is not None:
+                    self.repair(scan.torn)
+                start = scan.end
+            staged = self.read_staged(start)
+            if staged:
+                unseen.extend(Record(event.seq, line, event) for line, event in staged)
+                line, event = staged[-1]
+                start = Position(start.offset + len(self.staged), event.seq, line_hash(line), event.ts)
+            try:
+                records = decide(_head(start), unseen)
+            except BaseException as exc:  # nothing is written; what was read must still be fsynced
+                error, records = exc, ()
+            if records:
+                last = records[-1]
+                data = b"\n".join([r.line for r in records]) + b"\n"
+                end = Position(start.offset + len(data), last.seq, line_hash(last.line), last.event.ts)
+            else:
+                data, end = b"", start
+            ticket = self.submit(data, end)
+        if not self.settle(ticket):
+            if records:
+                raise LedgerIOError(
+                    f"cannot append to {self.path}: the group commit that carried event {end.seq} failed "
+                    "in another writer; the event was not recorded"
+                )
+            if error is None:
+                raise ConflictError(
+                    f"{self.path}: the lines staged before this commit were not recorded (another writer's "
+                    "commit failed): read again"
+                )
+        if error is not None:
+            raise error
+        return _head(end)
+
+    def wait(self, after_seq: int, timeout: float) -> bool:
+        import watchfiles  # only a waiter needs it
+
+        deadline = time.monotonic() + timeout
+        if self.head().seq > after_seq:
+            return True
+        name = self.path.name
+        for _ in watchfiles.watch(
+            self.path.parent,
+            watch_filter=lambda change, path: os.path.basename(path) == name,
+            debounce=50,
+            step=5,
+            rust_timeout=max(1, min(100, int(timeout * 1000))),
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            recursive=False,
+        ):
+            if self.head().seq > after_seq:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+        return self.head().seq > after_seq
+
+    def check(self) -> Audit:
+        return _FileAudit(self)
 
     # -- reading ---------------------------------------------------------------------------------------
 

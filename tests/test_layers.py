@@ -19,7 +19,9 @@ ALLOWED = {
     "ledger.fileops": BASE,
     "ledger.layout": set(),
     "ledger.lifecycle": BASE | {"ledger.events"},
-    "ledger.log": BASE | {"ledger.events", "ledger.fileops"},
+    "ledger.backend": BASE | {"ledger.events"},
+    "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
+    "ledger.log": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
     "projections": set(),
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
@@ -110,6 +112,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
     import ledger
 
     assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
+        "backend",
         "cli",
         "errors",
         "events",
@@ -118,6 +121,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "lifecycle",
         "demo",
         "log",
+        "memory",
         "pipeline",
         "store",
     }

@@ -1,0 +1,162 @@
+"""The event-store interface: what a storage backend of the ledger implements.
+
+A store holds the log: a sequence of records, each an event's line exactly as the file format frames it
+(``docs/format.md``: JSON, then ``,"crc":"…"}``, no newline), numbered ``seq`` 1, 2, 3 … without gaps, and
+chained: each line's ``prev`` is the SHA-256 (hex) of the line before it (:data:`GENESIS_HASH` for the first).
+The layers above (the store API, the projector) see only seqs, heads and lines; locks, offsets, staging,
+fsyncs and repair live behind these verbs. ``tests/contract.py`` states the contract as tests; every
+backend runs it (:mod:`ledger.log` the file, :mod:`ledger.memory` the reference in memory).
+
+- :meth:`EventStore.head`: the last durable record's seq, hash and time.
+- :meth:`EventStore.read`: the durable records after a head, in order, in batches.
+- :meth:`EventStore.append`: plan and write under the store's lock, all or nothing, durable on return.
+- :meth:`EventStore.wait`: block until a record after a seq is durable, or a timeout.
+- :meth:`EventStore.check`: every record, its framing, crc, seq and chain checked; damage named at its line.
+- :meth:`EventStore.close`.
+
+Why ``append`` takes a ``decide`` callback rather than an expected head: the file backend commits in groups
+(one fsync for the lines of every writer that arrived while the previous fsync was in flight), so a writer
+must plan against lines other writers staged whose fsync is not done yet. Those lines are no head anyone
+could name in advance: an expected-head check would fail for every writer in a group but the first. So the
+store runs the plan under its lock and hands it everything after the head the caller knows, durable or
+staged; the caller's new records continue that. A SQL backend does the same in one transaction under a
+lock (``SELECT … WHERE seq > after`` then ``INSERT``). If the staged lines a plan saw are lost before
+their fsync (another writer's fsync failed), the plan was made against a state that never existed:
+:class:`~ledger.errors.ConflictError`, nothing written, read and plan again.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ledger.events import GENESIS_HASH, EventType, line_hash
+
+__all__ = ("GENESIS", "Audit", "Batch", "Decide", "EventStore", "Head", "Record", "TornTail")
+
+
+class Head(NamedTuple):
+    """A place in the log: after the record ``seq`` (0: before the first)."""
+
+    seq: int = 0
+    hash: str = GENESIS_HASH
+    """SHA-256 (hex) of record ``seq``'s line: what the next line's ``prev`` must be."""
+    ts: str = ""
+    """Record ``seq``'s time: the next record's is never earlier."""
+    at: int = 0
+    """The backend's own bookmark for this place (the file backend: the byte offset after the line; 0:
+    none). A hint only: the layers above carry it (the checkpoint keeps it) and never interpret it; a
+    backend checks it before it trusts it."""
+
+
+GENESIS = Head()
+
+
+class Record(NamedTuple):
+    """One record: its ``seq``, its line exactly as stored (no newline) and the event decoded from it."""
+
+    seq: int
+    line: bytes
+    event: EventType
+
+
+class Batch(NamedTuple):
+    """Consecutive records as :meth:`EventStore.read` yields them: ``lines[i]`` is ``events[i]``'s line.
+    (Batches, not records one by one: a fold takes a whole batch in C-level loops.)"""
+
+    lines: list[bytes]
+    events: list[EventType]
+
+    def head(self, at: int = 0) -> Head:
+        """The place after this batch's last record."""
+        last = self.events[-1]
+        return Head(last.seq, line_hash(self.lines[-1]), last.ts, at)
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes at the end of a store that do not form whole records (a crash cut an append short). Not
+    damage: they were never acknowledged, and the next append sets them aside."""
+
+    offset: int
+    """Where they start, in the backend's terms (the file backend: a byte offset)."""
+    size: int
+    line: int
+    """1-based line (= the seq they would have had) where they start."""
+
+
+Decide = Callable[[Head, Sequence[Record]], Sequence[Record]]
+"""``decide(tip, unseen)``: run by :meth:`EventStore.append` under the store's lock. ``unseen`` are the
+records after the caller's head up to ``tip``, durable or staged by other writers (they are durable before
+``append`` returns, or it raises). Returns the records to append: seqs ``tip.seq + 1 …``, the first line's
+``prev`` is ``tip.hash``, each next one's the hash of the line before, times never before ``tip.ts``. An
+empty sequence appends nothing. If it raises, nothing is appended and ``append`` re-raises it."""
+
+
+class Audit(abc.ABC):
+    """What :meth:`EventStore.check` returns: iterate it for the batches (checked); a damaged record raises
+    :class:`~ledger.errors.CorruptLogError` naming its line. After the iteration, :attr:`end` is the place
+    after the last sound record and :attr:`torn` the torn tail, if any (reported, not an error)."""
+
+    end: Head = GENESIS
+    torn: TornTail | None = None
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Batch]: ...
+
+
+class EventStore(abc.ABC):
+    """A backend of the ledger. One handle serves one thread at a time; handles in other threads and
+    processes on the same store may append and read at once (the store serialises appends)."""
+
+    @abc.abstractmethod
+    def head(self) -> Head:
+        """The place after the last durable record (:data:`GENESIS` for an empty store)."""
+
+    @abc.abstractmethod
+    def read(self, after: Head = GENESIS) -> Iterator[Batch]:
+        """The durable records after ``after``, in order, in batches, as of the call: a record whose
+        append has not returned (or whose durability is not certain) is never yielded. ``after`` is a
+        head this store gave out (``after.seq == 0``: from the start). If the record after it does not
+        chain to it (``prev != after.hash``), :class:`~ledger.errors.CorruptLogError` is raised there.
+        Reading stops silently before a torn tail (:meth:`check` reports it)."""
+
+    @abc.abstractmethod
+    def append(self, after: Head, decide: Decide) -> Head:
+        """Under the store's lock, run ``decide`` (:data:`Decide`) on the records after ``after`` and append
+        what it returns, all or nothing; return once every record it was shown and every record it
+        returned is durable. Returns the place after the last of them (``after`` itself if none).
+
+        Raises what ``decide`` raises (nothing appended; still only once what it was shown is settled),
+        :class:`~ledger.errors.ConflictError` when what it was shown was lost and it appended nothing (plan
+        again), :class:`~ledger.errors.LedgerIOError` when nothing of its records was recorded, and
+        :class:`~ledger.errors.DurabilityError` when the store cannot tell (a failed fsync: the handle then
+        refuses further appends)."""
+
+    @abc.abstractmethod
+    def wait(self, after_seq: int, timeout: float) -> bool:
+        """Block until a record after ``after_seq`` is durable (``True``: at once if one is), or until
+        ``timeout`` seconds have passed without one (``False``)."""
+
+    @abc.abstractmethod
+    def check(self) -> Audit:
+        """Read every record checking its framing, crc, ``seq`` and the whole chain (what ``verify`` needs
+        from the store); see :class:`Audit`. Changes nothing."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of what this handle holds open. The data stays."""
+
+    # -- conveniences built on the verbs -------------------------------------------------------------
+
+    def records(self, after: Head = GENESIS) -> Iterator[Record]:
+        """:meth:`read`, one :class:`Record` at a time."""
+        for lines, events in self.read(after):
+            yield from map(Record, (e.seq for e in events), lines, events)
+
+    def events(self, after: Head = GENESIS) -> Iterator[EventType]:
+        """:meth:`read`, the events only."""
+        return itertools.chain.from_iterable(batch.events for batch in self.read(after))

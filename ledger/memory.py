@@ -1,0 +1,144 @@
+"""The in-memory event store: the reference implementation of :class:`~ledger.backend.EventStore`.
+
+Everything it holds is gone with the process; "durable" means "appended under the lock". It checks what
+it is asked to append (framing, crc, seq, chain, time order), which the file backend leaves to its callers
+for speed, so the contract tests (``tests/contract.py``) catch a caller that breaks the rules here first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record
+from ledger.errors import CorruptLogError, InvalidEntryError, LedgerClosedError
+from ledger.events import GENESIS_HASH, EventType, check_line, decode_event, line_hash
+
+__all__ = ("MemoryLog", "MemoryStore")
+
+_BATCH = 4096
+_WHERE = Path("<memory>")
+
+
+class MemoryLog:
+    """The records one or more :class:`MemoryStore` handles share (a stand-in for one file or database)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.events: list[EventType] = []
+        self.hashes: list[str] = []
+        self.changed = threading.Condition()
+
+
+class MemoryStore(EventStore):
+    """A handle on ``log`` (a new, empty one by default)."""
+
+    def __init__(self, log: MemoryLog | None = None) -> None:
+        self.log = log or MemoryLog()
+        self._closed = False
+
+    def head(self) -> Head:
+        log = self.log
+        with log.changed:
+            n = len(log.lines)
+            return GENESIS if not n else Head(n, log.hashes[-1], log.events[-1].ts, n)
+
+    def read(self, after: Head = GENESIS) -> Iterator[Batch]:
+        log = self.log
+        with log.changed:  # as of the call
+            end = len(log.lines)
+        start = after.seq
+        if start and start < end and log.events[start].prev != after.hash:
+            raise CorruptLogError(_WHERE, start + 1, "chain broken: prev does not match the line before")
+        return (
+            Batch(log.lines[low : min(low + _BATCH, end)], log.events[low : min(low + _BATCH, end)])
+            for low in range(start, end, _BATCH)
+        )
+
+    def append(self, after: Head, decide: Decide) -> Head:
+        if self._closed:
+            raise LedgerClosedError("this store handle was closed")
+        log = self.log
+        with log.changed:
+            n = len(log.lines)
+            if after.seq > n or (after.seq and log.hashes[after.seq - 1] != after.hash):
+                raise CorruptLogError(_WHERE, after.seq, "the store does not hold the head appended after")
+            tip = GENESIS if not n else Head(n, log.hashes[-1], log.events[-1].ts, n)
+            records = decide(tip, [Record(i + 1, log.lines[i], log.events[i]) for i in range(after.seq, n)])
+            if not records:
+                return tip
+            hashes = []
+            seq, prev, ts = tip.seq, tip.hash, tip.ts
+            for record in records:
+                _check(record.line, record.event, record.seq, seq + 1, prev, ts)
+                seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+                hashes.append(prev)
+            log.lines.extend(r.line for r in records)
+            log.events.extend(r.event for r in records)
+            log.hashes.extend(hashes)
+            log.changed.notify_all()
+            return Head(seq, prev, ts, seq)
+
+    def wait(self, after_seq: int, timeout: float) -> bool:
+        log = self.log
+        with log.changed:
+            return log.changed.wait_for(lambda: len(log.lines) > after_seq, timeout)
+
+    def check(self) -> Audit:
+        return _MemoryAudit(self.log)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _check(line: bytes, event: EventType, seq: int, want: int, prev: str, ts: str) -> None:
+    """Refuse a record that does not continue the log (the caller's bug: :class:`InvalidEntryError`)."""
+    why = None
+    if not check_line(line) or b"\n" in line:
+        why = "its line is not one framed line with a valid crc"
+    elif seq != want or event.seq != want:
+        why = f"its seq is {seq}, expected {want}"
+    elif event.prev != prev:
+        why = "its prev is not the hash of the line before"
+    elif event.ts < ts:
+        why = f"its time {event.ts} is before the last record's {ts}"
+    elif decode_event(line) != event:
+        why = "its event is not the one its line holds"
+    if why is not None:
+        raise InvalidEntryError(f"cannot append record {seq}: {why}")
+
+
+class _MemoryAudit(Audit):
+    def __init__(self, log: MemoryLog) -> None:
+        self._log = log
+
+    def __iter__(self) -> Iterator[Batch]:
+        log = self._log
+        with log.changed:
+            lines = list(log.lines)
+        prev, seq, ts = GENESIS_HASH, 0, ""
+        batch = Batch([], [])
+        for line in lines:
+            n = seq + 1
+            if not check_line(line):
+                raise CorruptLogError(_WHERE, n, "damaged line (bad framing or crc)")
+            try:
+                event = decode_event(line)
+            except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+                raise CorruptLogError(_WHERE, n, f"undecodable event: {exc}") from None
+            if event.seq != n:
+                raise CorruptLogError(_WHERE, n, f"seq is {event.seq}, expected {n}")
+            if event.prev != prev:
+                raise CorruptLogError(_WHERE, n, "chain broken: prev does not match the line before")
+            batch.lines.append(line)
+            batch.events.append(event)
+            seq, prev, ts = n, line_hash(line), event.ts
+            self.end = Head(seq, prev, ts, seq)
+            if len(batch.lines) == _BATCH:
+                yield batch
+                batch = Batch([], [])
+        if batch.lines:
+            yield batch
