@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ledger.events import GENESIS_HASH, EventType, line_hash
+from ledger.events import GENESIS_HASH, EventType
 
 __all__ = ("GENESIS", "Audit", "Batch", "Decide", "EventStore", "Head", "Record", "TornTail")
 
@@ -69,11 +69,8 @@ class Batch(NamedTuple):
 
     lines: list[bytes]
     events: list[EventType]
-
-    def head(self, at: int = 0) -> Head:
-        """The place after this batch's last record."""
-        last = self.events[-1]
-        return Head(last.seq, line_hash(self.lines[-1]), last.ts, at)
+    end: Head
+    """The place after the batch's last record (bookmark included): read on from there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +151,7 @@ class EventStore(abc.ABC):
 
     def records(self, after: Head = GENESIS) -> Iterator[Record]:
         """:meth:`read`, one :class:`Record` at a time."""
-        for lines, events in self.read(after):
+        for lines, events, _ in self.read(after):
             yield from map(Record, (e.seq for e in events), lines, events)
 
     def events(self, after: Head = GENESIS) -> Iterator[EventType]:

@@ -334,9 +334,11 @@ class _FileAudit(Audit):
 
     def __iter__(self) -> Iterator[Batch]:
         scan = self._scan
+        offset = 0
         try:
             for lines, events in scan.runs():
-                yield Batch(lines, events)
+                offset += sum(map(len, lines)) + len(lines)
+                yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
         finally:
             self.end, self.torn = _head(scan.end), scan.torn
 
@@ -373,6 +375,8 @@ class EventLog(EventStore):
         self._known = START
         """The durable end :meth:`head` last found (it reads on from there)."""
         self._known_identity: tuple[int, int] | None = None
+        self._seen: tuple[int, int] | None = None
+        """The log file (device, inode) the heads this handle gave out are in (:meth:`identity`)."""
 
     # -- the event-store interface (ledger.backend) ------------------------------------------------------
 
@@ -394,7 +398,9 @@ class EventLog(EventStore):
 
     def _batches(self, scan: Scan, after: Head) -> Iterator[Batch]:
         skip = after.seq - scan.start.seq  # records before ``after`` (none when its bookmark was used)
+        offset = scan.start.offset
         for lines, events in scan.runs():
+            offset += sum(map(len, lines)) + len(lines)
             if skip >= len(events):
                 skip -= len(events)
                 continue
@@ -404,7 +410,7 @@ class EventLog(EventStore):
                         self.path, after.seq + 1, "chain broken: prev does not match the line before"
                     )
                 lines, events, skip = lines[skip:], events[skip:], 0
-            yield Batch(lines, events)
+            yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
 
     def append(self, after: Head, decide: Decide) -> Head:
         error: BaseException | None = None
@@ -412,7 +418,11 @@ class EventLog(EventStore):
         with self.locked():
             start = Position(after.at, after.seq, after.hash, after.ts)
             unseen: list[Record] = []
-            size = self.size()
+            identity, size = self.stat()
+            if identity != self._seen and self._seen is not None:
+                self._seen = None
+                raise ConflictError(f"{self.path} was replaced since this handle read it: read it again")
+            self._seen = identity
             if size < start.offset:
                 raise ConflictError(
                     f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
@@ -495,8 +505,10 @@ class EventLog(EventStore):
         return Scan(self, start, chain=False, limit=self.durable_end(start.offset, size))
 
     def identity(self) -> tuple[int, int] | None:
-        """(device, inode) of the log file, ``None`` if it does not exist: tells when it was replaced."""
-        return self.stat()[0]
+        """(device, inode) of the log file, ``None`` if it does not exist: tells when it was replaced.
+        Heads given out from now on are in this file (:meth:`append` refuses a head from another)."""
+        self._seen = self.stat()[0]
+        return self._seen
 
     def stat(self) -> tuple[tuple[int, int] | None, int]:
         """(identity, size) of the log file with one system call; ``(None, 0)`` if it does not exist."""

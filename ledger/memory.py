@@ -53,9 +53,14 @@ class MemoryStore(EventStore):
         start = after.seq
         if start and start < end and log.events[start].prev != after.hash:
             raise CorruptLogError(_WHERE, start + 1, "chain broken: prev does not match the line before")
-        return (
-            Batch(log.lines[low : min(low + _BATCH, end)], log.events[low : min(low + _BATCH, end)])
-            for low in range(start, end, _BATCH)
+        return (self._batch(low, min(low + _BATCH, end)) for low in range(start, end, _BATCH))
+
+    def _batch(self, low: int, high: int) -> Batch:
+        log = self.log
+        return Batch(
+            log.lines[low:high],
+            log.events[low:high],
+            Head(high, log.hashes[high - 1], log.events[high - 1].ts, high),
         )
 
     def append(self, after: Head, decide: Decide) -> Head:
@@ -120,7 +125,7 @@ class _MemoryAudit(Audit):
         with log.changed:
             lines = list(log.lines)
         prev, seq, ts = GENESIS_HASH, 0, ""
-        batch = Batch([], [])
+        batch: tuple[list[bytes], list[EventType]] = ([], [])
         for line in lines:
             n = seq + 1
             if not check_line(line):
@@ -133,12 +138,12 @@ class _MemoryAudit(Audit):
                 raise CorruptLogError(_WHERE, n, f"seq is {event.seq}, expected {n}")
             if event.prev != prev:
                 raise CorruptLogError(_WHERE, n, "chain broken: prev does not match the line before")
-            batch.lines.append(line)
-            batch.events.append(event)
+            batch[0].append(line)
+            batch[1].append(event)
             seq, prev, ts = n, line_hash(line), event.ts
             self.end = Head(seq, prev, ts, seq)
-            if len(batch.lines) == _BATCH:
-                yield batch
-                batch = Batch([], [])
-        if batch.lines:
-            yield batch
+            if len(batch[0]) == _BATCH:
+                yield Batch(*batch, self.end)
+                batch = ([], [])
+        if batch[0]:
+            yield Batch(*batch, self.end)

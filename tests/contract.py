@@ -231,11 +231,28 @@ class EventStoreContract(abc.ABC):
             batches = list(store.read(first))
             assert all(isinstance(b, Batch) and len(b.lines) == len(b.events) > 0 for b in batches)
             assert [e.seq for b in batches for e in b.events] == [4, 5, 6, 7]
-            assert batches[-1].head()[:3] == store.head()[:3]
+            assert all(
+                b.end[:3] == (b.events[-1].seq, line_hash(b.lines[-1]), b.events[-1].ts) for b in batches
+            )
+            assert batches[-1].end[:3] == store.head()[:3]
             assert list(store.read(store.head())) == []
             assert [r.seq for r in everything(store, Head(first.seq, first.hash, first.ts))] == [4, 5, 6, 7]
         finally:
             store.close()
+
+    def test_reading_on_from_a_batch_end_yields_what_was_appended_since(self) -> None:
+        store = self.create_store()
+        other = self.reopen(store)
+        try:
+            store.append(GENESIS, appender(5))
+            end = list(store.read())[-1].end
+            other.append(other.head(), appender(3, spot="acropolis"))
+            later = everything(store, end)
+            assert [r.seq for r in later] == [6, 7, 8] and later[0].event.prev == end.hash
+            assert [r.seq for r in everything(store, Head(end.seq, end.hash, end.ts))] == [6, 7, 8]
+        finally:
+            store.close()
+            other.close()
 
     def test_reading_from_a_head_the_store_does_not_hold_raises_where_the_chain_breaks(self) -> None:
         store = self.create_store()
@@ -298,8 +315,10 @@ class EventStoreContract(abc.ABC):
         try:
             head = store.append(GENESIS, appender(30))
             audit = store.check()
-            events = [e for batch in audit for e in batch.events]
+            batches = list(audit)
+            events = [e for batch in batches for e in batch.events]
             assert [e.seq for e in events] == list(range(1, 31))
+            assert batches[-1].end[:3] == head[:3]
             assert audit.end[:3] == head[:3] and audit.torn is None
         finally:
             store.close()
