@@ -860,9 +860,16 @@ class EventLog(EventStore):
 
     def _set_flushed(self, size: int) -> None:
         record = _FLUSHED.pack(_FLUSHED_MAGIC, size)
+        fd = None
         try:
-            self.ops.pwrite(self._sync_state_fd(), record + zlib.crc32(record).to_bytes(4, "little"), 0)
-        except OSError as exc:  # a missing record only makes the next writer fsync again
+            fd = self._sync_state_fd()
+            self.ops.pwrite(fd, record + zlib.crc32(record).to_bytes(4, "little"), 0)
+        except OSError as exc:
+            # The old record would make readers stop before the lines just acknowledged: leave none (then
+            # readers fsync the log themselves and read it all, and the next writer fsyncs again).
+            with contextlib.suppress(OSError):
+                if fd is not None:
+                    self.ops.ftruncate(fd, 0)
             log.warning("could not record in %s that the log is fsynced: %s", self.sync_path, exc)
 
     def _write(self, data: bytes, end: int) -> None:

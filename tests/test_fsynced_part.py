@@ -297,3 +297,20 @@ def test_a_reader_reads_a_remade_record_not_the_one_it_held_open(ledger_dir: Pat
     (ledger_dir / "events.jsonl.sync.lock").unlink()
     _deferred_log(ledger_dir, n=2)
     assert reader.get_video_metadata("spot1", "era") is not None
+
+
+def test_an_acknowledged_write_whose_record_update_failed_is_seen_by_every_reader(ledger_dir: Path) -> None:
+    """The fsync succeeded, so the write is acknowledged; only the record of it failed (found by the state
+    machine: an EIO on that pwrite). A reader must not stop at the stale record before an acknowledged
+    event: the writer leaves no record then, and readers fsync the log themselves and read it all."""
+    reader = Ledger(ledger_dir, projection="deferred")
+    reader.set_video_metadata(entry("s0", "e", status="pending"))
+    ops = FaultyOps(1, only=("pwrite",))
+    writer = Ledger(ledger_dir, projection="deferred", ops=ops)
+    ops.arm()
+    writer.set_video_metadata(entry("s1", "e", status="pending"))  # acknowledged
+    assert ops.fired == ["pwrite"]
+    assert reader.get_video_metadata("s1", "e") is not None
+    assert Ledger(ledger_dir, readonly=True).get_video_metadata("s1", "e") is not None
+    writer.close()
+    reader.close()
