@@ -757,6 +757,23 @@ class EventLog(EventStore):
         self.ops.point("log.after_fsync")
         self._set_flushed(size)
 
+    def recover(self) -> None:
+        """Make the log ready for writing, as a leader: create it if missing, set a torn tail aside, move
+        what a writer that died left staged into the log, fsync it and record the fsynced size (always:
+        the record may have survived a reboot or come with a copied directory)."""
+        with self.syncing():
+            with self.locked():
+                self.create()
+                # from the part on record as fsynced (an unreadable record says nothing: from the start)
+                scan = self.scan(self.position_at(self.fsynced_part(self.size())) or START)
+                for _ in scan.runs():
+                    pass
+                if scan.torn is not None:
+                    self.repair(scan.torn)
+                self.read_staged(scan.end)
+                start = self.lead()
+            self.flush(start.offset, start.offset + len(self.staged), force=True)
+
     def unflushed_end(self) -> Position:
         """Under both locks: where the whole lines of the log end. Lines after the part known to be fsynced
         were written by a leader that died before its fsync; a torn tail is set aside."""

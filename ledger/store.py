@@ -27,9 +27,11 @@ from typing import Any, Final, Literal, TypedDict, Unpack
 import msgspec
 
 from ledger import lifecycle, pipeline
+from ledger.backend import Head, Record
 from ledger.errors import (
     AttemptInProgressError,
     ClockSkewError,
+    ConflictError,
     CorruptLogError,
     DurabilityError,
     EntryNotFoundError,
@@ -918,7 +920,7 @@ class Ledger:
     # -- internals -----------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Create the directory and an empty log if missing, set a torn tail aside, load the state, and
+        """Create the directory if missing, load the state, recover the log (:meth:`EventLog.recover`), and
         bring the snapshot up to date."""
         self._view.refuse_symlinked_snapshot()
         try:
@@ -928,13 +930,8 @@ class Ledger:
         if not self.directory.is_dir():
             raise LedgerIOError(f"cannot use {self.directory}: it is not a directory")
         with self._mutex:
-            with self._log.syncing():  # as a leader: whatever is written or staged gets fsynced
-                with self._log.locked():
-                    self._log.create()
-                    self._view.refresh(repair=True)
-                    start = self._log.lead()
-                # always: the fsynced-size record may have survived a reboot or come with a copied directory
-                self._log.flush(start.offset, start.offset + len(self._log.staged), force=True)
+            self._view.refresh()  # first: a checkpoint in doubt is judged before the log is touched
+            self._log.recover()
             if self.projection == "inline":
                 try:
                     self._view.project()
@@ -954,33 +951,33 @@ class Ledger:
         if self._unusable is not None:
             raise LedgerClosedError(f"this ledger handle accepts no more writes: {self._unusable}")
 
-    def _now(self, last: Position) -> tuple[str, str | None]:
+    def _now(self, last: Head) -> tuple[str, str | None]:
         """This commit's time and, when the clock reads earlier than the last event's time, the reading
         (recorded as the events' ``clock``; the time is then the last event's). Raises
         :class:`ClockSkewError` for a reading more than :data:`MAX_CLOCK_LEAD` after the last event."""
         moment = self._clock()
         reading = format_ts(moment)
-        if reading < last.last_ts:
-            behind = dt.datetime.fromisoformat(last.last_ts) - moment
+        if reading < last.ts:
+            behind = dt.datetime.fromisoformat(last.ts) - moment
             if behind > _CLAMP_WARNING:
                 log.warning(
                     "clock skew: this clock reads %s, %s before the log's last event (event %d at %s); "
                     "recorded at that time, with this clock's reading kept in the event",
-                    reading, stats_view.describe_span(behind.total_seconds()), last.seq, last.last_ts,
+                    reading, stats_view.describe_span(behind.total_seconds()), last.seq, last.ts,
                 )  # fmt: skip
-            return last.last_ts, reading
-        if last.last_ts and not self.force_clock:
-            ahead = moment - dt.datetime.fromisoformat(last.last_ts)
+            return last.ts, reading
+        if last.ts and not self.force_clock:
+            ahead = moment - dt.datetime.fromisoformat(last.ts)
             if ahead > MAX_CLOCK_LEAD:
                 raise ClockSkewError(
                     f"this clock reads {reading}, {stats_view.describe_span(ahead.total_seconds())} after "
-                    f"the log's last event (event {last.seq} at {last.last_ts}); a time that far ahead "
+                    f"the log's last event (event {last.seq} at {last.ts}); a time that far ahead "
                     f"would become every later event's time, so more than {MAX_CLOCK_LEAD.days} days is "
                     "refused. Check this host's "
                     "clock; if it is right and the ledger was idle since then, repeat with force_clock=True "
                     "(--force-clock)",
                     clock=reading,
-                    last=last.last_ts,
+                    last=last.ts,
                     seq=last.seq,
                 )
         return reading, None
@@ -1028,75 +1025,71 @@ class Ledger:
         self, requests: Sequence[tuple[tuple[str, str], Plan]], importing: bool = False
     ) -> tuple[list[VideoMetadata | None], int | None] | None:
         """One try of :meth:`_commit` up to the fsync: the results and the last new ``seq`` (``None`` if
-        nothing was written), or ``None`` when what this handle read turned out not to be recorded (another
-        writer's commit failed) and nothing was written: then try again."""
+        nothing was written), or ``None`` when what the plan was shown turned out not to be recorded
+        (another writer's commit failed, :class:`~ledger.errors.ConflictError`): then try again.
+
+        The plan runs under the store's lock (:meth:`ledger.backend.EventStore.append`) against this
+        handle's entries and the records after its head that it had not read yet; the entries and head
+        move on only once the store says every one of those records is durable."""
         view = self._view
-        error: BaseException | None = None
-        lines: list[bytes] = []
-        with self._log.locked():
-            view.refresh(repair=True)
-            start = view.pos
-            seq, prev, offset = start.seq, start.last_hash, start.offset
-            staged: entries_view.Entries = {}
-            results: list[VideoMetadata | None] = []
+        view.ready()
+        known = view.head
+        changed: entries_view.Entries = {}  # the entries the unseen records and this commit change
+        results: list[VideoMetadata | None] = []
+        wrote = False
+
+        def decide(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            nonlocal wrote
+            changed.clear()
+            results.clear()
+            if unseen:
+                view.judge_doubted(tip)
+                for record in unseen:
+                    key = record.event.key
+                    changed[key] = entries_view.apply(changed.get(key) or view.entries.get(key), record.event)
+            if not importing and view.unimported(changed):
+                raise UnimportedSnapshotError(
+                    f"{self.snapshot_path} holds {view.unimported(changed)} entries that the log does not "
+                    "(the app's own file, not imported yet?); nothing was recorded: run `video-ledger "
+                    f"--dir {self.directory} import {self.snapshot_path}` to adopt them first"
+                )
+            records: list[Record] = []
+            seq, prev = tip.seq, tip.hash
             ts, clock = "", None  # one commit, one instant: read at its first change (none: no reading)
-            try:
-                if not importing and view.unimported():
-                    raise UnimportedSnapshotError(
-                        f"{self.snapshot_path} holds {view.unimported()} entries that the log does not "
-                        "(the app's own file, not imported yet?); nothing was recorded: run `video-ledger "
-                        f"--dir {self.directory} import {self.snapshot_path}` to adopt them first"
-                    )
-                for key, plan in requests:
-                    current = staged.get(key) or view.entries.get(key)
-                    change = plan(current)
-                    if change is None:
-                        results.append(current)
-                        continue
-                    if not ts:
-                        ts, clock = self._now(start)
-                    seq += 1
-                    event = change.cls(FORMAT_VERSION, seq, ts, key[0], key[1], prev, clock, **change.fields)
-                    line = encode_line(event)
-                    lines.append(line)
-                    prev, offset = line_hash(line[:-1]), offset + len(line)
-                    staged[key] = entries_view.apply(current, event)
-                    results.append(staged[key])
-            except BaseException as exc:  # nothing is written; what was read must still be fsynced
-                error, lines = exc, []
-            end = Position(offset, seq, prev, ts) if lines else start
-            try:
-                ticket = self._log.submit(b"".join(lines), end)
-            except BaseException:
-                view.invalidate()  # it may hold staged lines that are not fsynced yet
-                raise
-            if lines:
-                view.entries.update(staged)
-                view.changed(staged)
-                view.pos = end
+            for key, plan in requests:
+                current = changed.get(key) or view.entries.get(key)
+                change = plan(current)
+                if change is None:
+                    results.append(current)
+                    continue
+                if not ts:
+                    ts, clock = self._now(tip)
+                seq += 1
+                event = change.cls(
+                    v=FORMAT_VERSION, seq=seq, ts=ts, spot_id=key[0], era_id=key[1], prev=prev, clock=clock,
+                    **change.fields,
+                )  # fmt: skip
+                line = encode_line(event)[:-1]
+                records.append(Record(seq, line, event))
+                prev = line_hash(line)
+                changed[key] = entries_view.apply(current, event)
+                results.append(changed[key])
+            wrote = bool(records)
+            return records
+
         try:
-            recorded = self._log.settle(ticket)
-        except DurabilityError as exc:
+            head = self._log.append(known, decide)
+        except ConflictError:
             view.invalidate()
+            return None
+        except DurabilityError as exc:
             self._unusable = str(exc)
             raise
-        except BaseException:
-            view.invalidate()
-            raise
-        if not recorded:
-            view.invalidate()
-            if lines:
-                raise LedgerIOError(
-                    f"cannot append to {self.log_path}: the group commit that carried event {seq} failed "
-                    "in another writer; the event was not recorded"
-                )
-            if error is None:
-                return None
-        if error is not None:
-            raise error
-        if lines:
-            self.last_seq = seq
-        return results, (seq if lines else None)
+        view.advance(changed, head)
+        if not wrote:
+            return results, None
+        self.last_seq = head.seq
+        return results, head.seq
 
 
 _HEAD = re.compile(r"([0-9]{1,19}):([0-9a-f]{64})")

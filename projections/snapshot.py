@@ -24,16 +24,9 @@ from pathlib import Path
 
 import msgspec
 
+from ledger.backend import Head
 from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error
-from ledger.events import (
-    FORMAT_VERSION,
-    GENESIS_HASH,
-    EventType,
-    VideoMetadata,
-    crc32,
-    line_hash,
-    normalize_id,
-)
+from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, normalize_id
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
 from projections import entries as entries_view  # a module import: safe whichever is imported first
@@ -58,8 +51,6 @@ __all__ = (
 )
 
 log = logging.getLogger("ledger")
-
-_second = operator.itemgetter(1)
 
 _encoder = msgspec.json.Encoder()
 _entries_decoder = msgspec.json.Decoder(list[VideoMetadata])
@@ -407,17 +398,6 @@ class Projector:
         self._projecting = False
         """This projector holds the projection lock (so the snapshot and checkpoint stand still)."""
 
-    def changed(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Say that the entries of ``keys`` were changed in :attr:`entries` from outside (a writer that
-        put in its own change), so that the next snapshot encodes only what changed."""
-        if self._changed is not None:
-            self._changed.update(keys)
-
-    def line_hash_at(self, offset: int) -> str:
-        """The chain hash of the log line that ends at ``offset``."""
-        line = self.log.line_before(offset) if offset else b""
-        return line_hash(line) if line else GENESIS_HASH
-
     def invalidate(self) -> None:
         """Forget the state: it may hold events that were not recorded. The next look reloads it."""
         self._loaded = False
@@ -513,62 +493,65 @@ class Projector:
             at.last_ts,
         )
 
-    def unimported(self) -> int:
+    def unimported(self, more: entries_view.Entries | None = None) -> int:
         """How many entries of the snapshot on disk, which no checkpoint vouches for, the log does not
-        hold (0 when the checkpoint vouches for it). Such a snapshot is not overwritten
-        (:class:`UnimportedSnapshotError`) until it is imported."""
+        hold (0 when the checkpoint vouches for it), besides the entries ``more`` (a writer's unseen ones).
+        Such a snapshot is not overwritten (:class:`UnimportedSnapshotError`) until it is imported."""
         if self.problem is None or not self._untrusted:
             return 0
-        return len(self._untrusted.difference(self.entries))
+        return len(self._untrusted.difference(self.entries, more or ()))
 
-    def refresh(self, *, repair: bool = False) -> None:
-        """Read what was appended since the last look.
+    @property
+    def head(self) -> Head:
+        """Where :attr:`entries` stand in the log."""
+        pos = self.pos
+        return Head(pos.seq, pos.last_hash, pos.last_ts, pos.offset)
 
-        ``repair`` means the caller holds the queue lock and is about to write: a torn tail is set aside,
-        and the lines staged for the next group commit are taken in too (the caller's change is checked
-        against them; it then waits until they are fsynced, :meth:`ledger.log.EventLog.settle`). Otherwise
-        the new tail of the log is read under the shared sync lock up to the size on record as fsynced
-        (:meth:`ledger.log.EventLog.durable_end`), so only events whose fsync is done are taken in.
-        """
+    def ready(self) -> None:
+        """Before a writer plans against :attr:`entries`: loaded, and caught up with what is durable if it
+        was just (re)loaded or its checkpoint is in doubt (otherwise the store's ``append`` shows the
+        writer what it has not read)."""
+        if not self._loaded or self._doubted is not None:
+            self.refresh()
+
+    def judge_doubted(self, tip: Head) -> None:
+        """A writer's append read the log to ``tip``: judge a checkpoint still in doubt (:meth:`_judge`)
+        before anything is written."""
+        if self._doubted is not None:
+            self._judge(self._doubted, Position(tip.at, tip.seq, tip.hash, tip.ts), False)
+
+    def advance(self, changed: entries_view.Entries, head: Head) -> None:
+        """A writer's append returned: the records up to ``head`` are durable and ``changed`` are the
+        entries they changed."""
+        self.entries.update(changed)
+        if self._changed is not None:
+            self._changed.update(changed)
+        self.pos = Position(head.at, head.seq, head.hash, head.ts)
+        self._doubted = None
+
+    def refresh(self) -> None:
+        """Read what was appended since the last look: the new tail of the log, under the shared sync lock,
+        up to the size on record as fsynced (:meth:`ledger.log.EventLog.durable_end`), so only events whose
+        fsync is done are taken in."""
         identity, size = self.log.stat()
         if not self._loaded or identity != self._identity:
             self.load()
             size = self.log.size()
-        grew = size != self.pos.offset or self._doubted is not None
-        if repair:
-            self._read_tail(repair=True, log_grew=grew)
-        elif grew:
+        if size != self.pos.offset or self._doubted is not None:
             with self.log.reading():
-                self._read_tail(repair=False, log_grew=True, size=size)
+                self._read_tail(size)
 
-    def _read_tail(self, *, repair: bool, log_grew: bool, size: int = 0) -> None:
+    def _read_tail(self, size: int) -> None:
         try:
-            if log_grew:
-                # a writer takes in what a dead leader left unfsynced (its own fsync covers it); a reader
-                # stops where the log is known to be fsynced
-                scan = self.log.scan(self.pos) if repair else self.log.durable_scan(self.pos, size)
-                self._changed = None  # which entries the fold changes is not kept: compare them all
-                entries_view.fold(scan, self.entries)
-                if self._doubted is not None:  # before a torn tail is set aside: it may be corruption
-                    # a reader's scan may stop where the fsynced-size record says: the end only if it is
-                    whole = repair or scan.torn is not None or scan.end.offset >= size
-                    self._judge(self._doubted, scan.end, scan.torn is not None, whole=whole)
-                    self._doubted = None
-                self.pos = scan.end
-                if repair and scan.torn is not None:
-                    self.log.repair(scan.torn)
-            if repair:
-                staged = self.log.read_staged(self.pos)
-                if staged:
-                    self._changed = None
-                    entries_view.fold(map(_second, staged), self.entries)
-                    line, event = staged[-1]
-                    self.pos = Position(
-                        self.pos.offset + sum(len(line) + 1 for line, _ in staged),
-                        event.seq,
-                        line_hash(line),
-                        event.ts,
-                    )
+            scan = self.log.durable_scan(self.pos, size)
+            self._changed = None  # which entries the fold changes is not kept: compare them all
+            entries_view.fold(scan, self.entries)
+            if self._doubted is not None:
+                # the scan may stop where the fsynced-size record says: the end only if it is
+                whole = scan.torn is not None or scan.end.offset >= size
+                self._judge(self._doubted, scan.end, scan.torn is not None, whole=whole)
+                self._doubted = None
+            self.pos = scan.end
         except BaseException:
             self._loaded = False  # the state may be half-updated: reload next time
             raise

@@ -38,10 +38,18 @@ ALLOWED = {
     },
     "ledger.pipeline": BASE | {"ledger.events", "ledger.store"},  # the store for type hints only
     "projections.snapshot": BASE
-    | {"ledger.events", "ledger.fileops", "ledger.log", "projections", "projections.entries"},
+    | {
+        "ledger.events",
+        "ledger.backend",
+        "ledger.fileops",
+        "ledger.log",
+        "projections",
+        "projections.entries",
+    },
     "ledger.store": BASE
     | {
         "ledger",
+        "ledger.backend",
         "ledger.lifecycle",
         "ledger.pipeline",
         "ledger.events",
