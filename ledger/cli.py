@@ -33,7 +33,6 @@ from ledger.errors import (
     InvalidEntryError,
     LedgerError,
     ReadOnlyLedgerError,
-    io_error,
 )
 from ledger.events import (
     STATUSES,
@@ -47,12 +46,8 @@ from ledger.events import (
     parse_time,
     schema_documents,
 )
-from ledger.fileops import FileOps, atomic_write
 from ledger.layout import DIR_ENV, default_directory
-from ledger.store import Ledger, parse_head
-from projections import watch as watch_view
-from projections.snapshot import encode_snapshot
-from projections.timeline import Timeline
+from ledger.store import Ledger, Timeline, encode_entries, parse_head, save_entries, watch
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -496,28 +491,10 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
     )
 
 
-def _require_ledger(directory: str | Path) -> None:
-    """What a read-only open does (``NoLedgerError``), for the commands that read without a ``Ledger``."""
-    Ledger(directory, readonly=True).close()
-
-
 def _cmd_set(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger, _flag_names():
-        prompt = args.prompt
-        if prompt is None:
-            current = ledger.get_video_metadata(args.spot, args.era)
-            if current is None:
-                raise UsageError(f"{args.spot}/{args.era} is a new entry: --prompt is required")
-            prompt = current.prompt
-        entry = ledger.set_video_metadata(
-            {
-                "spotId": args.spot,
-                "eraId": args.era,
-                "prompt": prompt,
-                "localPath": args.local_path,
-                "status": args.status,
-                "error": args.error,
-            }
+        entry = ledger.update_entry(
+            args.spot, args.era, args.status, prompt=args.prompt, local_path=args.local_path, error=args.error
         )
         _print_written(entry, ledger.last_seq, args, out)
     return EXIT_OK
@@ -558,6 +535,7 @@ _FLAGS = (
     (re.compile(r"\blocalPath\b"), "--local-path"),
     (re.compile(r"(?:^|(?<=: ))error is\b"), "--error is"),
     (re.compile(r"\bneeds an error message\b"), "needs --error"),
+    (re.compile(r"\ba prompt is required\b"), "--prompt is required"),
 )
 
 
@@ -593,7 +571,7 @@ def _cmd_list(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
         entries = [e for e in ledger.get_all_video_metadata() if args.status in (None, e.status)]
     if args.json:
-        out.write(encode_snapshot({e.key: e for e in entries}).decode())
+        out.write(encode_entries(entries).decode())
     elif args.csv:
         _write_csv(_ENTRY_HEADER, (_entry_row(e) for e in entries), out)
     else:
@@ -631,8 +609,6 @@ def _history_row(e: EventType, *, escape: bool = True) -> list[str]:
 
 
 def _follow(args: argparse.Namespace, out: TextIO) -> int:
-    directory = args.dir if args.dir is not None else default_directory()
-    _require_ledger(directory)
     low = None if args.since is None else parse_time(args.since)
     high = None if args.until is None else parse_time(args.until)
 
@@ -653,11 +629,8 @@ def _follow(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.csv:
         _write_csv(_HISTORY_HEADER, [], out)
-    with _stop_on_signals(stop):
-        records = watch_view.follow(
-            directory, since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up
-        )
-        for line, event in records:
+    with _stop_on_signals(stop), _open(args, readonly=True) as ledger:
+        for line, event in ledger.follow(since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up):
             if not wanted(event):
                 continue
             if args.json:
@@ -750,15 +723,11 @@ def _cmd_snapshot(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("snapshot needs --as-of TIME or --seq N")
     with _open(args, readonly=True) as ledger:
         entries = ledger.entries_as_of(seq=args.seq, time=args.as_of)
-    data = encode_snapshot({e.key: e for e in entries})
     if args.output:
-        try:
-            atomic_write(FileOps(), Path(args.output), data, label="output")
-        except OSError as exc:
-            raise io_error("write", Path(args.output), exc) from None
+        save_entries(args.output, entries)
         out.write(f"wrote {len(entries)} entries to {args.output}\n")
     else:
-        out.write(data.decode())
+        out.write(encode_entries(entries).decode())
     return EXIT_OK
 
 
@@ -803,7 +772,7 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     with _stop_on_signals(stop):
         sys.stderr.write(f"{PROG}: watching {args.dir or default_directory()} (Ctrl-C to stop)\n")
         sys.stderr.flush()
-        written = watch_view.watch(
+        written = watch(
             args.dir, snapshot=args.snapshot, stop_event=stop, step=args.step, debounce=args.debounce,
             on_project=projected,
         )  # fmt: skip
@@ -812,12 +781,9 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
-    _require_ledger(args.dir if args.dir is not None else default_directory())
     stop = threading.Event()
-    with _stop_on_signals(stop):
-        done = watch_view.wait_for_seq(
-            args.dir, args.seq, snapshot=args.snapshot, timeout=args.timeout, stop_event=stop
-        )
+    with _stop_on_signals(stop), _open(args, readonly=True) as ledger:
+        done = ledger.wait_for(args.seq, timeout=args.timeout, stop_event=stop)
     if not done:
         raise WaitTimeout(f"the snapshot does not include event {args.seq} yet")
     out.write(f"the snapshot includes event {args.seq}\n")
@@ -904,7 +870,7 @@ def _cmd_reap(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         reaped = ledger.reap(args.older_than)
     if args.json:
-        out.write(encode_snapshot({e.key: e for e in reaped}).decode())
+        out.write(encode_entries(reaped).decode())
         return EXIT_OK
     if reaped:
         _print_entries(reaped, out)

@@ -175,7 +175,7 @@ def run_demo(
     if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
         raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
     with Ledger(directory) as ledger:  # create the ledger before the workers race to
-        start_seq = ledger.position.seq
+        start_seq = ledger.head().seq
         before = ledger.get_all_video_metadata()
     main = threading.current_thread() is threading.main_thread()
     context = multiprocessing.get_context("spawn")

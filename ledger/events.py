@@ -31,8 +31,8 @@ from typing import Annotated, ClassVar, Final, Literal, TypeAlias, get_args
 import msgspec
 
 # ISA-L's CRC-32 is zlib's CRC-32 (the same polynomial and values: tests/test_events.py holds them equal on
-# random data, and the test suites frame lines with zlib's), 3 to 9 times faster here: it is what every
-# read of the log pays per line, and a snapshot write per 3 MB.
+# random data, and the test suites frame lines with zlib's), and faster (docs/performance.md, *CRC-32 by
+# ISA-L*): it is what every read of the log pays per line, and a snapshot write per snapshot.
 from isal.isal_zlib import crc32
 
 from ledger.errors import InvalidEntryError

@@ -1,9 +1,10 @@
 """The append-only log file ``events.jsonl``: append, read, recover a torn tail, verify the chain.
 
-This module is the storage seam of the ledger. :class:`EventLog` is the file backend; everything above it
-(the store API, the projections) talks to it only through :class:`Position`, :meth:`EventLog.scan`,
-:meth:`EventLog.locked`, :meth:`EventLog.append` and :meth:`EventLog.repair`, so a second backend (a shared
-database for pipelines on several machines) can stand in its place without touching them.
+:class:`EventLog` is the file backend of the event-store interface (:mod:`ledger.backend`): the store API
+writes through :meth:`EventLog.append` and opens with :meth:`EventLog.recover`; locks, the staging file,
+the fsynced-size record and torn-tail repair live here only. (The projector and ``verify`` still read
+through :meth:`EventLog.scan`, :meth:`EventLog.durable_scan` and :meth:`EventLog.position_at`, with byte
+offsets: moving them onto :meth:`EventLog.read` is what is left of issue 13.)
 
 Reading yields only lines that are whole (newline-terminated, crc valid) and in sequence, and stops
 before anything else at the end.

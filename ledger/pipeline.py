@@ -17,15 +17,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
+from ledger.events import VideoMetadata
 
-if TYPE_CHECKING:
-    from ledger.events import VideoMetadata
-    from ledger.store import Ledger
-
-__all__ = ("Job", "Terminated", "app_path", "file_digest", "generation")
+__all__ = ("Job", "Recorder", "Terminated", "app_path", "file_digest", "generation")
 
 log = logging.getLogger("ledger")
 
@@ -81,10 +78,34 @@ def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_p
     return Path(os.path.relpath(real, real_root)).as_posix()
 
 
+class Recorder(Protocol):
+    """What a generation attempt needs of the ledger (:class:`ledger.Ledger` is one): the pipeline sits
+    below the store API and imports nothing of it."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def begin_attempt(
+        self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
+        takeover: int | None = None,
+    ) -> VideoMetadata: ...  # fmt: skip
+
+    def mark_video_ready(
+        self, spot_id: str, era_id: str, local_path: str, *, size: int | None = None,
+        sha256: str | None = None, attempt: int | None = None,
+    ) -> VideoMetadata: ...  # fmt: skip
+
+    def mark_video_failed(
+        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None
+    ) -> VideoMetadata: ...
+
+    def get_video_metadata(self, spot_id: str, era_id: str) -> VideoMetadata | None: ...
+
+
 class Job:
     """One attempt inside a ``generation()`` block."""
 
-    def __init__(self, ledger: Ledger, spot_id: str, era_id: str, attempt: int) -> None:
+    def __init__(self, ledger: Recorder, spot_id: str, era_id: str, attempt: int) -> None:
         self.ledger = ledger
         self.spot_id = spot_id
         self.era_id = era_id
@@ -142,7 +163,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def generation(
-    ledger: Ledger,
+    ledger: Recorder,
     spot_id: str,
     era_id: str,
     prompt: str,
@@ -165,7 +186,7 @@ def generation(
             _record_failure(ledger, job, NOT_READY)
 
 
-def _record_failure(ledger: Ledger, job: Job, error: str) -> None:
+def _record_failure(ledger: Recorder, job: Job, error: str) -> None:
     try:
         ledger.mark_video_failed(job.spot_id, job.era_id, error, attempt=job.attempt)
     except LedgerError as exc:
@@ -175,7 +196,7 @@ def _record_failure(ledger: Ledger, job: Job, error: str) -> None:
         log.error("could not record %s/%s as failed (%s): %s", job.spot_id, job.era_id, error, exc)
 
 
-def _ended_ready(ledger: Ledger, job: Job) -> bool:
+def _ended_ready(ledger: Recorder, job: Job) -> bool:
     """Whether the entry's current attempt is ``job``'s and it is ready (its ready was recorded)."""
     try:
         current = ledger.get_video_metadata(job.spot_id, job.era_id)
@@ -188,7 +209,7 @@ def _ended_ready(ledger: Ledger, job: Job) -> bool:
 
 
 def generate_and_store_video(
-    ledger: Ledger,
+    ledger: Recorder,
     spot_id: str,
     era_id: str,
     prompt: str,

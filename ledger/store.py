@@ -62,7 +62,7 @@ from ledger.events import (
     utc_now,
     validate_entry,
 )
-from ledger.fileops import FileLock, FileOps
+from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
 from ledger.log import START, EventLog, Position, Scan, TornTail
 
@@ -81,9 +81,11 @@ __all__ = (
     "ImportReport",
     "Ledger",
     "RebuildReport",
+    "Timeline",
     "VerifyReport",
     "default_directory",
     "default_ledger",
+    "encode_entries",
     "generate_and_store_video",
     "generation",
     "get_all_video_metadata",
@@ -94,9 +96,14 @@ __all__ = (
     "parse_head",
     "reap",
     "rebuild",
+    "save_entries",
     "set_video_metadata",
     "verify",
+    "watch",
 )
+
+Timeline = timeline_view.Timeline
+"""What :meth:`Ledger.timeline` returns."""
 
 log = logging.getLogger("ledger")
 _ts_of = operator.attrgetter("ts")
@@ -306,6 +313,33 @@ class Ledger:
         """
         desired = validate_entry(entry)
         return self._write(desired.key, _plan_to(desired))
+
+    def update_entry(
+        self,
+        spot_id: str,
+        era_id: str,
+        status: str,
+        *,
+        prompt: str | None = None,
+        local_path: str | None = None,
+        error: str | None = None,
+    ) -> VideoMetadata:
+        """:meth:`set_video_metadata` from its parts (what ``video-ledger set`` records): ``prompt``
+        defaults to the entry's current one, read under the writer lock; a new entry needs one
+        (:class:`~ledger.errors.InvalidEntryError`, nothing written)."""
+        fields: dict[str, object] = {
+            "spotId": spot_id, "eraId": era_id, "status": status, "localPath": local_path, "error": error,
+        }  # fmt: skip
+        if prompt is not None:
+            return self.set_video_metadata({**fields, "prompt": prompt})
+        checked = validate_entry({**fields, "prompt": ""})  # every other field refused before the lock
+
+        def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
+            if current is None:
+                raise InvalidEntryError(f"{spot_id}/{era_id} is a new entry: a prompt is required")
+            return lifecycle.plan_change(current, msgspec.structs.replace(checked, prompt=current.prompt))
+
+        return self._write(checked.key, plan)
 
     def set_many(self, entries: Iterable[VideoMetadata | Mapping[str, Any]]) -> list[VideoMetadata]:
         """:meth:`set_video_metadata` for many entries at once: one lock, one write, one fsync, one
@@ -607,7 +641,7 @@ class Ledger:
         files: files_view.ReadyFiles = {}
         for event in self._log.scan(START):
             entries[event.key] = entries_view.apply(entries.get(event.key), event)
-            files_view.apply(files, event)
+            files_view.note(files, event)
         problems: list[str] = []
         checked = 0
         for key in sorted(files):
@@ -698,10 +732,28 @@ class Ledger:
         pass over the log in bounded memory."""
         return stats_view.stats(self._log.scan(START))
 
-    def wait_for(self, seq: int, *, timeout: float | None = None) -> bool:
+    def wait_for(
+        self, seq: int, *, timeout: float | None = None, stop_event: watch_view.StopEvent | None = None
+    ) -> bool:
         """Return ``True`` once the snapshot includes event ``seq`` (written by a ``video-ledger watch``
-        process or any inline writer); ``False`` after ``timeout`` seconds."""
-        return watch_view.wait_for_seq(self.directory, seq, snapshot=self.snapshot_path, timeout=timeout)
+        process or any inline writer); ``False`` after ``timeout`` seconds or once ``stop_event`` is set."""
+        return watch_view.wait_for_seq(
+            self.directory, seq, snapshot=self.snapshot_path, timeout=timeout, stop_event=stop_event
+        )
+
+    def follow(
+        self,
+        *,
+        since_seq: int | None = None,
+        stop_event: watch_view.StopEvent | None = None,
+        on_caught_up: Callable[[int], None] | None = None,
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """Each event with its stored line as it is appended, like ``tail -f``, until ``stop_event`` is set:
+        after the events already in the log, or after event ``since_seq``. ``on_caught_up(seq)`` is called
+        once the existing events are behind."""
+        return watch_view.follow(
+            self.directory, since_seq=since_seq, stop_event=stop_event, on_caught_up=on_caught_up
+        )
 
     def rebuild(self) -> RebuildReport:
         """Replay the whole log into a fresh snapshot (same bytes as the one kept current), checking each
@@ -892,12 +944,11 @@ class Ledger:
 
     # -- lifecycle of the handle ---------------------------------------------------------------------
 
-    @property
-    def position(self) -> Position:
-        """How far into the log this handle has read (``position.seq`` is the last event it knows)."""
+    def head(self) -> Head:
+        """Where the log ends as this handle reads it: the last durable event's ``seq``, hash and time."""
         with self._mutex:
             self._view.refresh()
-            return self._view.pos
+            return self._view.head
 
     def close(self) -> None:
         """Release the files this handle holds open. Further writes raise :class:`LedgerClosedError`."""
@@ -990,11 +1041,12 @@ class Ledger:
     def _commit(
         self, requests: Sequence[tuple[tuple[str, str], Plan]], *, importing: bool = False
     ) -> list[VideoMetadata | None]:
-        """Plan every request against the latest state under the queue lock, hand all their events over
-        as one group-commit submission (:meth:`EventLog.submit`), wait until they are fsynced, then
-        project once. If any plan raises, nothing is written. Returns each entry after its request
-        (``None`` for a plan that declined an entry that does not exist). Unless ``importing``, refuses
-        (:class:`UnimportedSnapshotError`) while the snapshot holds entries the log does not."""
+        """Plan every request against the latest state under the store's lock and append all their events
+        at once (:meth:`ledger.backend.EventStore.append`: one group-commit submission in the file store),
+        durable on return, then project once. If any plan raises, nothing is written. Returns each entry
+        after its request (``None`` for a plan that declined an entry that does not exist). Unless
+        ``importing``, refuses (:class:`UnimportedSnapshotError`) while the snapshot holds entries the log
+        does not."""
         self._check_writable()
         with self._mutex:
             for _ in range(_RETRIES):
@@ -1399,9 +1451,11 @@ def mark_video_failed(spot_id: str, era_id: str, error: str, *, attempt: int | N
     return default_ledger().mark_video_failed(spot_id, era_id, error, attempt=attempt)
 
 
-def history(spot_id: str | None = None, era_id: str | None = None) -> Iterator[EventType]:
+def history(
+    spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryFilters]
+) -> Iterator[EventType]:
     """:meth:`Ledger.history` on the default ledger."""
-    return default_ledger().history(spot_id, era_id)
+    return default_ledger().history(spot_id, era_id, **filters)
 
 
 def rebuild() -> RebuildReport:
@@ -1409,9 +1463,9 @@ def rebuild() -> RebuildReport:
     return default_ledger().rebuild()
 
 
-def verify() -> VerifyReport:
+def verify(*, expect_head: str | None = None) -> VerifyReport:
     """:meth:`Ledger.verify` on the default ledger."""
-    return default_ledger().verify()
+    return default_ledger().verify(expect_head=expect_head)
 
 
 def mark_video_ready(
@@ -1448,6 +1502,45 @@ def generate_and_store_video(
     return default_ledger().generate_and_store_video(spot_id, era_id, prompt, generate, local_path=local_path)
 
 
-def reap(older_than: dt.timedelta) -> list[VideoMetadata]:
+def reap(older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
     """:meth:`Ledger.reap` on the default ledger."""
-    return default_ledger().reap(older_than)
+    return default_ledger().reap(older_than, now=now)
+
+
+# -- the live projector and the snapshot format, for the command line -------------------------------------
+
+
+def watch(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    snapshot: str | os.PathLike[str] | None = None,
+    stop_event: watch_view.StopEvent | None = None,
+    step: int = 20,
+    debounce: int = 100,
+    on_project: Callable[[int], None] | None = None,
+) -> int:
+    """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set (the live
+    projector, for writers that defer projection); returns the number of snapshots written. See
+    :func:`projections.watch.watch`."""
+    return watch_view.watch(
+        directory,
+        snapshot=snapshot,
+        stop_event=stop_event,
+        step=step,
+        debounce=debounce,
+        on_project=on_project,
+    )
+
+
+def encode_entries(entries: Iterable[VideoMetadata]) -> bytes:
+    """``entries`` in the snapshot's format (the bytes of ``generated-videos.json`` holding them)."""
+    return snapshot_view.encode_snapshot({e.key: e for e in entries})
+
+
+def save_entries(path: str | os.PathLike[str], entries: Iterable[VideoMetadata]) -> None:
+    """Write ``entries`` in the snapshot's format to ``path`` by atomic replace (fsynced)."""
+    target = Path(path)
+    try:
+        atomic_write(FileOps(), target, encode_entries(entries), label="output")
+    except OSError as exc:
+        raise io_error("write", target, exc) from None

@@ -100,7 +100,8 @@ replaced."""
 
 def _crc32(data: bytes) -> str:
     # A checksum, not a seal: the checkpoint is a cache that any writer may rewrite, so it guards against
-    # accidents (a crash between the two renames, an edit); CRC-32 reads 3 MB in 0.08 ms here, SHA-256 1.6.
+    # accidents (a crash between the two renames, an edit), at a fraction of SHA-256's cost
+    # (docs/performance.md, *The checkpoint binds the snapshot by CRC-32 and size*).
     return f"{crc32(data):08x}"
 
 
@@ -299,8 +300,8 @@ class SnapshotEncoder:
 
     Entries are immutable values that the fold replaces when they change, so an entry still holding the
     same object is still encoded the same; finding the changed ones is a C-level identity comparison. Keys
-    are only ever added: a few new ones are put in their sorted places, many at once mean a fresh sort. On
-    10,000 entries this is about ten times faster than encoding them all.
+    are only ever added: a few new ones are put in their sorted places, many at once mean a fresh sort
+    (what it saves: docs/performance.md, *A set re-encodes only what it changed*; ``explain.py set``).
     """
 
     def __init__(self) -> None:

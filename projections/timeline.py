@@ -51,7 +51,7 @@ class Timeline:
         return seconds_between(self.first, self.first_ready)
 
 
-def apply(story: Timeline, event: EventType) -> Timeline:
+def add(story: Timeline, event: EventType) -> Timeline:
     """Add one event of this entry to its story (mutates and returns ``story``)."""
     if story.first is None:
         story.first = event.ts
@@ -80,5 +80,5 @@ def timeline(events: Iterable[EventType], spot_id: str, era_id: str) -> Timeline
     story = Timeline(spot_id, era_id)
     for event in events:
         if event.spot_id == spot_id and event.era_id == era_id:
-            apply(story, event)
+            add(story, event)
     return story

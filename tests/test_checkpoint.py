@@ -139,9 +139,9 @@ def test_a_reader_stopped_short_by_the_fsynced_size_record_does_not_call_a_doubt
     record = struct.pack("<8sQ", b"VLSYNC01", three)  # a stale record: fsynced up to line 3
     (ledger_dir / "events.jsonl.sync.lock").write_bytes(record + zlib.crc32(record).to_bytes(4, "little"))
     reader = Ledger(ledger_dir, readonly=True)
-    assert reader.position.seq in (3, 6)  # the record's part (or all, had it fsynced): no CorruptLogError
+    assert reader.head().seq in (3, 6)  # the record's part (or all, had it fsynced): no CorruptLogError
     with Ledger(ledger_dir, clock=clock) as writer:  # a writer reads to the end, and rewrites the checkpoint
-        assert writer.position.seq == 6
+        assert writer.head().seq == 6
     assert Ledger(ledger_dir, readonly=True).verify().ok
 
 
@@ -235,7 +235,7 @@ def test_an_open_between_a_projectors_two_renames_trusts_the_snapshot(
         assert ops.paused.wait(10)
         threading.Timer(0.1, ops.go.set).start()  # the projector finishes while the reader looks
         reader = Ledger(ledger_dir, readonly=True)
-        assert reader.position.seq == 4
+        assert reader.head().seq == 4
         # before: it found the new snapshot with the old checkpoint, distrusted it and replayed the log
         assert reader._view.problem is None  # it loaded the snapshot, vouched for by its checkpoint
     finally:

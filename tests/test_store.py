@@ -15,6 +15,7 @@ import ledger as ledger_module
 from ledger import (
     CorruptLogError,
     EntryNotFoundError,
+    IllegalTransitionError,
     InvalidEntryError,
     Ledger,
     NoLedgerError,
@@ -318,3 +319,32 @@ def test_a_checkpoint_from_before_snapshot_crc32_is_replaced_after_one_replay(le
         second.set_video_metadata(entry("b", "e", status="pending"))
     assert "snapshotCrc32" in msgspec.json.decode(checkpoint.read_bytes())
     assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+def test_set_many_writes_nothing_when_one_change_is_refused(ledger: Ledger, ledger_dir: Path) -> None:
+    ledger.set_video_metadata(entry("a", "e", status="pending"))
+    before = files_state(ledger_dir)
+    with pytest.raises(IllegalTransitionError):
+        ledger.set_many([entry("b", "e", status="pending"), entry("a", "e", status="ready")])  # the second
+    assert files_state(ledger_dir) == before
+    assert ledger.get_video_metadata("b", "e") is None
+    stored = ledger.set_many([entry("b", "e", status="pending"), entry("a", "e", status="generating")])
+    assert [e.key for e in stored] == [("b", "e"), ("a", "e")] and [e.seq for e in ledger.history()] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_update_entry_keeps_the_current_prompt_and_a_new_entry_needs_one(
+    ledger: Ledger, ledger_dir: Path
+) -> None:
+    ledger.set_video_metadata(entry("a", "e", status="pending", prompt="the first prompt"))
+    after = ledger.update_entry("a", "e", "generating")
+    assert after.status == "generating" and after.prompt == "the first prompt"
+    assert ledger.update_entry("a", "e", "failed", error="boom").prompt == "the first prompt"
+    assert ledger.update_entry("a", "e", "pending", prompt="another").prompt == "another"
+    before = files_state(ledger_dir)
+    with pytest.raises(InvalidEntryError, match="b/e is a new entry: a prompt is required"):
+        ledger.update_entry("b", "e", "pending")
+    assert files_state(ledger_dir) == before
