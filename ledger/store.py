@@ -64,7 +64,7 @@ from ledger.events import (
 )
 from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
-from ledger.log import START, EventLog, Position, Scan, TornTail
+from ledger.log import START, EventLog, Scan, TornTail
 
 # The projector, imported as modules: projections import the event types and the log, and the store is
 # the one place that calls them back (module imports keep that cycle-free at import time).
@@ -770,7 +770,8 @@ class Ledger:
                     raise CorruptLogError(self.log_path, seq, f"{problem}; the snapshot was left as it is")
                 yield from ()
 
-            return itertools.chain(itertools.chain.from_iterable(_lawful_runs(scan, {}, problems)), verdict())
+            runs = (events for _, events in scan.runs())
+            return itertools.chain(itertools.chain.from_iterable(_lawful_runs(runs, {}, problems)), verdict())
 
         with self._mutex:
             scan = self._view.rebuild(checked)
@@ -803,11 +804,11 @@ class Ledger:
                 probe = _SnapshotProbe(snapshot, 0 if checkpoint is None else checkpoint.seq)
             else:
                 probe = _SnapshotProbe(snapshot, 0, at_end=True)
-        scan = self._log.scan(START, chain=True)
+        audit = self._log.check()
         statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
         problems: list[tuple[str, int]] = []
         skew = stats_view.SkewWatch()
-        runs = _skew_watched(_lawful_runs(scan, statuses, problems), skew)
+        runs = _skew_watched(_lawful_runs((b.events for b in audit), statuses, problems), skew)
         if anchor is not None:
             runs = _anchored(runs, anchor[0], anchor_seen)
         try:
@@ -818,7 +819,7 @@ class Ledger:
             problem, line = problems[0] if problems else (None, None)
         except CorruptLogError as exc:
             problem, line = exc.reason, exc.line
-        end = scan.end
+        end = audit.end
         head = self._durable_head(end) if problem is None else None
         note: str | None = None
         if problem is None and checkpoint is not None:
@@ -836,7 +837,7 @@ class Ledger:
             entries=len(statuses),
             problem=problem,
             line=line,
-            torn=scan.torn if problem is None else None,
+            torn=audit.torn if problem is None else None,
             checkpoint_seq=None if checkpoint is None else checkpoint.seq,
             head=head,
             snapshot_seq=None if probe is None or problem is not None else probe.match,
@@ -882,21 +883,22 @@ class Ledger:
             pair = read()
         return pair
 
-    def _durable_head(self, end: Position) -> str:
+    def _durable_head(self, end: Head) -> str:
         """The head to keep: that of the last event known fsynced. Lines beyond the fsynced size on record
         were left by a writer that died before its fsync, and a power loss may still take them: a head kept
         from one would read as a rewrite once another event takes its seq."""
-        if end.offset:
+        if end.at:
             with self._log.reading():  # no leader is between its write and its fsync
-                durable = self._log.durable_end(0, end.offset)  # None: fsynced here, all of it
-            at = None if durable is None or durable >= end.offset else self._log.position_at(durable)
-            end = at if at is not None else end
-        return f"{end.seq}:{end.last_hash}"
+                durable = self._log.durable_end(0, end.at)  # None: fsynced here, all of it
+            at = None if durable is None or durable >= end.at else self._log.position_at(durable)
+            if at is not None:
+                return f"{at.seq}:{at.last_hash}"
+        return f"{end.seq}:{end.hash}"
 
-    def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Position) -> str | None:
+    def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Head) -> str | None:
         """Why ``checkpoint`` does not fit the log that ends at ``end`` (every field it gives a writer:
         ``offset``, ``seq``, ``lastHash``, ``lastTs``, against the line at ``offset``)."""
-        if checkpoint.seq > end.seq or checkpoint.offset > end.offset:
+        if checkpoint.seq > end.seq or checkpoint.offset > end.at:
             return (
                 f"the log ends at event {end.seq} but the snapshot's checkpoint is at event "
                 f"{checkpoint.seq}: "
@@ -907,7 +909,7 @@ class Ledger:
         return None
 
     def _judge_snapshot(
-        self, probe: _SnapshotProbe, checkpoint: snapshot_view.Checkpoint | None, end: Position, other: bool
+        self, probe: _SnapshotProbe, checkpoint: snapshot_view.Checkpoint | None, end: Head, other: bool
     ) -> tuple[str | None, str | None]:
         """The problem with the snapshot (or ``None``), and a note on a harmless state it is in."""
         probe.finish(end.seq)
@@ -1158,7 +1160,7 @@ def parse_head(text: str) -> tuple[int, str]:
     return int(match.group(1)), match.group(2)
 
 
-def _check_anchor(anchor: tuple[int, str], end: Position, found: str | None) -> str | None:
+def _check_anchor(anchor: tuple[int, str], end: Head, found: str | None) -> str | None:
     """Why the log does not hold the anchored head ``anchor``, if it does not. ``found`` is the hash of
     the line of event ``anchor[0]`` where the walk saw it (before the log's last line)."""
     seq, expected = anchor
@@ -1167,7 +1169,7 @@ def _check_anchor(anchor: tuple[int, str], end: Position, found: str | None) -> 
             f"the log ends at event {end.seq}, before the expected head {seq}:{expected}: "
             "events were removed (or this is another ledger)"
         )
-    actual = end.last_hash if seq == end.seq else found
+    actual = end.hash if seq == end.seq else found
     if actual != expected:
         return (
             f"event {seq} hashes to {actual}, not to the expected head {seq}:{expected}: "
@@ -1259,12 +1261,12 @@ class _SnapshotProbe:
 
 
 def _lawful_runs(
-    scan: Scan, statuses: dict[tuple[str, str], Status], problems: list[tuple[str, int]]
+    runs: Iterable[list[EventType]], statuses: dict[tuple[str, str], Status], problems: list[tuple[str, int]]
 ) -> Iterator[list[EventType]]:
-    """The events of ``scan`` in runs, up to the first one whose time or lifecycle change is wrong; that
+    """The events of ``runs``, up to the first one whose time or lifecycle change is wrong; that
     one's reason and ``seq`` are appended to ``problems``. ``statuses`` is each entry's status so far."""
     last_ts = ""
-    for _, events in scan.runs():
+    for events in runs:
         times = list(map(_ts_of, events))
         late = next(  # the first event whose time is before the one before it
             itertools.compress(itertools.count(), map(operator.lt, times, [last_ts, *times])), None

@@ -1,9 +1,10 @@
-"""The live side, on watchfiles: keep the snapshot current while other processes append, wait until an
-event is in the snapshot, and follow the log as it grows.
+"""The live side: keep the snapshot current while other processes append, wait until an event is in the
+snapshot, and follow the log as it grows.
 
-All three react to file-system notifications on the ledger directory (inotify on Linux) and read only the
-new tail of the log. They also look again every ``idle_check_ms`` without a notification, which covers the
-moment before the watch is set up and any notification the kernel drops.
+``watch`` and ``follow`` are woken by the event store's :meth:`~ledger.backend.EventStore.wait` (the file
+store's uses watchfiles: inotify on Linux) and read only the new durable events; ``wait_for_seq`` watches
+the checkpoint with watchfiles. Each also looks again every ``idle_check_ms`` (at most every 0.2 s for
+``follow``), which covers any notification the kernel drops.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Protocol
 
 import watchfiles
 
+from ledger.backend import GENESIS
 from ledger.errors import CorruptLogError, InvalidEntryError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
-from ledger.layout import CHECKPOINT_NAME, LOG_NAME, Layout
-from ledger.log import START, EventLog, Position
+from ledger.layout import CHECKPOINT_NAME, Layout
+from ledger.log import EventLog
 from projections import snapshot as snapshot_view  # a module import: safe whichever is imported first
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
@@ -87,13 +89,13 @@ def watch(
 ) -> int:
     """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set.
 
-    Each notification that ``events.jsonl`` changed reads the new tail of the log (whole lines only: a line
-    still being written, or a torn tail left by a crashed writer, is not projected) and, if there are new
-    events, writes one snapshot for all of them by atomic rename. Several watchers, and inline writers,
-    may run at once: snapshots are written under the projection lock and only forward. ``step`` is how
-    long (ms) the log must stay quiet before a burst is projected; ``debounce`` caps how long a burst is
-    gathered. ``on_project(seq)`` is called after each snapshot. Returns the number of snapshots written.
-    ``ops`` is the file operations seam (tests).
+    Each new durable event (:meth:`ledger.backend.EventStore.wait` wakes it) reads the new tail of the log
+    (durable events only: a line still being written, or a torn tail left by a crashed writer, is not
+    projected) and, if there are new events, writes one snapshot for all of them by atomic rename. Several
+    watchers, and inline writers, may run at once: snapshots are written under the projection lock and
+    only forward. ``step`` is how long (ms) the log must stay quiet before a burst is projected;
+    ``debounce`` caps how long a burst is gathered. ``on_project(seq)`` is called after each snapshot.
+    Returns the number of snapshots written. ``ops`` is the file operations seam (tests).
 
     A snapshot that cannot be written (a full disk, a failing write) is logged and tried again after a
     back-off (0.5 s, doubling up to 30 s); the log is untouched, so nothing is lost meanwhile. Only a
@@ -137,15 +139,35 @@ def watch(
                 on_project(view.pos.seq)
 
     project()
-    for _ in _changes(
-        layout.directory, LOG_NAME, stop_event, debounce=debounce, step=step, idle_check_ms=idle_check_ms
-    ):
+    store = view.log
+    idle = idle_check_ms / 1000
+    looked = time.monotonic()
+    while stop_event is None or not stop_event.is_set():
+        woke = store.wait(view.pos.seq, min(idle, 0.2))  # a new durable event (stop looked at meanwhile)
         if stop_event is not None and stop_event.is_set():
             break
-        if failures and time.monotonic() < retry_at:
+        now = time.monotonic()
+        if failures and now < retry_at:
             continue
+        if woke:  # a burst: let it go quiet for ``step`` ms, gathering at most ``debounce`` ms of it
+            _settle(store, step / 1000, debounce / 1000)
+        elif now - looked < idle:
+            continue
+        looked = now
         project()
     return written
+
+
+def _settle(store: EventLog, step: float, debounce: float) -> None:
+    """Return once no event has been appended for ``step`` seconds, or ``debounce`` seconds have passed."""
+    deadline = time.monotonic() + debounce
+    last = store.head().seq
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(step, left))
+        now = store.head().seq
+        if now == last:
+            return
+        last = now
 
 
 def wait_for_seq(
@@ -202,35 +224,35 @@ def follow(
 
     Starts after the events already in the log, or after event ``since_seq`` (so a consumer can resume
     where it stopped). ``on_caught_up(seq)`` is called once the existing events are behind it, before it
-    starts waiting. Runs until ``stop_event`` is set.
+    starts waiting. Runs until ``stop_event`` is set (looked at least every 0.2 s). Reads through the
+    event-store interface: only durable events (:meth:`ledger.backend.EventStore.read`), woken by
+    :meth:`~ledger.backend.EventStore.wait`.
     """
     layout = Layout.of(directory)
     if not layout.directory.is_dir():
         raise LedgerIOError(f"there is no ledger at {layout.directory}")
-    log = EventLog(layout.log, FileOps())
-    if since_seq is None:
-        view = open_projector(layout)
-        view.refresh()  # from the checkpoint: no replay of the whole log
-        pos: Position = view.pos
-    else:
-        with log.reading():  # how far is fsynced; what is fsynced stays, so it is read after letting go
-            scan = log.durable_scan(START, log.size())
-        for line, event in scan.records():
-            if event.seq > since_seq:
-                yield line, event
-        pos = scan.end
-    if on_caught_up is not None:
-        on_caught_up(pos.seq)
-    for _ in _changes(
-        layout.directory, LOG_NAME, stop_event, debounce=50, step=5, idle_check_ms=idle_check_ms
-    ):
-        if stop_event is not None and stop_event.is_set():
-            return
-        size = log.size()
-        if size == pos.offset:
-            continue
-        with log.reading():  # only events whose fsync is done; yielded after the lock is let go
-            scan = log.durable_scan(pos, size)
-            records = list(scan.records())
-        yield from records
-        pos = scan.end
+    store = EventLog(layout.log, FileOps())
+    try:
+        if since_seq is None:
+            view = open_projector(layout)
+            view.refresh()  # from the checkpoint: no replay of the whole log
+            head = view.head
+            view.log.close()
+        else:
+            head = GENESIS
+            for lines, events, end in store.read(GENESIS):
+                for line, event in zip(lines, events, strict=True):
+                    if event.seq > since_seq:
+                        yield line, event
+                head = end
+        if on_caught_up is not None:
+            on_caught_up(head.seq)
+        slice_ = min(idle_check_ms, 200) / 1000
+        while stop_event is None or not stop_event.is_set():
+            if not store.wait(head.seq, slice_):
+                continue
+            for lines, events, end in store.read(head):
+                yield from zip(lines, events, strict=True)
+                head = end
+    finally:
+        store.close()

@@ -31,6 +31,7 @@ ALLOWED = {
     | {
         "ledger.events",
         "ledger.fileops",
+        "ledger.backend",
         "ledger.layout",
         "ledger.log",
         "projections",
