@@ -12,6 +12,8 @@ import pytest
 
 from ledger import Ledger, VideoMetadata
 
+from .pg import pg_server, pg_url  # noqa: F401  (fixtures: a real PostgreSQL server, a database per test)
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 

@@ -1,0 +1,184 @@
+"""A real PostgreSQL server for the tests, started from the installed binaries (never a mock).
+
+One server per test session (:func:`pg_server`, started on first use), one fresh database per test
+(:func:`pg_url`). The binaries are found through ``$VIDEO_LEDGER_PG_BIN``, then ``pg_config --bindir``,
+then the newest of Debian's ``/usr/lib/postgresql/*/bin``. The cluster is made by ``initdb --no-sync`` in a
+temporary directory (owned by the ``postgres`` user when the tests run as root: the server refuses root),
+listens on 127.0.0.1 and a free port only (its unix socket stays inside that directory) and is stopped with
+``pg_ctl -m fast`` at the end. Where no binaries exist the PostgreSQL tests skip, saying why; under
+``CI=true`` they fail instead, so CI can never pass by skipping them.
+
+The test server runs with ``fsync=off``: its data does not have to survive a power loss, only a server crash
+(``pg_ctl -m immediate``), which the committed WAL in the kernel's page cache does. It makes the tests faster
+and says nothing about a production server's settings (``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ("PgServer", "find_bindir", "pg_server", "pg_url", "require_psycopg")
+
+
+def find_bindir() -> Path | None:
+    """Where ``initdb``, ``pg_ctl`` and ``postgres`` are, or ``None``."""
+    candidates: list[Path] = []
+    if os.environ.get("VIDEO_LEDGER_PG_BIN"):
+        candidates.append(Path(os.environ["VIDEO_LEDGER_PG_BIN"]))
+    if shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            )
+            candidates.append(Path(out.stdout.strip()))
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.findall(r"\d+", path.parent.name)) or (0,)
+
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    for bindir in candidates:
+        if all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return bindir
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PgServer:
+    """A throwaway cluster: :meth:`start`, :meth:`stop` (``mode`` as ``pg_ctl -m``), :meth:`database`."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="video-ledger-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self._count = itertools.count(1)
+        self._user: str | None = None
+        if os.geteuid() == 0:  # postgres refuses to run as root: hand the directory to its own user
+            entry = pwd.getpwnam("postgres")
+            self._user = "postgres"
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8", "-D", str(self.data))
+        conf = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.root}'",
+            "fsync": "off",
+            "max_connections": "100",
+            "shared_buffers": "32MB",
+        }
+        with (self.data / "postgresql.conf").open("a") as f:
+            f.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
+
+    def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
+        command = [str(self.bindir / tool), *args]
+        if self._user:
+            command = ["runuser", "-u", self._user, "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        if result.returncode:
+            raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+
+    def start(self) -> None:
+        log = str(self.root / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", "-c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    @property
+    def url(self) -> str:
+        """The superuser's URL of the maintenance database."""
+        return self.database_url("postgres")
+
+    def database_url(self, name: str, user: str = "postgres") -> str:
+        return f"postgresql://{user}@{self.host}:{self.port}/{name}"
+
+    def database(self) -> str:
+        """A fresh, empty database: its superuser URL."""
+        import psycopg
+
+        name = f"ledger_{next(self._count)}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        return self.database_url(name)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.url, connect_timeout=5):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL tests cannot run under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_psycopg() -> None:
+    """At the top of a test module that imports psycopg: skip it (fail under ``CI=true``) without it."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install -e '.[postgres]')")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The session's server, started on first use and stopped (``-m fast``) at the end."""
+    require_psycopg()
+    bindir = find_bindir()
+    if bindir is None:
+        _unavailable(
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: set VIDEO_LEDGER_PG_BIN, put "
+            "pg_config on PATH or install postgresql"
+        )
+        raise AssertionError("unreachable")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' user to run the server as")
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop("fast")
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The superuser URL of a fresh, empty database on the session's server."""
+    return pg_server.database()
