@@ -30,7 +30,11 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ("PgServer", "find_bindir", "pg_server", "pg_url", "require_psycopg")
+__all__ = ("PgServer", "find_bindir", "pg_server", "pg_url", "require_psycopg", "superuser_url", "tamper")
+
+
+APP_ROLE = "ledger_app"
+"""The role the stores under test connect as: no superuser, only what the app needs."""
 
 
 def find_bindir() -> Path | None:
@@ -121,6 +125,20 @@ class PgServer:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         return self.database_url(name)
 
+    def app_database(self) -> str:
+        """A fresh database holding an empty ledger (:func:`ledger.postgres.init` run by its owner): the URL
+        of the app role, which holds only what ``init(app_role=...)`` grants it."""
+        import psycopg
+
+        from ledger.postgres import init
+
+        url = self.database()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+                conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+        init(url, app_role=APP_ROLE)
+        return self.database_url(url.rsplit("/", 1)[1], APP_ROLE)
+
     def wait_ready(self, timeout: float = 60) -> None:
         import psycopg
 
@@ -136,6 +154,25 @@ class PgServer:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def superuser_url(url: str) -> str:
+    """``url`` (``postgresql://user@host:port/db``) as the superuser."""
+    return "postgresql://postgres@" + url.split("@", 1)[1]
+
+
+def tamper(url: str, seq: int) -> None:
+    """Flip one byte inside record ``seq``'s stored line, as a superuser can (its session bypasses the
+    append-only triggers)."""
+    import psycopg
+
+    with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        row = conn.execute("SELECT line FROM ledger_events WHERE seq = %s", (seq,)).fetchone()
+        assert row is not None
+        line = bytearray(row[0])
+        line[10] ^= 1
+        conn.execute("UPDATE ledger_events SET line = %s WHERE seq = %s", (bytes(line), seq))
 
 
 def _unavailable(reason: str) -> None:

@@ -22,6 +22,7 @@ ALLOWED = {
     "ledger.backend": BASE | {"ledger.events"},
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
     "ledger.log": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
+    "ledger.postgres": BASE | {"ledger.events", "ledger.backend"},
     "projections": set(),
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
@@ -135,6 +136,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "log",
         "memory",
         "pipeline",
+        "postgres",
         "store",
     }
     assert (ROOT / "ledger" / "py.typed").exists()

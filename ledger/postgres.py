@@ -1,0 +1,537 @@
+"""The PostgreSQL event store: the same log, the same lines, in a database several hosts share.
+
+An :class:`~ledger.backend.EventStore` on PostgreSQL (psycopg 3: ``pip install 'video-ledger[postgres]'``).
+Each record is one row of ``ledger_events``: its ``seq``, its line exactly as the file format frames it
+(``bytea``, byte for byte: one hash chain whichever store holds it) and the id of the request that appended
+it. One row of ``ledger_head`` holds the last record's seq, hash and time; it is the single lock every
+append takes.
+
+An append is one transaction: ``SELECT … FROM ledger_head FOR UPDATE`` (the lock), the records after the
+caller's head (what ``decide`` is shown), ``decide``, one statement that inserts the new rows with
+``seq = head + 1 …`` and ``prev = head hash``, updates the head row and NOTIFYs, then ``COMMIT``. ``seq``
+comes from the head row under that lock, never from a sequence (a rolled-back sequence value leaves a hole):
+commit order is seq order, so a reader that saw seq N and reads ``seq > N`` later can never skip a record
+that committed late.
+
+Every append carries a request id (a fresh UUID) stored with its rows. When the connection breaks during an
+append, the store reconnects (for up to ``retry_for`` seconds) and runs the transaction again, first looking
+the request up under the head lock: if the lost attempt committed (the connection dropped after ``COMMIT``
+was sent), its rows are found and returned, nothing is appended twice; if not, ``decide`` runs again on the
+tip as it is then and its records are appended once. So ``decide`` may run more than once; only its last
+run's records land. When the server stays away: :class:`~ledger.errors.LedgerIOError` if ``COMMIT`` had
+not been sent (nothing recorded), :class:`~ledger.errors.DurabilityError` if it had (the store cannot tell;
+the error carries the request id, :meth:`PostgresStore.find` on a new handle answers).
+
+:func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
+triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
+SELECT and INSERT on ``ledger_events``, SELECT and UPDATE on ``ledger_head`` (UPDATE is also what
+``FOR UPDATE`` asks for) and SELECT on ``ledger_schema_version`` (``init(url, app_role=…)`` grants exactly
+that). ``docs/scaling.md`` says when and how to use it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import sql
+
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record
+from ledger.errors import (
+    CorruptLogError,
+    DurabilityError,
+    InvalidEntryError,
+    LedgerClosedError,
+    LedgerError,
+    LedgerIOError,
+    NoLedgerError,
+)
+from ledger.events import (
+    GENESIS_HASH,
+    EventType,
+    check_line,
+    check_lines,
+    decode_event,
+    decode_events,
+    line_hash,
+)
+
+__all__ = ("CHANNEL", "SCHEMA_VERSION", "PostgresStore", "SchemaVersionError", "init", "schema_version")
+
+CHANNEL = "video_ledger"
+"""The NOTIFY channel: a doorbell only (its payload is the new head's seq); readers read by seq."""
+
+_BATCH = 4096
+_BROKEN = "chain broken: prev does not match the line before"
+_BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
+_NOT_HELD = "the store does not hold the head appended after"
+
+# Each migration takes the schema from version i to i + 1, in one transaction with the version row.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE ledger_events (
+        seq bigint PRIMARY KEY CHECK (seq > 0),
+        line bytea NOT NULL,
+        request_id uuid NOT NULL,
+        recorded_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX ledger_events_request_id ON ledger_events (request_id);
+    CREATE TABLE ledger_head (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        seq bigint NOT NULL CHECK (seq >= 0),
+        hash text NOT NULL,
+        ts text NOT NULL
+    );
+    INSERT INTO ledger_head (seq, hash, ts) VALUES (0, '$genesis', '');
+    CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'ledger_events is append-only: % refused', TG_OP;
+    END $$;
+    CREATE TRIGGER ledger_events_append_only BEFORE UPDATE OR DELETE ON ledger_events
+        FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+    CREATE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE ON ledger_events
+        FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+    """.replace("$genesis", GENESIS_HASH),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The schema version this code reads and writes."""
+
+_GRANTS = (
+    "GRANT SELECT, INSERT ON ledger_events TO {role}",
+    "GRANT SELECT, UPDATE ON ledger_head TO {role}",
+    "GRANT SELECT ON ledger_schema_version TO {role}",
+)
+
+
+class SchemaVersionError(LedgerError):
+    """The database's ledger schema is not the version this code uses: older (run :func:`init`, which
+    migrates it) or newer (upgrade video-ledger). Nothing was written."""
+
+
+def _where(url: str) -> Path:
+    """How errors name the store: host, port and database, never the user or a password."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return Path("postgresql:<invalid URL>")
+    return Path(f"postgresql:{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
+
+
+def _connect(url: str, where: Path) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="video-ledger")
+    except psycopg.Error as exc:
+        raise LedgerIOError(f"cannot connect to {where}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def init(url: str, *, app_role: str | None = None) -> int:
+    """Create the ledger's schema in the database at ``url`` or migrate it to :data:`SCHEMA_VERSION`;
+    with ``app_role``, grant that role what the app needs and nothing more. Safe to run again and from
+    several hosts at once (an advisory lock serialises it). Connect as the schema's owner. Returns the
+    version now in place."""
+    where = _where(url)
+    with _connect(url, where) as conn:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('video-ledger schema'))")
+                conn.execute("CREATE TABLE IF NOT EXISTS ledger_schema_version (version integer NOT NULL)")
+                row = conn.execute("SELECT max(version) FROM ledger_schema_version").fetchone()
+                version = (row[0] if row else None) or 0
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{where}: the ledger schema is version {version}, newer than this code's "
+                        f"{SCHEMA_VERSION}: upgrade video-ledger"
+                    )
+                for migration in _MIGRATIONS[version:]:
+                    conn.execute(migration.encode())
+                if version < SCHEMA_VERSION:
+                    conn.execute("DELETE FROM ledger_schema_version")
+                    conn.execute("INSERT INTO ledger_schema_version VALUES (%s)", (SCHEMA_VERSION,))
+                if app_role is not None:
+                    for grant in _GRANTS:
+                        conn.execute(sql.SQL(grant).format(role=sql.Identifier(app_role)))
+        except psycopg.Error as exc:
+            raise LedgerIOError(f"cannot create the ledger schema in {where}: {_reason(exc)}") from None
+    return SCHEMA_VERSION
+
+
+def schema_version(url: str) -> int:
+    """The ledger schema's version in the database at ``url`` (0: none)."""
+    where = _where(url)
+    with _connect(url, where) as conn:
+        return _version(conn, where)
+
+
+def _version(conn: psycopg.Connection[Any], where: Path) -> int:
+    try:
+        row = conn.execute("SELECT max(version) FROM ledger_schema_version").fetchone()
+    except psycopg.errors.UndefinedTable:
+        return 0
+    except psycopg.Error as exc:
+        raise LedgerIOError(f"cannot read the ledger schema version in {where}: {_reason(exc)}") from None
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+class _Lost(Exception):
+    """The connection broke mid-append (internal: :meth:`PostgresStore.append` reconnects)."""
+
+
+class PostgresStore(EventStore):
+    """A handle on the ledger in the PostgreSQL database at ``url`` (a ``postgresql://`` URL or a libpq
+    conninfo string). The schema must be in place (:func:`init`), else :class:`NoLedgerError` or
+    :class:`SchemaVersionError`. ``retry_for``: how long an append or a read keeps reconnecting when the
+    connection breaks; ``poll``: how often :meth:`wait` reads the head even without a notification."""
+
+    def __init__(self, url: str, *, retry_for: float = 30.0, poll: float = 1.0) -> None:
+        self.url = url
+        self.where = _where(url)
+        self.retry_for = retry_for
+        self.poll = poll
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listener: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._poisoned: str | None = None
+        conn = self._connection()
+        version = _version(conn, self.where)
+        if version == 0:
+            self.close()
+            raise NoLedgerError(f"no ledger in {self.where}: create its schema first (ledger.postgres.init)")
+        if version != SCHEMA_VERSION:
+            self.close()
+            newer = version > SCHEMA_VERSION
+            raise SchemaVersionError(
+                f"{self.where}: the ledger schema is version {version}, this code uses {SCHEMA_VERSION}: "
+                + ("upgrade video-ledger" if newer else "run init to migrate it")
+            )
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise LedgerClosedError("this store handle was closed")
+        if self._conn is None or self._conn.closed:
+            self._conn = _connect(self.url, self.where)
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _reconnect(self, deadline: float) -> bool:
+        """Drop the broken connection and connect again until ``deadline``; whether it worked."""
+        self._drop()
+        while True:
+            try:
+                self._connection()
+                return True
+            except LedgerIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.2)
+
+    def _query(self, sql_text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One read-only statement; a broken connection is replaced (for up to ``retry_for``) and the
+        statement run again."""
+        deadline = time.monotonic() + self.retry_for
+        while True:
+            conn = self._connection()
+            try:
+                return conn.execute(sql_text.encode(), params).fetchall()
+            except psycopg.Error as exc:
+                if not conn.broken:
+                    raise LedgerIOError(f"cannot read {self.where}: {_reason(exc)}") from None
+                if not self._reconnect(deadline):
+                    raise LedgerIOError(f"lost the connection to {self.where}: {_reason(exc)}") from None
+
+    # -- the verbs ---------------------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        seq, hash_, ts = self._query("SELECT seq, hash, ts FROM ledger_head")[0]
+        return GENESIS if not seq else Head(seq, hash_, ts, seq)
+
+    def read(self, after: Head = GENESIS) -> Iterator[Batch]:
+        end = self.head().seq  # as of the call
+        return self._batches(after, end)
+
+    def _batches(self, after: Head, end: int) -> Iterator[Batch]:
+        low, prev = after.seq, after.hash if after.seq else GENESIS_HASH
+        while low < end:
+            rows = self._query(
+                "SELECT seq, line FROM ledger_events WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+                (low, end, _BATCH),
+            )
+            lines, events = self._decode(rows, low)
+            if events[0].prev != prev:
+                raise CorruptLogError(
+                    self.where, low + 1, "chain broken: prev does not match the line before"
+                )
+            last = events[-1]
+            low, prev = last.seq, line_hash(lines[-1])
+            yield Batch(lines, events, Head(low, prev, last.ts, low))
+
+    def _decode(self, rows: list[tuple[Any, ...]], low: int) -> tuple[list[bytes], list[EventType]]:
+        """The rows' lines and events, checked: seqs ``low + 1 …`` without a gap, each line framed with a
+        valid crc and holding the event of its seq."""
+        lines: list[bytes] = [bytes(row[1]) for row in rows]
+        if not rows or rows[0][0] != low + 1 or rows[-1][0] != low + len(rows):
+            self._damage(rows, lines, low)
+        if not check_lines(lines):
+            self._damage(rows, lines, low)
+        try:
+            events = decode_events(b"\n".join(lines) + b"\n")
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            self._damage(rows, lines, low)
+        if len(events) != len(lines) or events[0].seq != low + 1 or events[-1].seq != low + len(lines):
+            self._damage(rows, lines, low)
+        return lines, events
+
+    def _damage(self, rows: list[tuple[Any, ...]], lines: list[bytes], low: int) -> None:
+        """Find the first bad row of a batch that failed a check and raise there."""
+        n = low
+        for (seq, _), line in zip(rows, lines, strict=True):
+            n += 1
+            _check_stored(self.where, n, seq, line)
+        raise CorruptLogError(self.where, n + 1, f"record {n + 1} is missing")
+
+    def append(self, after: Head, decide: Decide) -> Head:
+        if self._poisoned is not None:
+            raise LedgerClosedError(f"this store handle refuses appends: {self._poisoned}")
+        request = uuid.uuid4()
+        deadline = time.monotonic() + self.retry_for
+        lookup = False
+        while True:
+            conn = self._connection()
+            state = {"committing": False}
+            try:
+                return self._append_once(conn, after, decide, request, lookup, state)
+            except _Lost as lost:
+                if not self._reconnect(deadline):
+                    if state["committing"]:
+                        message = (
+                            f"lost the connection to {self.where} after COMMIT was sent and could not "
+                            f"reconnect: whether request {request} was recorded is unknown "
+                            f"(PostgresStore.find on a new handle tells): {lost}"
+                        )
+                        self._poisoned = message
+                        error = DurabilityError(message)
+                        error.request = request  # type: ignore[attr-defined]
+                        raise error from None
+                    raise LedgerIOError(
+                        f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
+                    ) from None
+                lookup = True
+
+    def _append_once(
+        self,
+        conn: psycopg.Connection[Any],
+        after: Head,
+        decide: Decide,
+        request: uuid.UUID,
+        lookup: bool,
+        state: dict[str, bool],
+    ) -> Head:
+        try:
+            conn.execute(b"BEGIN", prepare=False)
+            row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE").fetchone()
+            assert row is not None
+            tip = GENESIS if not row[0] else Head(row[0], row[1], row[2], row[0])
+            if lookup:
+                found = conn.execute(_BY_REQUEST.encode(), (request,)).fetchall()
+                if found:  # the lost attempt committed: it is what this append did
+                    conn.execute(b"ROLLBACK", prepare=False)
+                    seq, line = found[-1][0], bytes(found[-1][1])
+                    return Head(seq, line_hash(line), decode_event(line).ts, seq)
+            unseen = self._unseen(conn, after, tip)
+            records = decide(tip, unseen)
+            if not records:
+                conn.execute(b"ROLLBACK", prepare=False)
+                return tip
+            seq, prev, ts = tip.seq, tip.hash, tip.ts
+            for record in records:
+                _check_new(record, seq + 1, prev, ts)
+                seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+            conn.execute(
+                b"WITH new AS ("
+                b" INSERT INTO ledger_events (seq, line, request_id)"
+                b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
+                b"), head AS (UPDATE ledger_head SET seq = %s, hash = %s, ts = %s)"
+                b" SELECT pg_notify(%s, %s)",
+                (
+                    request,
+                    [r.seq for r in records],
+                    [r.line for r in records],
+                    seq,
+                    prev,
+                    ts,
+                    CHANNEL,
+                    str(seq),
+                ),
+            )
+            state["committing"] = True
+            conn.execute(b"COMMIT", prepare=False)
+            return Head(seq, prev, ts, seq)
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise _Lost(_reason(exc)) from None
+            self._rollback(conn)
+            raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute(b"ROLLBACK", prepare=False)
+        except psycopg.Error:
+            self._drop()  # the server rolls back a transaction whose connection is gone
+
+    def _unseen(self, conn: psycopg.Connection[Any], after: Head, tip: Head) -> list[Record]:
+        """The records after ``after`` up to ``tip`` (under the lock), checking the store holds ``after``."""
+        if after.seq > tip.seq or (after.seq == tip.seq and after.seq and after.hash != tip.hash):
+            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
+        if after.seq == tip.seq:
+            return []
+        rows = conn.execute(
+            b"SELECT seq, line FROM ledger_events WHERE seq >= %s AND seq <= %s ORDER BY seq",
+            (max(after.seq, 1), tip.seq),
+        ).fetchall()
+        if after.seq:
+            first = rows.pop(0)
+            if line_hash(bytes(first[1])) != after.hash:
+                raise CorruptLogError(
+                    self.where, after.seq, "the store does not hold the head appended after"
+                )
+        lines, events = self._decode(rows, after.seq)
+        return [Record(e.seq, line, e) for line, e in zip(lines, events, strict=True)]
+
+    def find(self, request: uuid.UUID) -> Head | None:
+        """The place after the records request ``request`` appended, or ``None`` if it appended nothing
+        (for a request a :class:`DurabilityError` left in doubt)."""
+        rows = self._query(
+            "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq", (request,)
+        )
+        if not rows:
+            return None
+        seq, line = rows[-1][0], bytes(rows[-1][1])
+        return Head(seq, line_hash(line), decode_event(line).ts, seq)
+
+    def wait(self, after_seq: int, timeout: float) -> bool:
+        """LISTEN is the doorbell; the head row is the truth, read at once, on every notification and
+        every ``poll`` seconds, so a lost notification (or a reconnect) delays a wake-up, never loses one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn = self._listening()
+                row = conn.execute(b"SELECT seq FROM ledger_head").fetchone()
+                if row is not None and row[0] > after_seq:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                for _ in conn.notifies(timeout=min(remaining, self.poll), stop_after=1):
+                    pass
+            except (psycopg.Error, LedgerIOError):
+                self._drop_listener()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(remaining, self.poll))
+
+    def _listening(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise LedgerClosedError("this store handle was closed")
+        if self._listener is None or self._listener.closed:
+            conn = _connect(self.url, self.where)
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+            self._listener = conn
+        return self._listener
+
+    def _drop_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            conn.close()
+
+    def check(self) -> Audit:
+        return _PostgresAudit(self)
+
+    def close(self) -> None:
+        self._drop()
+        self._drop_listener()
+        self._closed = True
+
+
+def _check_new(record: Record, want: int, prev: str, ts: str) -> None:
+    """Refuse a record that does not continue the log (the caller's bug: :class:`InvalidEntryError`)."""
+    why = None
+    if b"\n" in record.line or not check_line(record.line):
+        why = "its line is not one framed line with a valid crc"
+    elif record.seq != want or record.event.seq != want:
+        why = f"its seq is {record.seq}, expected {want}"
+    elif record.event.prev != prev:
+        why = "its prev is not the hash of the line before"
+    elif record.event.ts < ts:
+        why = f"its time {record.event.ts} is before the last record's {ts}"
+    if why is not None:
+        raise InvalidEntryError(f"cannot append record {record.seq}: {why}")
+
+
+def _check_stored(where: Path, n: int, seq: int, line: bytes) -> EventType:
+    """Record ``n`` as stored (row ``seq``, ``line``), or :class:`CorruptLogError` naming line ``n``."""
+    if seq != n:
+        raise CorruptLogError(where, n, f"record {n} is missing (the next stored is {seq})")
+    if b"\n" in line or not check_line(line):
+        raise CorruptLogError(where, n, "damaged line (bad framing or crc)")
+    try:
+        event = decode_event(line)
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        raise CorruptLogError(where, n, f"undecodable event: {exc}") from None
+    if event.seq != n:
+        raise CorruptLogError(where, n, f"seq is {event.seq}, expected {n}")
+    return event
+
+
+class _PostgresAudit(Audit):
+    """Every stored row checked: seq without gaps, framing, crc, the event's own seq, the chain; then the
+    head row against the last record."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def __iter__(self) -> Iterator[Batch]:
+        store, where = self._store, self._store.where
+        seq, prev, ts = 0, GENESIS_HASH, ""
+        while True:
+            rows = store._query(
+                "SELECT seq, line FROM ledger_events WHERE seq > %s ORDER BY seq LIMIT %s", (seq, _BATCH)
+            )
+            if not rows:
+                break
+            lines: list[bytes] = []
+            events: list[EventType] = []
+            for row in rows:
+                line = bytes(row[1])
+                event = _check_stored(where, seq + 1, row[0], line)
+                if event.prev != prev:
+                    raise CorruptLogError(where, seq + 1, _BROKEN)
+                seq, prev, ts = seq + 1, line_hash(line), event.ts
+                lines.append(line)
+                events.append(event)
+            self.end = Head(seq, prev, ts, seq)
+            yield Batch(lines, events, self.end)
+        head = store._query("SELECT seq, hash FROM ledger_head")[0]
+        if tuple(head) != (seq, prev):
+            raise CorruptLogError(
+                where, seq + 1, f"the head row says record {head[0]}, the records end at {seq} (or differ)"
+            )
