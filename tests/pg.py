@@ -219,3 +219,115 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """The superuser URL of a fresh, empty database on the session's server."""
     return pg_server.database()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the server that can cut a connection at a chosen moment.
+
+    ``arm("before")``: the next client message holding ``COMMIT`` (or another marker) is dropped and both
+    sides closed (the server never sees it: it rolls back). ``arm("after")``: that message is passed on,
+    and the connection closed as soon as the server answers, the answer dropped (the server committed; the
+    client cannot know). ``refuse = True`` refuses new connections (the server seems gone). ``cuts``
+    counts the cuts.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        import threading
+
+        self.target = (host, port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port: int = self.listener.getsockname()[1]
+        self.armed: str | None = None
+        self.marker = b"COMMIT"
+        self.refuse = False
+        self.cuts = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        """``url`` (``postgresql://user@host:port/db``) through this proxy."""
+        user, rest = url.removeprefix("postgresql://").split("@", 1)
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{rest.split('/', 1)[1]}"
+
+    def arm(self, when: str, marker: bytes = b"COMMIT") -> None:
+        """Cut the next client message holding ``marker`` (``COMMIT`` or another statement's text)."""
+        assert when in ("before", "after")
+        self.marker = marker
+        self.armed = when
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.refuse:
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            pending = {"answer_cuts": False}
+
+            def shut(a: socket.socket = client, b: socket.socket = server) -> None:
+                for s in (a, b):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+            def upstream(
+                a: socket.socket = client, b: socket.socket = server, p: dict[str, bool] = pending
+            ) -> None:
+                while True:
+                    try:
+                        data = a.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return shut()
+                    with self._lock:
+                        when = self.armed if self.marker in data else None
+                        if when:
+                            self.armed = None
+                    if when == "before":
+                        self.cuts += 1
+                        return shut()
+                    if when == "after":
+                        p["answer_cuts"] = True
+                    try:
+                        b.sendall(data)
+                    except OSError:
+                        return shut()
+
+            def downstream(
+                a: socket.socket = client, b: socket.socket = server, p: dict[str, bool] = pending
+            ) -> None:
+                while True:
+                    try:
+                        data = b.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return shut()
+                    if p["answer_cuts"]:
+                        self.cuts += 1
+                        return shut()
+                    try:
+                        a.sendall(data)
+                    except OSError:
+                        return shut()
+
+            threading.Thread(target=upstream, daemon=True).start()
+            threading.Thread(target=downstream, daemon=True).start()

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
 import pytest
 
-from .pg import PgServer, require_psycopg
+from .conftest import PYTHON, ROOT
+from .pg import CuttingProxy, PgServer, require_psycopg
 
 require_psycopg()
 
 import psycopg  # noqa: E402
 
-from ledger.backend import GENESIS  # noqa: E402
-from ledger.errors import LedgerIOError, NoLedgerError  # noqa: E402
+from ledger.backend import GENESIS, Head, Record  # noqa: E402
+from ledger.errors import (  # noqa: E402
+    ConflictError,
+    CorruptLogError,
+    DurabilityError,
+    LedgerClosedError,
+    LedgerIOError,
+    NoLedgerError,
+)
+from ledger.events import line_hash  # noqa: E402
 from ledger.postgres import SCHEMA_VERSION, PostgresStore, SchemaVersionError, init, schema_version  # noqa: E402
 
 from .contract import appender, everything  # noqa: E402
@@ -93,3 +109,213 @@ def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgS
     ) as caught:
         PostgresStore(url)
     assert "secret" not in str(caught.value)
+
+
+# -- concurrency: writer processes on one store ---------------------------------------------------------
+
+WRITER = """
+import sys
+from ledger.backend import GENESIS
+from ledger.postgres import PostgresStore
+from tests.contract import appender
+
+store = PostgresStore(sys.argv[1])
+head = GENESIS
+for _ in range(int(sys.argv[3])):
+    head = store.append(head, appender(1, spot=sys.argv[2]))
+store.close()
+"""
+
+
+def test_eight_writer_processes_append_500_each_contiguously_on_one_chain(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    writers = [
+        subprocess.Popen([PYTHON, "-c", WRITER, url, f"writer-{i}", "500"], cwd=ROOT, stderr=subprocess.PIPE)
+        for i in range(8)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=240)
+        assert writer.returncode == 0, err.decode()[-2000:]
+    store = PostgresStore(url)
+    try:
+        audit = store.check()
+        events = [e for batch in audit for e in batch.events]  # every crc, seq and prev re-verified
+        assert [e.seq for e in events] == list(range(1, 4001))
+        assert audit.end[:3] == store.head()[:3]
+        assert Counter(e.spot_id for e in events) == {f"writer-{i}": 500 for i in range(8)}
+    finally:
+        store.close()
+
+
+# -- faults: the connection cut around COMMIT, the server killed --------------------------------------------
+
+
+@pytest.fixture
+def proxy(pg_server: PgServer) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(pg_server.host, pg_server.port)
+    yield proxy
+    proxy.close()
+
+
+def _request_ids(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [str(r[0]) for r in conn.execute("SELECT request_id FROM ledger_events ORDER BY seq")]
+
+
+def test_a_connection_cut_after_commit_was_sent_finds_the_request_and_appends_nothing_twice(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url))
+    try:
+        first = store.append(GENESIS, appender(1))
+        proxy.arm("after")
+        seen: list[tuple[Head, list[Record]]] = []
+        head = store.append(first, appender(2, seen=seen))
+        assert proxy.cuts == 1
+        assert len(seen) == 1  # planned once: the retry found the committed request, it did not plan again
+        records = everything(store)
+        assert [r.seq for r in records] == [1, 2, 3] and head[:3] == store.head()[:3]
+        ids = _request_ids(url)
+        assert ids[1] == ids[2] != ids[0]
+        assert list(store.check())
+    finally:
+        store.close()
+
+
+def test_a_connection_cut_before_commit_appends_once_on_the_retry(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url))
+    try:
+        first = store.append(GENESIS, appender(1))
+        proxy.arm("before")
+        seen: list[tuple[Head, list[Record]]] = []
+        head = store.append(first, appender(2, seen=seen))
+        assert proxy.cuts == 1
+        assert len(seen) == 2  # the lost attempt rolled back: planned again on the tip, appended once
+        assert [r.seq for r in everything(store)] == [1, 2, 3] and head[:3] == store.head()[:3]
+        ids = _request_ids(url)
+        assert ids[1] == ids[2] != ids[0]
+    finally:
+        store.close()
+
+
+def test_when_the_server_stays_away_a_lost_commit_is_a_durability_error_that_find_resolves(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url), retry_for=0.5)
+    try:
+        proxy.arm("after")
+        proxy.refuse = True
+        with pytest.raises(DurabilityError, match=r"whether request .* was recorded is unknown") as caught:
+            store.append(GENESIS, appender(2))
+        with pytest.raises(LedgerClosedError):  # the handle refuses further appends
+            store.append(GENESIS, appender(1))
+    finally:
+        store.close()
+    direct = PostgresStore(url)
+    try:
+        found = direct.find(caught.value.request)  # type: ignore[attr-defined]
+        assert found is not None and found[:3] == direct.head()[:3] and found.seq == 2
+        assert direct.find(uuid.uuid4()) is None
+    finally:
+        direct.close()
+
+
+def test_when_the_server_stays_away_a_cut_before_commit_is_an_io_error_and_nothing_is_recorded(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url), retry_for=0.5)
+    try:
+        proxy.arm("before", b"INSERT INTO ledger_events")  # COMMIT never sent: the store knows
+        proxy.refuse = True
+        with pytest.raises(LedgerIOError, match="before COMMIT; nothing was recorded") as caught:
+            store.append(GENESIS, appender(2))
+        assert not isinstance(caught.value, DurabilityError)
+    finally:
+        store.close()
+    direct = PostgresStore(url)
+    try:
+        assert direct.head() == GENESIS and everything(direct) == []
+    finally:
+        direct.close()
+
+
+def test_a_server_killed_mid_run_and_restarted_loses_nothing_acknowledged(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    acknowledged: list[Head] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def work(spot: str) -> None:
+        store = PostgresStore(url, retry_for=60)
+        head = GENESIS
+        try:
+            while not stop.is_set():
+                try:
+                    head = store.append(head, appender(2, spot=spot))
+                except (LedgerIOError, ConflictError) as exc:  # a clear, typed error: plan again
+                    errors.append(exc)
+                    continue
+                acknowledged.append(head)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=work, args=(f"spot-{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        before = len(acknowledged)
+        pg_server.stop("immediate")  # a crash: no checkpoint, no goodbye to the clients
+        time.sleep(0.5)
+        pg_server.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(90)
+    assert not [e for e in errors if not isinstance(e, LedgerIOError)], errors
+    assert before > 0 and len(acknowledged) > before  # writers went on after the restart
+    store = PostgresStore(url)
+    try:
+        records = {r.seq: r for r in everything(store)}
+        for head in acknowledged:  # every acknowledged append is there, exactly as acknowledged
+            assert line_hash(records[head.seq].line) == head.hash
+        events = [e for batch in store.check() for e in batch.events]
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert all(n % 2 == 0 for n in Counter(e.spot_id for e in events).values())  # no half append
+    finally:
+        store.close()
+
+
+# -- tampering: a superuser's change is named ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ("UPDATE ledger_events SET line = overlay(line placing 'X' from 12 for 1) WHERE seq = 4", 4),
+        ("DELETE FROM ledger_events WHERE seq = 3", 3),
+        ("UPDATE ledger_head SET seq = 7", 7),
+    ],
+)
+def test_a_row_a_superuser_changed_is_named_by_check(pg_server: PgServer, change: str, line: int) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        store.append(GENESIS, appender(6))
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")  # past the append-only triggers
+            conn.execute(change)
+        with pytest.raises(CorruptLogError) as caught:
+            list(store.check())
+        assert caught.value.line == line and str(caught.value).startswith("postgresql:127.0.0.1:")
+    finally:
+        store.close()
