@@ -23,6 +23,7 @@ from ledger.errors import (  # noqa: E402
     ConflictError,
     CorruptLogError,
     DurabilityError,
+    InvalidEntryError,
     LedgerClosedError,
     LedgerIOError,
     NoLedgerError,
@@ -30,7 +31,7 @@ from ledger.errors import (  # noqa: E402
 from ledger.events import line_hash  # noqa: E402
 from ledger.postgres import SCHEMA_VERSION, PostgresStore, SchemaVersionError, init, schema_version  # noqa: E402
 
-from .contract import appender, everything  # noqa: E402
+from .contract import TS, appender, everything, make_records  # noqa: E402
 from .pg import free_port, superuser_url  # noqa: E402
 
 
@@ -317,5 +318,43 @@ def test_a_row_a_superuser_changed_is_named_by_check(pg_server: PgServer, change
         with pytest.raises(CorruptLogError) as caught:
             list(store.check())
         assert caught.value.line == line and str(caught.value).startswith("postgresql:127.0.0.1:")
+    finally:
+        store.close()
+
+
+# -- what append refuses, and wait without a doorbell -------------------------------------------------------
+
+
+def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_is_written(
+    pg_server: PgServer,
+) -> None:
+    store = PostgresStore(pg_server.app_database())
+    try:
+        head = store.append(GENESIS, appender(2))
+        wrong_seq = lambda tip, unseen: make_records(tip._replace(seq=tip.seq + 1), 1)  # noqa: E731
+        wrong_prev = lambda tip, unseen: make_records(tip._replace(hash="0" * 64), 1)  # noqa: E731
+        for decide in (wrong_seq, wrong_prev):
+            with pytest.raises(InvalidEntryError, match="cannot append record"):
+                store.append(head, decide)
+        assert store.head()[:3] == head[:3] and len(everything(store)) == 2
+    finally:
+        store.close()
+
+
+def test_wait_sees_a_record_that_came_without_a_notification_by_its_poll(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url, poll=0.2)
+    try:
+        assert store.wait(0, timeout=0.3) is False  # listening now
+        (record,) = make_records(GENESIS, 1)
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn, conn.transaction():
+            conn.execute(  # as an append would, but without the NOTIFY
+                "INSERT INTO ledger_events (seq, line, request_id) VALUES (1, %s, %s)",
+                (record.line, uuid.uuid4()),
+            )
+            conn.execute("UPDATE ledger_head SET seq = 1, hash = %s, ts = %s", (line_hash(record.line), TS))
+        started = time.monotonic()
+        assert store.wait(0, timeout=10) is True
+        assert time.monotonic() - started < 5 and [r.line for r in everything(store)] == [record.line]
     finally:
         store.close()
