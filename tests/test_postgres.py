@@ -325,7 +325,7 @@ def test_a_row_a_superuser_changed_is_named_by_check(pg_server: PgServer, change
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
 
 
-def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_is_written(
+def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_written(
     pg_server: PgServer,
 ) -> None:
     store = PostgresStore(pg_server.app_database())
