@@ -61,7 +61,15 @@ from ledger.events import (
     line_hash,
 )
 
-__all__ = ("CHANNEL", "SCHEMA_VERSION", "PostgresStore", "SchemaVersionError", "init", "schema_version")
+__all__ = (
+    "CHANNEL",
+    "SCHEMA_VERSION",
+    "CommitInDoubtError",
+    "PostgresStore",
+    "SchemaVersionError",
+    "init",
+    "schema_version",
+)
 
 CHANNEL = "video_ledger"
 """The NOTIFY channel: a doorbell only (its payload is the new head's seq); readers read by seq."""
@@ -182,6 +190,16 @@ def _version(conn: psycopg.Connection[Any], where: Path) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+class CommitInDoubtError(DurabilityError):
+    """The connection broke after an append's ``COMMIT`` was sent and the server could not be reached again
+    within ``retry_for``: the append may or may not be recorded. The handle refuses further appends;
+    :meth:`PostgresStore.find` (``request``) on a new handle tells."""
+
+    def __init__(self, message: str, *, request: uuid.UUID) -> None:
+        super().__init__(message)
+        self.request = request
+
+
 class _Lost(Exception):
     """The connection broke mid-append (internal: :meth:`PostgresStore.append` reconnects)."""
 
@@ -201,8 +219,11 @@ class PostgresStore(EventStore):
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
         self._poisoned: str | None = None
-        conn = self._connection()
-        version = _version(conn, self.where)
+        try:
+            version = _version(self._connection(), self.where)
+        except LedgerIOError:
+            self.close()
+            raise
         if version == 0:
             self.close()
             raise NoLedgerError(f"no ledger in {self.where}: create its schema first (ledger.postgres.init)")
@@ -257,7 +278,10 @@ class PostgresStore(EventStore):
     # -- the verbs ---------------------------------------------------------------------------------------
 
     def head(self) -> Head:
-        seq, hash_, ts = self._query("SELECT seq, hash, ts FROM ledger_head")[0]
+        rows = self._query("SELECT seq, hash, ts FROM ledger_head")
+        if not rows:
+            raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
+        seq, hash_, ts = rows[0]
         return GENESIS if not seq else Head(seq, hash_, ts, seq)
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
@@ -302,7 +326,9 @@ class PostgresStore(EventStore):
         for (seq, _), line in zip(rows, lines, strict=True):
             n += 1
             _check_stored(self.where, n, seq, line)
-        raise CorruptLogError(self.where, n + 1, f"record {n + 1} is missing")
+        if n == low:
+            raise CorruptLogError(self.where, n + 1, f"record {n + 1} is missing")
+        raise CorruptLogError(self.where, low + 1, f"records {low + 1} to {n}: damaged (bad framing)")
 
     def append(self, after: Head, decide: Decide) -> Head:
         if self._poisoned is not None:
@@ -310,9 +336,9 @@ class PostgresStore(EventStore):
         request = uuid.uuid4()
         deadline = time.monotonic() + self.retry_for
         lookup = False
+        state = {"committing": False}  # True from COMMIT sent until a lookup under the lock settles it
         while True:
             conn = self._connection()
-            state = {"committing": False}
             try:
                 return self._append_once(conn, after, decide, request, lookup, state)
             except _Lost as lost:
@@ -324,9 +350,7 @@ class PostgresStore(EventStore):
                             f"(PostgresStore.find on a new handle tells): {lost}"
                         )
                         self._poisoned = message
-                        error = DurabilityError(message)
-                        error.request = request  # type: ignore[attr-defined]
-                        raise error from None
+                        raise CommitInDoubtError(message, request=request) from None
                     raise LedgerIOError(
                         f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
                     ) from None
@@ -344,7 +368,8 @@ class PostgresStore(EventStore):
         try:
             conn.execute(b"BEGIN", prepare=False)
             row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE").fetchone()
-            assert row is not None
+            if row is None:
+                raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
             tip = GENESIS if not row[0] else Head(row[0], row[1], row[2], row[0])
             if lookup:
                 found = conn.execute(_BY_REQUEST.encode(), (request,)).fetchall()
@@ -352,6 +377,7 @@ class PostgresStore(EventStore):
                     conn.execute(b"ROLLBACK", prepare=False)
                     seq, line = found[-1][0], bytes(found[-1][1])
                     return Head(seq, line_hash(line), decode_event(line).ts, seq)
+                state["committing"] = False  # it did not commit, and never will: we hold the lock
             unseen = self._unseen(conn, after, tip)
             records = decide(tip, unseen)
             if not records:

@@ -243,6 +243,10 @@ class CuttingProxy:
         self.marker = b"COMMIT"
         self.refuse = False
         self.cuts = 0
+        self.then: tuple[str, bytes] | None = None
+        """Armed again with this (when, marker) after the next cut."""
+        self.refuse_at: int | None = None
+        """Refuse new connections once this many cuts were made."""
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -257,6 +261,14 @@ class CuttingProxy:
         assert when in ("before", "after")
         self.marker = marker
         self.armed = when
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.cuts += 1
+            if self.then is not None:
+                (self.armed, self.marker), self.then = self.then, None
+            if self.refuse_at is not None and self.cuts >= self.refuse_at:
+                self.refuse = True
 
     def close(self) -> None:
         self._closed = True
@@ -302,8 +314,8 @@ class CuttingProxy:
                         if when:
                             self.armed = None
                     if when == "before":
-                        self.cuts += 1
-                        return shut()
+                        shut()
+                        return self._cut()
                     if when == "after":
                         p["answer_cuts"] = True
                     try:
@@ -322,8 +334,8 @@ class CuttingProxy:
                     if not data:
                         return shut()
                     if p["answer_cuts"]:
-                        self.cuts += 1
-                        return shut()
+                        shut()
+                        return self._cut()
                     try:
                         a.sendall(data)
                     except OSError:

@@ -29,7 +29,14 @@ from ledger.errors import (  # noqa: E402
     NoLedgerError,
 )
 from ledger.events import line_hash  # noqa: E402
-from ledger.postgres import SCHEMA_VERSION, PostgresStore, SchemaVersionError, init, schema_version  # noqa: E402
+from ledger.postgres import (  # noqa: E402
+    SCHEMA_VERSION,
+    CommitInDoubtError,
+    PostgresStore,
+    SchemaVersionError,
+    init,
+    schema_version,
+)
 
 from .contract import TS, appender, everything, make_records  # noqa: E402
 from .pg import free_port, superuser_url  # noqa: E402
@@ -211,7 +218,7 @@ def test_when_the_server_stays_away_a_lost_commit_is_a_durability_error_that_fin
     try:
         proxy.arm("after")
         proxy.refuse = True
-        with pytest.raises(DurabilityError, match=r"whether request .* was recorded is unknown") as caught:
+        with pytest.raises(CommitInDoubtError, match=r"whether request .* was recorded is unknown") as caught:
             store.append(GENESIS, appender(2))
         with pytest.raises(LedgerClosedError):  # the handle refuses further appends
             store.append(GENESIS, appender(1))
@@ -219,9 +226,33 @@ def test_when_the_server_stays_away_a_lost_commit_is_a_durability_error_that_fin
         store.close()
     direct = PostgresStore(url)
     try:
-        found = direct.find(caught.value.request)  # type: ignore[attr-defined]
+        assert isinstance(caught.value, DurabilityError)
+        found = direct.find(caught.value.request)
         assert found is not None and found[:3] == direct.head()[:3] and found.seq == 2
         assert direct.find(uuid.uuid4()) is None
+    finally:
+        direct.close()
+
+
+def test_a_commit_stays_in_doubt_until_a_lookup_under_the_lock_settles_it(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    """COMMIT sent and its answer lost; the reconnect works but its lookup is cut too, and then the server
+    is gone: the append is still in doubt (it was recorded), never "nothing was recorded"."""
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url), retry_for=1)
+    try:
+        proxy.arm("after")
+        proxy.then = ("before", b"WHERE request_id")
+        proxy.refuse_at = 2
+        with pytest.raises(CommitInDoubtError) as caught:
+            store.append(GENESIS, appender(2))
+        assert proxy.cuts == 2
+    finally:
+        store.close()
+    direct = PostgresStore(url)
+    try:
+        assert direct.find(caught.value.request) == direct.head() and direct.head().seq == 2
     finally:
         direct.close()
 
