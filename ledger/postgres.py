@@ -8,7 +8,8 @@ append takes.
 
 An append is one transaction: ``SELECT … FROM ledger_head FOR UPDATE`` (the lock), the records after the
 caller's head (what ``decide`` is shown), ``decide``, one statement that inserts the new rows with
-``seq = head + 1 …`` and ``prev = head hash``, updates the head row and NOTIFYs, then ``COMMIT``. ``seq``
+``seq = head + 1 …`` and ``prev = head hash``, updates the head row and NOTIFYs, then ``COMMIT``: two
+round trips (the lock and the read are pipelined, and so are the insert and the ``COMMIT``). ``seq``
 comes from the head row under that lock, never from a sequence (a rolled-back sequence value leaves a hole):
 commit order is seq order, so a reader that saw seq N and reads ``seq > N`` later can never skip a record
 that committed late.
@@ -366,19 +367,25 @@ class PostgresStore(EventStore):
         state: dict[str, bool],
     ) -> Head:
         try:
-            conn.execute(b"BEGIN", prepare=False)
-            row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE").fetchone()
+            with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
+                conn.execute(b"BEGIN", prepare=False)
+                locked = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE")
+                after_it = conn.execute(
+                    b"SELECT seq, line FROM ledger_events WHERE seq > %s ORDER BY seq", (after.seq,)
+                )
+                looked = conn.execute(_BY_REQUEST.encode(), (request,)) if lookup else None
+            row = locked.fetchone()
             if row is None:
                 raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
             tip = GENESIS if not row[0] else Head(row[0], row[1], row[2], row[0])
-            if lookup:
-                found = conn.execute(_BY_REQUEST.encode(), (request,)).fetchall()
+            if looked is not None:
+                found = looked.fetchall()
                 if found:  # the lost attempt committed: it is what this append did
                     conn.execute(b"ROLLBACK", prepare=False)
                     seq, line = found[-1][0], bytes(found[-1][1])
                     return Head(seq, line_hash(line), decode_event(line).ts, seq)
                 state["committing"] = False  # it did not commit, and never will: we hold the lock
-            unseen = self._unseen(conn, after, tip)
+            unseen = self._unseen(after_it.fetchall(), after, tip)
             records = decide(tip, unseen)
             if not records:
                 conn.execute(b"ROLLBACK", prepare=False)
@@ -387,25 +394,26 @@ class PostgresStore(EventStore):
             for record in records:
                 _check_new(record, seq + 1, prev, ts)
                 seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
-            conn.execute(
-                b"WITH new AS ("
-                b" INSERT INTO ledger_events (seq, line, request_id)"
-                b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
-                b"), head AS (UPDATE ledger_head SET seq = %s, hash = %s, ts = %s)"
-                b" SELECT pg_notify(%s, %s)",
-                (
-                    request,
-                    [r.seq for r in records],
-                    [r.line for r in records],
-                    seq,
-                    prev,
-                    ts,
-                    CHANNEL,
-                    str(seq),
-                ),
-            )
-            state["committing"] = True
-            conn.execute(b"COMMIT", prepare=False)
+            state["committing"] = True  # from here on, COMMIT may be on its way
+            with conn.pipeline():  # one round trip: insert, move the head, ring the doorbell, commit
+                conn.execute(
+                    b"WITH new AS ("
+                    b" INSERT INTO ledger_events (seq, line, request_id)"
+                    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
+                    b"), head AS (UPDATE ledger_head SET seq = %s, hash = %s, ts = %s)"
+                    b" SELECT pg_notify(%s, %s)",
+                    (
+                        request,
+                        [r.seq for r in records],
+                        [r.line for r in records],
+                        seq,
+                        prev,
+                        ts,
+                        CHANNEL,
+                        str(seq),
+                    ),
+                )
+                conn.execute(b"COMMIT", prepare=False)
             return Head(seq, prev, ts, seq)
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
@@ -423,23 +431,17 @@ class PostgresStore(EventStore):
         except psycopg.Error:
             self._drop()  # the server rolls back a transaction whose connection is gone
 
-    def _unseen(self, conn: psycopg.Connection[Any], after: Head, tip: Head) -> list[Record]:
-        """The records after ``after`` up to ``tip`` (under the lock), checking the store holds ``after``."""
+    def _unseen(self, rows: list[tuple[Any, ...]], after: Head, tip: Head) -> list[Record]:
+        """The records after ``after`` up to ``tip`` (read under the lock), checking the store holds
+        ``after``: it is the tip, or the record after it chains to it."""
+        rows = [row for row in rows if row[0] <= tip.seq]
         if after.seq > tip.seq or (after.seq == tip.seq and after.seq and after.hash != tip.hash):
             raise CorruptLogError(self.where, after.seq, _NOT_HELD)
         if after.seq == tip.seq:
             return []
-        rows = conn.execute(
-            b"SELECT seq, line FROM ledger_events WHERE seq >= %s AND seq <= %s ORDER BY seq",
-            (max(after.seq, 1), tip.seq),
-        ).fetchall()
-        if after.seq:
-            first = rows.pop(0)
-            if line_hash(bytes(first[1])) != after.hash:
-                raise CorruptLogError(
-                    self.where, after.seq, "the store does not hold the head appended after"
-                )
         lines, events = self._decode(rows, after.seq)
+        if after.seq and events[0].prev != after.hash:
+            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
         return [Record(e.seq, line, e) for line, e in zip(lines, events, strict=True)]
 
     def find(self, request: uuid.UUID) -> Head | None:

@@ -263,7 +263,7 @@ def test_when_the_server_stays_away_a_cut_before_commit_is_an_io_error_and_nothi
     url = pg_server.app_database()
     store = PostgresStore(proxy.url(url), retry_for=0.5)
     try:
-        proxy.arm("before", b"INSERT INTO ledger_events")  # COMMIT never sent: the store knows
+        proxy.arm("before", b"FOR UPDATE")  # cut as the lock is asked for: COMMIT never sent, the store knows
         proxy.refuse = True
         with pytest.raises(LedgerIOError, match="before COMMIT; nothing was recorded") as caught:
             store.append(GENESIS, appender(2))
