@@ -1,12 +1,12 @@
 """A real PostgreSQL server for the tests, started from the installed binaries (never a mock).
 
 One server per test session (:func:`pg_server`, started on first use), one fresh database per test
-(:func:`pg_url`). The binaries are found through ``$VIDEO_LEDGER_PG_BIN``, then ``pg_config --bindir``,
-then the newest of Debian's ``/usr/lib/postgresql/*/bin``. The cluster is made by ``initdb --no-sync`` in a
-temporary directory (owned by the ``postgres`` user when the tests run as root: the server refuses root),
-listens on 127.0.0.1 and a free port only (its unix socket stays inside that directory) and is stopped with
-``pg_ctl -m fast`` at the end. Where no binaries exist the PostgreSQL tests skip, saying why; under
-``CI=true`` they fail instead, so CI can never pass by skipping them.
+(:func:`pg_url`). The binaries are found through ``$VIDEO_LEDGER_PG_BIN`` (when set, the only place looked
+at), else ``pg_config --bindir``, else the newest of Debian's ``/usr/lib/postgresql/*/bin``. The cluster is
+made by ``initdb --no-sync`` in a temporary directory (owned by the ``postgres`` user when the tests run as
+root: the server refuses root), listens on 127.0.0.1 and a free port only (its unix socket stays inside that
+directory) and is stopped with ``pg_ctl -m fast`` at the end. Where no binaries exist the PostgreSQL tests
+skip, saying why; under ``CI=true`` they fail instead, so CI can never pass by skipping them.
 
 The test server runs with ``fsync=off``: its data does not have to survive a power loss, only a server crash
 (``pg_ctl -m immediate``), which the committed WAL in the kernel's page cache does. It makes the tests faster
@@ -40,9 +40,9 @@ APP_ROLE = "ledger_app"
 def find_bindir() -> Path | None:
     """Where ``initdb``, ``pg_ctl`` and ``postgres`` are, or ``None``."""
     candidates: list[Path] = []
-    if os.environ.get("VIDEO_LEDGER_PG_BIN"):
+    if os.environ.get("VIDEO_LEDGER_PG_BIN"):  # set: the only place looked at
         candidates.append(Path(os.environ["VIDEO_LEDGER_PG_BIN"]))
-    if shutil.which("pg_config"):
+    elif shutil.which("pg_config"):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
                 ["pg_config", "--bindir"], capture_output=True, text=True, timeout=10, check=True
@@ -52,7 +52,8 @@ def find_bindir() -> Path | None:
     def version(path: Path) -> tuple[int, ...]:
         return tuple(int(n) for n in re.findall(r"\d+", path.parent.name)) or (0,)
 
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    if not os.environ.get("VIDEO_LEDGER_PG_BIN"):
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
     for bindir in candidates:
         if all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return bindir
@@ -196,8 +197,12 @@ def pg_server() -> Iterator[PgServer]:
     bindir = find_bindir()
     if bindir is None:
         _unavailable(
-            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found: set VIDEO_LEDGER_PG_BIN, put "
-            "pg_config on PATH or install postgresql"
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found "
+            + (
+                f"in VIDEO_LEDGER_PG_BIN={os.environ['VIDEO_LEDGER_PG_BIN']}"
+                if os.environ.get("VIDEO_LEDGER_PG_BIN")
+                else "(set VIDEO_LEDGER_PG_BIN, put pg_config on PATH or install postgresql)"
+            )
         )
         raise AssertionError("unreachable")
     if os.geteuid() == 0:

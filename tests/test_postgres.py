@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +51,23 @@ def test_each_test_gets_a_fresh_database_on_a_loopback_only_server(pg_server: Pg
         sockets = conn.execute("SHOW unix_socket_directories").fetchone()
     assert tables == (0,) and listen == ("127.0.0.1",) and sockets == (str(pg_server.root),)
     assert pg_server.database() != pg_url
+
+
+@pytest.mark.parametrize(("ci", "outcome", "code"), [("", "1 skipped", 0), ("true", "1 error", 1)])
+def test_without_server_binaries_the_tests_skip_saying_why_and_fail_under_ci(
+    tmp_path: Path, ci: str, outcome: str, code: int
+) -> None:
+    env = {**os.environ, "VIDEO_LEDGER_PG_BIN": str(tmp_path), "CI": ci}
+    test = "tests/test_postgres.py::test_each_test_gets_a_fresh_database_on_a_loopback_only_server"
+    result = subprocess.run(
+        [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsf", test],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert outcome in result.stdout, result.stdout
+    assert (
+        f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) found in VIDEO_LEDGER_PG_BIN={tmp_path}"
+        in (result.stdout)
+    )
 
 
 # -- the schema: init, versions, privileges, append-only ----------------------------------------------------
