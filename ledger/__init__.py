@@ -37,6 +37,7 @@ from ledger.lifecycle import TRANSITIONS
 from ledger.pipeline import Job, Terminated
 from ledger.store import (
     FilesReport,
+    ImportFile,
     ImportReport,
     Ledger,
     RebuildReport,
@@ -49,6 +50,7 @@ from ledger.store import (
     history,
     mark_video_failed,
     mark_video_ready,
+    read_import,
     reap,
     rebuild,
     set_video_metadata,
@@ -69,6 +71,7 @@ __all__ = (
     "FilesReport",
     "Generating",
     "IllegalTransitionError",
+    "ImportFile",
     "ImportReport",
     "Imported",
     "InvalidEntryError",
@@ -96,6 +99,7 @@ __all__ = (
     "history",
     "mark_video_failed",
     "mark_video_ready",
+    "read_import",
     "reap",
     "rebuild",
     "set_video_metadata",

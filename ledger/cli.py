@@ -47,7 +47,7 @@ from ledger.events import (
     schema_documents,
 )
 from ledger.layout import DIR_ENV, default_directory
-from ledger.store import Ledger, Timeline, encode_entries, parse_head, save_entries, watch
+from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -879,8 +879,9 @@ def _cmd_reap(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_import(args: argparse.Namespace, out: TextIO) -> int:
+    checked = read_import(args.path)  # before the ledger is opened: a refused file leaves DIR as it was
     with _open(args, readonly=False) as ledger:
-        report = ledger.import_entries(args.path)
+        report = ledger.import_entries(checked)
     if report.dropped:
         fields = ", ".join(f"{name} ({n} entries)" for name, n in report.dropped.items())
         sys.stderr.write(f"{PROG}: warning: dropped fields the ledger does not keep: {fields}\n")

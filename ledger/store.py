@@ -78,6 +78,7 @@ from projections import watch as watch_view
 __all__ = (
     "MAX_CLOCK_LEAD",
     "FilesReport",
+    "ImportFile",
     "ImportReport",
     "Ledger",
     "RebuildReport",
@@ -94,6 +95,7 @@ __all__ = (
     "mark_video_failed",
     "mark_video_ready",
     "parse_head",
+    "read_import",
     "reap",
     "rebuild",
     "save_entries",
@@ -177,6 +179,15 @@ class ImportReport:
     dropped: dict[str, int] = field(default_factory=dict)
     """Fields of the imported file the ledger does not keep (``thumbnail``, its ``updatedAt`` ...), each
     with the number of entries that had it, in the order first met."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFile:
+    """A file to import, read and checked by :func:`read_import`; nothing written yet."""
+
+    entries: tuple[VideoMetadata, ...]
+    dropped: dict[str, int] = field(default_factory=dict)
+    """As :attr:`ImportReport.dropped`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,38 +578,15 @@ class Ledger:
                 found[entry.key] = (entry.updated_at, event.created_at)
         return found
 
-    def import_entries(self, source: str | os.PathLike[str] | bytes) -> ImportReport:
-        """Turn an existing ``generated-videos.json`` (a path, or its bytes) into ``imported`` events that
-        keep each entry's timestamps. Entries already in the ledger are left as they are, so importing the
-        same file twice changes nothing the second time. An invalid entry raises
-        :class:`~ledger.errors.InvalidEntryError` naming its index in the array, and nothing is imported."""
-        data = source if isinstance(source, bytes) else _read_import(self._ops, Path(os.fsdecode(source)))
-        items = _decode_import(data)
-        if not isinstance(items, list):
-            raise InvalidEntryError("the file to import must hold a JSON array of entries")
-        entries: list[VideoMetadata] = []
-        dropped: dict[str, int] = {}
-        for index, item in enumerate(items):
-            for name in item if isinstance(item, dict) else ():
-                if name not in _IMPORTED_FIELDS:
-                    dropped[name] = dropped.get(name, 0) + 1
-            try:
-                entry = validate_entry(item)
-                lifecycle.check_entry(entry)
-                if entry.created_at is None:
-                    raise InvalidEntryError("createdAt is missing")
-                for stamp in (entry.created_at, entry.completed_at):
-                    if stamp is not None:
-                        parse_time(stamp)
-            except InvalidEntryError as exc:
-                raise InvalidEntryError(f"entry {index}: {exc}") from None
-            entries.append(entry)
-        keys = [e.key for e in entries]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
-            raise InvalidEntryError(
-                f"entry {keys.index(dup, keys.index(dup) + 1)}: {dup[0]}/{dup[1]} appears twice"
-            )
+    def import_entries(self, source: str | os.PathLike[str] | bytes | ImportFile) -> ImportReport:
+        """Turn an existing ``generated-videos.json`` (a path, its bytes, or what :func:`read_import` made
+        of it) into ``imported`` events that keep each entry's timestamps. Entries already in the ledger are
+        left as they are, so importing the same file twice changes nothing the second time. An invalid
+        entry raises :class:`~ledger.errors.InvalidEntryError` naming its index in the array, and nothing is
+        imported. To leave a directory without a ledger as it was when the file is refused, call
+        :func:`read_import` before opening the ledger (what ``video-ledger import`` does)."""
+        checked = source if isinstance(source, ImportFile) else read_import(source, ops=self._ops)
+        entries, dropped = checked.entries, checked.dropped
 
         imported: list[tuple[str, str]] = []
 
@@ -1318,6 +1306,42 @@ def _plan_to(desired: VideoMetadata) -> Plan:
 MAX_IMPORT_BYTES: Final = 1 << 32
 """An import file larger than 4 GiB is refused before it is read (a snapshot of a million entries is
 about 300 MB)."""
+
+
+def read_import(source: str | os.PathLike[str] | bytes, *, ops: FileOps | None = None) -> ImportFile:
+    """Read and check a ``generated-videos.json`` to import (a path, or its bytes) without touching any
+    ledger: every entry valid, with its ``createdAt``, each ``(spotId, eraId)`` once. Raises
+    :class:`~ledger.errors.InvalidEntryError` naming the entry's index, or
+    :class:`~ledger.errors.LedgerIOError`; :meth:`Ledger.import_entries` takes the result."""
+    ops = ops or FileOps()
+    data = source if isinstance(source, bytes) else _read_import(ops, Path(os.fsdecode(source)))
+    items = _decode_import(data)
+    if not isinstance(items, list):
+        raise InvalidEntryError("the file to import must hold a JSON array of entries")
+    entries: list[VideoMetadata] = []
+    dropped: dict[str, int] = {}
+    for index, item in enumerate(items):
+        for name in item if isinstance(item, dict) else ():
+            if name not in _IMPORTED_FIELDS:
+                dropped[name] = dropped.get(name, 0) + 1
+        try:
+            entry = validate_entry(item)
+            lifecycle.check_entry(entry)
+            if entry.created_at is None:
+                raise InvalidEntryError("createdAt is missing")
+            for stamp in (entry.created_at, entry.completed_at):
+                if stamp is not None:
+                    parse_time(stamp)
+        except InvalidEntryError as exc:
+            raise InvalidEntryError(f"entry {index}: {exc}") from None
+        entries.append(entry)
+    keys = [e.key for e in entries]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise InvalidEntryError(
+            f"entry {keys.index(dup, keys.index(dup) + 1)}: {dup[0]}/{dup[1]} appears twice"
+        )
+    return ImportFile(entries=tuple(entries), dropped=dropped)
 
 
 def _read_import(ops: FileOps, path: Path) -> bytes:

@@ -167,10 +167,11 @@ def test_the_apps_file_with_an_entry_the_ledger_refuses_is_not_replaced_by_an_em
     err = capsys.readouterr().err
     assert err.startswith("video-ledger: error: entry 1: ") and len(err.splitlines()) == 1, err
     assert snapshot.read_bytes() == data
-    assert main(["--dir", str(directory), "verify"]) == 1
-    assert "it holds 2 entries the log does not: adopt them" in capsys.readouterr().out
+    assert sorted(p.name for p in directory.iterdir()) == ["generated-videos.json"]  # no ledger made
     with Ledger(directory) as ledger, pytest.raises(UnimportedSnapshotError, match="holds 2 entries"):
         ledger.set_video_metadata(entry("new", "one", status="pending"))
+    assert main(["--dir", str(directory), "verify"]) == 1
+    assert "it holds 2 entries the log does not: adopt them" in capsys.readouterr().out
     assert snapshot.read_bytes() == data
     assert (directory / "events.jsonl").read_bytes() == b""
 
@@ -186,3 +187,30 @@ def test_the_apps_file_with_a_decomposed_id_is_adopted_in_place(tmp_path: Path) 
         assert [e.spot_id for e in ledger.get_all_video_metadata()] == ["caf\u00e9"]
         ledger.set_video_metadata(entry("new", "one", status="pending"))
     assert Ledger(directory, readonly=True).verify().ok
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(APP_FILE + APP_FILE[:1], id="duplicate key"),
+        pytest.param([{k: v for k, v in APP_FILE[2].items() if k != "createdAt"}], id="missing createdAt"),
+        pytest.param([*APP_FILE[:1], {"spotId": "x"}], id="invalid item"),
+    ],
+)
+@pytest.mark.parametrize("where", ["app directory", "no directory"])
+def test_a_refused_import_leaves_the_directory_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: list[object], where: str
+) -> None:
+    if where == "app directory":
+        directory, _ = app_directory(tmp_path)
+    else:
+        directory = tmp_path / "none"
+    before = files_state(directory) if directory.exists() else None
+    source = tmp_path / "import.json"
+    source.write_text(json.dumps(bad))
+    assert main(["--dir", str(directory), "import", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "entry " in err, err
+    assert (files_state(directory) if directory.exists() else None) == before
+    if before is not None:
+        assert sorted(p.name for p in directory.iterdir()) == ["generated-videos.json"]

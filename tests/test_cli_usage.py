@@ -554,7 +554,7 @@ def _as_another_user(directory: Path) -> Callable[..., subprocess.CompletedProce
         ["set", "s", "e", "--status", "generating", "--prompt", "p"],
         ["rebuild"],
         ["reap", "--older-than", "1s"],
-        ["import", "/dev/null"],
+        ["import", str(ROOT / "data" / "generated-videos.json")],  # readable and valid: the directory is not
         ["demo", "--spots", "1", "--eras", "1"],
         ["wait", "--seq", "1", "--timeout", "1"],
         ["list"],
