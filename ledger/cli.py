@@ -12,6 +12,7 @@ import contextvars
 import csv
 import datetime as dt
 import difflib
+import errno
 import logging
 import math
 import re
@@ -28,6 +29,7 @@ import msgspec
 
 from ledger import demo as demo_names
 from ledger.errors import (
+    SYMLINK_REFUSED,
     EntryNotFoundError,
     IllegalTransitionError,
     InvalidEntryError,
@@ -46,7 +48,7 @@ from ledger.events import (
     parse_time,
     schema_documents,
 )
-from ledger.layout import DIR_ENV, default_directory
+from ledger.layout import CHECKPOINT_NAME, DIR_ENV, LOG_NAME, SNAPSHOT_LOCK_NAME, default_directory
 from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
@@ -1128,6 +1130,20 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 # -- entry point ---------------------------------------------------------------------------------------
 
 
+def _message(exc: LedgerError) -> str:
+    """The library's message in a command-line user's words where they differ: a symbolic link refused
+    (``errno.ELOOP``) is allowed in Python with ``follow_symlinks=True``, which the command line has not."""
+    text = str(exc)
+    filename = getattr(exc, "filename", None)
+    if getattr(exc, "errno", None) != errno.ELOOP or SYMLINK_REFUSED not in text or filename is None:
+        return text
+    hint = "replace the link with the file it points to"
+    name = Path(filename).name
+    if not (name.startswith(LOG_NAME) or name in (CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME)):
+        hint += ", or name that file with --snapshot"  # the snapshot: the one ledger file --snapshot places
+    return text.replace(SYMLINK_REFUSED, f"it is a symbolic link (refused; {hint})")
+
+
 def _exit_code(exc: LedgerError) -> int:
     bad_input = (InvalidEntryError, IllegalTransitionError, ReadOnlyLedgerError)
     return EXIT_USAGE if isinstance(exc, bad_input) else EXIT_PROBLEM
@@ -1166,7 +1182,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         err.write(f"{PROG}: {exc}\n")
         return EXIT_PROBLEM
     except LedgerError as exc:
-        err.write(f"{PROG}: error: {exc}\n")
+        err.write(f"{PROG}: error: {_message(exc)}\n")
         return _exit_code(exc)
     except BrokenPipeError:
         return EXIT_OK  # the reader (head, less) went away

@@ -26,6 +26,7 @@ __all__ = (
     "SnapshotUpdateError",
     "UnimportedSnapshotError",
     "io_error",
+    "symlink_refused",
 )
 
 
@@ -156,11 +157,21 @@ class UnimportedSnapshotError(LedgerError):
     import``); nothing was written."""
 
 
+SYMLINK_REFUSED = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
+"""Why a ledger file that is a symbolic link was refused, in a library user's words: the error carries
+``errno.ELOOP``, so a front end (the CLI) can say it in its own."""
+
+
+def symlink_refused(action: str, path: Path) -> LedgerIOError:
+    """The :class:`LedgerIOError` refusing ``path`` because it is a symbolic link (``errno.ELOOP``)."""
+    return io_error(action, path, OSError(errno.ELOOP, SYMLINK_REFUSED))
+
+
 def io_error(action: str, path: Path, exc: OSError) -> LedgerIOError:
     """A :class:`LedgerIOError` saying what was being done to which file, keeping ``errno``."""
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ELOOP:
-        reason = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
+        reason = SYMLINK_REFUSED
     err = LedgerIOError(f"cannot {action} {path}: {reason}")
     err.errno = exc.errno
     err.filename = str(path)

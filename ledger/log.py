@@ -47,7 +47,14 @@ from typing import Final, NamedTuple
 import msgspec
 
 from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, TornTail
-from ledger.errors import ConflictError, CorruptLogError, DurabilityError, LedgerIOError, io_error
+from ledger.errors import (
+    ConflictError,
+    CorruptLogError,
+    DurabilityError,
+    LedgerIOError,
+    io_error,
+    symlink_refused,
+)
 from ledger.events import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -519,11 +526,12 @@ class EventLog(EventStore):
             return None, 0
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
-        if not stat.S_ISREG(st.st_mode):  # a symbolic link (when refused), a FIFO, a device, a directory
-            reason = f"it is {file_kind(st.st_mode)}, not a regular file (refused)"
-            if stat.S_ISLNK(st.st_mode):
-                reason = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
-            raise LedgerIOError(f"cannot read {self.path}: {reason}")
+        if stat.S_ISLNK(st.st_mode):  # when refused
+            raise symlink_refused("read", self.path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device, a directory
+            raise LedgerIOError(
+                f"cannot read {self.path}: it is {file_kind(st.st_mode)}, not a regular file (refused)"
+            )
         return (st.st_dev, st.st_ino), st.st_size
 
     def size(self) -> int:

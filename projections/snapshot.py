@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 
 from ledger.backend import Head
-from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error
+from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error, symlink_refused
 from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, normalize_id
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
@@ -652,10 +652,7 @@ class Projector:
         if stat.S_ISLNK(mode):
             if self.follow_symlinks:
                 return
-            raise LedgerIOError(
-                f"cannot write {self.snapshot_path}: it is a symbolic link "
-                "(refused; pass follow_symlinks=True to allow it)"
-            )
+            raise symlink_refused("write", self.snapshot_path)
         if not stat.S_ISREG(mode):
             raise LedgerIOError(
                 f"cannot write {self.snapshot_path}: it is {file_kind(mode)}, not a regular file (refused)"

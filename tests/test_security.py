@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import CorruptLogError, Ledger
+from ledger import CorruptLogError, Ledger, LedgerIOError
 from ledger.events import GENESIS_HASH, line_hash
 from ledger.fileops import FileOps
 
@@ -412,8 +412,32 @@ def test_a_symlinked_log_gets_the_same_refusal_from_every_command(
     err = capsys.readouterr().err
     assert err == (
         f"video-ledger: error: cannot read {directory}/events.jsonl: it is a symbolic link "
-        "(refused; pass follow_symlinks=True to allow it)\n"
+        "(refused; replace the link with the file it points to)\n"
     )
+
+
+@pytest.mark.parametrize("command", ["set", "rebuild"])
+def test_a_symlinked_snapshot_refusal_names_what_a_cli_user_can_do(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The library's refusal says to pass ``follow_symlinks=True``, which the command line has no way to
+    do: the CLI's line names the real file's path instead (``--snapshot``)."""
+    from ledger.cli import main
+
+    directory = tmp_path / "ledger"
+    _small_ledger(directory)
+    snapshot = directory / "generated-videos.json"
+    snapshot.rename(tmp_path / "app.json")
+    snapshot.symlink_to(tmp_path / "app.json")
+    with pytest.raises(LedgerIOError, match="pass follow_symlinks=True"):  # the library's own words
+        Ledger(directory)
+    assert main(["--dir", str(directory), *COMMANDS[command]]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"video-ledger: error: cannot write {snapshot}: it is a symbolic link "
+        "(refused; replace the link with the file it points to, or name that file with --snapshot)\n"
+    )
+    assert main(["--dir", str(directory), "--snapshot", str(tmp_path / "app.json"), *COMMANDS[command]]) == 0
 
 
 # -- issue 12 items 3 and 4: modes kept; new directories fsynced -----------------------------------------
