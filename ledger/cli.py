@@ -335,7 +335,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         required=True,
         type=_duration,
-        help="like 90s, 15m, 2h or 1d (at most 36500d)",
+        help="like 90s, 15m, 2h or 1d (more than 0, at most 36500d; negative values are refused)",
     )
     p.add_argument("--json", action="store_true", help="print the reaped entries as a JSON array")
     p.set_defaults(run=_cmd_reap)
@@ -468,6 +468,10 @@ _MAX_DURATION = dt.timedelta(days=36500)
 def _duration(text: str) -> dt.timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = text[:-1], text[-1:]
+    if unit in units and number[:1] == "-" and number[1:].isascii() and number[1:].isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: it must be more than 0 (negative durations are refused)"
+        )
     if unit not in units or not number.isascii() or not number.isdigit() or int(number) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 2h or 1d")
     if int(number) * units[unit] > _MAX_DURATION.total_seconds():
@@ -1149,10 +1153,22 @@ def _exit_code(exc: LedgerError) -> int:
     return EXIT_USAGE if isinstance(exc, bad_input) else EXIT_PROBLEM
 
 
+def _glue_negative_durations(argv: Sequence[str]) -> list[str]:
+    """``--older-than -1h`` as ``--older-than=-1h``: argparse takes a word that starts with ``-`` (and is
+    not a plain number) for an option, and would say "expected one argument" instead of the range error."""
+    argv = list(argv)
+    for i, word in enumerate(argv[:-1]):
+        if word == "--":
+            break
+        if word == "--older-than" and re.match(r"-[0-9]", argv[i + 1]):
+            return [*argv[:i], f"{word}={argv[i + 1]}", *argv[i + 2 :]]
+    return argv
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv``; an unknown option is reported by the command it was given to, with a suggestion."""
     parser = _build_parser()
-    args, extras = parser.parse_known_args(argv)
+    args, extras = parser.parse_known_args(_glue_negative_durations(sys.argv[1:] if argv is None else argv))
     if extras:
         _subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
     return args

@@ -438,6 +438,8 @@ NUMBER_CASES = [
         (["watch", "--step", "1e9"], "argument --step: '1e9' is not a whole number"),
         (["reap", "--older-than", "99999999999d"], "99999999999d is out of range: it must be at most 36500d"),
         (["reap", "--older-than", "0s"], "'0s' is not a duration"),
+        (["reap", "--older-than", "-1h"], "--older-than: -1h is out of range: it must be more than 0"),
+        (["reap", "--older-than=-1h"], "--older-than: -1h is out of range: it must be more than 0"),
         (["wait", "--seq", "-1"], "argument --seq: -1 is out of range: it must be at least 1"),
         (["wait", "--seq", "0"], "argument --seq: 0 is out of range: it must be at least 1"),
         (["wait", "--seq", "1", "--timeout", "nan"], "argument --timeout: 'nan' is not a finite number"),
