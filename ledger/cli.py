@@ -869,6 +869,8 @@ def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None
         out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
     if report.skew is not None:
         out.write(f"warning: clock skew: {report.skew.describe()}\n")
+    if report.non_nfc is not None:
+        out.write(f"warning: ids: {report.non_nfc}\n")
     return EXIT_OK
 
 

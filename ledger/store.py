@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -164,6 +164,9 @@ class VerifyReport:
     skew: stats_view.ClockSkew | None = None
     """Events recorded at a later time than their writer's clock read (not a failure: see
     ``docs/lifecycle.md``, *Time*), up to the first problem."""
+    non_nfc: str | None = None
+    """Entries whose id the log holds in another form than NFC (written before ids were normalised), how
+    many and the first event naming one (not a failure: see ``docs/format.md``)."""
 
     @property
     def ok(self) -> bool:
@@ -310,7 +313,7 @@ class Ledger:
         key = _key(spot_id, era_id)
         with self._mutex:
             self._view.refresh()
-            return self._view.entries.get(key)
+            return self._view.entries.get(_stored_key(key, (spot_id, era_id), self._view.entries))
 
     def set_video_metadata(self, entry: VideoMetadata | Mapping[str, Any]) -> VideoMetadata:
         """Add or update the entry matched on ``(spotId, eraId)``; returns it as stored.
@@ -323,7 +326,7 @@ class Ledger:
         (nothing written), :class:`~ledger.errors.LedgerIOError` (not acknowledged).
         """
         desired = validate_entry(entry)
-        return self._write(desired.key, _plan_to(desired))
+        return self._write(_given_key(entry, desired), _plan_to(desired))
 
     def update_entry(
         self,
@@ -350,14 +353,16 @@ class Ledger:
                 raise InvalidEntryError(f"{spot_id}/{era_id} is a new entry: a prompt is required")
             return lifecycle.plan_change(current, msgspec.structs.replace(checked, prompt=current.prompt))
 
-        return self._write(checked.key, plan)
+        return self._write((spot_id, era_id), plan)
 
     def set_many(self, entries: Iterable[VideoMetadata | Mapping[str, Any]]) -> list[VideoMetadata]:
         """:meth:`set_video_metadata` for many entries at once: one lock, one write, one fsync, one
         projection for all of them (bulk queueing, imports). Each change is checked against the state the
         ones before it leave; if any is refused, nothing is written. Returns the entries as stored."""
-        desired = [validate_entry(e) for e in entries]
-        return [r for r in self._commit([(d.key, _plan_to(d)) for d in desired]) if r is not None]
+        given = list(entries)
+        desired = [validate_entry(e) for e in given]
+        requests = [(_given_key(e, d), _plan_to(d)) for e, d in zip(given, desired, strict=True)]
+        return [r for r in self._commit(requests) if r is not None]
 
     def mark_video_failed(
         self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None
@@ -367,7 +372,7 @@ class Ledger:
         ``attempt`` names the attempt that failed (``job.attempt``); if it is not the entry's current one,
         :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current one.
         """
-        key = _key(spot_id, era_id)
+        key = _given_ids(spot_id, era_id)
 
         def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
             if current is None:
@@ -396,7 +401,7 @@ class Ledger:
         ``attempt`` names the attempt that produced it (``job.attempt``); if it is not the entry's current
         one, :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current
         one."""
-        key = _key(spot_id, era_id)
+        key = _given_ids(spot_id, era_id)
 
         def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
             if current is None:
@@ -463,7 +468,7 @@ class Ledger:
         ``generating`` for the new one, in one commit; the old worker's ``ready`` or ``failed`` is then
         refused. If another attempt than ``N`` is live, :class:`~ledger.errors.AttemptInProgressError`.
         """
-        key = _key(spot_id, era_id)
+        key = _given_ids(spot_id, era_id)
         desired = validate_entry(
             VideoMetadata(
                 spot_id=spot_id, era_id=era_id, prompt=prompt, status="generating", local_path=local_path
@@ -831,6 +836,22 @@ class Ledger:
             snapshot_seq=None if probe is None or problem is not None else probe.match,
             note=note,
             skew=skew.result(),
+            non_nfc=self._non_nfc(statuses),
+        )
+
+    def _non_nfc(self, keys: Collection[tuple[str, str]]) -> str | None:
+        """Why some ids are not in NFC, if some are: the entries' keys (not the events) are checked, first
+        all at once in C (ASCII is NFC), then one by one only if some id is not ASCII; only when one is
+        found is the log read again for its first event."""
+        if "".join(itertools.chain.from_iterable(keys)).isascii():
+            return None
+        odd = {key for key in keys if not (key[0].isascii() and key[1].isascii()) and _key(*key) != key}
+        if not odd:
+            return None
+        first = next((event.seq for event in self._log.scan(START) if event.key in odd), None)
+        return (
+            f"{len(odd)} entries have an id not in NFC (written before ids were normalised), the first at "
+            f"event {first}: reach them by that exact spelling; an NFC spelling of it finds nothing"
         )
 
     def _read_pair_to_verify(
@@ -1098,7 +1119,8 @@ class Ledger:
             records: list[Record] = []
             seq, prev = tip.seq, tip.hash
             ts, clock = "", None  # one commit, one instant: read at its first change (none: no reading)
-            for key, plan in requests:
+            for given, plan in requests:
+                key = _stored_key(_key(*given), given, changed, view.entries)
                 current = changed.get(key) or view.entries.get(key)
                 change = plan(current)
                 if change is None:
@@ -1439,6 +1461,34 @@ def _key(spot_id: object, era_id: object) -> tuple[str, str]:
     if not isinstance(spot_id, str) or not isinstance(era_id, str) or not spot_id or not era_id:
         raise InvalidEntryError(f"spotId and eraId must be non-empty strings, not {spot_id!r} and {era_id!r}")
     return (normalize_id(spot_id), normalize_id(era_id))  # as stored: canonically equal ids are one
+
+
+def _given_ids(spot_id: object, era_id: object) -> tuple[str, str]:
+    """The ids as given (checked as :func:`_key` checks them): a write's request names the entry so, and
+    :func:`_stored_key` picks the spelling under the lock."""
+    _key(spot_id, era_id)
+    return spot_id, era_id  # type: ignore[return-value]  # strings: _key checked
+
+
+def _given_key(entry: VideoMetadata | Mapping[str, Any], desired: VideoMetadata) -> tuple[str, str]:
+    """The ids of ``entry`` as given (``desired`` is its validated copy, ids in NFC)."""
+    ids = (
+        (entry.spot_id, entry.era_id)
+        if isinstance(entry, VideoMetadata)
+        else (entry["spotId"], entry["eraId"])
+    )
+    return ids if isinstance(ids[0], str) and isinstance(ids[1], str) else desired.key
+
+
+def _stored_key(
+    key: tuple[str, str], given: tuple[str, str], *held: Mapping[tuple[str, str], object]
+) -> tuple[str, str]:
+    """The key an entry is held under: ``key`` (the ids in NFC), unless no entry has it but one has the
+    exact ``given`` spelling, which a log written before ids were normalised holds (``docs/format.md``).
+    Then the old entry stays reachable and no twin is made. Per lookup, never per replayed event."""
+    if given == key or any(key in entries for entries in held) or not any(given in e for e in held):
+        return key
+    return given
 
 
 # -- module-level twins acting on the default ledger ($VIDEO_LEDGER_DIR, else ./data) --------------------

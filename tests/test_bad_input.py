@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ledger import (
@@ -29,8 +30,9 @@ from ledger import (
     UnimportedSnapshotError,
     VideoMetadata,
 )
+from ledger.events import GENESIS_HASH, decode_event, encode_line, line_hash
 
-from .conftest import ROOT, entry, files_state
+from .conftest import ROOT, FakeClock, entry, files_state
 
 NAN = float("nan")
 
@@ -409,6 +411,76 @@ def test_canonically_equal_ids_are_one_entry(ledger: Ledger, ledger_dir: Path) -
     ledger.set_video_metadata(setv_entry(spotId=nfd))
     assert ledger.mark_video_failed(nfd, "rome", "boom").spot_id == nfc
     assert nfd.encode() not in (ledger_dir / "events.jsonl").read_bytes()
+
+
+def _log_from_before_nfc(directory: Path, clock: FakeClock) -> None:
+    """A log as a version before NFC normalisation wrote it: ``cafe`` + U+0301 (NFD) stored as given in
+    two events of one entry, beside an ASCII entry; then its snapshot rebuilt."""
+    with Ledger(directory, clock=clock) as ledger:
+        ledger.set_video_metadata(setv_entry(spotId="ascii", status="pending"))
+        ledger.set_video_metadata(setv_entry(spotId="cafeX", status="pending"))
+        ledger.set_video_metadata(setv_entry(spotId="cafeX"))
+    log = directory / "events.jsonl"
+    out, prev = [], GENESIS_HASH
+    for line in log.read_bytes().splitlines():
+        event = decode_event(line)
+        if event.spot_id == "cafeX":
+            event = msgspec.structs.replace(event, spot_id="cafe\u0301")
+        new = encode_line(msgspec.structs.replace(event, prev=prev))
+        out.append(new)
+        prev = line_hash(new[:-1])
+    log.write_bytes(b"".join(out))
+    (directory / "events.jsonl.sync.lock").unlink()  # the old version's log is a new file
+    (directory / "checkpoint.json").unlink()
+    (directory / "generated-videos.json").unlink()
+    Ledger(directory, clock=clock).rebuild()
+
+
+def test_an_id_stored_in_nfd_by_an_old_log_stays_reachable_and_gets_no_twin(
+    ledger_dir: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replay keys an entry by its stored spelling and lookups normalise to NFC: ``get`` said "no entry"
+    and ``set`` created a second café. Now the exact given spelling is used when the NFC one misses."""
+    from ledger.cli import main
+
+    nfd = "cafe\u0301"
+    _log_from_before_nfc(ledger_dir, clock)
+    with Ledger(ledger_dir, clock=clock) as ledger:
+        found = ledger.get_video_metadata(nfd, "rome")
+        assert found is not None and found.spot_id == nfd
+        assert ledger.get_video_metadata("caf\u00e9", "rome") is None  # NFC typed: not looked for (no scan)
+        assert ledger.mark_video_failed(nfd, "rome", "boom").spot_id == nfd
+        assert ledger.set_video_metadata(setv_entry(spotId=nfd, status="pending")).spot_id == nfd
+        with ledger.generation(nfd, "rome", "p") as job:
+            (ledger_dir / "v.mp4").write_bytes(b"the video")
+            job.ready(ledger_dir / "v.mp4")
+        assert ledger.get_video_metadata(nfd, "rome").status == "ready"  # type: ignore[union-attr]
+    assert main(["--dir", str(ledger_dir), "get", nfd, "rome"]) == 0
+    assert main(["--dir", str(ledger_dir), "set", nfd, "rome", "--status", "pending"]) == 0
+    capsys.readouterr()
+    entries = Ledger(ledger_dir, readonly=True).get_all_video_metadata()
+    assert [(e.spot_id, e.status) for e in entries] == [("ascii", "pending"), (nfd, "pending")], "no twin"
+    assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
+def test_verify_warns_about_ids_stored_in_nfd(
+    ledger_dir: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.cli import main
+
+    _log_from_before_nfc(ledger_dir, clock)
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.non_nfc is not None
+    assert main(["--dir", str(ledger_dir), "verify"]) == 0
+    out = capsys.readouterr().out
+    [warning] = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert "1 entries" in warning and "not in NFC" in warning and "first at event 2" in warning, warning
+
+
+def test_verify_of_an_ascii_log_has_no_nfc_warning(ledger: Ledger, ledger_dir: Path) -> None:
+    ledger.set_video_metadata(setv_entry(spotId="caf\u00e9"))  # stored in NFC: nothing to say
+    ledger.set_video_metadata(setv_entry())
+    assert Ledger(ledger_dir, readonly=True).verify().non_nfc is None
 
 
 # -- import files (issue 12 item 9) -----------------------------------------------------------------------
