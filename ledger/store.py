@@ -64,7 +64,7 @@ from ledger.events import (
 )
 from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
-from ledger.log import START, EventLog, Scan, TornTail
+from ledger.log import EventLog, Scan, TornTail
 
 # The projector, imported as modules: projections import the event types and the log, and the store is
 # the one place that calls them back (module imports keep that cycle-free at import time).
@@ -632,7 +632,7 @@ class Ledger:
         real_root = os.path.realpath(base)
         entries: entries_view.Entries = {}
         files: files_view.ReadyFiles = {}
-        for event in self._log.scan(START):
+        for event in self._log.synced_scan():
             entries[event.key] = entries_view.apply(entries.get(event.key), event)
             files_view.note(files, event)
         problems: list[str] = []
@@ -685,7 +685,7 @@ class Ledger:
         high = None if until is None else parse_time(until)
         spot_id = None if spot_id is None else normalize_id(spot_id)
         era_id = None if era_id is None else normalize_id(era_id)
-        for line, event in self._log.scan(START).records():
+        for line, event in self._log.synced_scan().records():
             if high is not None and event.ts > high:
                 return  # times never go backwards: nothing later can match
             if (
@@ -708,14 +708,14 @@ class Ledger:
         if seq is None and time is None:
             raise InvalidEntryError("give seq, time, or both")
         entries = entries_view.as_of(
-            self._log.scan(START), seq=seq, ts=None if time is None else parse_time(time)
+            self._log.synced_scan(), seq=seq, ts=None if time is None else parse_time(time)
         )
         return [entries[key] for key in sorted(entries)]
 
     def timeline(self, spot_id: str, era_id: str) -> timeline_view.Timeline:
         """One entry's story: when it was queued, each attempt and how it ended, time to ready."""
         key = _key(spot_id, era_id)
-        story = timeline_view.timeline(self._log.scan(START), *key)
+        story = timeline_view.timeline(self._log.synced_scan(), *key)
         if story.first is None:
             raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
         return story
@@ -723,7 +723,7 @@ class Ledger:
     def stats(self) -> stats_view.Stats:
         """Entries per status and era, attempts, success rate, generation times, frequent failures: one
         pass over the log in bounded memory."""
-        return stats_view.stats(self._log.scan(START))
+        return stats_view.stats(self._log.synced_scan())
 
     def wait_for(
         self, seq: int, *, timeout: float | None = None, stop_event: watch_view.StopEvent | None = None
@@ -848,7 +848,7 @@ class Ledger:
         odd = {key for key in keys if not (key[0].isascii() and key[1].isascii()) and _key(*key) != key}
         if not odd:
             return None
-        first = next((event.seq for event in self._log.scan(START) if event.key in odd), None)
+        first = next((event.seq for event in self._log.synced_scan() if event.key in odd), None)
         return (
             f"{len(odd)} entries have an id not in NFC (written before ids were normalised), the first at "
             f"event {first}: reach them by that exact spelling; an NFC spelling of it finds nothing"
