@@ -181,6 +181,10 @@ def test_many_processes_threads_big_lines_readers_and_a_writer_killed_holding_th
             [sys.executable, "-m", "ledger", "--dir", str(ledger_dir), "watch", "--step", "5"], cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        assert projector.stderr is not None
+        # its SIGTERM handler is in place once it says so (on a loaded machine the writers may all be done
+        # before it has imported: a SIGTERM then would end it as the default action does)
+        assert "watching" in projector.stderr.readline()
         holder = run(LOCK_HOLDER, processes)
         writers = [run(STRESS_WRITER, f"p{processes}w{w}", per_thread, threads) for w in range(processes)]
         said: list[str] = []
