@@ -13,6 +13,7 @@ import os
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -178,12 +179,14 @@ def run_demo(
         start_seq = ledger.head().seq
         before = ledger.get_all_video_metadata()
     main = threading.current_thread() is threading.main_thread()
-    context = multiprocessing.get_context("spawn")
+    # fork where there is one: its queues' semaphores are unlinked at once, so no resource-tracker process
+    # is started (with spawn, an interrupted demo could end with the tracker's "leaked semaphore" warning
+    # on stderr); the workers open their own ledger handles, and this process holds none open here
+    get_context = multiprocessing.get_context
+    context = get_context("fork") if sys.platform == "linux" else get_context("spawn")
     jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     todo = [(s, e) for s in SPOTS[:spots] for e in ERAS[:eras]]
-    for spot, era in todo:
-        jobs.put((spot, era, 1))
     args = (os.fspath(directory), jobs, results, fail_rate, seed, delay)
     procs = [context.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
     started = time.perf_counter()
@@ -202,6 +205,8 @@ def run_demo(
         finally:
             if ignored is not None:
                 signal.signal(signal.SIGINT, ignored)
+        for spot, era in todo:  # after the forks: no queue feeder thread runs while this process forks
+            jobs.put((spot, era, 1))
         while open_jobs:
             try:
                 done: JobResult = results.get(timeout=1.0)

@@ -612,6 +612,9 @@ def test_interrupting_the_demo_stops_its_workers_promptly(
     proc = subprocess.Popen(
         [sys.executable, "-m", "ledger", "demo", "--dir", str(directory), "--spots", "14", "--eras", "6"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as from a terminal: a suite started in the background (`&`, nohup) passes SIGINT on ignored, and
+        # an ignored signal stays ignored across exec, so the demo would rightly run on
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("[")  # a job finished: the workers are at work
