@@ -56,3 +56,35 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
     readme = (ROOT / "README.md").read_text()
     test_command = re.findall(r"^```sh\n(.*?)^```", readme, re.S | re.M)[1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+REF = re.compile(r"(?:tests/)?(test_[a-z0-9_]+\.py)::([A-Za-z0-9_]+)(…)?|…::([A-Za-z0-9_]+)(…)?")
+
+
+def _named_tests() -> list[tuple[str, str, str, bool]]:
+    """(doc, test file, test name, name is a prefix) for every test a doc names: `tests/test_x.py::name`,
+    `test_x.py::name`, or `…::name` (in the file named last before it); a trailing `…` shortens the name."""
+    found = []
+    for doc in DOCS:
+        last = None
+        for match in REF.finditer(doc.read_text()):
+            if match.group(1):
+                last = match.group(1)
+                found.append((doc.name, last, match.group(2), bool(match.group(3))))
+            elif last is not None:
+                found.append((doc.name, last, match.group(4), bool(match.group(5))))
+    return found
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """A claim in the docs names the test that checks it: that test must exist (renamed tests rot docs)."""
+    named = _named_tests()
+    assert len(named) > 80
+    missing = []
+    for doc, file, name, prefix in named:
+        path = ROOT / "tests" / file
+        text = path.read_text() if path.exists() else ""
+        pattern = rf"^(?:def|class) {re.escape(name)}" + ("" if prefix else r"\b")
+        if not re.search(pattern, text, re.M):
+            missing.append(f"{doc}: {file}::{name}{'…' if prefix else ''}")
+    assert missing == []
