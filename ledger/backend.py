@@ -31,11 +31,15 @@ import abc
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
-from ledger.events import GENESIS_HASH, EventType
+import msgspec
 
-__all__ = ("GENESIS", "Audit", "Batch", "Decide", "EventStore", "Head", "Record", "TornTail")
+from ledger.errors import CorruptLogError
+from ledger.events import GENESIS_HASH, EventType, check_line, decode_event
+
+__all__ = ("GENESIS", "Audit", "Batch", "Decide", "EventStore", "Head", "Record", "TornTail", "checked_event")
 
 
 class Head(NamedTuple):
@@ -157,3 +161,20 @@ class EventStore(abc.ABC):
     def events(self, after: Head = GENESIS) -> Iterator[EventType]:
         """:meth:`read`, the events only."""
         return itertools.chain.from_iterable(batch.events for batch in self.read(after))
+
+
+def checked_event(where: Path, n: int, line: bytes, prev: str | None = None) -> EventType:
+    """Record ``n``'s event from its stored ``line``, checked as :meth:`EventStore.check` checks a record:
+    framing and crc, decoding, ``seq``, and (given ``prev``, the hash of the line before) the chain. A
+    failure raises :class:`~ledger.errors.CorruptLogError` naming line ``n`` of ``where``."""
+    if b"\n" in line or not check_line(line):
+        raise CorruptLogError(where, n, "damaged line (bad framing or crc)")
+    try:
+        event = decode_event(line)
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        raise CorruptLogError(where, n, f"undecodable event: {exc}") from None
+    if event.seq != n:
+        raise CorruptLogError(where, n, f"seq is {event.seq}, expected {n}")
+    if prev is not None and event.prev != prev:
+        raise CorruptLogError(where, n, "chain broken: prev does not match the line before")
+    return event

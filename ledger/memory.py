@@ -11,9 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
-
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
 from ledger.errors import CorruptLogError, InvalidEntryError, LedgerClosedError
 from ledger.events import GENESIS_HASH, EventType, check_line, decode_event, line_hash
 
@@ -128,16 +126,7 @@ class _MemoryAudit(Audit):
         batch: tuple[list[bytes], list[EventType]] = ([], [])
         for line in lines:
             n = seq + 1
-            if not check_line(line):
-                raise CorruptLogError(_WHERE, n, "damaged line (bad framing or crc)")
-            try:
-                event = decode_event(line)
-            except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-                raise CorruptLogError(_WHERE, n, f"undecodable event: {exc}") from None
-            if event.seq != n:
-                raise CorruptLogError(_WHERE, n, f"seq is {event.seq}, expected {n}")
-            if event.prev != prev:
-                raise CorruptLogError(_WHERE, n, "chain broken: prev does not match the line before")
+            event = checked_event(_WHERE, n, line, prev)
             batch[0].append(line)
             batch[1].append(event)
             seq, prev, ts = n, line_hash(line), event.ts

@@ -42,7 +42,7 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
 from ledger.errors import (
     CorruptLogError,
     DurabilityError,
@@ -519,15 +519,7 @@ def _check_stored(where: Path, n: int, seq: int, line: bytes) -> EventType:
     """Record ``n`` as stored (row ``seq``, ``line``), or :class:`CorruptLogError` naming line ``n``."""
     if seq != n:
         raise CorruptLogError(where, n, f"record {n} is missing (the next stored is {seq})")
-    if b"\n" in line or not check_line(line):
-        raise CorruptLogError(where, n, "damaged line (bad framing or crc)")
-    try:
-        event = decode_event(line)
-    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
-        raise CorruptLogError(where, n, f"undecodable event: {exc}") from None
-    if event.seq != n:
-        raise CorruptLogError(where, n, f"seq is {event.seq}, expected {n}")
-    return event
+    return checked_event(where, n, line)
 
 
 class _PostgresAudit(Audit):
