@@ -1,0 +1,141 @@
+"""Copy a whole ledger from one store to another (a directory's ``events.jsonl``, a PostgreSQL database).
+
+:func:`copy_ledger` goes through the event-store verbs only (``check``, ``head``, ``read``, ``append``), so
+it copies between any two backends. The stored lines are copied byte for byte: seqs, times and hashes are
+preserved, and the target holds the same hash chain as the source (``verify --expect-head`` with a head
+kept from the source passes on the copy).
+
+1. The source is checked first (:meth:`~ledger.backend.EventStore.check`: framing, crc, seq, the whole
+   chain): damage raises :class:`~ledger.errors.CorruptLogError` and nothing is written.
+2. An empty target gets everything. A non-empty target is accepted only if it is a prefix of the source: its
+   own check passes and its head (seq and hash) is the source's record at that seq; the chain makes every
+   line before it the same. Then the copy resumes after it (an interrupted copy is run again). Anything
+   else raises :class:`CopyRefusedError` and nothing is written.
+3. The records are appended in batches (:data:`BATCH` per append, each all or nothing); each append checks
+   that the target's tip is still the one the copy left (else :class:`~ledger.errors.ConflictError`: another
+   writer is using the target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.backend import GENESIS, Decide, EventStore, Head, Record
+from ledger.errors import ConflictError, CorruptLogError, LedgerError
+from ledger.events import line_hash
+
+__all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger")
+
+BATCH = 1000
+"""Records per append."""
+
+Progress = Callable[[int, int], None]
+"""``progress(copied, total)``: records in the target so far (resumed ones included) and the source's."""
+
+
+class CopyRefusedError(LedgerError):
+    """The target of a copy holds records that are not a prefix of the source (another ledger, or one that
+    went its own way): nothing was written. Copy into an empty store instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    """What :func:`copy_ledger` did."""
+
+    copied: int
+    """Records appended to the target by this call."""
+    resumed: int
+    """Records the target held already (a prefix of the source), left as they were."""
+    head: Head
+    """The target's head afterwards: the source's head as checked."""
+
+
+def copy_ledger(
+    source: EventStore, target: EventStore, *, batch: int = BATCH, progress: Progress | None = None
+) -> CopyReport:
+    """Copy every record of ``source`` that ``target`` lacks, as the module's docstring says. Records
+    appended to the source while the copy runs are not copied (run it again for them)."""
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    start = target.head()
+    audit = source.check()
+    at_start: Head | None = GENESIS if start.seq == 0 else None
+    for lines, events, _ in audit:
+        first = events[0].seq
+        if at_start is None and first <= start.seq <= events[-1].seq:
+            i = start.seq - first
+            at_start = Head(start.seq, line_hash(lines[i]), events[i].ts)
+    end = audit.end
+    if start.seq:
+        if at_start is None:
+            raise CopyRefusedError(
+                f"the target holds {start.seq} records, the source only {end.seq}: it is not a copy of "
+                "the source; nothing was written"
+            )
+        if at_start.hash != start.hash:
+            raise CopyRefusedError(
+                f"the target's record {start.seq} differs from the source's: the target is another ledger "
+                "or went its own way; nothing was written"
+            )
+        for _ in target.check():  # every record of the prefix sound, up to the head compared
+            pass
+    total = end.seq
+    if progress is not None:
+        progress(start.seq, total)
+    tip = start
+    copied = 0
+    for records in _chunks(source, at_start or GENESIS, end, batch):
+        tip = target.append(tip, _continue(tip, records))
+        copied += len(records)
+        if progress is not None:
+            progress(tip.seq, total)
+    if (tip.seq, tip.hash) != (end.seq, end.hash):
+        raise CorruptLogError(
+            _where(source), end.seq, "the records read for the copy do not end at the head the check found"
+        )
+    return CopyReport(copied=copied, resumed=start.seq, head=tip)
+
+
+def _where(store: EventStore) -> Path:
+    """How errors name a store: the file store's path, the PostgreSQL store's host and database."""
+    where = getattr(store, "path", None) or getattr(store, "where", None)
+    return where if isinstance(where, Path) else Path(type(store).__name__)
+
+
+def _continue(expected: Head, records: list[Record]) -> Decide:
+    def decide(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+        if (tip.seq, tip.hash) != (expected.seq, expected.hash):
+            raise ConflictError(
+                f"the target changed during the copy: its head is record {tip.seq}, the copy left it at "
+                f"{expected.seq}; another writer is using it"
+            )
+        return records
+
+    return decide
+
+
+def _chunks(source: EventStore, after: Head, end: Head, size: int) -> Iterator[list[Record]]:
+    """The records of ``batches`` up to ``end``, ``size`` at a time, each checked to chain to the one
+    before (the check ran in another pass: what is read now must be what it saw)."""
+    pending: list[Record] = []
+    prev: str | None = None
+    for lines, events, _ in source.read(after):
+        for line, event in zip(lines, events, strict=True):
+            if event.seq > end.seq:
+                break
+            if prev is not None and event.prev != prev:
+                raise CorruptLogError(
+                    _where(source), event.seq, "chain broken: prev does not match the line before"
+                )
+            prev = line_hash(line)
+            pending.append(Record(event.seq, line, event))
+            if len(pending) == size:
+                yield pending
+                pending = []
+        else:
+            continue
+        break
+    if pending:
+        yield pending

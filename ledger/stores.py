@@ -1,0 +1,167 @@
+"""Which store holds a ledger's events: a directory's ``events.jsonl`` or a PostgreSQL database, by name.
+
+A store is named by a *spec*: a ``postgresql://`` (or ``postgres://``) URL names the PostgreSQL store
+(:class:`ledger.postgres.PostgresStore`, ``pip install 'video-ledger[postgres]'``); anything else is a
+directory, whose ``events.jsonl`` is the file store (:class:`ledger.log.EventLog`). :func:`open_store` opens
+either; :func:`store_spec` reads the spec from an explicit value or ``$VIDEO_LEDGER_STORE``;
+:func:`describe_store` shows a spec in a message without its password. psycopg is imported only when a URL
+is opened, so the file store needs nothing beyond the core install.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Final
+
+from ledger.backend import EventStore
+from ledger.errors import InvalidEntryError, LedgerError, LedgerIOError, NoLedgerError, io_error
+from ledger.fileops import FileOps
+from ledger.layout import Layout
+from ledger.log import EventLog
+
+__all__ = (
+    "POSTGRES_EXTRA",
+    "STORE_ENV",
+    "MissingExtraError",
+    "describe_store",
+    "is_url",
+    "open_store",
+    "store_spec",
+)
+
+STORE_ENV: Final = "VIDEO_LEDGER_STORE"
+"""The environment variable naming the store when none is given (a directory or a URL)."""
+
+POSTGRES_EXTRA: Final = "pip install 'video-ledger[postgres]'"
+
+_SCHEMES: Final = ("postgresql", "postgres")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class MissingExtraError(LedgerError):
+    """The store named needs an optional extra that is not installed (the PostgreSQL store: psycopg).
+    Nothing was opened; the message says what to install."""
+
+
+def is_url(spec: str | os.PathLike[str]) -> bool:
+    """Whether ``spec`` is written as a URL (``scheme://…``) rather than a directory."""
+    return isinstance(spec, str) and _URL.match(spec) is not None
+
+
+def store_spec(explicit: str | os.PathLike[str] | None = None) -> str | os.PathLike[str] | None:
+    """The store to use: ``explicit`` if given, else ``$VIDEO_LEDGER_STORE`` if set and not empty, else
+    ``None`` (the caller's default: the ledger directory's own ``events.jsonl``)."""
+    if explicit is not None:
+        return explicit
+    return os.environ.get(STORE_ENV) or None
+
+
+def describe_store(spec: str | os.PathLike[str]) -> str:
+    """``spec`` as a message may show it: a URL with its password (in the user part or a ``password=``
+    parameter) replaced by ``***``; a directory as it is."""
+    if not is_url(spec):
+        return os.fspath(spec)
+    text = str(spec)
+    scheme, rest = text.split("://", 1)
+    authority, sep, tail = _split_authority(rest)
+    user, at, hosts = authority.rpartition("@")
+    if at and ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    shown = f"{scheme}://{user}{at}{hosts}{sep}{tail}"
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", shown)
+
+
+def _split_authority(rest: str) -> tuple[str, str, str]:
+    """``user:pw@host:port`` and what follows it (``/db?…``), the separator kept."""
+    match = re.search(r"[/?#]", rest.rpartition("@")[2])
+    if match is None:
+        return rest, "", ""
+    cut = len(rest) - len(rest.rpartition("@")[2]) + match.start()
+    return rest[:cut], rest[cut], rest[cut + 1 :]
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL that names no PostgreSQL database (:class:`InvalidEntryError`), without connecting."""
+    shown = describe_store(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _SCHEMES:
+        raise InvalidEntryError(
+            f"{shown}: unknown store URL scheme {scheme!r} (a store is a directory or a postgresql:// URL)"
+        )
+    import psycopg
+
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()).replace(url, shown)
+        raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: {reason}") from None
+    for port in str(info.get("port", "")).split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: port {port!r} is not 1..65535")
+
+
+def _require_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(f"the PostgreSQL store needs: {POSTGRES_EXTRA}") from None
+
+
+def open_store(
+    where: str | os.PathLike[str],
+    *,
+    readonly: bool = False,
+    ops: FileOps | None = None,
+    follow_symlinks: bool = False,
+) -> EventStore:
+    """Open the store ``where`` names (see the module's docstring); close it when done.
+
+    A URL: the PostgreSQL store, whose schema must be in place (``video-ledger --store URL init``), else
+    :class:`~ledger.errors.NoLedgerError`; a bad URL raises :class:`~ledger.errors.InvalidEntryError`, a
+    missing psycopg :class:`MissingExtraError`, an unreachable server :class:`~ledger.errors.LedgerIOError`.
+    ``readonly`` changes nothing there (opening a database creates nothing).
+
+    A directory: its ``events.jsonl``. Unless ``readonly``, the directory and an empty log are created if
+    missing and the log is made ready for writing (a torn tail set aside, staged lines moved in), as a
+    writing :class:`~ledger.Ledger` does; ``readonly`` creates nothing and raises
+    :class:`~ledger.errors.NoLedgerError` when there is no log. ``ops`` and ``follow_symlinks`` are the
+    file store's (:class:`~ledger.Ledger` takes the same).
+    """
+    if is_url(where):
+        url = str(where)
+        if url.split("://", 1)[0].lower() in _SCHEMES:
+            _require_psycopg()
+        _check_url(url)
+        from ledger.postgres import PostgresStore
+
+        try:
+            return PostgresStore(url)
+        except NoLedgerError:
+            raise NoLedgerError(
+                f"no ledger in {describe_store(url)}: create its schema first "
+                "(video-ledger --store URL init, or ledger.postgres.init)"
+            ) from None
+    if not os.fspath(where):
+        raise InvalidEntryError("an empty path names no ledger directory")
+    layout = Layout.of(where, follow_symlinks=follow_symlinks)
+    ops = ops or FileOps()
+    log = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
+    if readonly:
+        if not (layout.log.exists() or layout.log.is_symlink()):
+            raise NoLedgerError(f"no ledger at {layout.directory} (it holds no {layout.log.name})")
+        return log
+    try:
+        ops.make_dirs(layout.directory)
+    except OSError as exc:
+        raise io_error("create the ledger directory", layout.directory, exc) from None
+    if not layout.directory.is_dir():
+        raise LedgerIOError(f"cannot use {layout.directory}: it is not a directory")
+    try:
+        log.recover()
+    except OSError as exc:  # LedgerIOError is one: raised as it is
+        if isinstance(exc, LedgerError):
+            raise
+        raise io_error("use", Path(exc.filename) if exc.filename else layout.log, exc) from None
+    return log
