@@ -28,6 +28,7 @@ from typing import NoReturn, TextIO
 import msgspec
 
 from ledger import demo as demo_names
+from ledger.copy import copy_ledger
 from ledger.errors import (
     SYMLINK_REFUSED,
     EntryNotFoundError,
@@ -50,6 +51,7 @@ from ledger.events import (
 )
 from ledger.layout import CHECKPOINT_NAME, DIR_ENV, LOG_NAME, SNAPSHOT_LOCK_NAME, default_directory
 from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
+from ledger.stores import STORE_ENV, describe_store, init_postgres, is_url, store_spec
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -115,6 +117,14 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="DIR",
         type=_path,
         help=f"ledger directory (default: ${DIR_ENV}, else ./data)",
+        default=default(None),
+    )
+    group.add_argument(
+        "--store",
+        metavar="STORE",
+        type=_path,
+        help=f"where the events are: a ledger directory or a postgresql:// URL (default: ${STORE_ENV}, else "
+        "DIR's events.jsonl); for now only init takes a URL",
         default=default(None),
     )
     group.add_argument(
@@ -348,6 +358,30 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", metavar="PATH", help="the generated-videos.json to import")
     p.set_defaults(run=_cmd_import)
+
+    p = command(
+        "init",
+        "Create the store: a PostgreSQL database's ledger schema (or migrate it to this version), or a "
+        "ledger directory with an empty events.jsonl.",
+        "--store postgresql://ledger_owner@db-host/ledger init --app-role ledger_app",
+    )
+    p.add_argument(
+        "--app-role",
+        metavar="ROLE",
+        help="PostgreSQL only: grant ROLE what the app needs (SELECT, INSERT on the events) and no more",
+    )
+    p.set_defaults(run=_cmd_init)
+
+    p = command(
+        "copy",
+        "Copy a whole ledger from one store to another (each a directory or a postgresql:// URL): the "
+        "source checked first, its lines copied byte for byte; a target that holds the start of the "
+        "source is resumed, any other non-empty target refused.",
+        "copy --from data --to postgresql://ledger_app@db-host/ledger",
+    )
+    p.add_argument("--from", dest="source", metavar="SRC", required=True, type=_path, help="the source store")
+    p.add_argument("--to", dest="target", metavar="DST", required=True, type=_path, help="the target store")
+    p.set_defaults(run=_cmd_copy)
 
     p = command(
         "demo",
@@ -900,6 +934,45 @@ def _cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
+    if args.store is not None and is_url(args.store):
+        version = init_postgres(args.store, app_role=args.app_role)
+        granted = f"; role {args.app_role} granted what the app needs" if args.app_role else ""
+        out.write(f"ledger schema version {version} in {describe_store(args.store)}{granted}\n")
+        return EXIT_OK
+    directory = args.dir if args.dir is not None else default_directory()
+    if args.app_role is not None:
+        raise UsageError(f"--app-role is for a PostgreSQL store; {directory} is a ledger directory")
+    with _open(args, readonly=False) as ledger:
+        events = ledger.head().seq
+    out.write(
+        f"ledger directory {directory} ready: {LOG_NAME} holds {events} events (a file store has no schema)\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_copy(args: argparse.Namespace, out: TextIO) -> int:
+    err = sys.stderr
+    shown = err.isatty()
+
+    def progress(copied: int, total: int) -> None:
+        err.write(f"\rcopying: {copied}/{total} records")
+        err.flush()
+
+    try:
+        report = copy_ledger(args.source, args.target, progress=progress if shown else None)
+    finally:
+        if shown:
+            err.write("\n")
+    head = report.head
+    resumed = f", resumed after the {report.resumed} already there" if report.resumed else ""
+    out.write(
+        f"copied {report.copied} records from {describe_store(args.source)} to {describe_store(args.target)}"
+        f"{resumed}; head {head.seq}:{head.hash}\n"
+    )
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     demo = demo_names
     directory = args.dir if args.dir is not None else default_directory()
@@ -1176,6 +1249,36 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+_TAKE_A_URL = ("init",)
+"""The commands that take --store URL (copy takes its stores as --from and --to)."""
+_NO_STORE = ("copy", "schema", "completion")
+"""The commands that open no ledger: --store and $VIDEO_LEDGER_STORE do not concern them."""
+
+
+def _resolve_store(args: argparse.Namespace) -> None:
+    """``args.store`` from ``--store`` or ``$VIDEO_LEDGER_STORE``. A directory is the ledger directory (the
+    file store is its ``events.jsonl``); a URL is taken by init only, until the store API takes one."""
+    if args.command in _NO_STORE:
+        return
+    given = "--store" if args.store is not None else f"${STORE_ENV}"
+    args.store = store_spec(args.store)
+    if args.store is None:
+        return
+    if is_url(args.store):
+        if args.command not in _TAKE_A_URL:
+            raise UsageError(
+                f"{given} names {describe_store(args.store)}: {args.command} cannot use it yet; "
+                "--store with a URL is supported by: init, copy"
+            )
+        return
+    if args.dir is not None and Path(args.dir).absolute() != Path(args.store).absolute():
+        raise UsageError(
+            f"{given} names the directory {args.store} and --dir {args.dir}: a file store's events live in "
+            "the ledger directory, give one of them"
+        )
+    args.dir = args.store
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     out = out or sys.stdout
@@ -1189,6 +1292,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             args = _parse(argv)
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        _resolve_store(args)
         run: Callable[[argparse.Namespace, TextIO], int] = args.run
         terminal = not args.wide and out.isatty()
         _WIDTH.set(shutil.get_terminal_size().columns if terminal else None)

@@ -18,6 +18,9 @@ kept from the source passes on the copy).
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from pathlib import Path
 from ledger.backend import GENESIS, Decide, EventStore, Head, Record
 from ledger.errors import ConflictError, CorruptLogError, LedgerError
 from ledger.events import line_hash
+from ledger.stores import open_store
 
 __all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger")
 
@@ -53,49 +57,74 @@ class CopyReport:
 
 
 def copy_ledger(
-    source: EventStore, target: EventStore, *, batch: int = BATCH, progress: Progress | None = None
+    source: EventStore | str | os.PathLike[str],
+    target: EventStore | str | os.PathLike[str],
+    *,
+    batch: int = BATCH,
+    progress: Progress | None = None,
 ) -> CopyReport:
-    """Copy every record of ``source`` that ``target`` lacks, as the module's docstring says. Records
-    appended to the source while the copy runs are not copied (run it again for them)."""
+    """Copy every record of ``source`` that ``target`` lacks, as the module's docstring says.
+
+    Each is a store, or a spec :func:`~ledger.stores.open_store` opens (a directory or a URL): the source
+    read-only, the target only once the source has passed its check (so a damaged source leaves no trace,
+    not even a new directory), both closed at the end. Records appended to the source while the copy runs
+    are not copied (run it again for them)."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    start = target.head()
-    audit = source.check()
-    at_start: Head | None = GENESIS if start.seq == 0 else None
-    for lines, events, _ in audit:
-        first = events[0].seq
-        if at_start is None and first <= start.seq <= events[-1].seq:
-            i = start.seq - first
-            at_start = Head(start.seq, line_hash(lines[i]), events[i].ts)
-    end = audit.end
-    if start.seq:
-        if at_start is None:
+    with contextlib.ExitStack() as opened:
+        src = _opened(source, opened, readonly=True)
+        audit = src.check()
+        ends = [GENESIS, *(b.end for b in audit)]  # one bookmark per batch: where reading can resume
+        end = audit.end
+        dst = _opened(target, opened, readonly=False)
+        start = dst.head()
+        if start.seq > end.seq:
             raise CopyRefusedError(
-                f"the target holds {start.seq} records, the source only {end.seq}: it is not a copy of "
-                "the source; nothing was written"
+                f"{_where(dst)} holds {start.seq} records, the source {_where(src)} only {end.seq}: it is "
+                "not a copy of the source; nothing was written"
             )
-        if at_start.hash != start.hash:
+        base = ends[bisect.bisect_right([h.seq for h in ends], start.seq) - 1]
+        if start.seq and _hash_at(src, base, start.seq) != start.hash:
             raise CopyRefusedError(
-                f"the target's record {start.seq} differs from the source's: the target is another ledger "
-                "or went its own way; nothing was written"
+                f"{_where(dst)}: its record {start.seq} differs from the source's ({_where(src)}): it is "
+                "another ledger or went its own way; nothing was written"
             )
-        for _ in target.check():  # every record of the prefix sound, up to the head compared
-            pass
-    total = end.seq
-    if progress is not None:
-        progress(start.seq, total)
-    tip = start
-    copied = 0
-    for records in _chunks(source, at_start or GENESIS, end, batch):
-        tip = target.append(tip, _continue(tip, records))
-        copied += len(records)
+        if start.seq:
+            for _ in dst.check():  # the prefix sound up to the head compared (damage: CorruptLogError)
+                pass
         if progress is not None:
-            progress(tip.seq, total)
-    if (tip.seq, tip.hash) != (end.seq, end.hash):
-        raise CorruptLogError(
-            _where(source), end.seq, "the records read for the copy do not end at the head the check found"
-        )
-    return CopyReport(copied=copied, resumed=start.seq, head=tip)
+            progress(start.seq, end.seq)
+        tip, copied = start, 0
+        for records in _chunks(src, base, start.seq, end, batch):
+            tip = dst.append(tip, _continue(tip, records))
+            copied += len(records)
+            if progress is not None:
+                progress(tip.seq, end.seq)
+        if (tip.seq, tip.hash) != (end.seq, end.hash):
+            raise CorruptLogError(
+                _where(src), end.seq, "the records read for the copy do not end at the head its check found"
+            )
+        return CopyReport(copied=copied, resumed=start.seq, head=tip)
+
+
+def _opened(
+    store: EventStore | str | os.PathLike[str], stack: contextlib.ExitStack, *, readonly: bool
+) -> EventStore:
+    if isinstance(store, EventStore):
+        return store
+    opened = open_store(store, readonly=readonly)
+    stack.callback(opened.close)
+    return opened
+
+
+def _hash_at(source: EventStore, base: Head, seq: int) -> str | None:
+    """The hash of the source's record ``seq`` (``base``: a place at or before it)."""
+    if base.seq == seq:
+        return base.hash
+    for record in source.records(base):
+        if record.seq == seq:
+            return line_hash(record.line)
+    return None
 
 
 def _where(store: EventStore) -> Path:
@@ -116,15 +145,19 @@ def _continue(expected: Head, records: list[Record]) -> Decide:
     return decide
 
 
-def _chunks(source: EventStore, after: Head, end: Head, size: int) -> Iterator[list[Record]]:
-    """The records of ``batches`` up to ``end``, ``size`` at a time, each checked to chain to the one
-    before (the check ran in another pass: what is read now must be what it saw)."""
+def _chunks(source: EventStore, after: Head, skip: int, end: Head, size: int) -> Iterator[list[Record]]:
+    """The source's records after ``after``, past ``skip`` and up to ``end``, ``size`` at a time, each
+    checked to chain to the one before (the check ran in another pass: what is read now must be what it
+    saw)."""
     pending: list[Record] = []
     prev: str | None = None
     for lines, events, _ in source.read(after):
         for line, event in zip(lines, events, strict=True):
             if event.seq > end.seq:
                 break
+            if event.seq <= skip:
+                prev = line_hash(line)
+                continue
             if prev is not None and event.prev != prev:
                 raise CorruptLogError(
                     _where(source), event.seq, "chain broken: prev does not match the line before"

@@ -26,6 +26,7 @@ __all__ = (
     "STORE_ENV",
     "MissingExtraError",
     "describe_store",
+    "init_postgres",
     "is_url",
     "open_store",
     "store_spec",
@@ -165,3 +166,17 @@ def open_store(
             raise
         raise io_error("use", Path(exc.filename) if exc.filename else layout.log, exc) from None
     return log
+
+
+def init_postgres(url: str, *, app_role: str | None = None) -> int:
+    """Create or migrate the ledger schema in the database at ``url`` (:func:`ledger.postgres.init`, with
+    the checks :func:`open_store` makes first: a typed error for a bad URL or a missing psycopg). Returns
+    the schema version now in place."""
+    if not is_url(url):
+        raise InvalidEntryError(f"{url}: not a postgresql:// URL")
+    if url.split("://", 1)[0].lower() in _SCHEMES:
+        _require_psycopg()
+    _check_url(url)
+    from ledger.postgres import init
+
+    return init(url, app_role=app_role)
