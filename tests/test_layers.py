@@ -23,6 +23,10 @@ ALLOWED = {
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
     "ledger.log": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
     "ledger.postgres": BASE | {"ledger.events", "ledger.backend"},
+    # which store a spec names (psycopg and ledger.postgres imported only for a URL), and copying between two
+    "ledger.stores": BASE
+    | {"ledger.backend", "ledger.fileops", "ledger.layout", "ledger.log", "ledger.postgres"},
+    "ledger.copy": BASE | {"ledger.backend", "ledger.events", "ledger.stores"},
     "projections": set(),
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
@@ -68,7 +72,16 @@ ALLOWED = {
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
-    "ledger.cli": BASE | {"ledger", "ledger.demo", "ledger.events", "ledger.layout", "ledger.store"},
+    "ledger.cli": BASE
+    | {
+        "ledger",
+        "ledger.copy",
+        "ledger.demo",
+        "ledger.events",
+        "ledger.layout",
+        "ledger.store",
+        "ledger.stores",
+    },
 }
 
 
@@ -127,6 +140,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
     assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
         "backend",
         "cli",
+        "copy",
         "errors",
         "events",
         "fileops",
@@ -138,6 +152,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "pipeline",
         "postgres",
         "store",
+        "stores",
     }
     assert (ROOT / "ledger" / "py.typed").exists()
 

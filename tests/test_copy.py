@@ -1,0 +1,202 @@
+"""``copy_ledger`` (``video-ledger copy``): a whole ledger moved between stores, lines byte for byte, on real
+files and the real PostgreSQL server (``tests/pg.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+from ledger.backend import EventStore
+from ledger.copy import CopyRefusedError, copy_ledger
+from ledger.errors import ConflictError, CorruptLogError
+from ledger.stores import open_store
+
+from .conftest import FakeClock, entry, files_state
+from .pg import PgServer, require_psycopg, tamper
+
+require_psycopg()
+
+from ledger.postgres import init  # noqa: E402
+
+N = 2500  # more than two batches of 1,000
+
+
+def make_ledger(directory: Path, *, spots: str = "spot", n: int = N) -> bytes:
+    """A ledger of ``n`` events (pending, generating, failed) in ``directory``: its events.jsonl."""
+    third = n // 3
+    with Ledger(directory, clock=FakeClock()) as ledger:
+        ledger.set_many(entry(f"{spots}-{i}", "era", "pending") for i in range(n - 2 * third))
+        ledger.set_many(entry(f"{spots}-{i}", "era", "generating") for i in range(third))
+        ledger.set_many(entry(f"{spots}-{i}", "era", "failed") for i in range(third))
+        assert ledger.head().seq == n
+    return (directory / "events.jsonl").read_bytes()
+
+
+def rows(url: str) -> list[tuple[Any, ...]]:
+    """Every event row and the head row, as the superuser reads them: to prove nothing changed."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        events = conn.execute("SELECT seq, line, request_id FROM ledger_events ORDER BY seq").fetchall()
+        head = conn.execute("SELECT seq, hash, ts FROM ledger_head").fetchall()
+    return [*events, *head]
+
+
+def audited(store: EventStore) -> int:
+    """What ``verify`` reads from a store: every record checked; the number of records."""
+    audit = store.check()
+    for _ in audit:
+        pass
+    assert audit.torn is None
+    return audit.end.seq
+
+
+def test_file_to_postgresql_to_file_is_byte_identical_and_verifies_on_both(
+    tmp_path: Path, pg_url: str
+) -> None:
+    source = make_ledger(tmp_path / "source")
+    init(pg_url)
+    seen: list[tuple[int, int]] = []
+    report = copy_ledger(tmp_path / "source", pg_url, progress=lambda *p: seen.append(p))
+    assert (report.copied, report.resumed) == (N, 0)
+    assert seen == [(0, N), (1000, N), (2000, N), (N, N)], "one append per 1,000 records"
+    back = copy_ledger(pg_url, str(tmp_path / "back"))
+    assert (tmp_path / "back" / "events.jsonl").read_bytes() == source
+    assert back.head[:3] == report.head[:3], "the same seq, hash and time (the bookmark is each store's own)"
+    with contextlib.closing(open_store(pg_url)) as pg:
+        assert audited(pg) == N and pg.head()[:3] == report.head[:3]
+    with Ledger(tmp_path / "back", readonly=True) as copied, Ledger(tmp_path / "source") as original:
+        verified = original.verify()
+        assert verified.ok and copied.verify().ok
+        assert copied.verify(expect_head=verified.head).ok, "a head kept from the source anchors the copy"
+
+
+@pytest.mark.parametrize("kind", ["file", "postgresql"])
+def test_an_interrupted_copy_resumes_after_the_prefix_the_target_holds(
+    tmp_path: Path, pg_server: PgServer, kind: str
+) -> None:
+    source = make_ledger(tmp_path / "source")
+    target = str(tmp_path / "target") if kind == "file" else pg_server.database()
+    if kind == "postgresql":
+        init(target)
+
+    def interrupt(copied: int, total: int) -> None:
+        if copied == 1000:
+            raise KeyboardInterrupt  # as Ctrl-C between two appends
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_ledger(tmp_path / "source", target, progress=interrupt)
+    with contextlib.closing(open_store(target, readonly=True)) as partial:
+        assert partial.head().seq == 1000
+    seen: list[tuple[int, int]] = []
+    report = copy_ledger(tmp_path / "source", target, progress=lambda *p: seen.append(p))
+    assert (report.resumed, report.copied) == (1000, N - 1000)
+    assert seen[0] == (1000, N) and seen[-1] == (N, N)
+    assert copy_ledger(tmp_path / "source", target).copied == 0, "a finished copy run again copies nothing"
+    copy_ledger(target, tmp_path / "back")
+    assert (tmp_path / "back" / "events.jsonl").read_bytes() == source
+
+
+def _stop_at(n: int) -> Callable[[int, int], None]:
+    def progress(copied: int, total: int) -> None:
+        if copied >= n:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def _diverging(tmp_path: Path, how: str) -> Path:
+    """A target ledger that is not a prefix of the source: another ledger of the same length, a longer one,
+    or the source's first 1,000 records followed by one of its own."""
+    directory = tmp_path / "target"
+    if how == "another ledger":
+        make_ledger(directory, spots="other")
+    elif how == "longer":
+        make_ledger(directory, n=N + 3)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            copy_ledger(tmp_path / "source", directory, progress=_stop_at(1000))
+        later = FakeClock(dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC))
+        with Ledger(directory, clock=later) as ledger:
+            ledger.set_video_metadata(entry("its-own", "era", "pending"))
+        assert ledger.head().seq == 1001
+    return directory
+
+
+@pytest.mark.parametrize("how", ["another ledger", "longer", "went its own way"])
+@pytest.mark.parametrize("kind", ["file", "postgresql"])
+def test_a_target_that_is_not_a_prefix_of_the_source_is_refused_and_left_as_it_was(
+    tmp_path: Path, pg_server: PgServer, kind: str, how: str
+) -> None:
+    make_ledger(tmp_path / "source")
+    target: str = str(_diverging(tmp_path, how))
+    if kind == "postgresql":
+        target = pg_server.database()
+        init(target)
+        copy_ledger(tmp_path / "target", target)
+    before = files_state(tmp_path / "target") if kind == "file" else rows(target)
+    with pytest.raises(CopyRefusedError, match="nothing was written"):
+        copy_ledger(tmp_path / "source", target)
+    assert (files_state(tmp_path / "target") if kind == "file" else rows(target)) == before
+
+
+@pytest.mark.parametrize("kind", ["file", "postgresql"])
+def test_a_damaged_source_is_refused_before_anything_is_written(
+    tmp_path: Path, pg_server: PgServer, kind: str
+) -> None:
+    make_ledger(tmp_path / "source", n=30)
+    source: str = str(tmp_path / "source")
+    if kind == "postgresql":
+        source = pg_server.database()
+        init(source)
+        copy_ledger(tmp_path / "source", source)
+        tamper(source, 12)
+    else:
+        log = tmp_path / "source" / "events.jsonl"
+        lines = log.read_bytes().split(b"\n")
+        lines[11] = lines[11][:10] + bytes([lines[11][10] ^ 1]) + lines[11][11:]
+        log.write_bytes(b"\n".join(lines))
+    with pytest.raises(CorruptLogError, match="line 12"):
+        copy_ledger(source, tmp_path / "new")
+    assert not (tmp_path / "new").exists(), "a target directory is not even created"
+    make_ledger(tmp_path / "prefix", n=5)
+    before = files_state(tmp_path / "prefix")
+    with pytest.raises(CorruptLogError, match="line 12"):
+        copy_ledger(source, tmp_path / "prefix")
+    assert files_state(tmp_path / "prefix") == before
+
+
+def test_a_copied_directory_opens_to_the_same_snapshot_as_the_source(tmp_path: Path, pg_url: str) -> None:
+    make_ledger(tmp_path / "source", n=300)
+    with Ledger(tmp_path / "source") as ledger:
+        ledger.rebuild()
+        entries = ledger.get_all_video_metadata()
+    init(pg_url)
+    copy_ledger(tmp_path / "source", pg_url)
+    copy_ledger(pg_url, tmp_path / "copy")
+    with Ledger(tmp_path / "copy") as copied:
+        assert copied.get_all_video_metadata() == entries
+    snapshot = "generated-videos.json"
+    assert (tmp_path / "copy" / snapshot).read_bytes() == (tmp_path / "source" / snapshot).read_bytes()
+
+
+def test_a_target_another_writer_appends_to_during_the_copy_stops_it_with_a_conflict(tmp_path: Path) -> None:
+    make_ledger(tmp_path / "source")
+    count = itertools.count()
+
+    def meddle(copied: int, total: int) -> None:
+        if copied == 1000 and next(count) == 0:
+            with Ledger(tmp_path / "target", projection="deferred", clock=FakeClock()) as other:
+                other.set_video_metadata(entry("meddler", "era", "pending"))
+
+    with pytest.raises(ConflictError, match="another writer is using it"):
+        copy_ledger(tmp_path / "source", tmp_path / "target", progress=meddle)
+    with Ledger(tmp_path / "target", readonly=True) as target:
+        assert target.head().seq == 1001
