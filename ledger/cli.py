@@ -51,7 +51,7 @@ from ledger.events import (
 )
 from ledger.layout import CHECKPOINT_NAME, DIR_ENV, LOG_NAME, SNAPSHOT_LOCK_NAME, default_directory
 from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
-from ledger.stores import STORE_ENV, describe_store, init_postgres, is_url, store_spec
+from ledger.stores import STORE_ENV, check_store_spec, describe_store, init_postgres, is_url, store_spec
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -1264,6 +1264,7 @@ def _resolve_store(args: argparse.Namespace) -> None:
     args.store = store_spec(args.store)
     if args.store is None:
         return
+    check_store_spec(args.store)
     if is_url(args.store):
         if args.command not in _TAKE_A_URL:
             raise UsageError(

@@ -28,7 +28,7 @@ from pathlib import Path
 from ledger.backend import GENESIS, Decide, EventStore, Head, Record
 from ledger.errors import ConflictError, CorruptLogError, LedgerError
 from ledger.events import line_hash
-from ledger.stores import open_store
+from ledger.stores import check_store_spec, open_store
 
 __all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger")
 
@@ -71,6 +71,9 @@ def copy_ledger(
     are not copied (run it again for them)."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    for spec in (source, target):
+        if not isinstance(spec, EventStore):
+            check_store_spec(spec)  # before anything is read
     with contextlib.ExitStack() as opened:
         src = _opened(source, opened, readonly=True)
         audit = src.check()

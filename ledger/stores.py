@@ -25,6 +25,7 @@ __all__ = (
     "POSTGRES_EXTRA",
     "STORE_ENV",
     "MissingExtraError",
+    "check_store_spec",
     "describe_store",
     "init_postgres",
     "is_url",
@@ -83,14 +84,25 @@ def _split_authority(rest: str) -> tuple[str, str, str]:
     return rest[:cut], rest[cut], rest[cut + 1 :]
 
 
+def check_store_spec(spec: str | os.PathLike[str]) -> None:
+    """Refuse, with :class:`InvalidEntryError`, a spec that names no store whatever the machine holds: an
+    empty one, or a URL of a scheme other than ``postgresql://`` and ``postgres://``."""
+    if not os.fspath(spec):
+        raise InvalidEntryError("an empty store names nothing (is a variable unset?)")
+    if is_url(spec):
+        scheme = str(spec).split("://", 1)[0]
+        if scheme.lower() not in _SCHEMES:
+            raise InvalidEntryError(
+                f"{describe_store(spec)}: unknown store URL scheme {scheme!r} (a store is a directory or a "
+                "postgresql:// URL)"
+            )
+
+
 def _check_url(url: str) -> None:
     """Refuse a URL that names no PostgreSQL database (:class:`InvalidEntryError`), without connecting."""
     shown = describe_store(url)
-    scheme = url.split("://", 1)[0].lower()
-    if scheme not in _SCHEMES:
-        raise InvalidEntryError(
-            f"{shown}: unknown store URL scheme {scheme!r} (a store is a directory or a postgresql:// URL)"
-        )
+    check_store_spec(url)
+    _require_psycopg()
     import psycopg
 
     try:
@@ -132,8 +144,6 @@ def open_store(
     """
     if is_url(where):
         url = str(where)
-        if url.split("://", 1)[0].lower() in _SCHEMES:
-            _require_psycopg()
         _check_url(url)
         from ledger.postgres import PostgresStore
 
@@ -144,8 +154,7 @@ def open_store(
                 f"no ledger in {describe_store(url)}: create its schema first "
                 "(video-ledger --store URL init, or ledger.postgres.init)"
             ) from None
-    if not os.fspath(where):
-        raise InvalidEntryError("an empty path names no ledger directory")
+    check_store_spec(where)
     layout = Layout.of(where, follow_symlinks=follow_symlinks)
     ops = ops or FileOps()
     log = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
@@ -174,8 +183,6 @@ def init_postgres(url: str, *, app_role: str | None = None) -> int:
     the schema version now in place."""
     if not is_url(url):
         raise InvalidEntryError(f"{url}: not a postgresql:// URL")
-    if url.split("://", 1)[0].lower() in _SCHEMES:
-        _require_psycopg()
     _check_url(url)
     from ledger.postgres import init
 
