@@ -64,7 +64,7 @@ def test_the_help_names_the_store_option_its_variable_init_and_copy(
 
 
 def test_init_creates_the_schema_grants_the_app_role_and_runs_again_safely(
-    capsys: pytest.CaptureFixture[str], pg_server: PgServer, pg_url: str
+    capsys: pytest.CaptureFixture[str], pg_server: PgServer, pg_url: str, tmp_path: Path
 ) -> None:
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'copy_app'").fetchone():
@@ -81,6 +81,9 @@ def test_init_creates_the_schema_grants_the_app_role_and_runs_again_safely(
         assert store.head().seq == 0
     finally:
         store.close()
+    small_ledger(tmp_path / "src", 4)
+    code, out, _ = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", app_url)
+    assert code == 0 and out.startswith("copied 4 records"), "the app role holds what a copy into it needs"
     code, out, _ = cli(capsys, "init", "--store", pg_url)  # again, the option after the command
     assert code == 0 and out.startswith(f"ledger schema version {SCHEMA_VERSION} in ")
 

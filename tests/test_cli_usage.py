@@ -402,7 +402,8 @@ def test_bash_completion_completes_commands_options_and_choices(capsys: pytest.C
     assert "complete -o default -F _video_ledger video-ledger" in script
     assert _complete(script, "video-ledger", "hi") == ["history"]
     assert sorted(_complete(script, "video-ledger", "--dir", "x", "wa")) == ["wait", "watch"]
-    assert _complete(script, "video-ledger", "set", "s", "e", "--st") == ["--status"]
+    assert _complete(script, "video-ledger", "set", "s", "e", "--sta") == ["--status"]
+    assert _complete(script, "video-ledger", "set", "s", "e", "--st") == ["--store", "--status"]
     assert _complete(script, "video-ledger", "list", "--status", "") == [
         "pending",
         "generating",
