@@ -16,6 +16,7 @@ from ledger import Ledger
 from ledger.backend import EventStore
 from ledger.copy import CopyRefusedError, copy_ledger
 from ledger.errors import ConflictError, CorruptLogError
+from ledger.memory import MemoryStore
 from ledger.stores import open_store
 
 from .conftest import FakeClock, entry, files_state
@@ -200,3 +201,21 @@ def test_a_target_another_writer_appends_to_during_the_copy_stops_it_with_a_conf
         copy_ledger(tmp_path / "source", tmp_path / "target", progress=meddle)
     with Ledger(tmp_path / "target", readonly=True) as target:
         assert target.head().seq == 1001
+
+
+def test_any_two_stores_copy_through_the_verbs_and_stores_passed_in_stay_open(tmp_path: Path) -> None:
+    source = make_ledger(tmp_path / "source", n=40)
+    memory = MemoryStore()
+    report = copy_ledger(tmp_path / "source", memory, batch=7)
+    assert (report.copied, memory.head()[:3]) == (40, report.head[:3]), "still open: the caller's to close"
+    copy_ledger(memory, tmp_path / "back")
+    assert (tmp_path / "back" / "events.jsonl").read_bytes() == source
+
+
+def test_a_torn_tail_in_the_source_is_left_behind_and_the_sound_records_copied(tmp_path: Path) -> None:
+    source = make_ledger(tmp_path / "source", n=30)
+    torn = source.split(b"\n")[-2][:50]  # a crash cut an append short: never acknowledged
+    (tmp_path / "source" / "events.jsonl").write_bytes(source + torn)
+    report = copy_ledger(tmp_path / "source", tmp_path / "copy")
+    assert report.copied == 30
+    assert (tmp_path / "copy" / "events.jsonl").read_bytes() == source
