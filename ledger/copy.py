@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.backend import GENESIS, Decide, EventStore, Head, Record
-from ledger.errors import ConflictError, CorruptLogError, LedgerError
+from ledger.errors import ConflictError, CorruptLogError, InvalidEntryError, LedgerError
 from ledger.events import line_hash
 from ledger.stores import check_store_spec, open_store
 
@@ -70,7 +70,7 @@ def copy_ledger(
     not even a new directory), both closed at the end. Records appended to the source while the copy runs
     are not copied (run it again for them)."""
     if batch < 1:
-        raise ValueError("batch must be at least 1")
+        raise InvalidEntryError(f"batch must be at least 1, not {batch}")
     for spec in (source, target):
         if not isinstance(spec, EventStore):
             check_store_spec(spec)  # before anything is read
