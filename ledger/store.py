@@ -27,6 +27,8 @@ from typing import Any, Final, Literal, TypedDict, Unpack
 import msgspec
 
 from ledger import lifecycle, pipeline
+from ledger import projector as snapshot_view
+from ledger import watch as watch_view
 from ledger.backend import Head, Record
 from ledger.errors import (
     AttemptInProgressError,
@@ -65,15 +67,10 @@ from ledger.events import (
 from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
 from ledger.log import EventLog, Scan, TornTail
-
-# The projector, imported as modules: projections import the event types and the log, and the store is
-# the one place that calls them back (module imports keep that cycle-free at import time).
 from projections import entries as entries_view
 from projections import files as files_view
-from projections import snapshot as snapshot_view
 from projections import stats as stats_view
 from projections import timeline as timeline_view
-from projections import watch as watch_view
 
 __all__ = (
     "MAX_CLOCK_LEAD",
@@ -860,7 +857,7 @@ class Ledger:
         """The checkpoint (``None`` if it describes another snapshot: then ``other``), the snapshot's bytes
         and why they cannot be read, if so. A projector renames the snapshot, then the checkpoint: when the
         two disagree, they are read again once no projector holds the projection lock (as an open does,
-        :meth:`projections.snapshot.Projector.load`), so a projector at work is not reported as a crash."""
+        :meth:`ledger.projector.Projector.load`), so a projector at work is not reported as a crash."""
 
         def read() -> tuple[snapshot_view.Checkpoint | None, bool, bytes | None, str | None]:
             # the checkpoint first: a snapshot read after it is as new as it, or newer
@@ -1597,7 +1594,7 @@ def watch(
 ) -> int:
     """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set (the live
     projector, for writers that defer projection); returns the number of snapshots written. See
-    :func:`projections.watch.watch`."""
+    :func:`ledger.watch.watch`."""
     return watch_view.watch(
         directory,
         snapshot=snapshot,

@@ -1,6 +1,5 @@
-"""Views folded from the ledger's event stream.
+"""Pure folds over the ledger's events: entries, files, timeline, stats.
 
-Each view is a pure fold over the events that :meth:`ledger.log.EventLog.scan` yields; files are written
-only at the edge (:mod:`projections.snapshot`). The store API (:mod:`ledger.store`) is the one caller that
-keeps the snapshot current.
+Each view folds the events that :meth:`ledger.backend.EventStore.read` yields and imports nothing of the
+ledger but its event types; files are written only at the edge (:mod:`ledger.projector`).
 """

@@ -18,7 +18,7 @@ from ledger import CorruptLogError, Ledger, SnapshotUpdateError
 from ledger.cli import main
 from ledger.events import crc32
 from ledger.fileops import FileOps
-from projections.snapshot import encode_snapshot
+from ledger.projector import encode_snapshot
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, files_state, recent_clock
 from .faults import FaultyOps

@@ -586,7 +586,7 @@ def test_permission_denied_is_a_ledger_io_error_in_the_library(tmp_path: Path) -
     where = str(locked / "ledger")
     code = (
         "from ledger import Ledger, LedgerIOError\n"
-        "from projections.watch import wait_for_seq\n"
+        "from ledger.watch import wait_for_seq\n"
         f"for call in (lambda: Ledger({where!r}), lambda: wait_for_seq({where!r}, 1, timeout=1)):\n"
         "    try:\n        call()\n"
         "    except LedgerIOError as exc:\n        print(type(exc).__name__, exc.errno)\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ledger import Ledger
 from ledger.events import decode_event
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import ROOT, entry
 

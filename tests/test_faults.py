@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ledger import DurabilityError, Ledger, LedgerClosedError, LedgerError, LedgerIOError, SnapshotUpdateError
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, entry, files_state
 from .faults import SHORT, FaultyOps, temp_leftovers

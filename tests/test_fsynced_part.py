@@ -23,8 +23,8 @@ from ledger.cli import main
 from ledger.events import check_line
 from ledger.fileops import FileOps
 from ledger.log import _decode_record
-from projections.snapshot import read_checkpoint
-from projections.watch import follow, watch
+from ledger.projector import read_checkpoint
+from ledger.watch import follow, watch
 
 from .conftest import ROOT, entry, files_state
 from .faults import FaultyOps

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from ledger import InvalidEntryError, Ledger, LedgerIOError, SnapshotUpdateError
-from projections import watch as watch_view
+from ledger import watch as watch_view
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, entry
 from .faults import FaultyOps

@@ -1,4 +1,5 @@
-"""The layers stay clean: event types <- log <- projections <- store API <- CLI; nothing imports the CLI."""
+"""The layers stay clean: event types and pure folds <- stores <- projector, watcher <- store API <- CLI;
+nothing imports the CLI, and no module imports one listed after it in the README's Layout."""
 
 from __future__ import annotations
 
@@ -32,18 +33,8 @@ ALLOWED = {
     "projections.files": {"ledger.events"},
     "projections.timeline": {"ledger.events"},
     "projections.stats": {"ledger.events", "projections", "projections.timeline"},
-    "projections.watch": BASE
-    | {
-        "ledger.events",
-        "ledger.fileops",
-        "ledger.backend",
-        "ledger.layout",
-        "ledger.log",
-        "projections",
-        "projections.snapshot",
-    },
-    "ledger.pipeline": BASE | {"ledger.events"},
-    "projections.snapshot": BASE
+    # the edge where the entries view meets the disk, and the live side: ledger modules over the stores
+    "ledger.projector": BASE
     | {
         "ledger.events",
         "ledger.backend",
@@ -52,6 +43,17 @@ ALLOWED = {
         "projections",
         "projections.entries",
     },
+    "ledger.watch": BASE
+    | {
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.backend",
+        "ledger.layout",
+        "ledger",
+        "ledger.log",
+        "ledger.projector",
+    },
+    "ledger.pipeline": BASE | {"ledger.events"},
     "ledger.store": BASE
     | {
         "ledger",
@@ -64,11 +66,11 @@ ALLOWED = {
         "ledger.log",
         "projections",
         "projections.entries",
+        "ledger.projector",
+        "ledger.watch",
         "projections.files",
-        "projections.snapshot",
         "projections.stats",
         "projections.timeline",
-        "projections.watch",
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
@@ -120,10 +122,10 @@ def test_imports_follow_the_layers(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "first", ["projections.snapshot", "projections.entries", "ledger", "ledger.log", "ledger.cli"]
+    "first", ["ledger.projector", "projections.entries", "ledger", "ledger.log", "ledger.cli"]
 )
 def test_every_module_imports_first_in_a_fresh_interpreter(first: str) -> None:
-    code = f"import {first}; import ledger, projections.snapshot; print(ledger.Ledger.__name__)"
+    code = f"import {first}; import ledger, ledger.projector; print(ledger.Ledger.__name__)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
@@ -151,8 +153,10 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "memory",
         "pipeline",
         "postgres",
+        "projector",
         "store",
         "stores",
+        "watch",
     }
     assert (ROOT / "ledger" / "py.typed").exists()
 
@@ -163,3 +167,25 @@ def test_the_readme_layout_names_every_module() -> None:
         if path.name != "__init__.py":
             name = path.relative_to(ROOT).as_posix()
             assert f"`{name}`" in layout, f"README's Layout does not name {name}"
+
+
+def test_every_module_imports_only_modules_the_readme_lists_before_it() -> None:
+    """The README's Layout is the layering: bottom to top, so no two modules import each other (the
+    ``ledger``/``projections`` and store/pipeline cycles of issue 13 are gone) and the pure folds in
+    ``projections/`` import nothing of the ledger but its event types."""
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    order: dict[str, int] = {}
+    for path in SOURCES:
+        if path.name != "__init__.py":
+            order[_module_name(path)] = layout.index(f"`{path.relative_to(ROOT).as_posix()}`")
+    for path in SOURCES:
+        name = _module_name(path)
+        if name not in order:
+            continue
+        for imported in _imports(path) & order.keys():
+            assert order[imported] < order[name], f"{name} imports {imported}, listed after it in README"
+        if name.startswith("projections."):
+            assert {".".join(m.split(".")[:2]) for m in _imports(path) if m.startswith("ledger")} <= {
+                "ledger.events",
+                "ledger.lifecycle",
+            }

@@ -24,8 +24,8 @@ from ledger import (
 )
 from ledger.events import decode_event
 from ledger.pipeline import NOT_READY
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import ROOT, FakeClock, entry, files_state, recent_clock
 

@@ -19,8 +19,8 @@ import pytest
 
 from ledger import Ledger, VideoMetadata
 from ledger.events import Pending, decode_event, encode_line, line_hash
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, Tally, files_state
 from .faults import temp_leftovers

@@ -20,9 +20,9 @@ from ledger.events import (
     Imported,
     Ready,
 )
+from ledger.projector import encode_snapshot
 from projections import entries as entries_module
 from projections.entries import Entries, apply, fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock
 
@@ -113,7 +113,7 @@ def test_entries_round_trip_through_the_snapshot_format() -> None:
 
 @given(changes)
 def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list) -> None:  # type: ignore[type-arg]
-    from projections.snapshot import SnapshotEncoder
+    from ledger.projector import SnapshotEncoder
 
     with tempfile.TemporaryDirectory() as tmp:
         events = list(_apply_all(Path(tmp), steps).history())
@@ -129,7 +129,7 @@ def test_the_incremental_snapshot_encoder_gives_the_reference_bytes(steps: list)
     st.lists(st.tuples(st.text("abcz", min_size=1, max_size=3), st.sampled_from(["p", "q"])), max_size=200)
 )
 def test_the_snapshot_encoder_with_keys_arriving_in_any_order(arrivals: list[tuple[str, str]]) -> None:
-    from projections.snapshot import SnapshotEncoder
+    from ledger.projector import SnapshotEncoder
 
     encoder = SnapshotEncoder()
     state: dict[tuple[str, str], VideoMetadata] = {}

@@ -491,7 +491,7 @@ def test_a_watch_on_a_new_directory_fsyncs_every_directory_created_on_the_way(tm
     """A writer that later finds the directory must not depend on an entry nobody fsynced."""
     import threading
 
-    from projections.watch import watch
+    from ledger.watch import watch
 
     ops = RecordDirSyncs()
     stop = threading.Event()

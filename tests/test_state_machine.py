@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ledger import IllegalTransitionError, Ledger, LedgerError, SnapshotUpdateError, VideoMetadata
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .faults import FaultyOps
 from .test_lifecycle import LEGAL

@@ -23,8 +23,8 @@ from ledger import (
     VideoMetadata,
 )
 from ledger.events import decode_event
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, entry, files_state
 

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import EntryNotFoundError, Ledger
+from ledger.projector import encode_snapshot
 from projections.entries import fold
-from projections.snapshot import encode_snapshot
 
 from .conftest import FakeClock, entry
 from .test_properties import _apply_all, changes

@@ -15,8 +15,8 @@ import pytest
 
 from ledger import Ledger
 from ledger.events import Generating, decode_event, encode_line, line_hash
+from ledger.projector import encode_snapshot, read_checkpoint
 from projections.entries import as_of, fold
-from projections.snapshot import encode_snapshot, read_checkpoint
 
 from .conftest import ROOT, entry
 from .faults import temp_leftovers
@@ -260,7 +260,7 @@ def test_history_follow_resumes_after_a_given_event(tmp_path: Path) -> None:
 
 
 def test_watch_as_a_library_function_with_a_stop_event(tmp_path: Path) -> None:
-    from projections.watch import watch
+    from ledger.watch import watch
 
     directory = tmp_path / "ledger"
     writer = Ledger(directory, projection="deferred")

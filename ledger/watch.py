@@ -19,13 +19,13 @@ from typing import Protocol
 
 import watchfiles
 
+from ledger import projector as snapshot_view
 from ledger.backend import GENESIS
 from ledger.errors import CorruptLogError, InvalidEntryError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, Layout
 from ledger.log import EventLog
-from projections import snapshot as snapshot_view  # a module import: safe whichever is imported first
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
 

@@ -29,7 +29,7 @@ from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotErro
 from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, normalize_id
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.log import START, EventLog, Position, Scan
-from projections import entries as entries_view  # a module import: safe whichever is imported first
+from projections import entries as entries_view
 
 __all__ = (
     "PAIR_TRIES",
