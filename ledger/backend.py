@@ -9,6 +9,7 @@ backend runs it (:mod:`ledger.log` the file, :mod:`ledger.memory` the reference 
 
 - :meth:`EventStore.head`: the last durable record's seq, hash and time.
 - :meth:`EventStore.read`: the durable records after a head, in order, in batches.
+- :meth:`EventStore.at`: where a record the caller remembers (a checkpoint's) is, as the store holds it.
 - :meth:`EventStore.append`: plan and write under the store's lock, all or nothing, durable on return.
 - :meth:`EventStore.wait`: block until a record after a seq is durable, or a timeout.
 - :meth:`EventStore.check`: every record, its framing, crc, seq and chain checked; damage named at its line.
@@ -122,8 +123,18 @@ class EventStore(abc.ABC):
         """The durable records after ``after``, in order, in batches, as of the call: a record whose
         append has not returned (or whose durability is not certain) is never yielded. ``after`` is a
         head this store gave out (``after.seq == 0``: from the start). If the record after it does not
-        chain to it (``prev != after.hash``), :class:`~ledger.errors.CorruptLogError` is raised there.
+        chain to it (``prev != after.hash``), :class:`~ledger.errors.CorruptLogError` is raised there;
+        if the store does not hold ``after`` at all (fewer records; the file backend: its file was replaced
+        since this handle gave ``after`` out), :class:`~ledger.errors.StaleHeadError`: read from the start.
         Reading stops silently before a torn tail (:meth:`check` reports it)."""
+
+    @abc.abstractmethod
+    def at(self, head: Head) -> Head | None:
+        """The place after record ``head.seq`` as this store holds it (its hash, time and bookmark), found
+        through the bookmark ``head.at`` where the backend uses one (and checked there); ``None`` if the
+        store holds no record ``head.seq``. :data:`GENESIS` for ``head.seq == 0``. What a checkpoint is
+        checked against: it is trusted when ``at(h)[:3] == h[:3]``. Reads whatever the store holds, durable
+        or not (a comparison, never shown to a reader)."""
 
     @abc.abstractmethod
     def append(self, after: Head, decide: Decide) -> Head:

@@ -24,6 +24,7 @@ __all__ = (
     "NoLedgerError",
     "ReadOnlyLedgerError",
     "SnapshotUpdateError",
+    "StaleHeadError",
     "UnimportedSnapshotError",
     "io_error",
     "symlink_refused",
@@ -105,6 +106,12 @@ class CorruptLogError(LedgerError):
 class ConflictError(LedgerError):
     """An append wrote nothing because the records its plan was shown were not recorded after all (another
     writer's group commit failed): read again and plan again (:meth:`ledger.backend.EventStore.append`)."""
+
+
+class StaleHeadError(ConflictError):
+    """A head given to :meth:`~ledger.backend.EventStore.read` or :meth:`~ledger.backend.EventStore.append`
+    is no place in the store any more (it holds fewer records, or its file was replaced since the head was
+    read): whatever was built on that head is stale; read again from the start (or a checkpoint)."""
 
 
 class LedgerIOError(LedgerError, OSError):

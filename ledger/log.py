@@ -52,6 +52,7 @@ from ledger.errors import (
     CorruptLogError,
     DurabilityError,
     LedgerIOError,
+    StaleHeadError,
     io_error,
     symlink_refused,
 )
@@ -399,26 +400,63 @@ class EventLog(EventStore):
         return _head(scan.end)
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
+        identity, size = self.stat()
+        if after.seq:
+            if (self._seen is not None and identity != self._seen) or after.at > size:
+                raise StaleHeadError(
+                    f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
+                    "replaced or cut short): read it again"
+                )
+            if after.at and after.at == size:  # nothing after it (the common look of a reader): one stat, no lock
+                return iter(())
+        self._seen = identity
         start = Position(after.at, after.seq, after.hash, after.ts) if after.at or not after.seq else START
         with self.reading():  # how far is fsynced; what is fsynced stays, so it is read after letting go
-            scan = Scan(self, start, chain=False, limit=self.durable_end(start.offset, self.size()))
+            scan = Scan(self, start, chain=False, limit=self.durable_end(start.offset, size))
         return self._batches(scan, after)
 
     def _batches(self, scan: Scan, after: Head) -> Iterator[Batch]:
         skip = after.seq - scan.start.seq  # records before ``after`` (none when its bookmark was used)
+        join = skip > 0  # the first record yielded must chain to ``after`` (the scan checked it otherwise)
         offset = scan.start.offset
         for lines, events in scan.runs():
             offset += sum(map(len, lines)) + len(lines)
             if skip >= len(events):
                 skip -= len(events)
                 continue
-            if skip:
+            if join:
                 if events[skip].prev != after.hash:
                     raise CorruptLogError(
                         self.path, after.seq + 1, "chain broken: prev does not match the line before"
                     )
-                lines, events, skip = lines[skip:], events[skip:], 0
+                lines, events, skip, join = lines[skip:], events[skip:], 0, False
             yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
+        if skip:
+            raise StaleHeadError(f"{self.path} holds fewer than {after.seq} events: read it again")
+
+    def at(self, head: Head) -> Head | None:
+        if head.seq <= 0:
+            return GENESIS
+        identity, size = self.stat()
+        if 0 < head.at <= size:  # the bookmark: the line that ends there, if it is record ``head.seq``
+            found = self.position_at(head.at)
+            if found is not None and found.seq == head.seq:
+                self._seen = identity
+                return _head(found)
+        # no bookmark (a checkpoint another backend wrote), or a wrong one: look for the record
+        scan = Scan(self, START, chain=False)
+        offset = 0
+        try:
+            for lines, events in scan.runs():
+                if events[-1].seq >= head.seq:
+                    i = head.seq - events[0].seq
+                    offset += sum(map(len, lines[: i + 1])) + i + 1
+                    self._seen = identity
+                    return Head(head.seq, line_hash(lines[i]), events[i].ts, offset)
+                offset += sum(map(len, lines)) + len(lines)
+        except CorruptLogError:
+            return None  # not soundly held: a reader's replay names the damage
+        return None
 
     def append(self, after: Head, decide: Decide) -> Head:
         error: BaseException | None = None
@@ -429,10 +467,10 @@ class EventLog(EventStore):
             identity, size = self.stat()
             if identity != self._seen and self._seen is not None:
                 self._seen = None
-                raise ConflictError(f"{self.path} was replaced since this handle read it: read it again")
+                raise StaleHeadError(f"{self.path} was replaced since this handle read it: read it again")
             self._seen = identity
             if size < start.offset:
-                raise ConflictError(
+                raise StaleHeadError(
                     f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
                     "replaced or cut short): read it again"
                 )

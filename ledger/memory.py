@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
-from ledger.errors import CorruptLogError, InvalidEntryError, LedgerClosedError
+from ledger.errors import CorruptLogError, InvalidEntryError, LedgerClosedError, StaleHeadError
 from ledger.events import GENESIS_HASH, EventType, check_line, decode_event, line_hash
 
 __all__ = ("MemoryLog", "MemoryStore")
@@ -49,9 +49,20 @@ class MemoryStore(EventStore):
         with log.changed:  # as of the call
             end = len(log.lines)
         start = after.seq
+        if start > end:
+            raise StaleHeadError(f"{_WHERE} holds {end} records, not record {start}: read from the start")
         if start and start < end and log.events[start].prev != after.hash:
             raise CorruptLogError(_WHERE, start + 1, "chain broken: prev does not match the line before")
         return (self._batch(low, min(low + _BATCH, end)) for low in range(start, end, _BATCH))
+
+    def at(self, head: Head) -> Head | None:
+        if head.seq <= 0:
+            return GENESIS
+        log = self.log
+        with log.changed:
+            if head.seq > len(log.lines):
+                return None
+            return Head(head.seq, log.hashes[head.seq - 1], log.events[head.seq - 1].ts, head.seq)
 
     def _batch(self, low: int, high: int) -> Batch:
         log = self.log

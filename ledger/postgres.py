@@ -51,6 +51,7 @@ from ledger.errors import (
     LedgerError,
     LedgerIOError,
     NoLedgerError,
+    StaleHeadError,
 )
 from ledger.events import (
     GENESIS_HASH,
@@ -287,7 +288,24 @@ class PostgresStore(EventStore):
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
         end = self.head().seq  # as of the call
+        if after.seq > end:
+            raise StaleHeadError(
+                f"{self.where} holds {end} records, not record {after.seq}: read from the start"
+            )
         return self._batches(after, end)
+
+    def at(self, head: Head) -> Head | None:
+        if head.seq <= 0:
+            return GENESIS
+        rows = self._query("SELECT line FROM ledger_events WHERE seq = %s", (head.seq,))
+        if not rows:
+            return None
+        line = bytes(rows[0][0])
+        try:
+            event = _check_stored(self.where, head.seq, head.seq, line)
+        except CorruptLogError:
+            return None  # not soundly held: a reader's replay names the damage
+        return Head(head.seq, line_hash(line), event.ts, head.seq)
 
     def _batches(self, after: Head, end: int) -> Iterator[Batch]:
         low, prev = after.seq, after.hash if after.seq else GENESIS_HASH

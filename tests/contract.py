@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import pytest
 
 from ledger.backend import GENESIS, Batch, Decide, EventStore, Head, Record
-from ledger.errors import CorruptLogError
+from ledger.errors import CorruptLogError, StaleHeadError
 from ledger.events import FORMAT_VERSION, GENESIS_HASH, Generating, Pending, encode_line, line_hash
 
 TS = "2026-11-24T09:00:00.000000Z"
@@ -263,6 +263,39 @@ class EventStoreContract(abc.ABC):
             with pytest.raises(CorruptLogError) as caught:
                 everything(store, forged)
             assert caught.value.line == 3
+        finally:
+            store.close()
+
+    def test_reading_after_a_head_beyond_the_store_raises_stale_head(self) -> None:
+        store = self.create_store()
+        try:
+            head = store.append(GENESIS, appender(3))
+            beyond = Head(head.seq + 2, "f" * 64, head.ts)  # a head of a longer store (no bookmark)
+            with pytest.raises(StaleHeadError):
+                everything(store, beyond)
+        finally:
+            store.close()
+
+    # -- at ----------------------------------------------------------------------------------------------
+
+    def test_at_finds_each_record_the_store_holds_with_or_without_its_bookmark(self) -> None:
+        store = self.create_store()
+        try:
+            assert store.at(GENESIS) == GENESIS
+            first = store.append(GENESIS, appender(3))
+            head = store.append(first, appender(2))
+            for place in (first, head):
+                found = store.at(place)
+                assert found is not None and found == place  # bookmark included
+                found = store.at(Head(place.seq))  # no bookmark (a checkpoint another store wrote)
+                assert found is not None and found[:3] == place[:3]
+            places = [batch.end for batch in store.read()]
+            assert store.at(Head(2))[:3] == next(
+                Head(r.seq, line_hash(r.line), r.event.ts) for r in everything(store) if r.seq == 2
+            )[:3]
+            assert places[-1][:3] == head[:3]
+            assert store.at(Head(head.seq + 1)) is None
+            assert store.at(head._replace(seq=head.seq + 1)) is None  # a bookmark that leads elsewhere
         finally:
             store.close()
 
