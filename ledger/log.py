@@ -407,7 +407,7 @@ class EventLog(EventStore):
                     f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
                     "replaced or cut short): read it again"
                 )
-            if after.at and after.at == size:  # nothing after it (the common look of a reader): one stat, no lock
+            if after.at and after.at == size:  # nothing after it (a reader's usual look): one stat, no lock
                 return iter(())
         self._seen = identity
         start = Position(after.at, after.seq, after.hash, after.ts) if after.at or not after.seq else START
