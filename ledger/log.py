@@ -1,10 +1,9 @@
 """The append-only log file ``events.jsonl``: append, read, recover a torn tail, verify the chain.
 
-:class:`EventLog` is the file backend of the event-store interface (:mod:`ledger.backend`): the store API
-writes through :meth:`EventLog.append` and opens with :meth:`EventLog.recover`; locks, the staging file,
-the fsynced-size record and torn-tail repair live here only. (The projector and ``verify`` still read
-through :meth:`EventLog.scan`, :meth:`EventLog.durable_scan` and :meth:`EventLog.position_at`, with byte
-offsets: moving them onto :meth:`EventLog.read` is what is left of issue 13.)
+:class:`EventLog` is the file backend of the event-store interface (:mod:`ledger.backend`): the layers
+above use its verbs only (``head``, ``read``, ``at``, ``append``, ``wait``, ``check``, ``close``); locks,
+the staging file, the fsynced-size record, torn-tail repair (:meth:`EventLog.recover`, run by a handle's
+first append) and byte offsets (a :class:`~ledger.backend.Head`'s bookmark) live here only.
 
 Reading yields only lines that are whole (newline-terminated, crc valid) and in sequence, and stops
 before anything else at the end.
@@ -386,6 +385,8 @@ class EventLog(EventStore):
         self._known_identity: tuple[int, int] | None = None
         self._seen: tuple[int, int] | None = None
         """The log file (device, inode) the heads this handle gave out are in (:meth:`identity`)."""
+        self._recovered = False
+        """:meth:`recover` ran: a handle's first append runs it first."""
 
     # -- the event-store interface (ledger.backend) ------------------------------------------------------
 
@@ -401,15 +402,14 @@ class EventLog(EventStore):
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
         identity, size = self.stat()
-        if after.seq:
-            if (self._seen is not None and identity != self._seen) or after.at > size:
-                raise StaleHeadError(
-                    f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
-                    "replaced or cut short): read it again"
-                )
-            if after.at and after.at == size:  # nothing after it (a reader's usual look): one stat, no lock
-                return iter(())
+        if after.seq and ((self._seen is not None and identity != self._seen) or after.at > size):
+            raise StaleHeadError(
+                f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
+                "replaced or cut short): read it again"
+            )
         self._seen = identity
+        if after.at == size and (after.at or not after.seq):  # nothing after it: one stat, no lock
+            return iter(())
         start = Position(after.at, after.seq, after.hash, after.ts) if after.at or not after.seq else START
         with self.reading():  # how far is fsynced; what is fsynced stays, so it is read after letting go
             scan = Scan(self, start, chain=False, limit=self.durable_end(start.offset, size))
@@ -459,6 +459,8 @@ class EventLog(EventStore):
         return None
 
     def append(self, after: Head, decide: Decide) -> Head:
+        if not self._recovered:  # the first append: as a leader, make the log ready for writing
+            self.recover()
         error: BaseException | None = None
         records: Sequence[Record] = ()
         with self.locked():
@@ -496,8 +498,9 @@ class EventLog(EventStore):
                 end = Position(start.offset + len(data), last.seq, line_hash(last.line), last.event.ts)
             else:
                 data, end = b"", start
-            ticket = self.submit(data, end)
-        if not self.settle(ticket):
+            # nothing shown, nothing to write: nothing to make durable (the caller read up to ``after``)
+            ticket = self.submit(data, end) if records or unseen else None
+        if ticket is not None and not self.settle(ticket):
             if records:
                 raise LedgerIOError(
                     f"cannot append to {self.path}: the group commit that carried event {end.seq} failed "
@@ -807,7 +810,8 @@ class EventLog(EventStore):
     def recover(self) -> None:
         """Make the log ready for writing, as a leader: create it if missing, set a torn tail aside, move
         what a writer that died left staged into the log, fsync it and record the fsynced size (always:
-        the record may have survived a reboot or come with a copied directory)."""
+        the record may have survived a reboot or come with a copied directory). A handle's first
+        :meth:`append` runs it (the store API's writable open appends nothing, to run it then)."""
         with self.syncing():
             with self.locked():
                 self.create()
@@ -820,6 +824,7 @@ class EventLog(EventStore):
                 self.read_staged(scan.end)
                 start = self.lead()
             self.flush(start.offset, start.offset + len(self.staged), force=True)
+        self._recovered = True
 
     def unflushed_end(self) -> Position:
         """Under both locks: where the whole lines of the log end. Lines after the part known to be fsynced

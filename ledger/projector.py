@@ -5,6 +5,9 @@ UTF-8, ending in a newline, byte-identical for the same log. It is replaced atom
 (:func:`ledger.fileops.atomic_write`). The checkpoint ``checkpoint.json`` beside the log records which log
 position the snapshot reflects and the snapshot's CRC-32 and size, so a crash between writing the two is
 detected (the digests disagree) and the snapshot is then rebuilt from the log rather than trusted.
+
+The projector reads the store through the event-store interface only (:mod:`ledger.backend`); the state it
+writes is the write model (:mod:`ledger.model`) the store API shares.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ from pathlib import Path
 
 import msgspec
 
-from ledger.backend import Head
-from ledger.errors import CorruptLogError, LedgerIOError, UnimportedSnapshotError, io_error, symlink_refused
-from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, normalize_id
+from ledger.backend import GENESIS, EventStore, Head
+from ledger.errors import (
+    CorruptLogError,
+    LedgerIOError,
+    StaleHeadError,
+    UnimportedSnapshotError,
+    io_error,
+    symlink_refused,
+)
+from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, line_hash, normalize_id
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
-from ledger.log import START, EventLog, Position, Scan
+from ledger.model import Model
 from projections import entries as entries_view
 
 __all__ = (
@@ -73,6 +83,8 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     v: int
     seq: int
     offset: int
+    """The store's bookmark after record ``seq`` (:attr:`ledger.backend.Head.at`: the file backend's byte
+    offset after its line; the memory and PostgreSQL stores': the seq). A hint the store checks."""
     last_hash: str
     last_ts: str
     snapshot: str
@@ -83,11 +95,15 @@ class Checkpoint(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     """CRC-32 of the snapshot's bytes, 8 lowercase hex digits (as a log line's ``crc``)."""
 
     @property
-    def position(self) -> Position:
-        return Position(self.offset, self.seq, self.last_hash, self.last_ts)
+    def head(self) -> Head:
+        """The place it names: ``offset`` is the store's bookmark there (the file backend's byte offset)."""
+        return Head(self.seq, self.last_hash, self.last_ts, self.offset)
 
 
 _checkpoint_decoder = msgspec.json.Decoder(Checkpoint)
+
+Runs = Iterator[list[EventType]]
+"""The events of a store in runs (a batch's events each), as :meth:`Projector.rebuild` replays them."""
 
 PAIR_TRIES = 30
 """How often an open reads the snapshot and checkpoint again while a projector is between its renames
@@ -261,18 +277,18 @@ def remove_temp_files(ops: FileOps, *targets: Path) -> None:
 
 
 def write_snapshot(
-    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, position: Position, *, first: bool = False
+    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, head: Head, *, first: bool = False
 ) -> Checkpoint:
-    """Write the snapshot ``data`` (:func:`encode_snapshot` of the state at ``position``), then its
+    """Write the snapshot ``data`` (:func:`encode_snapshot` of the state at ``head``), then its
     checkpoint, both atomically. ``first``: there is no checkpoint yet, so this one is fsynced (a missing
     ``checkpoint.json`` then always means there never was one, which ``verify`` holds to stricter rules)."""
     atomic_write(ops, path, data, label="snapshot")
     checkpoint = Checkpoint(
         v=FORMAT_VERSION,
-        seq=position.seq,
-        offset=position.offset,
-        last_hash=position.last_hash,
-        last_ts=position.last_ts,
+        seq=head.seq,
+        offset=head.at,
+        last_hash=head.hash,
+        last_ts=head.ts,
         snapshot=snapshot_ref(path, checkpoint_path),
         snapshot_size=len(data),
         snapshot_crc32=_crc32(data),
@@ -359,86 +375,94 @@ class SnapshotEncoder:
 
 
 class Projector:
-    """Keeps the entries view of one log, and the snapshot file of it, up to date.
+    """Writes the snapshot file of one store's entries, and its checkpoint, and seeds the write model.
 
-    ``entries`` and ``pos`` are the state after the events read so far. :meth:`refresh` reads only the new
-    tail of the log; :meth:`project` writes the snapshot (and its checkpoint) under the projection lock,
-    only if the one on disk is behind, so a snapshot never goes backwards. On first use the state is loaded
-    from the checkpointed snapshot if the checkpoint vouches for it, else replayed from the log.
+    The state is a :class:`~ledger.model.Model` (entries and head) that the store API shares: on first use
+    (and after :meth:`~ledger.model.Model.invalidate`, or when the store says the head it holds is stale)
+    :meth:`load` seeds it from the checkpointed snapshot if the store holds the checkpoint's record exactly
+    (:meth:`ledger.backend.EventStore.at`), else from nothing; :meth:`refresh` reads what is new
+    (:meth:`ledger.backend.EventStore.read`). :meth:`project` writes the snapshot (and its checkpoint)
+    under the projection lock, only if the one on disk is behind, so a snapshot never goes backwards.
     """
 
     def __init__(
         self,
-        log: EventLog,
+        store: EventStore,
+        model: Model,
         snapshot: Path,
         checkpoint: Path,
         lock: FileLock,
         *,
+        ops: FileOps,
+        where: Path,
         follow_symlinks: bool = False,
     ) -> None:
-        self.log = log
-        self.ops: FileOps = log.ops
+        self.store = store
+        self.model = model
+        self.ops = ops
+        self.where = where
+        """How errors name the store (the file backend: the log's path)."""
         self.snapshot_path = snapshot
         self.checkpoint_path = checkpoint
         self.lock = lock
         self.follow_symlinks = follow_symlinks
         self.ref = snapshot_ref(snapshot, checkpoint)
-        self.entries: entries_view.Entries = {}
-        self.pos = START
         self.problem: str | None = None
         """Why the snapshot on disk cannot be trusted, if it cannot (it is then rewritten)."""
         self._cache = SnapshotEncoder()
-        self._changed: set[tuple[str, str]] | None = None
-        """The keys whose entries changed since the snapshot was last encoded; ``None``: not known."""
-        self._identity: tuple[int, int] | None = None
-        self._loaded = False
         self._doubted: Checkpoint | None = None
-        """A checkpoint that disagreed with the log, judged once the log has been replayed."""
+        """A checkpoint that disagreed with the store, judged once the store has been replayed."""
         self._untrusted: set[tuple[str, str]] | None = None
         """The keys in the snapshot on disk when no checkpoint vouched for it."""
         self._projecting = False
         """This projector holds the projection lock (so the snapshot and checkpoint stand still)."""
 
-    def invalidate(self) -> None:
-        """Forget the state: it may hold events that were not recorded. The next look reloads it."""
-        self._loaded = False
+    @property
+    def entries(self) -> entries_view.Entries:
+        return self.model.entries
+
+    @property
+    def head(self) -> Head:
+        """Where :attr:`entries` stand in the store."""
+        return self.model.head
 
     def load(self) -> None:
-        """Rebuild the state from disk: from the checkpointed snapshot if it can be trusted, else from the
-        start of the log (by the next :meth:`refresh`).
+        """Seed the model: from the checkpointed snapshot if it can be trusted, else from nothing (the
+        next :meth:`refresh` replays the store from the start).
 
-        The checkpoint is trusted only if the log's line ending at its ``offset`` has exactly its ``seq``,
-        ``lastHash`` and ``lastTs``. When they disagree, the log is replayed from the start, so a damaged
-        line is reported at its own line number, and then the checkpoint is judged (:meth:`_judge`)."""
-        self.entries, self.pos, self._loaded = {}, START, False
-        self._cache, self._changed = SnapshotEncoder(), None
-        self._identity = self.log.identity()
+        The checkpoint is trusted only if the store holds its record exactly as it says (``seq``,
+        ``lastHash``, ``lastTs``: :meth:`ledger.backend.EventStore.at`, through its ``offset``, the file
+        backend's bookmark). When they disagree, the store is replayed from the start, so a damaged record
+        is reported at its own line, and then the checkpoint is judged (:meth:`_judge`)."""
+        self.model.seed({}, GENESIS)
+        self.model.loaded = False
+        self._cache = SnapshotEncoder()
         self._doubted = self._untrusted = None
         checkpoint, loaded = self._read_pair()
         if checkpoint is None or loaded is None:
             self.problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
-        elif (
-            checkpoint.offset > self.log.size()
-            or self.log.position_at(checkpoint.offset) != checkpoint.position
-        ):
-            self._doubted = checkpoint
-            self.problem = "its checkpoint does not match the log"
-        elif loaded.entries is not None:
-            self.entries, self.pos = loaded.entries, checkpoint.position
-            self.problem = None
         else:
-            self.problem = loaded.problem
+            head = checkpoint.head
+            found = self.store.at(head)
+            if found is None or found[:3] != head[:3]:
+                self._doubted = checkpoint
+                self.problem = "its checkpoint does not match the log"
+            elif loaded.entries is not None:
+                self.model.seed(loaded.entries, found)
+                self.problem = None
+            else:
+                self.problem = loaded.problem
         if self.problem is not None:
             self._untrusted = _keys_in(self.snapshot_path, self.ops)
-        self._loaded = True
+        self.model.loaded = True
 
     def _read_pair(self) -> tuple[Checkpoint | None, SnapshotLoad | None]:
         """The checkpoint and what :func:`load_snapshot` makes of the snapshot, read as one consistent pair.
 
         A projector replaces the snapshot and then the checkpoint, so a reader between its two renames sees
         a new snapshot with the old checkpoint. When they disagree, the pair is read again once no projector
-        holds the projection lock (shared, without waiting: the caller may hold log locks a projector
-        waits for; after about a second of trying the disagreement stands and the log is replayed)."""
+        holds the projection lock (shared, without waiting: the caller may hold store locks a projector
+        waits for; after about a second of trying the disagreement stands and the store is replayed)."""
         checkpoint: Checkpoint | None = None
         loaded: SnapshotLoad | None = None
         for attempt in range(PAIR_TRIES):
@@ -459,130 +483,116 @@ class Projector:
             time.sleep(min(0.001 * 2**attempt, 0.05))
         return checkpoint, loaded
 
-    def _judge(self, checkpoint: Checkpoint, end: Position, torn: bool, *, whole: bool = True) -> None:
-        """After a replay from the start that found the log sound up to ``end`` (the end of the file if
-        ``whole``): why ``checkpoint``, which disagreed with the log, cannot be used. Raises
-        :class:`CorruptLogError` when the log lacks what the checkpoint saw (lines cut off or damaged at
-        the end, or rewritten before it); a checkpoint whose own ``seq`` or ``lastTs`` was changed is only
-        distrusted (the replay stands and the snapshot is rewritten)."""
-        path = self.log.path
-        if checkpoint.offset > end.offset and not whole:
-            return  # a reader stopped short of it: the next writer, which reads to the end, judges it
-        if checkpoint.offset > end.offset:
-            what = "a damaged line" if torn else "the end of the log"
+    def _judge(self, checkpoint: Checkpoint) -> None:
+        """After a replay from the start: why ``checkpoint``, which disagreed with the store, cannot be used.
+
+        The store's every record is looked at (:meth:`ledger.backend.EventStore.check`, durable or not: a
+        rare path) for the one whose hash is the checkpoint's ``lastHash``. Found: the store holds the
+        state the snapshot was made of, and only the checkpoint's own ``seq`` or ``lastTs`` was changed; it
+        is distrusted (the replay stands, the snapshot is rewritten). Not found: the store lacks what the
+        checkpoint saw (records cut off or damaged at the end, or rewritten before it):
+        :class:`CorruptLogError`."""
+        audit = self.store.check()
+        found: tuple[int, str] | None = None
+        for lines, events, _ in audit:
+            if found is None:
+                for line, event in zip(lines, events, strict=True):
+                    if line_hash(line) == checkpoint.last_hash:
+                        found = event.seq, event.ts
+                        break
+        end = audit.end
+        if found is None and checkpoint.seq > end.seq:
+            what = "a damaged line" if audit.torn is not None else "the end of the log"
             raise CorruptLogError(
-                path,
+                self.where,
                 end.seq + 1,
-                f"{what}, but the snapshot's checkpoint is at event {checkpoint.seq} "
-                f"(byte {checkpoint.offset}; the log ends at event {end.seq}, byte {end.offset}): "
-                "trailing events are missing from the log",
+                f"{what}, but the snapshot's checkpoint is at event {checkpoint.seq} (the log ends at event "
+                f"{end.seq}): trailing events are missing from the log",
             )
-        at = self.log.position_at(checkpoint.offset)
-        if at is None or at.last_hash != checkpoint.last_hash:
+        if found is None:
             raise CorruptLogError(
-                path,
+                self.where,
                 checkpoint.seq,
-                f"the log does not match the snapshot's checkpoint (event {checkpoint.seq}, byte "
-                f"{checkpoint.offset}): the log before it was rewritten, or the checkpoint is another log's",
+                f"the log does not match the snapshot's checkpoint (event {checkpoint.seq}): the log before "
+                "it was rewritten, or the checkpoint is another log's",
             )
         log.warning(
             "%s: the checkpoint says event %d at %s, but its line is event %d at %s; replayed the log",
             self.checkpoint_path,
             checkpoint.seq,
             checkpoint.last_ts,
-            at.seq,
-            at.last_ts,
+            found[0],
+            found[1],
         )
 
     def unimported(self, more: entries_view.Entries | None = None) -> int:
-        """How many entries of the snapshot on disk, which no checkpoint vouches for, the log does not
+        """How many entries of the snapshot on disk, which no checkpoint vouches for, the store does not
         hold (0 when the checkpoint vouches for it), besides the entries ``more`` (a writer's unseen ones).
         Such a snapshot is not overwritten (:class:`UnimportedSnapshotError`) until it is imported."""
         if self.problem is None or not self._untrusted:
             return 0
-        return len(self._untrusted.difference(self.entries, more or ()))
-
-    @property
-    def head(self) -> Head:
-        """Where :attr:`entries` stand in the log."""
-        pos = self.pos
-        return Head(pos.seq, pos.last_hash, pos.last_ts, pos.offset)
+        return len(self._untrusted.difference(self.model.entries, more or ()))
 
     def ready(self) -> None:
-        """Before a writer plans against :attr:`entries`: loaded, and caught up with what is durable if it
-        was just (re)loaded or its checkpoint is in doubt (otherwise the store's ``append`` shows the
-        writer what it has not read)."""
-        if not self._loaded or self._doubted is not None:
+        """Before a writer plans against the model: loaded, and caught up with what is durable if it was
+        just (re)loaded (otherwise the store's ``append`` shows the writer what it has not read)."""
+        if not self.model.loaded:
             self.refresh()
 
-    def judge_doubted(self, tip: Head) -> None:
-        """A writer's append read the log to ``tip``: judge a checkpoint still in doubt (:meth:`_judge`)
-        before anything is written."""
-        if self._doubted is not None:
-            self._judge(self._doubted, Position(tip.at, tip.seq, tip.hash, tip.ts), False)
-
-    def advance(self, changed: entries_view.Entries, head: Head) -> None:
-        """A writer's append returned: the records up to ``head`` are durable and ``changed`` are the
-        entries they changed."""
-        self.entries.update(changed)
-        if self._changed is not None:
-            self._changed.update(changed)
-        self.pos = Position(head.at, head.seq, head.hash, head.ts)
-        self._doubted = None
-
     def refresh(self) -> None:
-        """Read what was appended since the last look: the new tail of the log, under the shared sync lock,
-        up to the size on record as fsynced (:meth:`ledger.log.EventLog.durable_end`), so only events whose
-        fsync is done are taken in."""
-        identity, size = self.log.stat()
-        if not self._loaded or identity != self._identity:
+        """Read what was appended since the last look (durable records only: the store's ``read``); seed
+        the model first if it is not loaded, or again if the store no longer holds its head (the file was
+        replaced or cut short); then judge a checkpoint in doubt."""
+        if not self.model.loaded:
             self.load()
-            size = self.log.size()
-        if size != self.pos.offset or self._doubted is not None:
-            with self.log.reading():
-                self._read_tail(size)
-
-    def _read_tail(self, size: int) -> None:
         try:
-            scan = self.log.durable_scan(self.pos, size)
-            self._changed = None  # which entries the fold changes is not kept: compare them all
-            entries_view.fold(scan, self.entries)
-            if self._doubted is not None:
-                # the scan may stop where the fsynced-size record says: the end only if it is
-                whole = scan.torn is not None or scan.end.offset >= size
-                self._judge(self._doubted, scan.end, scan.torn is not None, whole=whole)
-                self._doubted = None
-            self.pos = scan.end
-        except BaseException:
-            self._loaded = False  # the state may be half-updated: reload next time
-            raise
+            self.model.catch_up()
+        except StaleHeadError:
+            self.load()
+            self.model.catch_up()
+        if self._doubted is not None:
+            doubted, self._doubted = self._doubted, None
+            try:
+                self._judge(doubted)
+            except BaseException:
+                self.model.invalidate()
+                raise
 
     def project(self) -> bool:
-        """Bring the snapshot up to the end of the log unless it already is. Returns whether it wrote."""
+        """Bring the snapshot up to the end of the store unless it already is. Returns whether it wrote."""
         with self.lock.held(), self._holding():
             self.refresh()
             self.remove_temp_files()
             checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
             if self.problem is None and snapshot_is_current(
-                self.snapshot_path, checkpoint, self.pos.seq, self.ref
+                self.snapshot_path, checkpoint, self.model.head.seq, self.ref
             ):
                 return False
             self.write(first=checkpoint is None)
             return True
 
-    def rebuild(self, checked: Callable[[Scan], Iterable[EventType]] | None = None) -> Scan:
-        """Replay the whole log from scratch and write the snapshot (under the projection lock).
+    def rebuild(
+        self, checked: Callable[[Iterator[list[EventType]]], Iterable[EventType]] | None = None
+    ) -> Head:
+        """Replay the whole store from scratch and write the snapshot (under the projection lock). Returns
+        the head replayed to.
 
-        ``checked``, if given, takes the scan and yields its events, raising at the first it refuses (the
-        store passes the lifecycle and time rules of ``verify``); then nothing is written."""
-        with self.lock.held(), self._holding(), self.log.reading():  # leaders wait: only fsynced events
-            scan = self.log.durable_scan(START, self.log.size())
-            entries = entries_view.fold(scan if checked is None else checked(scan))
-            self.entries, self._cache, self._changed = entries, SnapshotEncoder(), None
-            self.pos, self._loaded, self._identity = scan.end, True, self.log.identity()
-            self._doubted = None
+        ``checked``, if given, takes the runs of events and yields the events, raising at the first it
+        refuses (the store passes the lifecycle and time rules of ``verify``); then nothing is written."""
+        with self.lock.held(), self._holding():
+            ends: list[Head] = [GENESIS]
+
+            def runs() -> Iterator[list[EventType]]:
+                for batch in self.store.read(GENESIS):  # durable records only
+                    ends.append(batch.end)
+                    yield batch.events
+
+            events = itertools.chain.from_iterable(runs()) if checked is None else checked(runs())
+            entries = entries_view.fold(events)  # reads the store: ``ends`` fills as it goes
+            self.model.seed(entries, ends[-1])
+            self._cache, self._doubted = SnapshotEncoder(), None
             self.write()
-            return scan
+            return self.model.head
 
     @contextlib.contextmanager
     def _holding(self) -> Iterator[None]:
@@ -596,8 +606,9 @@ class Projector:
         """Write the snapshot of the current state and its checkpoint. Call with the projection lock held.
         ``first``: there is no readable checkpoint (``None``: look)."""
         self.refuse_symlinked_snapshot()
-        data = self._cache.encode(self.entries, self._changed)
-        self._changed = set()  # the encoder now holds these entries, whether or not the write succeeds
+        model = self.model
+        data = self._cache.encode(model.entries, model.changed)
+        model.changed = set()  # the encoder now holds these entries, whether or not the write succeeds
         if self.problem is not None:
             try:
                 old = read_untrusted(self.snapshot_path, self.ops)  # None: missing, nothing to report
@@ -609,7 +620,7 @@ class Projector:
         try:
             if first is None:
                 first = read_checkpoint(self.checkpoint_path, self.ops) is None
-            write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, self.pos, first=first)
+            write_snapshot(self.ops, self.snapshot_path, self.checkpoint_path, data, model.head, first=first)
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
@@ -619,7 +630,7 @@ class Projector:
         holds entries the state lacks; keep it beside (:func:`keep_replaced`) if no checkpoint names it."""
         missing = untrusted_keys(old).difference(self.entries)
         if missing:
-            directory = self.log.path.parent
+            directory = self.checkpoint_path.parent
             raise UnimportedSnapshotError(
                 f"{self.snapshot_path} holds {len(missing)} entries that the log does not (the app's own "
                 f"file, not imported yet?); it was left as it is: run `video-ledger --dir {directory} "

@@ -29,7 +29,7 @@ import msgspec
 from ledger import lifecycle, pipeline
 from ledger import projector as snapshot_view
 from ledger import watch as watch_view
-from ledger.backend import Head, Record
+from ledger.backend import EventStore, Head, Record, TornTail
 from ledger.errors import (
     AttemptInProgressError,
     ClockSkewError,
@@ -66,7 +66,8 @@ from ledger.events import (
 )
 from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
-from ledger.log import EventLog, Scan, TornTail
+from ledger.log import EventLog
+from ledger.model import Model
 from projections import entries as entries_view
 from projections import files as files_view
 from projections import stats as stats_view
@@ -213,6 +214,8 @@ class RebuildReport:
     events: int
     entries: int
     torn: TornTail | None = None
+    """Always ``None`` now: a writable open sets a torn tail aside before any rebuild, and the replay reads
+    only durable records (kept for the API's sake)."""
 
 
 class Ledger:
@@ -245,6 +248,11 @@ class Ledger:
         Allow the log and the snapshot to be symbolic links (refused by default).
     ops:
         The file operations seam (:class:`~ledger.fileops.FileOps`); tests pass one that injects faults.
+    store:
+        The event store (:class:`~ledger.backend.EventStore`) that holds the log. ``None`` (default): the
+        file store ``events.jsonl`` in ``directory``. Given one (:class:`~ledger.memory.MemoryStore`, the
+        PostgreSQL store), ``directory`` holds only the snapshot, its checkpoint and the projection lock;
+        the ledger closes the store when it is closed.
     """
 
     def __init__(
@@ -258,6 +266,7 @@ class Ledger:
         projection: Literal["inline", "deferred"] = "inline",
         follow_symlinks: bool = False,
         ops: FileOps | None = None,
+        store: EventStore | None = None,
     ) -> None:
         if projection not in ("inline", "deferred"):
             raise InvalidEntryError(f"projection must be 'inline' or 'deferred', not {projection!r}")
@@ -274,13 +283,21 @@ class Ledger:
         self._clock: Clock = clock or utc_now
         self.force_clock = force_clock
         self._ops = ops or FileOps()
-        self._log = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
+        given = store is not None
+        if store is None:
+            store = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
+        self._store: EventStore = store
+        self._where = _where(store)
         self._snapshot_lock = FileLock(self._ops, self.layout.snapshot_lock)
+        self._model = Model(store)
         self._view = snapshot_view.Projector(
-            self._log,
+            store,
+            self._model,
             self.snapshot_path,
             self.checkpoint_path,
             self._snapshot_lock,
+            ops=self._ops,
+            where=self._where,
             follow_symlinks=follow_symlinks,
         )
         self._mutex = threading.RLock()
@@ -294,7 +311,7 @@ class Ledger:
                 raise
             except OSError as exc:  # permission denied on a path the steps above touch, and the like
                 raise io_error("use", Path(exc.filename) if exc.filename else self.directory, exc) from None
-        elif not (self.log_path.exists() or self.log_path.is_symlink()):
+        elif not given and not (self.log_path.exists() or self.log_path.is_symlink()):
             raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
 
     # -- the card's functions ------------------------------------------------------------------------
@@ -303,14 +320,16 @@ class Ledger:
         """Every entry, ordered by ``(spotId, eraId)``."""
         with self._mutex:
             self._view.refresh()
-            return [self._view.entries[key] for key in sorted(self._view.entries)]
+            entries = self._model.entries
+            return [entries[key] for key in sorted(entries)]
 
     def get_video_metadata(self, spot_id: str, era_id: str) -> VideoMetadata | None:
         """The entry for ``(spot_id, era_id)``, or ``None``."""
         key = _key(spot_id, era_id)
         with self._mutex:
             self._view.refresh()
-            return self._view.entries.get(_stored_key(key, (spot_id, era_id), self._view.entries))
+            entries = self._model.entries
+            return entries.get(_stored_key(key, (spot_id, era_id), entries))
 
     def set_video_metadata(self, entry: VideoMetadata | Mapping[str, Any]) -> VideoMetadata:
         """Add or update the entry matched on ``(spotId, eraId)``; returns it as stored.
@@ -629,7 +648,7 @@ class Ledger:
         real_root = os.path.realpath(base)
         entries: entries_view.Entries = {}
         files: files_view.ReadyFiles = {}
-        for event in self._log.synced_scan():
+        for event in self._store.events():
             entries[event.key] = entries_view.apply(entries.get(event.key), event)
             files_view.note(files, event)
         problems: list[str] = []
@@ -682,18 +701,19 @@ class Ledger:
         high = None if until is None else parse_time(until)
         spot_id = None if spot_id is None else normalize_id(spot_id)
         era_id = None if era_id is None else normalize_id(era_id)
-        for line, event in self._log.synced_scan().records():
-            if high is not None and event.ts > high:
-                return  # times never go backwards: nothing later can match
-            if (
-                (spot_id is None or event.spot_id == spot_id)
-                and (era_id is None or event.era_id == era_id)
-                and (since_seq is None or event.seq > since_seq)
-                and (low is None or event.ts >= low)
-                and (status is None or event.new_status == status)
-                and (type is None or event.type == type)
-            ):
-                yield line, event
+        for lines, events, _ in self._store.read():
+            for line, event in zip(lines, events, strict=True):
+                if high is not None and event.ts > high:
+                    return  # times never go backwards: nothing later can match
+                if (
+                    (spot_id is None or event.spot_id == spot_id)
+                    and (era_id is None or event.era_id == era_id)
+                    and (since_seq is None or event.seq > since_seq)
+                    and (low is None or event.ts >= low)
+                    and (status is None or event.new_status == status)
+                    and (type is None or event.type == type)
+                ):
+                    yield line, event
 
     # -- other views of the same events ----------------------------------------------------------------
 
@@ -705,14 +725,14 @@ class Ledger:
         if seq is None and time is None:
             raise InvalidEntryError("give seq, time, or both")
         entries = entries_view.as_of(
-            self._log.synced_scan(), seq=seq, ts=None if time is None else parse_time(time)
+            self._store.events(), seq=seq, ts=None if time is None else parse_time(time)
         )
         return [entries[key] for key in sorted(entries)]
 
     def timeline(self, spot_id: str, era_id: str) -> timeline_view.Timeline:
         """One entry's story: when it was queued, each attempt and how it ended, time to ready."""
         key = _key(spot_id, era_id)
-        story = timeline_view.timeline(self._log.synced_scan(), *key)
+        story = timeline_view.timeline(self._store.events(), *key)
         if story.first is None:
             raise EntryNotFoundError(f"no entry for spotId={spot_id!r} eraId={era_id!r}")
         return story
@@ -720,7 +740,7 @@ class Ledger:
     def stats(self) -> stats_view.Stats:
         """Entries per status and era, attempts, success rate, generation times, frequent failures: one
         pass over the log in bounded memory."""
-        return stats_view.stats(self._log.synced_scan())
+        return stats_view.stats(self._store.events())
 
     def wait_for(
         self, seq: int, *, timeout: float | None = None, stop_event: watch_view.StopEvent | None = None
@@ -751,21 +771,22 @@ class Ledger:
         the first line that breaks them, and the snapshot is left as it is."""
         self._check_writable()
 
-        def checked(scan: Scan) -> Iterator[EventType]:  # the rules verify applies: the two agree
+        def checked(
+            runs: snapshot_view.Runs,
+        ) -> Iterator[EventType]:  # the rules verify applies: the two agree
             problems: list[tuple[str, int]] = []
 
             def verdict() -> Iterator[EventType]:  # after the last event: raise at the first problem
                 if problems:
                     problem, seq = problems[0]
-                    raise CorruptLogError(self.log_path, seq, f"{problem}; the snapshot was left as it is")
+                    raise CorruptLogError(self._where, seq, f"{problem}; the snapshot was left as it is")
                 yield from ()
 
-            runs = (events for _, events in scan.runs())
             return itertools.chain(itertools.chain.from_iterable(_lawful_runs(runs, {}, problems)), verdict())
 
         with self._mutex:
-            scan = self._view.rebuild(checked)
-            return RebuildReport(events=scan.end.seq, entries=len(self._view.entries), torn=scan.torn)
+            head = self._view.rebuild(checked)
+            return RebuildReport(events=head.seq, entries=len(self._model.entries))
 
     def verify(self, *, expect_head: str | None = None) -> VerifyReport:
         """Walk the whole log checking every line's crc, ``seq``, chain hash, time order and lifecycle
@@ -794,7 +815,7 @@ class Ledger:
                 probe = _SnapshotProbe(snapshot, 0 if checkpoint is None else checkpoint.seq)
             else:
                 probe = _SnapshotProbe(snapshot, 0, at_end=True)
-        audit = self._log.check()
+        audit = self._store.check()
         statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
         problems: list[tuple[str, int]] = []
         skew = stats_view.SkewWatch()
@@ -845,7 +866,7 @@ class Ledger:
         odd = {key for key in keys if not (key[0].isascii() and key[1].isascii()) and _key(*key) != key}
         if not odd:
             return None
-        first = next((event.seq for event in self._log.synced_scan() if event.key in odd), None)
+        first = next((event.seq for event in self._store.events() if event.key in odd), None)
         return (
             f"{len(odd)} entries have an id not in NFC (written before ids were normalised), the first at "
             f"event {first}: reach them by that exact spelling; an NFC spelling of it finds nothing"
@@ -890,16 +911,12 @@ class Ledger:
         return pair
 
     def _durable_head(self, end: Head) -> str:
-        """The head to keep: that of the last event known fsynced. Lines beyond the fsynced size on record
-        were left by a writer that died before its fsync, and a power loss may still take them: a head kept
-        from one would read as a rewrite once another event takes its seq."""
-        if end.at:
-            with self._log.reading():  # no leader is between its write and its fsync
-                durable = self._log.durable_end(0, end.at)  # None: fsynced here, all of it
-            at = None if durable is None or durable >= end.at else self._log.position_at(durable)
-            if at is not None:
-                return f"{at.seq}:{at.last_hash}"
-        return f"{end.seq}:{end.hash}"
+        """The head to keep: that of the last durable event (:meth:`ledger.backend.EventStore.head`), at
+        most ``end``. Lines beyond the fsynced size on record were left by a writer that died before its
+        fsync, and a power loss may still take them: a head kept from one would read as a rewrite once
+        another event takes its seq."""
+        durable = self._store.head()
+        return f"{durable.seq}:{durable.hash}" if durable.seq < end.seq else f"{end.seq}:{end.hash}"
 
     def _check_checkpoint(self, checkpoint: snapshot_view.Checkpoint, end: Head) -> str | None:
         """Why ``checkpoint`` does not fit the log that ends at ``end`` (every field it gives a writer:
@@ -910,7 +927,8 @@ class Ledger:
                 f"{checkpoint.seq}: "
                 "trailing events are missing from the log"
             )
-        if self._log.position_at(checkpoint.offset) != checkpoint.position:
+        found = self._store.at(checkpoint.head)
+        if found is None or found[:3] != checkpoint.head[:3]:
             return f"the snapshot's checkpoint (event {checkpoint.seq}) does not match the log"
         return None
 
@@ -956,12 +974,12 @@ class Ledger:
         """Where the log ends as this handle reads it: the last durable event's ``seq``, hash and time."""
         with self._mutex:
             self._view.refresh()
-            return self._view.head
+            return self._model.head
 
     def close(self) -> None:
         """Release the files this handle holds open. Further writes raise :class:`LedgerClosedError`."""
         with self._mutex:
-            self._log.close()
+            self._store.close()
             self._snapshot_lock.close()
             self._unusable = self._unusable or "it was closed"
 
@@ -979,8 +997,8 @@ class Ledger:
     # -- internals -----------------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        """Create the directory if missing, load the state, recover the log (:meth:`EventLog.recover`), and
-        bring the snapshot up to date."""
+        """Create the directory if missing, load the state, settle what other writers left in the store
+        (:meth:`_settle`), and bring the snapshot up to date."""
         self._view.refuse_symlinked_snapshot()
         try:
             self._ops.make_dirs(self.directory)  # each new directory's entry fsynced in its parent
@@ -990,7 +1008,7 @@ class Ledger:
             raise LedgerIOError(f"cannot use {self.directory}: it is not a directory")
         with self._mutex:
             self._view.refresh()  # first: a checkpoint in doubt is judged before the log is touched
-            self._log.recover()
+            self._settle()
             if self.projection == "inline":
                 try:
                     self._view.project()
@@ -1003,6 +1021,32 @@ class Ledger:
                     log.warning(
                         "%s is behind the log: %s; writes are still recorded", self.snapshot_path, exc
                     )
+
+    def _settle(self) -> None:
+        """Append nothing: the store makes what other writers left durable before it returns (the file
+        store, at its first append: creates the log, sets a torn tail aside, moves staged lines in, fsyncs),
+        and the model takes in what it was shown."""
+        changed: entries_view.Entries = {}
+
+        def decide(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            changed.clear()
+            for record in unseen:
+                key = record.event.key
+                changed[key] = entries_view.apply(
+                    changed.get(key) or self._model.entries.get(key), record.event
+                )
+            return []
+
+        for _ in range(_RETRIES):
+            try:
+                head = self._store.append(self._model.head, decide)
+            except ConflictError:
+                self._model.invalidate()
+                self._view.refresh()
+                continue
+            self._model.advance(changed, head)
+            return
+        raise LedgerIOError("cannot open: other writers' commits kept failing")
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -1091,9 +1135,9 @@ class Ledger:
         The plan runs under the store's lock (:meth:`ledger.backend.EventStore.append`) against this
         handle's entries and the records after its head that it had not read yet; the entries and head
         move on only once the store says every one of those records is durable."""
-        view = self._view
+        view, model = self._view, self._model
         view.ready()
-        known = view.head
+        known = model.head
         changed: entries_view.Entries = {}  # the entries the unseen records and this commit change
         results: list[VideoMetadata | None] = []
         wrote = False
@@ -1102,11 +1146,9 @@ class Ledger:
             nonlocal wrote
             changed.clear()
             results.clear()
-            if unseen:
-                view.judge_doubted(tip)
-                for record in unseen:
-                    key = record.event.key
-                    changed[key] = entries_view.apply(changed.get(key) or view.entries.get(key), record.event)
+            for record in unseen:
+                key = record.event.key
+                changed[key] = entries_view.apply(changed.get(key) or model.entries.get(key), record.event)
             if not importing and view.unimported(changed):
                 raise UnimportedSnapshotError(
                     f"{self.snapshot_path} holds {view.unimported(changed)} entries that the log does not "
@@ -1117,8 +1159,8 @@ class Ledger:
             seq, prev = tip.seq, tip.hash
             ts, clock = "", None  # one commit, one instant: read at its first change (none: no reading)
             for given, plan in requests:
-                key = _stored_key(_key(*given), given, changed, view.entries)
-                current = changed.get(key) or view.entries.get(key)
+                key = _stored_key(_key(*given), given, changed, model.entries)
+                current = changed.get(key) or model.entries.get(key)
                 change = plan(current)
                 if change is None:
                     results.append(current)
@@ -1139,14 +1181,14 @@ class Ledger:
             return records
 
         try:
-            head = self._log.append(known, decide)
+            head = self._store.append(known, decide)
         except ConflictError:
-            view.invalidate()
+            model.invalidate()
             return None
         except DurabilityError as exc:
             self._unusable = str(exc)
             raise
-        view.advance(changed, head)
+        model.advance(changed, head)
         if not wrote:
             return results, None
         self.last_seq = head.seq
@@ -1183,6 +1225,12 @@ def _check_anchor(anchor: tuple[int, str], end: Head, found: str | None) -> str 
             f"the log up to event {seq} was rewritten (or this is another ledger)"
         )
     return None
+
+
+def _where(store: EventStore) -> Path:
+    """How errors name ``store``: its file (the file store), or what it calls itself."""
+    where = getattr(store, "path", None) or getattr(store, "where", None)
+    return where if isinstance(where, Path) else Path(f"<{type(store).__name__}>")
 
 
 def _not_recorded(exc: LedgerIOError) -> LedgerIOError:

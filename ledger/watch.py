@@ -20,12 +20,13 @@ from typing import Protocol
 import watchfiles
 
 from ledger import projector as snapshot_view
-from ledger.backend import GENESIS
+from ledger.backend import GENESIS, EventStore
 from ledger.errors import CorruptLogError, InvalidEntryError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
 from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, Layout
 from ledger.log import EventLog
+from ledger.model import Model
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
 
@@ -50,10 +51,17 @@ def open_projector(
 ) -> snapshot_view.Projector:
     """A :class:`Projector` for the ledger at ``layout``, as the store builds it."""
     ops = ops or FileOps()
-    log = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
+    store = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
     lock = FileLock(ops, layout.snapshot_lock)
     return snapshot_view.Projector(
-        log, layout.snapshot, layout.checkpoint, lock, follow_symlinks=follow_symlinks
+        store,
+        Model(store),
+        layout.snapshot,
+        layout.checkpoint,
+        lock,
+        ops=ops,
+        where=layout.log,
+        follow_symlinks=follow_symlinks,
     )
 
 
@@ -136,14 +144,14 @@ def watch(
         if wrote:
             written += 1
             if on_project is not None:
-                on_project(view.pos.seq)
+                on_project(view.head.seq)
 
     project()
-    store = view.log
+    store = view.store
     idle = idle_check_ms / 1000
     looked = time.monotonic()
     while stop_event is None or not stop_event.is_set():
-        woke = store.wait(view.pos.seq, min(idle, 0.2))  # a new durable event (stop looked at meanwhile)
+        woke = store.wait(view.head.seq, min(idle, 0.2))  # a new durable event (stop looked at meanwhile)
         if stop_event is not None and stop_event.is_set():
             break
         now = time.monotonic()
@@ -158,7 +166,7 @@ def watch(
     return written
 
 
-def _settle(store: EventLog, step: float, debounce: float) -> None:
+def _settle(store: EventStore, step: float, debounce: float) -> None:
     """Return once no event has been appended for ``step`` seconds, or ``debounce`` seconds have passed."""
     deadline = time.monotonic() + debounce
     last = store.head().seq
@@ -237,7 +245,7 @@ def follow(
             view = open_projector(layout)
             view.refresh()  # from the checkpoint: no replay of the whole log
             head = view.head
-            view.log.close()
+            view.store.close()
         else:
             head = GENESIS
             for lines, events, end in store.read(GENESIS):

@@ -1,0 +1,69 @@
+"""The write model: the entries a writer plans against, and the head they stand at.
+
+A :class:`Model` is the fold (:mod:`projections.entries`) of a store's records up to :attr:`Model.head`. It
+is kept current through the event-store interface only: :meth:`Model.catch_up` folds what
+:meth:`~ledger.backend.EventStore.read` yields after the head; :meth:`Model.advance` takes in what an
+append returned. The projector seeds it from the checkpointed snapshot (:meth:`Model.seed`) and writes
+the snapshot of it; the store API plans every write against it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ledger.backend import GENESIS, Batch, EventStore, Head
+from ledger.events import EventType
+from projections import entries as entries_view
+
+__all__ = ("Model",)
+
+
+class Model:
+    """The entries after the records up to :attr:`head` of ``store``."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.entries: entries_view.Entries = {}
+        self.head: Head = GENESIS
+        self.changed: set[tuple[str, str]] | None = None
+        """The keys whose entries changed since the projector last encoded them; ``None``: not known."""
+        self.loaded = False
+        """Seeded (by the projector) and not since invalidated."""
+
+    def seed(self, entries: entries_view.Entries, head: Head) -> None:
+        """Start from ``entries``, the state after the records up to ``head`` (a checkpointed snapshot, or
+        nothing at :data:`~ledger.backend.GENESIS`)."""
+        self.entries, self.head, self.changed, self.loaded = entries, head, None, True
+
+    def invalidate(self) -> None:
+        """Forget the state: it may hold records that were not recorded. The owner seeds it again."""
+        self.loaded = False
+
+    def catch_up(self) -> bool:
+        """Fold the durable records after :attr:`head` (one :meth:`~ledger.backend.EventStore.read`).
+        Returns whether there were any. Raises what ``read`` raises
+        (:class:`~ledger.errors.StaleHeadError`: seed again); the state is then invalidated."""
+        end = self.head
+        ends: list[Head] = []
+
+        def events(batch: Batch) -> list[EventType]:
+            ends.append(batch.end)
+            return batch.events
+
+        try:
+            entries_view.fold(itertools.chain.from_iterable(map(events, self.store.read(end))), self.entries)
+        except BaseException:
+            self.loaded = False  # the state may be half-updated
+            raise
+        if not ends:
+            return False
+        self.head, self.changed = ends[-1], None  # which entries the fold changed is not kept
+        return True
+
+    def advance(self, changed: entries_view.Entries, head: Head) -> None:
+        """An append returned: the records up to ``head`` are durable and ``changed`` are the entries they
+        (and the records it was shown) changed."""
+        self.entries.update(changed)
+        if self.changed is not None:
+            self.changed.update(changed)
+        self.head = head
