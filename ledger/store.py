@@ -284,6 +284,7 @@ class Ledger:
         self.force_clock = force_clock
         self._ops = ops or FileOps()
         given = store is not None
+        self._file_store = not given
         if store is None:
             store = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
         self._store: EventStore = store
@@ -762,7 +763,11 @@ class Ledger:
         after the events already in the log, or after event ``since_seq``. ``on_caught_up(seq)`` is called
         once the existing events are behind."""
         return watch_view.follow(
-            self.directory, since_seq=since_seq, stop_event=stop_event, on_caught_up=on_caught_up
+            self.directory,
+            since_seq=since_seq,
+            stop_event=stop_event,
+            on_caught_up=on_caught_up,
+            store=None if self._file_store else self._store,
         )
 
     def rebuild(self) -> RebuildReport:

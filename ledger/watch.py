@@ -227,6 +227,7 @@ def follow(
     stop_event: StopEvent | None = None,
     on_caught_up: Callable[[int], None] | None = None,
     idle_check_ms: int = 1000,
+    store: EventStore | None = None,
 ) -> Iterator[tuple[bytes, EventType]]:
     """Yield each event (with its stored line) as it is appended, like ``tail -f``.
 
@@ -239,9 +240,13 @@ def follow(
     layout = Layout.of(directory)
     if not layout.directory.is_dir():
         raise LedgerIOError(f"there is no ledger at {layout.directory}")
-    store = EventLog(layout.log, FileOps())
+    own = store is None  # ``store``: a ledger's own (not closed here), else the file store in ``directory``
+    if store is None:
+        store = EventLog(layout.log, FileOps())
     try:
-        if since_seq is None:
+        if since_seq is None and not own:
+            head = store.head()
+        elif since_seq is None:
             view = open_projector(layout)
             view.refresh()  # from the checkpoint: no replay of the whole log
             head = view.head
@@ -263,4 +268,5 @@ def follow(
                 yield from zip(lines, events, strict=True)
                 head = end
     finally:
-        store.close()
+        if own:
+            store.close()

@@ -7,6 +7,7 @@ the stores themselves)."""
 from __future__ import annotations
 
 import abc
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,16 @@ class LedgerOverStore(abc.ABC):
             reopened = Ledger(tmp_path / "a", store=self.reopen(store), readonly=True)
             assert reopened.head().seq == n + 1 and reopened._view.problem is None  # seeded by the checkpoint
             reopened.close()
+
+    def test_follow_reads_the_given_store(self, tmp_path: Path) -> None:
+        stop = threading.Event()
+        stop.set()  # the events already there, then stop
+        with Ledger(tmp_path, store=self.create_store(), clock=FakeClock()) as ledger:
+            n = workload(ledger)
+            assert [e.seq for _, e in ledger.follow(since_seq=2, stop_event=stop)] == list(range(3, n + 1))
+            caught: list[int] = []
+            assert list(ledger.follow(stop_event=stop, on_caught_up=caught.append)) == [] and caught == [n]
+        assert not (tmp_path / "events.jsonl").exists()
 
     def test_a_checkpoint_the_store_does_not_hold_is_not_trusted(self, tmp_path: Path) -> None:
         with Ledger(tmp_path, store=self.create_store(), clock=FakeClock()) as ledger:
