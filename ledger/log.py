@@ -384,7 +384,8 @@ class EventLog(EventStore):
         """The durable end :meth:`head` last found (it reads on from there)."""
         self._known_identity: tuple[int, int] | None = None
         self._seen: tuple[int, int] | None = None
-        """The log file (device, inode) the heads this handle gave out are in (:meth:`identity`)."""
+        """The log file (device, inode) the heads this handle gave out are in (:meth:`read`, :meth:`at` and
+        :meth:`append` raise :class:`StaleHeadError` for a head given out in another)."""
         self._recovered = False
         """:meth:`recover` ran: a handle's first append runs it first."""
 
@@ -547,17 +548,6 @@ class EventLog(EventStore):
         """The events after ``start`` (up to ``limit`` bytes of the log, if given), checked as :class:`Scan`
         describes."""
         return Scan(self, start, chain=chain, limit=limit)
-
-    def durable_scan(self, start: Position, size: int) -> Scan:
-        """Under :meth:`reading`, with ``size`` the log's size as last seen: the events after ``start`` that
-        are known to be fsynced (:meth:`durable_end`)."""
-        return Scan(self, start, chain=False, limit=self.durable_end(start.offset, size))
-
-    def identity(self) -> tuple[int, int] | None:
-        """(device, inode) of the log file, ``None`` if it does not exist: tells when it was replaced.
-        Heads given out from now on are in this file (:meth:`append` refuses a head from another)."""
-        self._seen = self.stat()[0]
-        return self._seen
 
     def stat(self) -> tuple[tuple[int, int] | None, int]:
         """(identity, size) of the log file with one system call; ``(None, 0)`` if it does not exist."""
@@ -885,44 +875,6 @@ class EventLog(EventStore):
         finally:
             self.ops.close(fd)
         return None
-
-    def synced_scan(self) -> Scan:
-        """The whole log as far as it is durable now, for a reader that takes no position from the record:
-        under :meth:`reading` the log is fsynced through a read-only descriptor and its size noted, and the
-        scan stops there. A line a writer wrote and then died before fsyncing is durable once this fsync
-        returns (a valid event that was never acknowledged, as the next writer would make it); lines a
-        leader writes afterwards are not read. One fsync per call, and the sync lock held only for it."""
-        with self.reading():
-            try:
-                fd = self.ops.open_regular(self.path, os.O_RDONLY | self.nofollow)
-            except FileNotFoundError:
-                return Scan(self, START, chain=False)
-            except OSError as exc:
-                raise io_error("read", self.path, exc) from None
-            try:
-                self.fsync_for_reader(fd)
-                limit = self._last_line_end(fd, self.ops.fstat(fd).st_size)
-            except OSError as exc:
-                raise io_error("read", self.path, exc) from None
-            finally:
-                self.ops.close(fd)
-        return Scan(self, START, chain=False, limit=limit)
-
-    def _last_line_end(self, fd: int, size: int) -> int | None:
-        """Where the last newline of the first ``size`` bytes ends (0: none), looked for backwards from
-        64 KiB up to the longest line; ``None`` where there is none that near (damage: read it all)."""
-        step = 1 << 16
-        while True:
-            start = max(0, size - step)
-            tail = self.ops.pread(fd, size - start, start)
-            newline = tail.rfind(b"\n")
-            if newline >= 0:
-                return start + newline + 1
-            if start == 0:
-                return 0
-            if step > MAX_LINE_BYTES + 1:
-                return None
-            step *= 4
 
     def fsync_for_reader(self, fd: int) -> None:
         """fsync the log, open for reading as ``fd``: a reader about to read what the record does not

@@ -51,12 +51,15 @@ class Model:
             return batch.events
 
         try:
-            entries_view.fold(itertools.chain.from_iterable(map(events, self.store.read(end))), self.entries)
+            batches = self.store.read(end)
+            first = next(batches, None)
+            if first is None:  # the usual look: nothing new, no fold
+                return False
+            batches = itertools.chain((first,), batches)
+            entries_view.fold(itertools.chain.from_iterable(map(events, batches)), self.entries)
         except BaseException:
             self.loaded = False  # the state may be half-updated
             raise
-        if not ends:
-            return False
         self.head, self.changed = ends[-1], None  # which entries the fold changed is not kept
         return True
 

@@ -10,7 +10,9 @@ and after reopening), all or nothing (a ``decide`` that raises appends nothing; 
 not at all), seq contiguity (1, 2, 3 … with no gaps), the chain (each line's ``prev`` is the SHA-256 of
 the line before, lines read back byte for byte as appended), what ``decide`` is shown (every record after
 the caller's head, so concurrent writers never fork the chain), ``wait`` (at once, on a later append, on a
-timeout), ``check`` (a sound store end to end; damage named at its line) and reading only what is durable.
+timeout), ``check`` (a sound store end to end; damage named at its line), reading only what is durable,
+``at`` (each record found with or without its bookmark; ``None`` beyond the store) and a head beyond the
+store refused by ``read`` (:class:`~ledger.errors.StaleHeadError`).
 """
 
 from __future__ import annotations
