@@ -1,18 +1,22 @@
-"""The PostgreSQL store beside its limit: appends/s through ``PostgresStore.append`` (one record per call,
-and 100 per call) against a bare single-connection ``INSERT … COMMIT`` loop on the same server, interleaved
-round by round. The server is a throwaway one from the installed binaries (``tests/pg.py``), started with
-``fsync=on`` and ``synchronous_commit=on`` (the tests' server runs with fsync off).
+"""The PostgreSQL store beside its limit: appends/s through ``PostgresStore.append`` (one record per call by
+1 writer and by 4 writer processes at once, and 100 per call) against a bare single-connection
+``INSERT … COMMIT`` loop on the same server, interleaved round by round. The server is a throwaway one from
+the installed binaries (``tests/pg.py``), started with ``fsync=on`` and ``synchronous_commit=on`` (the
+tests' server runs with fsync off).
 
-    python tests/bench/pg_bench.py            # 5 rounds of 300 single appends, 300 bare inserts, 30 x 100
+    python tests/bench/pg_bench.py            # 5 rounds: 300 bare inserts, 300 single appends, 4 x 300, 30 x 100
     python tests/bench/pg_bench.py -n 20 -r 1 # a tiny run: proves it runs
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +27,8 @@ import psycopg  # noqa: E402
 from ledger.postgres import PostgresStore, init  # noqa: E402
 from tests.contract import appender  # noqa: E402
 from tests.pg import PgServer, find_bindir  # noqa: E402
+
+WRITERS = 4
 
 
 def bare(url: str, n: int) -> float:
@@ -49,9 +55,59 @@ def appends(store: PostgresStore, n: int, per_call: int) -> float:
     return n * per_call / (time.perf_counter() - started)
 
 
+def writer(url: str, spot: str, todo: Queue[int], done: Queue[tuple[float, float]], barrier: Barrier) -> None:
+    """One of the writer processes: its own handle (its own connection); for each ``n`` it is sent, wait
+    for the others, append ``n`` single records (each planned on the head its last append returned, as a
+    store API handle does) and report when it started and ended."""
+    store = PostgresStore(url)
+    head = store.head()
+    while n := todo.get():
+        barrier.wait()
+        started = time.monotonic()
+        for _ in range(n):
+            head = store.append(head, appender(1, spot=spot))
+        done.put((started, time.monotonic()))
+    store.close()
+
+
+class Writers:
+    """:data:`WRITERS` writer processes, started once and driven round by round."""
+
+    def __init__(self, url: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.done: Queue[tuple[float, float]] = ctx.Queue()
+        self.todo: list[Queue[int]] = [ctx.Queue() for _ in range(WRITERS)]
+        self.barrier = ctx.Barrier(WRITERS)  # held here until the children have it
+        self.processes = [
+            ctx.Process(target=writer, args=(url, f"writer-{i}", q, self.done, self.barrier), daemon=True)
+            for i, q in enumerate(self.todo)
+        ]
+        for p in self.processes:
+            p.start()
+
+    def run(self, n: int) -> float:
+        """Records per second of all the writers together, ``n`` single appends each."""
+        for q in self.todo:
+            q.put(n)
+        spans = [self.done.get(timeout=600) for _ in self.processes]
+        return WRITERS * n / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+    def close(self) -> None:
+        for q in self.todo:
+            q.put(0)
+        for p in self.processes:
+            p.join(60)
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=300, help="single appends and bare inserts per round")
+    parser.add_argument(
+        "-n", type=int, default=300, help="single appends (per writer) and bare inserts per round"
+    )
     parser.add_argument("-r", "--rounds", type=int, default=5)
     args = parser.parse_args()
     bindir = find_bindir()
@@ -65,22 +121,29 @@ def main() -> None:
         url = server.database()
         init(url)
         store = PostgresStore(url)
+        writers = Writers(url)
         rows = []
-        for r in range(args.rounds):
-            b = bare(url, args.n)
-            one = appends(store, args.n, 1)
-            hundred = appends(store, max(1, args.n // 10), 100)
-            rows.append((b, one, hundred))
-            print(
-                f"round {r + 1}: bare insert+commit {b:,.0f}/s, append 1 {one:,.0f}/s ({one / b:.2f} x bare), "
-                f"append 100 {hundred:,.0f} events/s ({hundred / one:.1f} x single)",
-                flush=True,
-            )
-        store.close()
-        single = statistics.median(one / b for b, one, _ in rows)
-        batch = statistics.median(h / one for _, one, h in rows)
-        print(f"median of {args.rounds} rounds: single appends {single:.2f} x the bare loop; "
-              f"batches of 100 {batch:.1f} x single appends (events/s)")  # fmt: skip
+        try:
+            for r in range(args.rounds):
+                b = bare(url, args.n)
+                one = appends(store, args.n, 1)
+                four = writers.run(args.n)
+                hundred = appends(store, max(1, args.n // 10), 100)
+                rows.append((one / b, hundred / one, four / one))
+                print(
+                    f"round {r + 1}: bare insert+commit {b:,.0f}/s, 1 writer {one:,.0f}/s ({one / b:.2f} x bare), "
+                    f"{WRITERS} writers {four:,.0f}/s ({four / one:.2f} x 1 writer), "
+                    f"append 100 {hundred:,.0f} events/s ({hundred / one:.1f} x single)",
+                    flush=True,
+                )
+        finally:
+            writers.close()
+            store.close()
+        single, batch, many = (sorted(column) for column in zip(*rows, strict=True))
+        print(f"median (min-max) of {args.rounds} rounds: 1 writer {statistics.median(single):.2f} x the bare "
+              f"loop ({spread(single)}); {WRITERS} writers {statistics.median(many):.2f} x 1 writer "
+              f"({spread(many)}); batches of 100 {statistics.median(batch):.1f} x single appends "
+              f"({spread(batch)}, events/s)")  # fmt: skip
     finally:
         server.stop("fast")
         server.remove()
