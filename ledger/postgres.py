@@ -355,10 +355,16 @@ class PostgresStore(EventStore):
         request = uuid.uuid4()
         deadline = time.monotonic() + self.retry_for
         lookup = False
+        optimistic = True  # first, one round trip if ``after`` is the tip; then (or after a cut) the lock
         state = {"committing": False}  # True from COMMIT sent until a lookup under the lock settles it
         while True:
             conn = self._connection()
             try:
+                if optimistic:
+                    optimistic = False
+                    done = self._append_at(conn, after, decide, request, state)
+                    if done is not None:
+                        return done
                 return self._append_once(conn, after, decide, request, lookup, state)
             except _Lost as lost:
                 if not self._reconnect(deadline):
@@ -374,6 +380,84 @@ class PostgresStore(EventStore):
                         f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
                     ) from None
                 lookup = True
+
+    def _append_at(
+        self,
+        conn: psycopg.Connection[Any],
+        after: Head,
+        decide: Decide,
+        request: uuid.UUID,
+        state: dict[str, bool],
+    ) -> Head | None:
+        """The append in one round trip if ``after`` is still the tip: ``decide`` runs first, here, on
+        ``after`` with nothing unseen, then one pipeline sends ``BEGIN``, one statement that moves the head
+        row only if it still is ``after`` and inserts the rows only if it did (and NOTIFYs), and ``COMMIT``.
+        ``None`` when the head had moved (nothing was written): the caller takes the lock, and ``decide``
+        runs again on what it did not see. Under READ COMMITTED the head row's ``UPDATE`` waits for a
+        writer holding it and then checks its ``WHERE`` against the row that writer committed, so it matches
+        only a head no one moved."""
+        tip = GENESIS if not after.seq else Head(after.seq, after.hash, after.ts, after.seq)
+        try:
+            records = decide(tip, [])
+        except Exception:
+            if self._is_tip(conn, tip):  # raised on the true tip: that is the answer
+                raise
+            return None  # raised on a head that is stale: let it decide again on what it did not see
+        if not records:  # nothing to append: no transaction, only a look at the head
+            return tip if self._is_tip(conn, tip) else None
+        seq, prev, ts = tip.seq, tip.hash, tip.ts
+        for record in records:
+            _check_new(record, seq + 1, prev, ts)
+            seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+        state["committing"] = True  # from here on, COMMIT may be on its way
+        try:
+            with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
+                conn.execute(b"BEGIN", prepare=False)
+                moved = conn.execute(
+                    b"WITH moved AS ("
+                    b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
+                    b" WHERE seq = %s AND hash = %s AND ts = %s RETURNING seq"
+                    b"), new AS ("
+                    b" INSERT INTO ledger_events (seq, line, request_id)"
+                    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
+                    b" WHERE EXISTS (SELECT FROM moved)"
+                    b") SELECT pg_notify(%s, seq::text) FROM moved",
+                    (
+                        seq,
+                        prev,
+                        ts,
+                        tip.seq,
+                        tip.hash,
+                        tip.ts,
+                        request,
+                        [r.seq for r in records],
+                        [r.line for r in records],
+                        CHANNEL,
+                    ),
+                )
+                conn.execute(b"COMMIT", prepare=False)
+            if not moved.fetchall():
+                state["committing"] = False  # committed nothing: the head had moved
+                return None
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise _Lost(_reason(exc)) from None
+            self._rollback(conn)
+            raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return Head(seq, prev, ts, seq)
+
+    def _is_tip(self, conn: psycopg.Connection[Any], tip: Head) -> bool:
+        """Whether the head row is ``tip`` (one statement, no transaction)."""
+        try:
+            row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head").fetchone()
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise _Lost(_reason(exc)) from None
+            raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
+        return row is not None and tuple(row) == tuple(tip[:3])
 
     def _append_once(
         self,

@@ -179,8 +179,9 @@ class EventStoreContract(abc.ABC):
             theirs = other.append(mine, appender(3, spot="acropolis"))
             seen: list[tuple[Head, list[Record]]] = []
             head = store.append(mine, appender(1, seen=seen))  # planned knowing only event 1
-            tip, unseen = seen[0]
+            tip, unseen = seen[-1]  # the run whose records landed (a store may try the caller's head first)
             assert tip[:3] == theirs[:3]
+            assert all(run[0][:3] == mine[:3] and run[1] == [] for run in seen[:-1])
             assert [r.seq for r in unseen] == [2, 3, 4] and all(
                 r.event.spot_id == "acropolis" for r in unseen
             )

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -189,42 +189,66 @@ def _request_ids(url: str) -> list[str]:
         return [str(r[0]) for r in conn.execute("SELECT request_id FROM ledger_events ORDER BY seq")]
 
 
+# An append whose head is the tip takes one round trip (BEGIN, the conditional insert, COMMIT in one
+# pipeline); one whose head is stale finds that out there (nothing written) and takes the lock. The cuts
+# are made on either path: "tip" cuts the one-round-trip pipeline, "stale" the locked path's COMMIT.
+PATHS = {"tip": b"COMMIT", "stale": b"WITH new AS"}
+
+
+def _on_path(path: str, url: str, store: PostgresStore) -> tuple[Head, int]:
+    """The head to append after and how many runs of ``decide`` the path takes before its own: on "stale",
+    another handle appends one record first, so ``store``'s head is not the tip (one run on it, in vain)."""
+    first = store.append(GENESIS, appender(1))
+    if path == "tip":
+        return first, 0
+    other = PostgresStore(url)
+    try:
+        other.append(first, appender(1, spot="acropolis"))
+    finally:
+        other.close()
+    return first, 1
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_a_connection_cut_after_commit_was_sent_finds_the_request_and_appends_nothing_twice(
-    pg_server: PgServer, proxy: CuttingProxy
+    pg_server: PgServer, proxy: CuttingProxy, path: str
 ) -> None:
     url = pg_server.app_database()
     store = PostgresStore(proxy.url(url))
     try:
-        first = store.append(GENESIS, appender(1))
-        proxy.arm("after")
+        first, vain = _on_path(path, url, store)
+        proxy.arm("after", PATHS[path])
         seen: list[tuple[Head, list[Record]]] = []
         head = store.append(first, appender(2, seen=seen))
         assert proxy.cuts == 1
-        assert len(seen) == 1  # planned once: the retry found the committed request, it did not plan again
+        assert len(seen) == vain + 1  # the retry found the committed request, it did not plan again
         records = everything(store)
-        assert [r.seq for r in records] == [1, 2, 3] and head[:3] == store.head()[:3]
+        assert [r.seq for r in records] == list(range(1, vain + 4)) and head[:3] == store.head()[:3]
         ids = _request_ids(url)
-        assert ids[1] == ids[2] != ids[0]
+        assert ids[-1] == ids[-2] != ids[-3] and len(set(ids)) == vain + 2
         assert list(store.check())
     finally:
         store.close()
 
 
+@pytest.mark.parametrize("path", PATHS)
 def test_a_connection_cut_before_commit_appends_once_on_the_retry(
-    pg_server: PgServer, proxy: CuttingProxy
+    pg_server: PgServer, proxy: CuttingProxy, path: str
 ) -> None:
     url = pg_server.app_database()
     store = PostgresStore(proxy.url(url))
     try:
-        first = store.append(GENESIS, appender(1))
-        proxy.arm("before")
+        first, vain = _on_path(path, url, store)
+        proxy.arm("before", PATHS[path])
         seen: list[tuple[Head, list[Record]]] = []
         head = store.append(first, appender(2, seen=seen))
         assert proxy.cuts == 1
-        assert len(seen) == 2  # the lost attempt rolled back: planned again on the tip, appended once
-        assert [r.seq for r in everything(store)] == [1, 2, 3] and head[:3] == store.head()[:3]
+        assert len(seen) == vain + 2  # the lost attempt rolled back: planned again on the tip, appended once
+        assert seen[-1][0].seq == vain + 1  # the last plan ran on the tip as it was before its records
+        assert [r.seq for r in everything(store)] == list(range(1, vain + 4)) and head[:3] == store.head()[:3]
         ids = _request_ids(url)
-        assert ids[1] == ids[2] != ids[0]
+        assert ids[-1] == ids[-2] != ids[-3] and len(set(ids)) == vain + 2
+        assert list(store.check())
     finally:
         store.close()
 
@@ -282,16 +306,39 @@ def test_when_the_server_stays_away_a_cut_before_commit_is_an_io_error_and_nothi
     url = pg_server.app_database()
     store = PostgresStore(proxy.url(url), retry_for=0.5)
     try:
+        first, _ = _on_path("stale", url, store)  # a stale head: the append takes the lock
         proxy.arm("before", b"FOR UPDATE")  # cut as the lock is asked for: COMMIT never sent, the store knows
         proxy.refuse = True
         with pytest.raises(LedgerIOError, match="before COMMIT; nothing was recorded") as caught:
-            store.append(GENESIS, appender(2))
+            store.append(first, appender(2))
         assert not isinstance(caught.value, DurabilityError)
     finally:
         store.close()
     direct = PostgresStore(url)
     try:
-        assert direct.head() == GENESIS and everything(direct) == []
+        assert direct.head().seq == 2 and len(everything(direct)) == 2
+    finally:
+        direct.close()
+
+
+def test_on_the_one_round_trip_path_a_cut_with_the_server_away_is_in_doubt_and_find_tells(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    """The one round trip carries COMMIT with the insert: once it is sent, a cut leaves the append in doubt
+    even when the server never got it; find on a new handle says nothing was recorded."""
+    url = pg_server.app_database()
+    store = PostgresStore(proxy.url(url), retry_for=0.5)
+    try:
+        first = store.append(GENESIS, appender(1))
+        proxy.arm("before")
+        proxy.refuse = True
+        with pytest.raises(CommitInDoubtError) as caught:
+            store.append(first, appender(2))
+    finally:
+        store.close()
+    direct = PostgresStore(url)
+    try:
+        assert direct.find(caught.value.request) is None and direct.head()[:3] == first[:3]
     finally:
         direct.close()
 
@@ -387,6 +434,136 @@ def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_written(
             with pytest.raises(InvalidEntryError, match="cannot append record"):
                 store.append(head, decide)
         assert store.head()[:3] == head[:3] and len(everything(store)) == 2
+    finally:
+        store.close()
+
+
+# -- the one round trip and its fallback to the lock -----------------------------------------------------
+
+
+def _lock_waiters(url: str) -> int:
+    with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_a_handle_with_a_stale_head_writes_nothing_on_it_and_appends_after_what_it_missed(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store, other = PostgresStore(url), PostgresStore(url)
+    try:
+        mine = store.append(GENESIS, appender(1))
+        theirs = other.append(mine, appender(2, spot="acropolis"))  # its head was the tip: one round trip
+        seen: list[tuple[Head, list[Record]]] = []
+        head = store.append(mine, appender(2, seen=seen))
+        assert (
+            [(tip[:3], [r.seq for r in unseen]) for tip, unseen in seen]
+            == [
+                (mine[:3], []),  # tried on its own head: the head had moved, nothing written
+                (theirs[:3], [2, 3]),  # then under the lock, shown what it missed
+            ]
+        )
+        audit = store.check()
+        events = [e for batch in audit for e in batch.events]  # every crc, seq and prev re-verified
+        assert [(e.seq, e.spot_id) for e in events] == [
+            (1, "colosseum"), (2, "acropolis"), (3, "acropolis"), (4, "colosseum"), (5, "colosseum")
+        ]  # fmt: skip
+        assert audit.end[:3] == head[:3] == store.head()[:3] == other.head()[:3]
+        assert len(set(_request_ids(url))) == 3
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_one_round_trip_append_waiting_on_a_writer_that_holds_the_lock_rechecks_the_head_it_committed(
+    pg_server: PgServer,
+) -> None:
+    """READ COMMITTED: the head row's UPDATE waits for the writer holding it, then checks its WHERE against
+    the row that writer committed: the head moved, so nothing is written and the append takes the lock."""
+    url = pg_server.app_database()
+    store, holder = PostgresStore(url), PostgresStore(url)
+    try:
+        mine = holder.append(GENESIS, appender(1))
+        tip = store.append(GENESIS, appender(1))  # holder's head is stale now: it will take the lock
+        in_lock, release = threading.Event(), threading.Event()
+
+        def hold(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            if unseen:  # under the lock
+                in_lock.set()
+                assert release.wait(30)
+            return make_records(tip, 2, spot="acropolis")
+
+        held = threading.Thread(target=lambda: holder.append(mine, hold))
+        held.start()
+        assert in_lock.wait(30)
+        seen: list[tuple[Head, list[Record]]] = []
+        done: list[Head] = []
+        waiting = threading.Thread(target=lambda: done.append(store.append(tip, appender(1, seen=seen))))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while _lock_waiters(url) < 1:  # its UPDATE of the head row waits on the holder's lock
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert len(seen) == 1 and seen[0][0][:3] == tip[:3]  # planned on its own head, sent, waiting
+        release.set()
+        held.join(30)
+        waiting.join(30)
+        assert not held.is_alive() and not waiting.is_alive()
+        assert [r.seq for r in seen[1][1]] == [3, 4]  # then shown the holder's records, under the lock
+        events = [e for batch in store.check() for e in batch.events]
+        assert [e.spot_id for e in events] == [
+            "colosseum",
+            "colosseum",
+            "acropolis",
+            "acropolis",
+            "colosseum",
+        ]
+        assert len(seen) == 2 and done[0][:3] == store.head()[:3]
+    finally:
+        store.close()
+        holder.close()
+
+
+def test_a_decide_that_raises_on_a_stale_head_runs_again_on_what_it_missed(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store, other = PostgresStore(url), PostgresStore(url)
+    try:
+        mine = store.append(GENESIS, appender(1))
+        other.append(mine, appender(1, spot="acropolis"))
+
+        def needs_acropolis(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            if not any(r.event.spot_id == "acropolis" for r in unseen):
+                raise KeyError("no acropolis")  # true only on the stale head
+            return make_records(tip, 1)
+
+        assert store.append(mine, needs_acropolis).seq == 3
+        with pytest.raises(KeyError, match="no acropolis"):  # raised on the tip: that is the answer
+            store.append(store.head(), needs_acropolis)
+        assert store.head().seq == 3 and len(everything(store)) == 3
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_decide_that_returns_nothing_on_the_tip_takes_no_lock(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        tip = store.append(GENESIS, appender(2))
+        with psycopg.connect(url) as locker:
+            locker.execute("SELECT seq FROM ledger_head FOR UPDATE")  # a writer holding the lock
+            answers: list[Head] = []
+            empty = threading.Thread(target=lambda: answers.append(store.append(tip, lambda t, u: [])))
+            empty.start()
+            empty.join(10)
+            locked = empty.is_alive()
+            locker.rollback()
+            empty.join(30)
+        assert not locked and answers[0][:3] == tip[:3]
     finally:
         store.close()
 
