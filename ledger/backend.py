@@ -95,7 +95,10 @@ Decide = Callable[[Head, Sequence[Record]], Sequence[Record]]
 records after the caller's head up to ``tip``, durable or staged by other writers (they are durable before
 ``append`` returns, or it raises). Returns the records to append: seqs ``tip.seq + 1 …``, the first line's
 ``prev`` is ``tip.hash``, each next one's the hash of the line before, times never before ``tip.ts``. An
-empty sequence appends nothing. If it raises, nothing is appended and ``append`` re-raises it."""
+empty sequence appends nothing. If it raises, nothing is appended and ``append`` re-raises it. A store may
+run it more than once: first on the caller's head with nothing unseen, without the lock, and again under
+the lock when that head turned out not to be the tip (:mod:`ledger.postgres`); only the last run's records
+land, and only the last run's error is raised."""
 
 
 class Audit(abc.ABC):

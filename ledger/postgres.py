@@ -6,22 +6,30 @@ Each record is one row of ``ledger_events``: its ``seq``, its line exactly as th
 it. One row of ``ledger_head`` holds the last record's seq, hash and time; it is the single lock every
 append takes.
 
-An append is one transaction: ``SELECT … FROM ledger_head FOR UPDATE`` (the lock), the records after the
-caller's head (what ``decide`` is shown), ``decide``, one statement that inserts the new rows with
-``seq = head + 1 …`` and ``prev = head hash``, updates the head row and NOTIFYs, then ``COMMIT``: two
-round trips (the lock and the read are pipelined, and so are the insert and the ``COMMIT``). ``seq``
-comes from the head row under that lock, never from a sequence (a rolled-back sequence value leaves a hole):
-commit order is seq order, so a reader that saw seq N and reads ``seq > N`` later can never skip a record
-that committed late.
+An append is one transaction, and ``seq`` comes from the head row under its lock, never from a sequence (a
+rolled-back sequence value leaves a hole): commit order is seq order, so a reader that saw seq N and reads
+``seq > N`` later can never skip a record that committed late. When the caller's head is the tip (a single
+writer, or any writer whose handle is current) it is one round trip: ``decide`` runs first, here, on that
+head with nothing unseen, then one pipeline sends ``BEGIN``, one statement that moves the head row only if
+it still is the caller's head (``UPDATE ledger_head … WHERE seq = … AND hash = … AND ts = …``, which takes
+the lock; under READ COMMITTED an ``UPDATE`` that waited for another writer re-checks its ``WHERE`` on the
+row that writer committed), inserts the new rows only if it did and NOTIFYs, and ``COMMIT``. If the head
+had moved, nothing was written and the append takes the lock: ``SELECT … FROM ledger_head FOR UPDATE``
+and the records after the caller's head (one round trip), ``decide`` on them, then the insert, the head's
+update and the NOTIFY with ``COMMIT`` (another): three round trips in all. ``decide`` returning nothing on
+the tip costs one read of the head row, no transaction.
 
 Every append carries a request id (a fresh UUID) stored with its rows. When the connection breaks during an
 append, the store reconnects (for up to ``retry_for`` seconds) and runs the transaction again, first looking
 the request up under the head lock: if the lost attempt committed (the connection dropped after ``COMMIT``
 was sent), its rows are found and returned, nothing is appended twice; if not, ``decide`` runs again on the
-tip as it is then and its records are appended once. So ``decide`` may run more than once; only its last
-run's records land. When the server stays away: :class:`~ledger.errors.LedgerIOError` if ``COMMIT`` had
-not been sent (nothing recorded), :class:`~ledger.errors.DurabilityError` if it had (the store cannot tell;
-the error carries the request id, :meth:`PostgresStore.find` on a new handle answers).
+tip as it is then and its records are appended once. So ``decide`` may run more than once (and once more
+when the head it was first run on had moved); only its last run's records land, and an error it raised on
+a head that had moved is dropped, not raised. When the server stays away:
+:class:`~ledger.errors.LedgerIOError` if ``COMMIT`` had not been sent (nothing recorded),
+:class:`~ledger.errors.DurabilityError` if it had (the store cannot tell; the error carries the request
+id, :meth:`PostgresStore.find` on a new handle answers). The one round trip carries ``COMMIT`` with the
+insert, so a cut there is in doubt whenever the server stays away.
 
 :func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
 triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
