@@ -1,8 +1,9 @@
 """The PostgreSQL store beside its limit: appends/s through ``PostgresStore.append`` (one record per call by
 1 writer and by 4 writer processes at once, and 100 per call) against a bare single-connection
-``INSERT … COMMIT`` loop on the same server, interleaved round by round. The server is a throwaway one from
-the installed binaries (``tests/pg.py``), started with ``fsync=on`` and ``synchronous_commit=on`` (the
-tests' server runs with fsync off).
+``INSERT … COMMIT`` loop on the same server, interleaved in slices of 20 within each round (the disk's
+flush time drifts within seconds). The server is a throwaway one from the installed binaries
+(``tests/pg.py``), started with ``fsync=on`` and ``synchronous_commit=on`` (the tests' server runs with
+fsync off).
 
     python tests/bench/pg_bench.py            # 5 rounds: 300 bare inserts, 300 single appends, 4 x 300, 30 x 100
     python tests/bench/pg_bench.py -n 20 -r 1 # a tiny run: proves it runs
@@ -31,28 +32,33 @@ from tests.pg import PgServer, find_bindir  # noqa: E402
 WRITERS = 4
 
 
-def bare(url: str, n: int) -> float:
-    """Inserts per second: one row of a line's size per transaction, one connection, no lock, no checks."""
-    line = b"x" * 240
-    with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bare (seq bigint PRIMARY KEY, line bytea NOT NULL)")
-        conn.commit()
-        start_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM bare").fetchone()[0]  # type: ignore[index]
-        conn.commit()
+class Bare:
+    """The limit: one row of a line's size per transaction, one connection, no lock, no checks."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url)
+        self.conn.execute("CREATE TABLE bare (seq bigint PRIMARY KEY, line bytea NOT NULL)")
+        self.conn.commit()
+        self.seq = 0
+
+    def run(self, n: int) -> float:
+        """Seconds for ``n`` inserts, each committed."""
+        line = b"x" * 240
         started = time.perf_counter()
-        for i in range(n):
-            conn.execute("INSERT INTO bare VALUES (%s, %s)", (start_seq + i + 1, line))
-            conn.commit()
-        return n / (time.perf_counter() - started)
+        for _ in range(n):
+            self.seq += 1
+            self.conn.execute("INSERT INTO bare VALUES (%s, %s)", (self.seq, line))
+            self.conn.commit()
+        return time.perf_counter() - started
 
 
 def appends(store: PostgresStore, n: int, per_call: int) -> float:
-    """Records per second through the store, ``per_call`` records per append."""
+    """Seconds for ``n`` appends through the store, ``per_call`` records each."""
     head = store.head()
     started = time.perf_counter()
     for _ in range(n):
         head = store.append(head, appender(per_call))
-    return n * per_call / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
 def writer(url: str, spot: str, todo: Queue[int], done: Queue[tuple[float, float]], barrier: Barrier) -> None:
@@ -86,11 +92,11 @@ class Writers:
             p.start()
 
     def run(self, n: int) -> float:
-        """Records per second of all the writers together, ``n`` single appends each."""
+        """Seconds from the first writer's start to the last one's end, ``n`` single appends each."""
         for q in self.todo:
             q.put(n)
         spans = [self.done.get(timeout=600) for _ in self.processes]
-        return WRITERS * n / (max(e for _, e in spans) - min(s for s, _ in spans))
+        return max(e for _, e in spans) - min(s for s, _ in spans)
 
     def close(self) -> None:
         for q in self.todo:
@@ -109,6 +115,7 @@ def main() -> None:
         "-n", type=int, default=300, help="single appends (per writer) and bare inserts per round"
     )
     parser.add_argument("-r", "--rounds", type=int, default=5)
+    parser.add_argument("--slice", type=int, default=20, help="how many of each kind before the next kind")
     args = parser.parse_args()
     bindir = find_bindir()
     if bindir is None:
@@ -122,13 +129,23 @@ def main() -> None:
         init(url)
         store = PostgresStore(url)
         writers = Writers(url)
+        limit = Bare(url)
         rows = []
         try:
             for r in range(args.rounds):
-                b = bare(url, args.n)
-                one = appends(store, args.n, 1)
-                four = writers.run(args.n)
-                hundred = appends(store, max(1, args.n // 10), 100)
+                took = [0.0, 0.0, 0.0, 0.0]  # bare, 1 writer, 4 writers, batches of 100
+                for done in range(0, args.n, args.slice):  # interleaved finely: the disk's pace drifts
+                    k = min(args.slice, args.n - done)
+                    took[0] += limit.run(k)
+                    took[1] += appends(store, k, 1)
+                    took[2] += writers.run(k)
+                    took[3] += appends(store, max(1, k // 10), 100)
+                b, one = args.n / took[0], args.n / took[1]
+                four = WRITERS * args.n / took[2]
+                hundred = 100 * sum(
+                    max(1, min(args.slice, args.n - d) // 10) for d in range(0, args.n, args.slice)
+                )
+                hundred /= took[3]
                 rows.append((one / b, hundred / one, four / one))
                 print(
                     f"round {r + 1}: bare insert+commit {b:,.0f}/s, 1 writer {one:,.0f}/s ({one / b:.2f} x bare), "
@@ -137,6 +154,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
+            limit.conn.close()
             writers.close()
             store.close()
         single, batch, many = (sorted(column) for column in zip(*rows, strict=True))
