@@ -16,8 +16,10 @@ the lock; under READ COMMITTED an ``UPDATE`` that waited for another writer re-c
 row that writer committed), inserts the new rows only if it did and NOTIFYs, and ``COMMIT``. If the head
 had moved, nothing was written and the append takes the lock: ``SELECT … FROM ledger_head FOR UPDATE``
 and the records after the caller's head (one round trip), ``decide`` on them, then the insert, the head's
-update and the NOTIFY with ``COMMIT`` (another): three round trips in all. ``decide`` returning nothing on
-the tip costs one read of the head row, no transaction.
+update and the NOTIFY with ``COMMIT`` (another): three round trips in all. A handle that found its head
+moved takes the lock at once on its next appends (two round trips), until one finds nothing unseen: while
+other writers are appending, trying the one round trip first would mostly cost one more. ``decide``
+returning nothing on the tip costs one read of the head row, no transaction.
 
 Every append carries a request id (a fresh UUID) stored with its rows. When the connection breaks during an
 append, the store reconnects (for up to ``retry_for`` seconds) and runs the transaction again, first looking
@@ -229,6 +231,9 @@ class PostgresStore(EventStore):
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
         self._poisoned: str | None = None
+        self._current = True
+        """Whether this handle's last append found its caller's head at the tip: then the next one tries the
+        one round trip first; else (other writers are appending) it takes the lock at once."""
         try:
             version = _version(self._connection(), self.where)
         except LedgerIOError:
@@ -363,7 +368,7 @@ class PostgresStore(EventStore):
         request = uuid.uuid4()
         deadline = time.monotonic() + self.retry_for
         lookup = False
-        optimistic = True  # first, one round trip if ``after`` is the tip; then (or after a cut) the lock
+        optimistic = self._current  # one round trip if ``after`` is the tip; then (or after a cut) the lock
         state = {"committing": False}  # True from COMMIT sent until a lookup under the lock settles it
         while True:
             conn = self._connection()
@@ -410,9 +415,11 @@ class PostgresStore(EventStore):
         except Exception:
             if self._is_tip(conn, tip):  # raised on the true tip: that is the answer
                 raise
+            self._current = False
             return None  # raised on a head that is stale: let it decide again on what it did not see
         if not records:  # nothing to append: no transaction, only a look at the head
-            return tip if self._is_tip(conn, tip) else None
+            self._current = self._is_tip(conn, tip)
+            return tip if self._current else None
         seq, prev, ts = tip.seq, tip.hash, tip.ts
         for record in records:
             _check_new(record, seq + 1, prev, ts)
@@ -446,6 +453,7 @@ class PostgresStore(EventStore):
                 conn.execute(b"COMMIT", prepare=False)
             if not moved.fetchall():
                 state["committing"] = False  # committed nothing: the head had moved
+                self._current = False
                 return None
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
@@ -496,6 +504,7 @@ class PostgresStore(EventStore):
                     return Head(seq, line_hash(line), decode_event(line).ts, seq)
                 state["committing"] = False  # it did not commit, and never will: we hold the lock
             unseen = self._unseen(after_it.fetchall(), after, tip)
+            self._current = not unseen
             records = decide(tip, unseen)
             if not records:
                 conn.execute(b"ROLLBACK", prepare=False)

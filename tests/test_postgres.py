@@ -486,10 +486,9 @@ def test_a_one_round_trip_append_waiting_on_a_writer_that_holds_the_lock_recheck
     the row that writer committed: the head moved, so nothing is written and the append takes the lock."""
     url = pg_server.app_database()
     store, holder = PostgresStore(url), PostgresStore(url)
+    in_lock, release = threading.Event(), threading.Event()
     try:
-        mine = holder.append(GENESIS, appender(1))
-        tip = store.append(GENESIS, appender(1))  # holder's head is stale now: it will take the lock
-        in_lock, release = threading.Event(), threading.Event()
+        tip = store.append(GENESIS, appender(1))  # holder's head (GENESIS) is stale now: it takes the lock
 
         def hold(tip: Head, unseen: Sequence[Record]) -> list[Record]:
             if unseen:  # under the lock
@@ -497,7 +496,7 @@ def test_a_one_round_trip_append_waiting_on_a_writer_that_holds_the_lock_recheck
                 assert release.wait(30)
             return make_records(tip, 2, spot="acropolis")
 
-        held = threading.Thread(target=lambda: holder.append(mine, hold))
+        held = threading.Thread(target=lambda: holder.append(GENESIS, hold))
         held.start()
         assert in_lock.wait(30)
         seen: list[tuple[Head, list[Record]]] = []
@@ -513,19 +512,44 @@ def test_a_one_round_trip_append_waiting_on_a_writer_that_holds_the_lock_recheck
         held.join(30)
         waiting.join(30)
         assert not held.is_alive() and not waiting.is_alive()
-        assert [r.seq for r in seen[1][1]] == [3, 4]  # then shown the holder's records, under the lock
+        assert [r.seq for r in seen[1][1]] == [2, 3]  # then shown the holder's records, under the lock
         events = [e for batch in store.check() for e in batch.events]
-        assert [e.spot_id for e in events] == [
-            "colosseum",
-            "colosseum",
-            "acropolis",
-            "acropolis",
-            "colosseum",
-        ]
+        assert [e.spot_id for e in events] == ["colosseum", "acropolis", "acropolis", "colosseum"]
         assert len(seen) == 2 and done[0][:3] == store.head()[:3]
     finally:
+        release.set()
         store.close()
         holder.close()
+
+
+def test_a_handle_that_found_its_head_moved_takes_the_lock_at_once_until_it_sees_nothing_unseen(
+    pg_server: PgServer, proxy: CuttingProxy
+) -> None:
+    url = pg_server.app_database()
+    store, other = PostgresStore(proxy.url(url)), PostgresStore(url)
+    try:
+        mine = store.append(GENESIS, appender(1))
+        theirs = other.append(mine, appender(1, spot="acropolis"))
+        seen: list[tuple[Head, list[Record]]] = []
+        mine = store.append(mine, appender(1, seen=seen))
+        assert [len(unseen) for _, unseen in seen] == [0, 1]  # tried its head in vain, then the lock
+        theirs = other.append(theirs, appender(1, spot="acropolis"))
+        seen.clear()
+        mine = store.append(mine, appender(1, seen=seen))
+        assert [len(unseen) for _, unseen in seen] == [1]  # straight to the lock: no try in vain
+        proxy.arm("before", b"FOR UPDATE")
+        seen.clear()
+        mine = store.append(mine, appender(1, seen=seen))  # its head is the tip, but it takes the lock
+        assert proxy.cuts == 1 and [len(unseen) for _, unseen in seen] == [0]  # cut there, then planned
+        proxy.arm("before", b"FOR UPDATE")
+        seen.clear()
+        mine = store.append(mine, appender(1, seen=seen))  # nothing unseen last time: one round trip again
+        assert proxy.cuts == 1 and [len(unseen) for _, unseen in seen] == [0]
+        assert [r.seq for r in everything(other)] == list(range(1, 8)) and list(other.check())
+        assert mine[:3] == other.head()[:3]
+    finally:
+        store.close()
+        other.close()
 
 
 def test_a_decide_that_raises_on_a_stale_head_runs_again_on_what_it_missed(pg_server: PgServer) -> None:
@@ -541,7 +565,7 @@ def test_a_decide_that_raises_on_a_stale_head_runs_again_on_what_it_missed(pg_se
             return make_records(tip, 1)
 
         assert store.append(mine, needs_acropolis).seq == 3
-        with pytest.raises(KeyError, match="no acropolis"):  # raised on the tip: that is the answer
+        with pytest.raises(KeyError, match="no acropolis"):  # raised on the tip (under the lock): the answer
             store.append(store.head(), needs_acropolis)
         assert store.head().seq == 3 and len(everything(store)) == 3
     finally:
