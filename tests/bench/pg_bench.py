@@ -146,10 +146,10 @@ def main() -> None:
                     max(1, min(args.slice, args.n - d) // 10) for d in range(0, args.n, args.slice)
                 )
                 hundred /= took[3]
-                rows.append((one / b, hundred / one, four / one))
+                rows.append((one / b, hundred / one, four / one, four / b))
                 print(
                     f"round {r + 1}: bare insert+commit {b:,.0f}/s, 1 writer {one:,.0f}/s ({one / b:.2f} x bare), "
-                    f"{WRITERS} writers {four:,.0f}/s ({four / one:.2f} x 1 writer), "
+                    f"{WRITERS} writers {four:,.0f}/s ({four / one:.2f} x 1 writer, {four / b:.2f} x bare), "
                     f"append 100 {hundred:,.0f} events/s ({hundred / one:.1f} x single)",
                     flush=True,
                 )
@@ -157,11 +157,11 @@ def main() -> None:
             limit.conn.close()
             writers.close()
             store.close()
-        single, batch, many = (sorted(column) for column in zip(*rows, strict=True))
+        single, batch, many, many_bare = (sorted(column) for column in zip(*rows, strict=True))
         print(f"median (min-max) of {args.rounds} rounds: 1 writer {statistics.median(single):.2f} x the bare "
               f"loop ({spread(single)}); {WRITERS} writers {statistics.median(many):.2f} x 1 writer "
-              f"({spread(many)}); batches of 100 {statistics.median(batch):.1f} x single appends "
-              f"({spread(batch)}, events/s)")  # fmt: skip
+              f"({spread(many)}), {statistics.median(many_bare):.2f} x the bare loop ({spread(many_bare)}); "
+              f"batches of 100 {statistics.median(batch):.1f} x single appends ({spread(batch)}, events/s)")  # fmt: skip
     finally:
         server.stop("fast")
         server.remove()
