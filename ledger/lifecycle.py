@@ -28,6 +28,7 @@ Rules beside the table (``docs/lifecycle.md`` explains each):
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -60,14 +61,43 @@ _STATUS_AFTER: Final[Mapping[tuple[Status | None, type[EventType]], Status]] = {
 }
 """The status after an event of type ``cls`` on an entry that is ``current``, for each legal pair."""
 _key_of = operator.attrgetter("spot_id", "era_id")
+_STATUS_OF: Final[Mapping[type[EventType], Status]] = {cls: status for status, cls in EVENT_TYPES.items()}
+"""The status an event of each type but ``imported`` leaves."""
+_LEGAL: Final = frozenset(_STATUS_AFTER)
+"""The legal (status before, event type) pairs, ``imported`` aside."""
+_FEW: Final = 16
+"""Fewer events than this are checked one by one (cheaper than the C-level passes for so few)."""
+_LAYERS: Final = 8
+"""The most passes :func:`_all_legal` makes: an entry with more events in one run leaves it to the loop."""
 
 
-def first_illegal(events: Sequence[EventType], statuses: dict[tuple[str, str], Status]) -> int | None:
+def first_illegal(
+    events: Sequence[EventType],
+    statuses: dict[tuple[str, str], Status],
+    keys: Sequence[tuple[str, str]] | None = None,
+) -> int | None:
     """The index of the first of ``events`` that the table forbids (an ``imported`` event is legal only on
     a new entry), or ``None``. ``statuses`` holds each entry's status before ``events`` and is brought
-    forward past the legal ones."""
+    forward past the legal ones. ``keys``, if given, are the events' keys.
+
+    Many events without an ``imported`` one are first checked all at once with C-level loops
+    (:func:`_all_legal`); only when that finds something wrong, or cannot tell cheaply, are they walked
+    one by one, which finds the exact event. ``tests/test_properties.py`` holds the two ways equal."""
+    if keys is None:
+        keys = list(map(_key_of, events))
+    if len(events) >= _FEW:
+        types = list(map(type, events))
+        if Imported not in types:
+            after = dict(zip(keys, map(_STATUS_OF.__getitem__, types), strict=True))  # each entry's last
+            if len(after) == len(keys):  # one event per entry (the usual run): each checked against statuses
+                legal = all(map(_LEGAL.__contains__, zip(map(statuses.get, after), types, strict=True)))
+            else:
+                legal = _all_legal(keys, types, statuses)
+            if legal:
+                statuses.update(after)
+                return None
     get = statuses.get
-    for i, (key, cls) in enumerate(zip(map(_key_of, events), map(type, events), strict=True)):
+    for i, (key, cls) in enumerate(zip(keys, map(type, events), strict=True)):
         status = _STATUS_AFTER.get((get(key), cls))
         if status is None:
             event = events[i]
@@ -76,6 +106,38 @@ def first_illegal(events: Sequence[EventType], statuses: dict[tuple[str, str], S
             status = event.status
         statuses[key] = status
     return None
+
+
+def _all_legal(
+    keys: Sequence[tuple[str, str]], types: list[type[EventType]], statuses: Mapping[tuple[str, str], Status]
+) -> bool:
+    """Whether every event (of ``types``, on the entries ``keys``, none ``imported``) makes a change the
+    table allows, given each entry's status before them in ``statuses`` (left as it is); ``False`` also
+    when it cannot tell within :data:`_LAYERS` passes.
+
+    An event's legality depends only on its type and the status the entry's previous event left, and that
+    status only on the previous event's type. So the events are taken in layers: each entry's first event
+    among those left, checked against ``statuses`` or the layer before, in one C-level pass per layer. An
+    entry with more events in the run than there are layers (a hot entry) leaves it to the loop."""
+    before: dict[tuple[str, str], Status] = {}  # the status the layers taken so far leave
+    left_keys, left_types = keys, types
+    for _ in range(_LAYERS):
+        firsts = dict(zip(reversed(left_keys), reversed(range(len(left_keys))), strict=True))
+        layer_keys, layer_types = firsts.keys(), list(map(left_types.__getitem__, firsts.values()))
+        previous = (
+            map(before.get, layer_keys, map(statuses.get, layer_keys))
+            if before
+            else map(statuses.get, layer_keys)
+        )
+        if not all(map(_LEGAL.__contains__, zip(previous, layer_types, strict=False))):
+            return False
+        if len(firsts) == len(left_keys):
+            return True
+        before.update(zip(layer_keys, map(_STATUS_OF.__getitem__, layer_types), strict=True))
+        rest = list(map(operator.ne, map(firsts.__getitem__, left_keys), range(len(left_keys))))
+        left_keys = list(itertools.compress(left_keys, rest))
+        left_types = list(itertools.compress(left_types, rest))
+    return False
 
 
 class Change:

@@ -107,6 +107,7 @@ Timeline = timeline_view.Timeline
 
 log = logging.getLogger("ledger")
 _ts_of = operator.attrgetter("ts")
+_key_of = operator.attrgetter("spot_id", "era_id")
 
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _CHUNK: Final = 1 << 20
@@ -778,16 +779,16 @@ class Ledger:
 
         def checked(
             runs: snapshot_view.Runs,
-        ) -> Iterator[EventType]:  # the rules verify applies: the two agree
+        ) -> entries_view.KeyedRuns:  # the rules verify applies: the two agree
             problems: list[tuple[str, int]] = []
 
-            def verdict() -> Iterator[EventType]:  # after the last event: raise at the first problem
+            def verdict() -> Iterator[tuple[list[tuple[str, str]], list[EventType]]]:  # at the end: raise
                 if problems:
                     problem, seq = problems[0]
                     raise CorruptLogError(self._where, seq, f"{problem}; the snapshot was left as it is")
                 yield from ()
 
-            return itertools.chain(itertools.chain.from_iterable(_lawful_runs(runs, {}, problems)), verdict())
+            return entries_view.KeyedRuns(itertools.chain(_lawful_runs(runs, {}, problems), verdict()))
 
         with self._mutex:
             head = self._view.rebuild(checked)
@@ -824,7 +825,8 @@ class Ledger:
         statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
         problems: list[tuple[str, int]] = []
         skew = stats_view.SkewWatch()
-        runs = _skew_watched(_lawful_runs((b.events for b in audit), statuses, problems), skew)
+        lawful = _lawful_runs((b.events for b in audit), statuses, problems)
+        runs = _skew_watched((events for _, events in lawful), skew)
         if anchor is not None:
             runs = _anchored(runs, anchor[0], anchor_seen)
         try:
@@ -1322,16 +1324,22 @@ class _SnapshotProbe:
 
 def _lawful_runs(
     runs: Iterable[list[EventType]], statuses: dict[tuple[str, str], Status], problems: list[tuple[str, int]]
-) -> Iterator[list[EventType]]:
-    """The events of ``runs``, up to the first one whose time or lifecycle change is wrong; that
-    one's reason and ``seq`` are appended to ``problems``. ``statuses`` is each entry's status so far."""
+) -> Iterator[tuple[list[tuple[str, str]], list[EventType]]]:
+    """The events of ``runs`` with their keys, up to the first one whose time or lifecycle change is wrong;
+    that one's reason and ``seq`` are appended to ``problems``. ``statuses`` is each entry's status so far.
+    The keys are computed once here and passed on (:class:`projections.entries.KeyedRuns`)."""
     last_ts = ""
     for events in runs:
         times = list(map(_ts_of, events))
+        keys = list(map(_key_of, events))
         late = next(  # the first event whose time is before the one before it
             itertools.compress(itertools.count(), map(operator.lt, times, [last_ts, *times])), None
         )
-        illegal = lifecycle.first_illegal(events if late is None else events[:late], statuses)
+        illegal = (
+            lifecycle.first_illegal(events, statuses, keys)
+            if late is None
+            else lifecycle.first_illegal(events[:late], statuses, keys[:late])
+        )
         if (  # at the late event itself, its change is checked first
             illegal is None
             and late is not None
@@ -1347,9 +1355,10 @@ def _lawful_runs(
             before_ts = times[late - 1] if late else last_ts
             problems.append((f"time goes backwards ({event.ts} after {before_ts})", event.seq))
         if problems:
-            yield events[: problems[0][1] - events[0].seq]
+            cut = problems[0][1] - events[0].seq
+            yield keys[:cut], events[:cut]
             return
-        yield events
+        yield keys, events
         last_ts = times[-1]
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 
-__all__ = ("Entries", "apply", "as_of", "fold")
+__all__ = ("Entries", "KeyedRuns", "apply", "as_of", "fold")
 
 Entries = dict[tuple[str, str], VideoMetadata]
 """The state of the entries view: each entry by ``(spotId, eraId)``."""
@@ -35,6 +35,21 @@ _SETS_PROMPT: Final = frozenset({Pending, Generating, Imported})
 _key_of = operator.attrgetter("spot_id", "era_id")
 _ts_of = operator.attrgetter("ts")
 _created_of = operator.attrgetter("created_at")
+_events_of = operator.itemgetter(1)
+
+
+class KeyedRuns:
+    """Events in runs (lists), each with its events' keys ``(spotId, eraId)``, as a reader that already
+    computed them has them: :func:`fold` takes the runs as they are (rather than slicing the events into
+    runs and computing the keys again). Iterating gives the events in order."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self, runs: Iterable[tuple[list[tuple[str, str]], list[EventType]]]) -> None:
+        self.runs = runs
+
+    def __iter__(self) -> Iterator[EventType]:
+        return itertools.chain.from_iterable(map(_events_of, self.runs))
 
 
 def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
@@ -60,15 +75,23 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
     kept_path: dict[tuple[str, str], str | None] = {}  # the localPath a failed event keeps
     first_ts: dict[tuple[str, str], str] = {}
     imported: dict[tuple[str, str], str] = {}
-    it = iter(events)
-    run = list(itertools.islice(it, _RUN))
-    if len(run) < _FEW:  # all there is, and few (a refresh): the plain loop is cheaper
-        for event in run:
-            key = (event.spot_id, event.era_id)
-            entries[key] = apply(entries.get(key), event)
-        return entries
-    while run:
-        keys = list(map(_key_of, run))
+    runs: Iterator[tuple[list[tuple[str, str]] | None, list[EventType]]]
+    if isinstance(events, KeyedRuns):
+        runs = iter(events.runs)
+    else:
+        it = iter(events)
+        run = list(itertools.islice(it, _RUN))
+        if len(run) < _FEW:  # all there is, and few (a refresh): the plain loop is cheaper
+            for event in run:
+                key = (event.spot_id, event.era_id)
+                entries[key] = apply(entries.get(key), event)
+            return entries
+        more = iter(lambda: list(itertools.islice(it, _RUN)), [])
+        runs = zip(itertools.repeat(None), itertools.chain([run], more))
+    for given, run in runs:
+        if not run:
+            continue
+        keys = list(map(_key_of, run)) if given is None else given
         types = list(map(type, run))
         known = len(last)
         sets_prompt = map(_SETS_PROMPT.__contains__, types)
@@ -94,7 +117,6 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
         if Imported in types:
             imports = [event for event in run if isinstance(event, Imported)]
             imported.update(zip(map(_key_of, imports), map(_created_of, imports), strict=True))
-        run = list(itertools.islice(it, _RUN))
     for key, event in last.items():
         before = entries.get(key)
         created: str | None = imported.get(key)

@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import IllegalTransitionError, InvalidEntryError, Ledger, VideoMetadata
+from ledger import IllegalTransitionError, InvalidEntryError, Ledger, VideoMetadata, lifecycle
 from ledger.events import (
     EVENT_TYPES,
     FORMAT_VERSION,
@@ -184,3 +184,77 @@ def test_the_fold_equals_applying_each_event_in_turn(
         assert fold(events, plain(earlier, {})) == plain(events, plain(earlier, {}))
     finally:
         entries_module._RUN, entries_module._FEW = saved  # type: ignore[misc]
+    # runs handed over with their keys (as rebuild's lifecycle check passes them), cut anywhere
+    runs = [events[i : i + run] for i in range(0, len(events), run)]
+    keyed = entries_module.KeyedRuns(([event.key for event in r], r) for r in runs)
+    assert fold(keyed, plain(earlier, {})) == plain(events, plain(earlier, {}))
+
+
+@st.composite
+def mostly_lawful(draw: st.DrawFn) -> list[EventType]:
+    """Events on a few entries that mostly follow the lifecycle, with now and then one that does not (so a
+    run often holds exactly one illegal change), and imports now and then."""
+    statuses: dict[tuple[str, str], str | None] = {}
+    events: list[EventType] = []
+    template = Ready(FORMAT_VERSION, 1, "2026-11-24T09:00:00.000000Z", "s", "e", GENESIS_HASH, local_path="v")
+    for _ in range(draw(st.integers(0, 60))):
+        key = (draw(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"])), "e")
+        allowed = sorted(lifecycle.TRANSITIONS[statuses.get(key)])  # type: ignore[index]
+        if draw(st.integers(0, 19)) == 0:
+            kind = draw(st.sampled_from(["pending", "generating", "ready", "failed", "imported"]))
+        else:
+            kind = draw(st.sampled_from(allowed))
+        event = _as(msgspec.structs.replace(template, spot_id=key[0]), kind)
+        statuses[key] = event.status if isinstance(event, Imported) else event.STATUS
+        events.append(event)
+    return events
+
+
+@given(mostly_lawful(), st.lists(any_event(), max_size=10), st.integers(0, 12))
+def test_the_lifecycle_check_of_a_run_finds_what_the_event_by_event_check_finds(
+    events: list[EventType], earlier: list[EventType], hot: int
+) -> None:
+    """``first_illegal`` checks many events at once (in layers, one per event of the same entry); it
+    answers as the loop over the table does, index and statuses after, for any events: legal ones, illegal
+    ones, imports, one event per entry, and an entry with more events in the run than there are layers."""
+    statuses: dict[tuple[str, str], str] = {}
+    for event in earlier:  # a state before the run
+        statuses[event.key] = event.status if isinstance(event, Imported) else event.STATUS
+    spot = Ready(FORMAT_VERSION, 1, "2026-11-24T09:00:00.000000Z", "hot", "x", GENESIS_HASH, local_path="v")
+    hot_tail = [_as(spot, ["pending", "generating", "ready"][i % 3]) for i in range(hot * 3)]
+    plain = [e for e in events if not isinstance(e, Imported)]
+
+    def loop(events: list[EventType], statuses: dict[tuple[str, str], str]) -> int | None:
+        for i, event in enumerate(events):
+            before = statuses.get(event.key)
+            if isinstance(event, Imported):
+                if before is not None:
+                    return i
+                statuses[event.key] = event.status
+            elif not lifecycle.is_legal(before, event.STATUS):  # type: ignore[arg-type]
+                return i
+            else:
+                statuses[event.key] = event.STATUS
+        return None
+
+    olds = list(statuses.values()) or [None]
+    unique = [msgspec.structs.replace(e, spot_id=f"u{i}") for i, e in enumerate(plain)]  # one event each
+    for i, event in enumerate(unique):
+        if i % 3 and olds[i % len(olds)] is not None:
+            statuses[event.key] = olds[i % len(olds)]
+    for part in (unique, plain, plain + hot_tail, events, events + hot_tail):
+        want = dict(statuses)
+        got = dict(statuses)
+        assert lifecycle.first_illegal(part, got) == loop(part, want)  # type: ignore[arg-type]
+        assert got == want
+
+
+def _as(template: EventType, kind: str) -> EventType:
+    envelope = (FORMAT_VERSION, 1, template.ts, template.spot_id, template.era_id, GENESIS_HASH)
+    if kind in ("pending", "generating"):
+        return EVENT_TYPES[kind](*envelope, prompt="p", local_path=None)  # type: ignore[call-arg]
+    if kind == "ready":
+        return Ready(*envelope, local_path="v")
+    if kind == "failed":
+        return Failed(*envelope, error="timeout")
+    return Imported(*envelope, status="pending", prompt="p", created_at=template.ts)
