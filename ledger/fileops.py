@@ -57,7 +57,7 @@ class FileOps:
     def open(self, path: Path, flags: int, mode: int = 0o666) -> int:
         return os.open(path, flags | _CLOEXEC, mode)
 
-    def write(self, fd: int, data: bytes) -> int:
+    def write(self, fd: int, data: bytes | bytearray) -> int:
         return os.write(fd, data)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
@@ -169,7 +169,7 @@ class FileOps:
             raise OSError(errno.EFBIG, f"it is larger than {max_size} bytes (refused)", str(path))
         return b"".join(chunks)
 
-    def write_all(self, fd: int, data: bytes) -> None:
+    def write_all(self, fd: int, data: bytes | bytearray) -> None:
         """Write all of ``data`` to a fresh file, continuing after short writes (never used for the log)."""
         done = 0
         while done < len(data):
@@ -310,7 +310,7 @@ def _keep_mode(ops: FileOps, fd: int, existing: os.stat_result) -> None:
 
 
 def atomic_write(
-    ops: FileOps, target: Path, data: bytes, *, label: str = "file", durable: bool = True
+    ops: FileOps, target: Path, data: bytes | bytearray, *, label: str = "file", durable: bool = True
 ) -> None:
     """Replace ``target`` with ``data`` so that a crash leaves either the old file or the new one, whole.
 

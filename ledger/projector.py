@@ -114,7 +114,7 @@ REPLACED_MARK = ".replaced-"
 replaced."""
 
 
-def _crc32(data: bytes) -> str:
+def _crc32(data: bytes | bytearray) -> str:
     # A checksum, not a seal: the checkpoint is a cache that any writer may rewrite, so it guards against
     # accidents (a crash between the two renames, an edit), at a fraction of SHA-256's cost
     # (docs/performance.md, *The checkpoint binds the snapshot by CRC-32 and size*).
@@ -277,7 +277,13 @@ def remove_temp_files(ops: FileOps, *targets: Path) -> None:
 
 
 def write_snapshot(
-    ops: FileOps, path: Path, checkpoint_path: Path, data: bytes, head: Head, *, first: bool = False
+    ops: FileOps,
+    path: Path,
+    checkpoint_path: Path,
+    data: bytes | bytearray,
+    head: Head,
+    *,
+    first: bool = False,
 ) -> Checkpoint:
     """Write the snapshot ``data`` (:func:`encode_snapshot` of the state at ``head``), then its
     checkpoint, both atomically. ``first``: there is no checkpoint yet, so this one is fsynced (a missing
@@ -312,56 +318,82 @@ def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int, ref
 
 
 class SnapshotEncoder:
-    """:func:`encode_snapshot`, the same bytes, re-encoding only the entries that changed since the last call.
+    """:func:`encode_snapshot`, the same bytes, re-encoding and rewriting only the entries that changed since
+    the last call.
 
     Entries are immutable values that the fold replaces when they change, so an entry still holding the
     same object is still encoded the same; finding the changed ones is a C-level identity comparison. Keys
-    are only ever added: a few new ones are put in their sorted places, many at once mean a fresh sort
-    (what it saves: docs/performance.md, *A set re-encodes only what it changed*; ``explain.py set``).
+    are only ever added: a few new ones are put in their sorted places, many at once mean a fresh sort.
+    The snapshot's bytes are kept whole, and a changed entry's bytes are spliced into them in place (its
+    offset from per-block byte counts), so a set does not join 10,000 chunks into a new 3 MB buffer (what
+    it saves: docs/performance.md, *A set re-encodes only what it changed*; ``explain.py set``).
     """
 
     def __init__(self) -> None:
         self._keys: list[tuple[str, str]] = []
         self._values: list[VideoMetadata] = []
         self._chunks: list[bytes] = []
+        """Each entry's bytes; each but the first starts with its separator ``,\n``."""
         self._index: dict[tuple[str, str], int] | None = None
         """Where each key is in ``_keys`` (built when first needed, dropped when keys are added)."""
+        self._data = bytearray()
+        """The snapshot's bytes: ``[\n``, the chunks, ``\n]\n``."""
+        self._blocks: list[int] = []
+        """The byte count of each block of :data:`_BLOCK` chunks (an entry's offset in a few sums)."""
 
     def encode(
         self, entries: entries_view.Entries, changed: Iterable[tuple[str, str]] | None = None
-    ) -> bytes:
+    ) -> bytes | bytearray:
         """The snapshot of ``entries``. ``changed``, if given, names every key whose entry may have changed
-        since the last call (then only those are looked at); ``None`` compares every entry."""
+        since the last call (then only those are looked at); ``None`` compares every entry.
+
+        The bytes returned are the encoder's own buffer, which the next call changes in place: write them
+        (or copy them) before calling again."""
         if not entries:
             return b"[]\n"
         encode = _encoder.encode
         chunks = self._chunks
+        spliced = len(self._keys) == len(entries) and bool(self._data)
         if changed is not None and len(self._keys) == len(entries):  # no new keys: update in place
             if self._index is None:
                 self._index = {key: i for i, key in enumerate(self._keys)}
             index, values = self._index, self._values
+            todo: list[int] = []
             for key in changed:
                 i = index[key]
                 value = entries[key]
                 if value is not values[i]:
                     values[i] = value
-                    chunks[i] = encode(value) if i == 0 else b",\n" + encode(value)
-            return b"".join([b"[\n", *chunks, b"\n]\n"])
-        if len(self._keys) != len(entries):  # keys are only ever added: a new one changes the count
-            self._index = None
-            if len(entries) - len(self._keys) > 64 or not self._keys:
-                self._keys = sorted(entries)
-                self._values = [entries[key] for key in self._keys]
-                self._chunks = chunks = [b",\n" + encode(value) for value in self._values]
-                chunks[0] = chunks[0][2:]
-            else:  # a few new entries: put each in its place (memmove, not a new sort and encode)
-                self._insert(entries, entries.keys() - set(self._keys))
-        values = list(map(entries.__getitem__, self._keys))
-        for i in itertools.compress(range(len(values)), map(operator.is_not, values, self._values)):
-            chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
-        self._values = values
-        # each chunk but the first carries its separator, so the whole file is built with one copy
-        return b"".join([b"[\n", *chunks, b"\n]\n"])
+                    todo.append(i)
+        else:
+            if len(self._keys) != len(entries):  # keys are only ever added: a new one changes the count
+                self._index = None
+                if len(entries) - len(self._keys) > 64 or not self._keys:
+                    self._keys = sorted(entries)
+                    self._values = [entries[key] for key in self._keys]
+                    self._chunks = chunks = [b",\n" + encode(value) for value in self._values]
+                    chunks[0] = chunks[0][2:]
+                else:  # a few new entries: put each in its place (memmove, not a new sort and encode)
+                    self._insert(entries, entries.keys() - set(self._keys))
+            values = list(map(entries.__getitem__, self._keys))
+            todo = list(itertools.compress(range(len(values)), map(operator.is_not, values, self._values)))
+            self._values = values
+        if not spliced or len(todo) > _SPLICES:  # build the whole file once, with one copy
+            for i in todo:
+                chunks[i] = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
+            self._data = bytearray(b"".join([b"[\n", *chunks, b"\n]\n"]))
+            self._blocks = [sum(map(len, chunks[i : i + _BLOCK])) for i in range(0, len(chunks), _BLOCK)]
+            return self._data
+        data, blocks = self._data, self._blocks
+        for i in todo:
+            chunk = encode(values[i]) if i == 0 else b",\n" + encode(values[i])
+            block = i // _BLOCK
+            at = 2 + sum(blocks[:block]) + sum(map(len, chunks[block * _BLOCK : i]))
+            old = len(chunks[i])
+            data[at : at + old] = chunk  # a memmove of what follows only if the length changed
+            blocks[block] += len(chunk) - old
+            chunks[i] = chunk
+        return data
 
     def _insert(self, entries: entries_view.Entries, new: set[tuple[str, str]]) -> None:
         for key in sorted(new):
@@ -372,6 +404,13 @@ class SnapshotEncoder:
             if i == 0 and self._chunks:
                 self._chunks[0] = b",\n" + self._chunks[0]  # the old first entry is second now
             self._chunks.insert(i, chunk if i == 0 else b",\n" + chunk)
+
+
+_BLOCK = 128
+"""Chunks per block of :attr:`SnapshotEncoder._blocks`: an offset costs a few hundred lengths added."""
+_SPLICES = 32
+"""More changed entries than this at once are written by building the whole file again (one copy) rather
+than spliced in one by one (a memmove each)."""
 
 
 class Projector:

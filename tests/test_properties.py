@@ -258,3 +258,36 @@ def _as(template: EventType, kind: str) -> EventType:
     if kind == "failed":
         return Failed(*envelope, error="timeout")
     return Imported(*envelope, status="pending", prompt="p", created_at=template.ts)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 15), st.integers(0, 6), st.booleans(), st.booleans()),
+        min_size=5,
+        max_size=120,
+    ),
+    st.integers(1, 5),
+)
+def test_the_snapshot_encoder_splices_changed_entries_into_its_bytes(
+    steps: list[tuple[int, int, bool, bool]], block: int
+) -> None:
+    """The encoder keeps the snapshot's bytes and splices each changed entry into them (its offset from
+    per-block byte counts; a longer or shorter entry moves what follows): the bytes stay the reference
+    ones, told what changed or not, with small blocks so that offsets cross many of them."""
+    from ledger import projector as snapshot
+
+    saved = snapshot._BLOCK, snapshot._SPLICES
+    snapshot._BLOCK, snapshot._SPLICES = block, 3  # type: ignore[misc]
+    try:
+        encoder, told = snapshot.SnapshotEncoder(), snapshot.SnapshotEncoder()
+        state: dict[tuple[str, str], VideoMetadata] = {}
+        for number, size, tell, burst in steps:
+            changed = set()
+            for n in (number, number + 1, number + 7, number + 13) if burst else (number,):
+                key = (f"s{n:02d}", "e")
+                state[key] = VideoMetadata(spot_id=key[0], era_id="e", prompt="ab\n" * size, status="pending")
+                changed.add(key)
+            assert encoder.encode(state) == snapshot.encode_snapshot(state)
+            assert told.encode(state, changed if tell else None) == snapshot.encode_snapshot(state)
+    finally:
+        snapshot._BLOCK, snapshot._SPLICES = saved  # type: ignore[misc]
