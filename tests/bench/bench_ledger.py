@@ -34,6 +34,7 @@ import msgspec
 
 from ledger import Ledger, VideoMetadata
 from ledger.events import GENESIS_HASH, Generating, Ready, encode_line, line_hash
+from projections.snapshot import encode_snapshot
 
 perf = time.perf_counter
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,6 +161,41 @@ def naive_rewrite(tmp: Path, n: int, entries: int) -> float:
         os.fsync(dfd)
         os.close(dfd)
     return n / (perf() - start)
+
+
+def set_io_floor(tmp: Path, n: int, entries: int) -> float:
+    """What a set with the snapshot kept current must do on disk, with no CPU of its own: append a line
+    and fsync it, replace the snapshot of ``entries`` entries durably (temp file, write, fsync, rename,
+    directory fsync) and its checkpoint (temp file, rename). The ceiling of ``set.ledger`` on this disk."""
+    stamp = "2026-11-24T09:00:00.000000Z"
+    state = {
+        e.key: msgspec.structs.replace(e, created_at=stamp, updated_at=stamp)
+        for e in (entry(i, "generating") for i in range(entries))
+    }
+    data = encode_snapshot(state)
+    log, snapshot, checkpoint = tmp / "events.jsonl", tmp / "generated-videos.json", tmp / "checkpoint.json"
+    snapshot.write_bytes(data)
+    checkpoint.write_bytes(b"{}" * 150)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    dfd = os.open(tmp, os.O_RDONLY)
+    start = perf()
+    for _ in range(n):
+        os.write(fd, LINE)
+        os.fsync(fd)
+        for target, body, durable in ((snapshot, data, True), (checkpoint, b"{}" * 150, False)):
+            temp = target.with_name(target.name + ".tmp")
+            tfd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(tfd, body)
+            if durable:
+                os.fsync(tfd)
+            os.close(tfd)
+            os.replace(temp, target)
+            if durable:
+                os.fsync(dfd)
+    elapsed = perf() - start
+    os.close(fd)
+    os.close(dfd)
+    return n / elapsed
 
 
 # -- the ledger ------------------------------------------------------------------------------------------
@@ -443,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         Case("append.ledger_deferred", "append", "events/s", lambda t: ledger_appends(t, n)),
         *[Case(f"set.ledger.E{e}", "set", "sets/s", lambda t, e=e: ledger_set(t, max(20, n // 5), e)) for e in sizes],
         *[Case(f"set.naive.E{e}", "set", "updates/s", lambda t, e=e: naive_rewrite(t, 10 if e > 1000 else 40, e)) for e in sizes],
+        Case(f"set.io_floor.E{sizes[-1]}", "set", "sets/s", lambda t: set_io_floor(t, max(20, n // 5), sizes[-1])),
         Case("batch.raw_fsync_1000", "batch", "lines/s", lambda t: raw_batched(t, 20_000, 1000)),
         Case("batch.ledger_1000", "batch", "events/s", lambda t: ledger_batch(t, 4000 if tiny else 20_000, 1000)),
         *[
@@ -499,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         ("appends (deferred) / SQLite FULL", "append.ledger_deferred", "append.sqlite_full", ""),
         ("appends (deferred) / eventsourcing", "append.ledger_deferred", "append.eventsourcing", "≥ 2"),
         *[(f"set / naive rewrite, {e:,} entries", f"set.ledger.E{e}", f"set.naive.E{e}", "≥ 5 at 10,000") for e in sizes],
+        (f"a set's I/O alone / naive rewrite, {sizes[-1]:,} entries (the ceiling)", f"set.io_floor.E{sizes[-1]}", f"set.naive.E{sizes[-1]}", ""),
+        (f"set / its I/O alone, {sizes[-1]:,} entries", f"set.ledger.E{sizes[-1]}", f"set.io_floor.E{sizes[-1]}", ""),
         ("batch of 1,000 / raw batched fsync", "batch.ledger_1000", "batch.raw_fsync_1000", "≥ 0.3"),
         ("4 writer processes / 1", "concurrent.ledger.4", "concurrent.ledger.1", "≥ 2"),
         ("4 writer processes / SQLite FULL, 4 processes", "concurrent.ledger.4", "concurrent.sqlite.4", "≥ 2"),
