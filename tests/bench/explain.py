@@ -8,6 +8,7 @@
     python tests/bench/explain.py set          # a set with 10,000 entries kept current: where it goes
     python tests/bench/explain.py batch        # set_many of 1,000 events: cProfile
     python tests/bench/explain.py crc          # CRC-32: zlib's against ISA-L's (as shipped), lines and 3 MB
+    python tests/bench/explain.py rebuild      # rebuild and verify beside the msgspec floor and the limit
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
 the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
@@ -290,11 +291,112 @@ def crc(n: int) -> None:
         )
 
 
+REPLAY_LIMIT = textwrap.dedent(
+    """
+    import itertools, operator, os, sys, time
+    from ledger import Ledger, lifecycle
+    from ledger.events import EventType, check_lines, decode_events
+    import msgspec
+    mode, log = sys.argv[1], sys.argv[2]
+    key_of, seq_of, ts_of = (operator.attrgetter(*a) for a in (("spot_id", "era_id"), ("seq",), ("ts",)))
+    start, n = time.perf_counter(), 0
+    if mode == "floor":  # bench_ledger's replay.msgspec_floor
+        decoder, state = msgspec.json.Decoder(EventType), {}
+        with open(log, "rb", buffering=1 << 20) as f:
+            for line in f:
+                e = decoder.decode(line)
+                state[(e.spot_id, e.era_id)] = e
+                n += 1
+    elif mode in ("limit", "limit+rules"):  # the format's checks and a last-event fold, nothing else
+        fd, offset, pending, last, seq = os.open(log, os.O_RDONLY), 0, b"", {}, 0
+        statuses, last_ts = {}, ""
+        while chunk := os.pread(fd, 1 << 20, offset):
+            offset += len(chunk)
+            data = pending + chunk if pending else chunk
+            lines = data.split(b"\\n")
+            pending = lines.pop()
+            assert check_lines(lines)
+            events = decode_events(memoryview(data)[: len(data) - len(pending)])
+            assert len(events) == len(lines)
+            assert list(map(seq_of, events)) == list(range(seq + 1, seq + 1 + len(events)))
+            seq = events[-1].seq
+            keys = list(map(key_of, events))
+            if mode == "limit+rules":  # the lifecycle and the time order, as rebuild checks them
+                times = list(map(ts_of, events))
+                assert not any(map(operator.lt, times, [last_ts, *times]))
+                last_ts = times[-1]
+                assert lifecycle.first_illegal(events, statuses, keys) is None
+            last.update(zip(keys, events))
+        n = seq
+    elif mode == "rebuild":
+        directory = os.path.join(os.path.dirname(log), "rebuild")
+        os.makedirs(directory, exist_ok=True)
+        if not os.path.exists(os.path.join(directory, "events.jsonl")):
+            os.symlink(log, os.path.join(directory, "events.jsonl"))
+        ledger = Ledger(directory, follow_symlinks=True, projection="deferred")
+        start = time.perf_counter()
+        n = ledger.rebuild().events
+    else:
+        directory = os.path.join(os.path.dirname(log), "verify")
+        os.makedirs(directory, exist_ok=True)
+        if not os.path.exists(os.path.join(directory, "events.jsonl")):
+            os.symlink(log, os.path.join(directory, "events.jsonl"))
+        report = Ledger(directory, follow_symlinks=True, readonly=True).verify()
+        assert report.ok, report
+        n = report.events
+    rate = n / (time.perf_counter() - start)
+    hwm = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    print(rate, hwm)
+    """
+)
+
+
+def rebuild_limit(n: int, rounds: int = 5) -> None:
+    """rebuild and verify of an ``n``-event log (10,000 entries) beside the msgspec floor
+    (``bench_ledger.py``'s) and the limit: a loop with only the format's checks (chunked read, the lines'
+    framing and CRC-32 by ``check_lines``, one ``decode_lines`` per chunk, the seq check) and a last-event
+    fold; ``limit+rules`` adds the lifecycle and time checks as rebuild makes them. Fresh processes,
+    interleaved rounds; the ratios are per round, then their median and range."""
+    import statistics
+
+    directory = Path(tempfile.mkdtemp())
+    log = directory / "events.jsonl"
+    write_log(log, n, 10_000)
+    modes = ["floor", "limit", "limit+rules", "rebuild", "verify"]
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    peaks: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(rounds):
+        for mode in modes:
+            os.sync()
+            out = subprocess.run(
+                [sys.executable, "-c", REPLAY_LIMIT, mode, str(log)], cwd=ROOT, capture_output=True,
+                text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            rates[mode].append(float(out[0]))
+            peaks[mode].append(float(out[1]))
+            print(
+                f"round {r + 1} {mode}: {float(out[0]):,.0f} events/s, peak {float(out[1]):.1f} MiB",
+                flush=True,
+            )
+    print("\n| ÷ floor, same round | median | min..max | peak MiB (max) |\n|---|---|---|---|")
+    for mode in modes[1:]:
+        ratios = [a / b for a, b in zip(rates[mode], rates["floor"], strict=True)]
+        print(
+            f"| {mode} | {statistics.median(ratios):.2f} | {min(ratios):.2f}..{max(ratios):.2f} "
+            f"| {max(peaks[mode]):.1f} |"
+        )
+    print(
+        f"| (floor events/s, median) | {statistics.median(rates['floor']):,.0f} | | {max(peaks['floor']):.1f} |"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "crc"])
+    parser.add_argument(
+        "what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "crc", "rebuild"]
+    )
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
@@ -310,6 +412,8 @@ def main() -> int:
         batch_profile(args.n or 20_000)
     elif args.what == "crc":
         crc(args.n or 50_000)
+    elif args.what == "rebuild":
+        rebuild_limit(args.n or 1_000_000)
     else:
         record(args.n or 1500)
     return 0
