@@ -235,7 +235,7 @@ def set_profile(n: int, entries: int) -> None:
         "for e in batch: ledger.set_video_metadata(e)", globals(), {"batch": batch, "ledger": ledger},
         "/tmp/explain.prof",
     )  # fmt: skip
-    pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(12)
+    pstats.Stats("/tmp/explain.prof").sort_stats("tottime").print_stats(25)
 
 
 def batch_profile(n: int) -> None:
@@ -295,10 +295,12 @@ REPLAY_LIMIT = textwrap.dedent(
     """
     import itertools, operator, os, sys, time
     from ledger import Ledger, lifecycle
-    from ledger.events import EventType, check_lines, decode_events
+    from ledger.events import EventType, check_lines, decode_events, line_hashes
     import msgspec
     mode, log = sys.argv[1], sys.argv[2]
-    key_of, seq_of, ts_of = (operator.attrgetter(*a) for a in (("spot_id", "era_id"), ("seq",), ("ts",)))
+    key_of, seq_of, ts_of, prev_of = (
+        operator.attrgetter(*a) for a in (("spot_id", "era_id"), ("seq",), ("ts",), ("prev",))
+    )
     start, n = time.perf_counter(), 0
     if mode == "floor":  # bench_ledger's replay.msgspec_floor
         decoder, state = msgspec.json.Decoder(EventType), {}
@@ -307,7 +309,7 @@ REPLAY_LIMIT = textwrap.dedent(
                 e = decoder.decode(line)
                 state[(e.spot_id, e.era_id)] = e
                 n += 1
-    elif mode in ("limit", "limit+rules"):  # the format's checks and a last-event fold, nothing else
+    elif mode.startswith("limit"):  # the format's checks and a last-event fold, nothing else
         fd, offset, pending, last, seq = os.open(log, os.O_RDONLY), 0, b"", {}, 0
         statuses, last_ts = {}, ""
         while chunk := os.pread(fd, 1 << 20, offset):
@@ -320,6 +322,9 @@ REPLAY_LIMIT = textwrap.dedent(
             assert len(events) == len(lines)
             assert list(map(seq_of, events)) == list(range(seq + 1, seq + 1 + len(events)))
             seq = events[-1].seq
+            if mode == "limit+chain":  # the SHA-256 chain, as verify checks it
+                hashes = line_hashes(lines)
+                assert list(map(prev_of, events[1:])) == hashes[:-1]
             keys = list(map(key_of, events))
             if mode == "limit+rules":  # the lifecycle and the time order, as rebuild checks them
                 times = list(map(ts_of, events))
@@ -355,14 +360,15 @@ def rebuild_limit(n: int, rounds: int = 5) -> None:
     """rebuild and verify of an ``n``-event log (10,000 entries) beside the msgspec floor
     (``bench_ledger.py``'s) and the limit: a loop with only the format's checks (chunked read, the lines'
     framing and CRC-32 by ``check_lines``, one ``decode_lines`` per chunk, the seq check) and a last-event
-    fold; ``limit+rules`` adds the lifecycle and time checks as rebuild makes them. Fresh processes,
+    fold; ``limit+rules`` adds the lifecycle and time checks as rebuild makes them, ``limit+chain`` the
+    SHA-256 chain as verify checks it (but not the rules). Fresh processes,
     interleaved rounds; the ratios are per round, then their median and range."""
     import statistics
 
     directory = Path(tempfile.mkdtemp())
     log = directory / "events.jsonl"
     write_log(log, n, 10_000)
-    modes = ["floor", "limit", "limit+rules", "rebuild", "verify"]
+    modes = ["floor", "limit", "limit+rules", "limit+chain", "rebuild", "verify"]
     rates: dict[str, list[float]] = {m: [] for m in modes}
     peaks: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(rounds):
