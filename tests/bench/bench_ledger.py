@@ -34,7 +34,7 @@ import msgspec
 
 from ledger import Ledger, VideoMetadata
 from ledger.events import GENESIS_HASH, Generating, Ready, encode_line, line_hash
-from projections.snapshot import encode_snapshot
+from ledger.projector import encode_snapshot
 
 perf = time.perf_counter
 ROOT = Path(__file__).resolve().parents[2]
