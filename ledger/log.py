@@ -338,17 +338,20 @@ class _FileAudit(Audit):
     """:meth:`EventLog.check`: the whole log, every line's chain checked."""
 
     def __init__(self, log: EventLog) -> None:
+        self._log = log
         self._scan = Scan(log, START, chain=True)
 
     def __iter__(self) -> Iterator[Batch]:
         scan = self._scan
         offset = 0
+        identity = self._log.stat()[0]
         try:
             for lines, events in scan.runs():
                 offset += sum(map(len, lines)) + len(lines)
                 yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
         finally:
             self.end, self.torn = _head(scan.end), scan.torn
+        self._log.note_read(identity, scan.end)  # read to the end: the next head() reads on from there
 
 
 def _decode_record(data: bytes) -> int | None:
@@ -541,6 +544,21 @@ class EventLog(EventStore):
 
     def check(self) -> Audit:
         return _FileAudit(self)
+
+    def note_read(self, identity: tuple[int, int] | None, end: Position) -> None:
+        """A whole pass over the log file ``identity`` (:meth:`check`) read whole lines to ``end``: keep the
+        durable position at or before it as where :meth:`head` reads on from, so that a fresh handle's
+        first head does not read the whole log again (``verify`` asks for one after its check). The position
+        is taken from the file as it is now (:meth:`position_at`), at the fsynced size on record if that is
+        before ``end``; nothing is kept if the file was replaced meanwhile or the line there is not whole."""
+        now, size = self.stat()
+        if identity is None or now != identity or end.offset > size or not end.offset:
+            return
+        with self.reading():
+            durable = self.durable_end(0, size)  # None: it fsynced the log, all of it is durable
+            known = self.position_at(end.offset if durable is None else min(durable, end.offset))
+        if known is not None and (now != self._known_identity or known.offset > self._known.offset):
+            self._known, self._known_identity = known, now
 
     # -- reading ---------------------------------------------------------------------------------------
 
