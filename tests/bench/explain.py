@@ -9,6 +9,11 @@
     python tests/bench/explain.py batch        # set_many of 1,000 events: cProfile
     python tests/bench/explain.py crc          # CRC-32: zlib's against ISA-L's (as shipped), lines and 3 MB
     python tests/bench/explain.py rebuild      # rebuild and verify beside the msgspec floor and the limit
+    python tests/bench/explain.py writers -w 4 -n 300   # W writer processes, N appends each (for strace)
+
+``writers`` runs the benchmark's group-commit writers (``bench_ledger.GROUP_CHILD``) on one fresh ledger and
+prints their fsyncs and CPU per event; run it under ``strace -f -c`` with ``-n 300`` and with ``-n 0`` and
+subtract, to count the system calls per event without the start-up.
 
 Both go through the ledger's own FileOps seam: ``overhead`` replaces fsync by nothing (so what is left is
 the Python and the other system calls of an append); ``fsyncs`` counts the fsyncs each writer process
@@ -29,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench_ledger import ROOT, Clock, entry, write_log
+from bench_ledger import GROUP_CHILD, ROOT, Clock, entry, write_log
 
 from ledger import Ledger
 from ledger.fileops import FileOps
@@ -396,13 +401,37 @@ def rebuild_limit(n: int, rounds: int = 5) -> None:
     )
 
 
+def writers(w: int, n: int, delay: float) -> None:
+    directory = Path(tempfile.mkdtemp()) / "l"
+    Ledger(directory).close()
+    go = time.time() + 1.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", GROUP_CHILD, str(directory), f"w{i}", str(n), str(go), str(delay)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(w)
+    ]
+    outs = [p.communicate()[0].split() for p in procs]
+    events = max(1, w * n)
+    print(
+        f"{w} writers x {n} events: {sum(int(o[0]) for o in outs)} fsyncs, "
+        f"{sum(float(o[1]) for o in outs) / events * 1e6:,.0f} CPU µs per event"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", choices=["overhead", "fsyncs", "record", "split", "set", "batch", "crc", "rebuild"]
+        "what",
+        choices=["overhead", "fsyncs", "record", "split", "set", "batch", "crc", "rebuild", "writers"],
     )
+    parser.add_argument("-w", type=int, default=4, help="writers: how many writer processes")
+    parser.add_argument("--slow", type=float, default=0.0, help="writers: seconds added to each fsync")
     parser.add_argument("-n", type=int, default=None, help="events (per writer for fsyncs)")
     parser.add_argument("--profile", action="store_true", help="overhead: cProfile instead of a timing")
     args = parser.parse_args()
@@ -416,6 +445,8 @@ def main() -> int:
         set_profile(args.n or 200, 10_000 if args.n is None else 200)
     elif args.what == "batch":
         batch_profile(args.n or 20_000)
+    elif args.what == "writers":
+        writers(args.w, 300 if args.n is None else args.n, args.slow)
     elif args.what == "crc":
         crc(args.n or 50_000)
     elif args.what == "rebuild":
