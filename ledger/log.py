@@ -12,7 +12,8 @@ Writing is a group commit across processes, with two ``flock`` locks:
 
 - the *queue lock* (``events.jsonl.lock``) orders writers: under it a writer reads what others appended
   (to the log and to the staging file ``events.jsonl.staged``), checks its change against that, and either
-  writes its lines to the log itself (when no fsync is in flight) or appends them to the staging file;
+  writes its lines to the log itself (when no fsync is in flight and no other writer is about) or appends
+  them to the staging file;
 - the *sync lock* (``events.jsonl.sync.lock``) is held by the one writer that writes to the log and fsyncs it
   (the leader). A writer that staged waits for it; then either a leader's fsync already covered its lines
   (it returns at once) or it becomes the leader, moves everything staged into the log with one write, and
@@ -86,6 +87,11 @@ _NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
 # events.jsonl.sync.lock holds one record: magic, the log size known to be fsynced, crc-32 of the two.
 _FLUSHED = struct.Struct("<8sQ")
 _FLUSHED_MAGIC: Final = b"VLSYNC01"
+_GATHER_MAX: Final = 0.005
+"""The longest a writer pauses for other writers to stage (s)."""
+_GATHER_FROM: Final = 0.001
+"""Writers pause for each other only where an fsync takes at least this long (s): below it the pause and
+the extra staging cost about what the shared fsync saves (docs/performance.md)."""
 
 
 class Position(NamedTuple):
@@ -115,6 +121,12 @@ class Ticket(NamedTuple):
     """It holds the sync lock and wrote to the log itself: it fsyncs."""
     start: int = 0
     """Where the leader's write began: what the log is cut back to if its fsync fails."""
+    line: bytes = b""
+    """Its last line (newline excluded), ``b""`` when it wrote nothing: what the log must hold just before
+    ``end``."""
+    gather: bool = False
+    """It staged though no fsync may have been in flight, other writers being about: it waits a moment
+    for them to stage too before it waits for the sync lock (:meth:`EventLog.settle`)."""
 
 
 class Scan:
@@ -127,16 +139,20 @@ class Scan:
     part of the log known to be fsynced (:meth:`EventLog.fsynced_part`): a crash cannot tear what was
     fsynced, so that is corruption too. With ``limit`` the scan reads no further than that offset (a line
     boundary: :meth:`EventLog.durable_end`; a limit inside a line is another file's record, so the scan
-    fsyncs the log and reads on).
+    fsyncs the log and reads on). With ``fd`` it reads through that descriptor of the log (a writer's,
+    kept open), which it leaves open, instead of opening the log.
     """
 
-    def __init__(self, log: EventLog, start: Position, *, chain: bool, limit: int | None = None) -> None:
+    def __init__(
+        self, log: EventLog, start: Position, *, chain: bool, limit: int | None = None, fd: int | None = None
+    ) -> None:
         self._log = log
         self.start = start
         self.end = start
         self.torn: TornTail | None = None
         self._chain = chain
         self._limit = limit
+        self._fd = fd
 
     def __iter__(self) -> Iterator[EventType]:
         return itertools.chain.from_iterable(map(_second, self.runs()))
@@ -157,14 +173,16 @@ class Scan:
         """
         log = self._log
         path = log.path
-        try:
-            fd = log.ops.open_regular(path, os.O_RDONLY | log.nofollow)
-        except FileNotFoundError:
-            if self.start.offset:
-                raise CorruptLogError(path, self.start.seq, "the log file is missing") from None
-            return
-        except OSError as exc:
-            raise io_error("read", path, exc) from None
+        fd = self._fd
+        if fd is None:
+            try:
+                fd = log.ops.open_regular(path, os.O_RDONLY | log.nofollow)
+            except FileNotFoundError:
+                if self.start.offset:
+                    raise CorruptLogError(path, self.start.seq, "the log file is missing") from None
+                return
+            except OSError as exc:
+                raise io_error("read", path, exc) from None
         offset, seq, ts = self.start.offset, self.start.seq, self.start.last_ts
         last_hash: str | None = self.start.last_hash  # the chain hash of the last line read, where known
         last_line = b""
@@ -234,7 +252,8 @@ class Scan:
             if pending:
                 self._torn_tail(fd, offset, len(pending), seq + 1, "a line without its newline")
         finally:
-            log.ops.close(fd)
+            if self._fd is None:
+                log.ops.close(fd)
             if last_line:
                 self.end = Position(offset, seq, last_hash or line_hash(last_line), ts)
 
@@ -376,8 +395,21 @@ class EventLog(EventStore):
         self._staged_fd = OwnedFd(self)
         self._sync_fd = OwnedFd(self)
         self._record_fd = OwnedFd(self)
+        self._read_fd = OwnedFd(self)
+        """The log open for reading, for the write path (kept open: a writer reads the log at every
+        commit that follows another writer's)."""
+        self._read_id: tuple[int, int] | None = None
+        """The (device, inode) ``_read_fd`` is open on."""
         self._lock = FileLock(ops, self.lock_path)
         self._sync = FileLock(ops, self.sync_path)
+        self._crowd = False
+        """Other writers are about: this handle's last commit shared an fsync with another writer's, or
+        another writer wrote since. Then a commit stages its lines even when no fsync is in flight
+        (:meth:`submit`)."""
+        self._fsync_time = 0.0
+        """How long this handle's last fsync of the log took (s)."""
+        self._batch = 0
+        """How many lines this handle's last move of staged lines carried."""
         self.log_end = START
         """Where the log file ends, as the last :meth:`read_staged` found it (under the queue lock)."""
         self.staged = b""
@@ -467,7 +499,10 @@ class EventLog(EventStore):
             self.recover()
         error: BaseException | None = None
         records: Sequence[Record] = ()
-        with self.locked():
+        ticket: Ticket | None
+        lock = self._lock  # the queue lock (:meth:`locked`), taken and let go without a context manager
+        lock.acquire()
+        try:
             start = Position(after.at, after.seq, after.hash, after.ts)
             unseen: list[Record] = []
             identity, size = self.stat()
@@ -475,13 +510,17 @@ class EventLog(EventStore):
                 self._seen = None
                 raise StaleHeadError(f"{self.path} was replaced since this handle read it: read it again")
             self._seen = identity
+            if identity != self._read_id:
+                self._read_fd.close()  # the log was replaced (or not read yet): read the one in place
             if size < start.offset:
                 raise StaleHeadError(
                     f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
                     "replaced or cut short): read it again"
                 )
             if size != start.offset:  # including lines a leader that died before its fsync left
-                scan = self.scan(start)
+                self._crowd = True
+                # up to the size just seen: the log does not grow while the queue lock is held
+                scan = Scan(self, start, chain=False, limit=size, fd=self._log_fd())
                 for lines, events in scan.runs():
                     unseen.extend(map(Record, map(_seq_of, events), lines, events))
                 if scan.torn is not None:
@@ -489,21 +528,25 @@ class EventLog(EventStore):
                 start = scan.end
             staged = self.read_staged(start)
             if staged:
+                self._crowd = True
                 unseen.extend(Record(event.seq, line, event) for line, event in staged)
                 line, event = staged[-1]
                 start = Position(start.offset + len(self.staged), event.seq, line_hash(line), event.ts)
             try:
-                records = decide(_head(start), unseen)
+                records = decide(Head(start.seq, start.last_hash, start.last_ts, start.offset), unseen)
             except BaseException as exc:  # nothing is written; what was read must still be fsynced
                 error, records = exc, ()
             if records:
                 last = records[-1]
                 data = b"\n".join([r.line for r in records]) + b"\n"
                 end = Position(start.offset + len(data), last.seq, line_hash(last.line), last.event.ts)
+                ticket = self.submit(data, end, last.line)
             else:
                 data, end = b"", start
-            # nothing shown, nothing to write: nothing to make durable (the caller read up to ``after``)
-            ticket = self.submit(data, end) if records or unseen else None
+                # nothing shown, nothing to write: nothing to make durable (the caller read up to ``after``)
+                ticket = self.submit(data, end) if unseen else None
+        finally:
+            lock.release()
         if ticket is not None and not self.settle(ticket):
             if records:
                 raise LedgerIOError(
@@ -517,7 +560,7 @@ class EventLog(EventStore):
                 )
         if error is not None:
             raise error
-        return _head(end)
+        return Head(end.seq, end.last_hash, end.last_ts, end.offset)
 
     def wait(self, after_seq: int, timeout: float) -> bool:
         import watchfiles  # only a waiter needs it
@@ -586,10 +629,13 @@ class EventLog(EventStore):
     def size(self) -> int:
         return self.stat()[1]
 
-    def line_before(self, offset: int) -> bytes:
-        """The whole line that ends at ``offset`` (newline excluded); ``b""`` if none does."""
+    def line_before(self, offset: int, fd: int | None = None) -> bytes:
+        """The whole line that ends at ``offset`` (newline excluded); ``b""`` if none does. With ``fd``, read
+        through that descriptor of the log, left open."""
+        own = fd is None
         try:
-            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow | _NONBLOCK)
+            if fd is None:
+                fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow | _NONBLOCK)
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
         try:
@@ -608,7 +654,8 @@ class EventLog(EventStore):
         except OSError as exc:
             raise io_error("read", self.path, exc) from None
         finally:
-            self.ops.close(fd)
+            if own:
+                self.ops.close(fd)
 
     def hash_at(self, offset: int) -> str | None:
         """The chain hash of the line that ends at ``offset`` (:data:`GENESIS_HASH` at 0); ``None`` if no
@@ -680,9 +727,13 @@ class EventLog(EventStore):
         chunks: list[bytes] = []
         size = 0
         try:
-            while chunk := self.ops.pread(fd, _CHUNK, size):
-                chunks.append(chunk)
-                size += len(chunk)
+            while True:  # nobody appends while the queue lock is held: a short read is the end
+                chunk = self.ops.pread(fd, _CHUNK, size)
+                if chunk:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if len(chunk) < _CHUNK:
+                    break
         except OSError as exc:
             raise io_error("read", self.staged_path, exc) from None
         if not size:  # the common case: nothing staged
@@ -718,66 +769,140 @@ class EventLog(EventStore):
         self.staged = data[keep:end]
         return records
 
-    def submit(self, data: bytes, end: Position) -> Ticket:
+    def submit(self, data: bytes, end: Position, line: bytes = b"") -> Ticket:
         """Under the queue lock, after :meth:`read_staged`: hand over ``data`` (whole lines continuing what
-        is staged), which ends at ``end``; then let the queue lock go and call :meth:`settle`.
+        is staged, the last one ``line``), which ends at ``end``; then let the queue lock go and call
+        :meth:`settle`.
 
         If no fsync is in flight, this writer leads: what is staged and ``data`` go to the log in one write
         (fsynced by :meth:`settle`). Otherwise ``data`` is staged for the next leader. On a failed write
         nothing of ``data`` is anywhere and :class:`LedgerIOError` is raised.
+
+        Where other writers are about (:attr:`_crowd`), ``data`` is staged even when no fsync is in flight:
+        writers come back together once an fsync they shared returns, and the first one back would
+        otherwise take the sync lock at once, fsync alone, and keep the others (woken, not yet running)
+        from even seeing that their own fsync is done. Staged, it leads from :meth:`settle` once those have
+        looked, and gathers whoever stages meanwhile.
         """
+        if data and self._crowd and self._fsync_time >= _GATHER_FROM:
+            self._stage(data)
+            return Ticket(end, leader=False, line=line, gather=True)
         if self._sync.acquire(wait=False):
             start = self.log_end.offset
             try:
                 block = self.staged + data if self.staged else data
                 if block:
                     self._write(block, start)
-                    self._empty_staging()
+                    if self._staged_size or self.staged:
+                        self._empty_staging()
             except BaseException:
                 self._sync.release()
                 raise
-            return Ticket(end, leader=True, start=start)
+            return Ticket(end, leader=True, start=start, line=line)
         if data:
-            fd = self._staging_fd()
-            try:
-                written = self.ops.write(fd, data)
-            except OSError as exc:
-                self._cut_back(fd, self._staged_size, self.staged_path)
-                raise io_error("append to", self.staged_path, exc) from None
-            if written != len(data):
-                self._cut_back(fd, self._staged_size, self.staged_path)
-                raise LedgerIOError(
-                    f"cannot append to {self.staged_path}: short write ({written} of {len(data)} bytes)"
-                )
-            self._staged_size += written
-            self.ops.point("staged.after_write")
-        return Ticket(end, leader=False)
+            self._stage(data)
+        return Ticket(end, leader=False, line=line)
+
+    def _stage(self, data: bytes) -> None:
+        """Append ``data`` to the staging file, under the queue lock; on a failed or short write it is cut
+        back and :class:`LedgerIOError` is raised."""
+        fd = self._staging_fd()
+        try:
+            written = self.ops.write(fd, data)
+        except OSError as exc:
+            self._cut_back(fd, self._staged_size, self.staged_path)
+            raise io_error("append to", self.staged_path, exc) from None
+        if written != len(data):
+            self._cut_back(fd, self._staged_size, self.staged_path)
+            raise LedgerIOError(
+                f"cannot append to {self.staged_path}: short write ({written} of {len(data)} bytes)"
+            )
+        self._staged_size += written
+        self.ops.point("staged.after_write")
 
     def settle(self, ticket: Ticket) -> bool:
         """Return once the log holds ``ticket.end`` fsynced: ``True``; or ``False`` if it never will (a
         leader's write or fsync failed and the lines after the fsynced part were dropped).
 
-        A leader fsyncs. Any other writer waits for the sync lock; if the last leader's fsync did not cover
-        its lines, it leads: it moves everything staged into the log with one write and fsyncs. Raises
+        A leader fsyncs. Any other writer waits for the sync lock (one that staged with no fsync perhaps in
+        flight, :attr:`Ticket.gather`, first pauses for the others: :meth:`_pause`); if the last leader's
+        fsync did not cover its lines, it leads: it moves everything staged into the log with one write and
+        fsyncs. Raises
         :class:`DurabilityError` if this writer's own fsync failed (the caller must stop writing) and
         :class:`LedgerIOError` if its move failed.
         """
         if ticket.leader:
+            self._crowd = False  # it led alone: nothing staged, nothing of others read
             try:
                 self.flush(ticket.start, ticket.end.offset)
             finally:
                 self._sync.release()
             return True
+        if ticket.gather:
+            self._pause()
         with self._sync.held(shared=True):  # every waiter checks at once when the leader lets go
             if self.flushed() >= ticket.end.offset:
-                return self.hash_at(ticket.end.offset) == ticket.end.last_hash
+                self._crowd = self._holds(ticket)  # another writer's fsync carried it
+                return self._crowd
         with self._sync.held():
-            if self.flushed() < ticket.end.offset:
-                with self.locked():
-                    self.read_staged(self.unflushed_end())
-                    start = self.lead()
-                self.flush(start.offset, start.offset + len(self.staged))
-            return self.hash_at(ticket.end.offset) == ticket.end.last_hash
+            flushed = self.flushed()
+            if flushed >= ticket.end.offset:  # another writer's fsync carried it
+                self._crowd = self._holds(ticket)
+                return self._crowd
+            with self.locked():
+                self.read_staged(self.unflushed_end(flushed))
+                start = self.lead()
+            self.flush(start.offset, start.offset + len(self.staged))
+            # It wrote and fsynced what is staged, from ``start``: where its line ends inside that, the
+            # bytes are known; elsewhere (a leader that died after its write moved it, or it wrote nothing)
+            # the log is read.
+            at = ticket.end.offset - start.offset
+            want = ticket.line + b"\n"
+            if ticket.line and 0 < at <= len(self.staged):
+                held = self.staged.endswith(want, 0, at) and (
+                    at == len(want) or self.staged[at - len(want) - 1] == 10  # a whole line
+                )
+            else:
+                held = self._holds(ticket)
+            self._crowd = held and len(self.staged) > len(want)  # its fsync carried others' lines
+            return held
+
+    def _pause(self) -> None:
+        """Wait, holding no lock, for the writers that shared the last fsync to stage again: until as many
+        lines are staged as this handle's last lead moved, or at most a quarter of an fsync (on a disk
+        whose flush takes milliseconds, long enough for them; on a fast one, next to nothing). The first
+        to wake then leads for all of them."""
+        limit = min(self._fsync_time / 4, _GATHER_MAX)
+        deadline = time.monotonic() + limit
+        fd = self._staging_fd()
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, limit / 4))
+            if self._batch > 1:
+                try:
+                    if self.ops.pread(fd, _CHUNK, 0).count(b"\n") >= self._batch:
+                        return
+                except OSError:
+                    return  # the leader reads it again, under the lock, and reports
+
+    def _holds(self, ticket: Ticket) -> bool:
+        """Whether the log's line that ends at ``ticket.end`` is the ticket's (its chain hash, when the
+        ticket wrote nothing): one read through the writer's descriptor of the log."""
+        end = ticket.end.offset
+        if not ticket.line:
+            if end == 0:
+                return ticket.end.last_hash == GENESIS_HASH
+            line = self.line_before(end, self._log_fd())
+            return bool(line) and line_hash(line) == ticket.end.last_hash
+        want = b"\n" + ticket.line + b"\n"
+        at = end - len(want)
+        if at == -1:  # the log's first line
+            want, at = want[1:], 0
+        if at < 0:
+            return False
+        try:
+            return self.ops.pread(self._log_fd(), len(want), at) == want
+        except OSError as exc:
+            raise io_error("read", self.path, exc) from None
 
     def lead(self) -> Position:
         """Under the sync lock and then the queue lock, after :meth:`read_staged`: move what is staged into
@@ -788,6 +913,7 @@ class EventLog(EventStore):
         if self.staged:
             try:
                 self._write(self.staged, start.offset)
+                self._batch = self.staged.count(b"\n")
             finally:
                 self._empty_staging(keep=True)
         return start
@@ -800,6 +926,7 @@ class EventLog(EventStore):
         if not force and size == start and self.flushed() == size:
             return
         fd = self._append_fd()
+        began = time.monotonic()
         try:
             self.ops.fsync(fd)
         except OSError as exc:
@@ -812,6 +939,7 @@ class EventLog(EventStore):
             )
             err.errno = exc.errno
             raise err from None
+        self._fsync_time = time.monotonic() - began  # what pauses are decided and scaled by
         self.ops.point("log.after_fsync")
         self._set_flushed(size)
 
@@ -834,16 +962,48 @@ class EventLog(EventStore):
             self.flush(start.offset, start.offset + len(self.staged), force=True)
         self._recovered = True
 
-    def unflushed_end(self) -> Position:
+    def unflushed_end(self, flushed: int | None = None) -> Position:
         """Under both locks: where the whole lines of the log end. Lines after the part known to be fsynced
-        were written by a leader that died before its fsync; a torn tail is set aside."""
-        start = self.position_at(self.flushed()) or START
-        scan = self.scan(start)
-        for _ in scan.records():
+        (``flushed``, when the caller read it under the sync lock) were written by a leader that died
+        before its fsync; a torn tail is set aside."""
+        fd = self._log_fd()
+        start = self._position_in(fd, self.flushed() if flushed is None else flushed) or START
+        scan = Scan(self, start, chain=False, fd=fd)
+        for _ in scan.runs():
             pass
         if scan.torn is not None:
             self.repair(scan.torn)
         return scan.end
+
+    def _position_in(self, fd: int, offset: int) -> Position | None:
+        """:meth:`position_at`, read through ``fd`` (the writer's descriptor of the log)."""
+        if offset == 0:
+            return START
+        line = self.line_before(offset, fd)
+        if not line or not check_line(line):
+            return None
+        try:
+            event = decode_event(line)
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            return None
+        return Position(offset, event.seq, line_hash(line), event.ts)
+
+    def _log_fd(self) -> int:
+        """The writer's descriptor of the log, open for reading; opened on first use (and again after
+        :meth:`append` found the log replaced)."""
+        fd = self._read_fd.get()
+        if fd is None:
+            try:
+                fd = self.ops.open_regular(self.path, os.O_RDONLY | self.nofollow)
+                try:
+                    st = self.ops.fstat(fd)
+                except BaseException:
+                    self.ops.close(fd)
+                    raise
+            except OSError as exc:
+                raise io_error("read", self.path, exc) from None
+            self._read_fd.fd, self._read_id = fd, (st.st_dev, st.st_ino)
+        return fd
 
     def flushed(self) -> int:
         """How much of the log is known to be fsynced (0 when the record is missing or damaged: then the
@@ -1041,5 +1201,6 @@ class EventLog(EventStore):
         self._staged_fd.close()
         self._sync_fd.close()
         self._record_fd.close()
+        self._read_fd.close()
         self._lock.close()
         self._sync.close()

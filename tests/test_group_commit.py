@@ -7,10 +7,14 @@ down, or to make one fail), never a mock of the ledger.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -233,6 +237,129 @@ def test_a_change_checked_against_a_line_that_was_then_dropped_is_checked_again(
     said = _finish(other)
     assert said[:2] == ["ack", "1"], f"after the drop, its change is checked again and recorded: {said}"
     assert [(e.spot_id, e.type) for e in Ledger(ledger_dir, readonly=True).history()] == [("x", "pending")]
+
+
+class Points(FaultyOps):
+    """Traces operations (:class:`FaultyOps`, never armed) and the named points reached; with ``slow``,
+    every fsync takes that many seconds longer (a disk whose flush takes milliseconds)."""
+
+    def __init__(self, slow: float = 0.0) -> None:
+        super().__init__()
+        self.points: list[str] = []
+        self.slow = slow
+
+    def point(self, name: str) -> None:
+        self.points.append(name)
+
+    def fsync(self, fd: int) -> None:
+        time.sleep(self.slow)
+        super().fsync(fd)
+
+
+def _fsync_in_flight(directory: Path) -> int:
+    """Hold the sync lock as a leader between its write and its fsync does; close the result to let go."""
+    fd = os.open(directory / "events.jsonl.sync.lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _commit_in_thread(ledger: Ledger, spot: str, directory: Path, staged_before: int) -> threading.Thread:
+    """Start ``ledger`` recording an entry in a thread; return once its line is staged (past
+    ``staged_before`` bytes)."""
+    thread = threading.Thread(target=ledger.set_video_metadata, args=(entry(spot, "e", status="pending"),))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while (directory / "events.jsonl.staged").stat().st_size <= staged_before:
+        assert thread.is_alive() and time.monotonic() < deadline, "the writer did not stage"
+        time.sleep(0.005)
+    return thread
+
+
+def test_a_writer_waiting_for_another_leader_opens_no_file_per_commit(ledger_dir: Path) -> None:
+    """A writer that staged and then leads for what is staged reads the log through a descriptor it keeps
+    open: after its first commit, no commit of it opens a file."""
+    ops = Points()
+    with Ledger(ledger_dir, projection="deferred", ops=ops) as ledger:
+        ledger.set_video_metadata(entry("first", "e", status="pending"))
+        for n in range(3):
+            fd = _fsync_in_flight(ledger_dir)
+            ops.trace = []
+            thread = _commit_in_thread(ledger, f"w{n}", ledger_dir, 0)
+            os.close(fd)  # the leader lets go without having fsynced the staged line: the writer leads
+            thread.join(30)
+            assert "fsync" in ops.trace and "staged.after_write" in ops.points
+            if n:
+                assert ops.trace.count("open") == 0, ops.trace
+    spots = [e.spot_id for e in Ledger(ledger_dir, readonly=True).history()]
+    assert spots == ["first", "w0", "w1", "w2"]
+    assert (ledger_dir / "events.jsonl.staged").read_bytes() == b""
+
+
+def test_a_writer_whose_line_a_dead_leader_moved_is_told_it_is_recorded(ledger_dir: Path) -> None:
+    """A leader wrote a waiting writer's staged line to the log and died before its fsync (and before
+    emptying the staging file): the waiter leads, fsyncs the line where it is, and is told it is recorded."""
+    with Ledger(ledger_dir, projection="deferred") as ledger:
+        ledger.set_video_metadata(entry("first", "e", status="pending"))
+        fd = _fsync_in_flight(ledger_dir)
+        outcome: list[object] = []
+
+        def commit() -> None:
+            try:
+                outcome.append(ledger.set_video_metadata(entry("moved", "e", status="pending")))
+            except Exception as exc:  # reported below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=commit)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not (ledger_dir / "events.jsonl.staged").stat().st_size:
+            assert time.monotonic() < deadline, "the writer did not stage"
+            time.sleep(0.005)
+        with (ledger_dir / "events.jsonl").open("ab") as log:  # the leader's write, then it died
+            log.write((ledger_dir / "events.jsonl.staged").read_bytes())
+        os.close(fd)
+        thread.join(30)
+        assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
+    assert [e.spot_id for e in Ledger(ledger_dir, readonly=True).history()] == ["first", "moved"]
+
+
+def test_writers_that_shared_an_fsync_stage_their_next_lines_and_a_lone_writer_never_does(
+    ledger_dir: Path,
+) -> None:
+    """On a disk whose fsync takes milliseconds, writers come back together once an fsync they shared
+    returns: each stages its next lines even with no fsync in flight, so that the first back does not fsync
+    alone while the rest stage behind it (one of them leads for all after a pause). A writer alone writes
+    its lines itself."""
+    lone = Points(slow=0.002)
+    with Ledger(ledger_dir, projection="deferred", ops=lone) as ledger:
+        lone.trace = []
+        for n in range(3):
+            ledger.set_video_metadata(entry(f"lone{n}", "e", status="pending"))
+        assert "staged.after_write" not in lone.points
+        assert lone.trace.count("fsync") == 3  # one per commit
+    ops_a, ops_b = Points(slow=0.002), Points(slow=0.002)
+    a = Ledger(ledger_dir, projection="deferred", ops=ops_a)
+    b = Ledger(ledger_dir, projection="deferred", ops=ops_b)
+    ops_a.trace, ops_b.trace = [], []  # opening fsyncs: not counted
+    fd = _fsync_in_flight(ledger_dir)
+    first = _commit_in_thread(a, "a0", ledger_dir, 0)
+    second = _commit_in_thread(b, "b0", ledger_dir, (ledger_dir / "events.jsonl.staged").stat().st_size)
+    os.close(fd)
+    first.join(30)
+    second.join(30)  # one of them led for both: one fsync carried two writers' lines
+    assert ops_a.trace.count("fsync") + ops_b.trace.count("fsync") == 1
+    ops_b.points, ops_b.trace = [], []
+    b.set_video_metadata(entry("b1", "e", status="pending"))  # nothing in flight, and yet it stages
+    assert "staged.after_write" in ops_b.points
+    assert ops_b.trace.count("fsync") == 1  # and then leads for what is staged
+    a.close()
+    b.close()
+    spots = [e.spot_id for e in Ledger(ledger_dir, readonly=True).history()]
+    assert spots[:3] == ["lone0", "lone1", "lone2"] and sorted(spots[3:5]) == ["a0", "b0"]
+    assert spots[5:] == ["b1"]
+    assert (ledger_dir / "events.jsonl.staged").read_bytes() == b""
+    report = Ledger(ledger_dir, readonly=True).verify()
+    assert report.ok and report.torn is None, report
 
 
 # A writer of its own entry, forever: generating, ready, generating, ... printing each try and each ack.
