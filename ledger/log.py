@@ -827,9 +827,8 @@ class EventLog(EventStore):
         A leader fsyncs. Any other writer waits for the sync lock (one that staged with no fsync perhaps in
         flight, :attr:`Ticket.gather`, first pauses for the others: :meth:`_pause`); if the last leader's
         fsync did not cover its lines, it leads: it moves everything staged into the log with one write and
-        fsyncs. Raises
-        :class:`DurabilityError` if this writer's own fsync failed (the caller must stop writing) and
-        :class:`LedgerIOError` if its move failed.
+        fsyncs. Raises :class:`DurabilityError` if this writer's own fsync failed (the caller must stop
+        writing) and :class:`LedgerIOError` if its move failed.
         """
         if ticket.leader:
             self._crowd = False  # it led alone: nothing staged, nothing of others read
