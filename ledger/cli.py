@@ -124,7 +124,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="STORE",
         type=_path,
         help=f"where the events are: a ledger directory or a postgresql:// URL (default: ${STORE_ENV}, else "
-        "DIR's events.jsonl); for now only init takes a URL",
+        "DIR's events.jsonl); with a URL, DIR holds this host's snapshot and checkpoint",
         default=default(None),
     )
     group.add_argument(
@@ -521,6 +521,12 @@ def _entry_args(p: argparse.ArgumentParser) -> None:
 # -- commands ------------------------------------------------------------------------------------------
 
 
+def _url(args: argparse.Namespace) -> str | None:
+    """The PostgreSQL store ``--store`` (or ``$VIDEO_LEDGER_STORE``) names, else ``None`` (a directory's)."""
+    store: str | None = getattr(args, "store", None)
+    return store if store is not None and is_url(store) else None
+
+
 def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
     return Ledger(
         args.dir if args.dir is not None else default_directory(),
@@ -528,6 +534,7 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
         readonly=readonly,
         projection="deferred" if args.no_project else "inline",
         force_clock=args.force_clock,
+        store=_url(args),
     )
 
 
@@ -810,11 +817,13 @@ def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
             out.flush()
 
     with _stop_on_signals(stop):
-        sys.stderr.write(f"{PROG}: watching {args.dir or default_directory()} (Ctrl-C to stop)\n")
+        url = _url(args)
+        over = f" over {describe_store(url)}" if url is not None else ""
+        sys.stderr.write(f"{PROG}: watching {args.dir or default_directory()}{over} (Ctrl-C to stop)\n")
         sys.stderr.flush()
         written = watch(
-            args.dir, snapshot=args.snapshot, stop_event=stop, step=args.step, debounce=args.debounce,
-            on_project=projected,
+            args.dir if args.dir is not None or url is None else default_directory(), snapshot=args.snapshot,
+            stop_event=stop, step=args.step, debounce=args.debounce, on_project=projected, store=url,
         )  # fmt: skip
     sys.stderr.write(f"{PROG}: stopped after writing {written} snapshot(s)\n")
     return EXIT_OK
@@ -847,7 +856,7 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         return _verify_json(args, out)
     with _open(args, readonly=True) as ledger:
-        code = _print_verify(ledger, out, expect_head=args.expect_head)
+        code = _print_verify(ledger, out, expect_head=args.expect_head, where=_log_name(args, ledger))
         if args.files:
             files = ledger.verify_files(root=args.root, media=args.media)
             for problem in files.problems:
@@ -863,7 +872,7 @@ def _verify_json(args: argparse.Namespace, out: TextIO) -> int:
         report = ledger.verify(expect_head=args.expect_head)
         found: dict[str, object] = {
             "ok": report.ok,
-            "log": str(ledger.log_path),
+            "log": _log_name(args, ledger),
             "events": report.events,
             "entries": report.entries,
             "problem": report.problem,
@@ -880,9 +889,15 @@ def _verify_json(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if found["ok"] else EXIT_PROBLEM
 
 
-def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None) -> int:
+def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
+    """Where the events are, as verify names it: the log file, or the store's URL without its password."""
+    url = _url(args)
+    return describe_store(url) if url is not None else str(ledger.log_path)
+
+
+def _print_verify(ledger: Ledger, out: TextIO, *, expect_head: str | None = None, where: str = "") -> int:
     report = ledger.verify(expect_head=expect_head)
-    where = ledger.log_path
+    where = where or str(ledger.log_path)
     if not report.ok:
         at = f" line {report.line}" if report.line is not None else ""
         out.write(f"FAILED {where}{at}: {report.problem}\n")
@@ -996,7 +1011,7 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     try:
         result = demo.run_demo(
             directory, spots=args.spots, eras=args.eras, workers=args.workers,
-            fail_rate=args.fail_rate, seed=args.seed, progress=progress,
+            fail_rate=args.fail_rate, seed=args.seed, progress=progress, store=_url(args),
         )  # fmt: skip
     except demo.DemoInterrupted as exc:
         if tty:
@@ -1018,12 +1033,12 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
             "to theirs (see `history`)\n"
         )
     out.write("\n")
-    with Ledger(directory, readonly=True) as ledger:
+    with Ledger(directory, readonly=True, store=_url(args)) as ledger:
         entries = ledger.get_all_video_metadata()
         _print_entries(entries, out)
         counts = Counter(e.status for e in entries)
         out.write("\n" + ", ".join(f"{status}: {counts[status]}" for status in STATUSES) + "\n")
-        code = _print_verify(ledger, out)
+        code = _print_verify(ledger, out, where=_log_name(args, ledger))
         files = ledger.verify_files(media=Path(directory) / "videos")
         for problem in files.problems:
             out.write(f"FILE {_cell(problem)}\n")
@@ -1249,15 +1264,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-_TAKE_A_URL = ("init",)
-"""The commands that take --store URL (copy takes its stores as --from and --to)."""
 _NO_STORE = ("copy", "schema", "completion")
 """The commands that open no ledger: --store and $VIDEO_LEDGER_STORE do not concern them."""
 
 
 def _resolve_store(args: argparse.Namespace) -> None:
     """``args.store`` from ``--store`` or ``$VIDEO_LEDGER_STORE``. A directory is the ledger directory (the
-    file store is its ``events.jsonl``); a URL is taken by init only, until the store API takes one."""
+    file store is its ``events.jsonl``); a URL is the PostgreSQL store, ``--dir`` this host's directory."""
     if args.command in _NO_STORE:
         return
     given = "--store" if args.store is not None else f"${STORE_ENV}"
@@ -1266,11 +1279,6 @@ def _resolve_store(args: argparse.Namespace) -> None:
         return
     check_store_spec(args.store)
     if is_url(args.store):
-        if args.command not in _TAKE_A_URL:
-            raise UsageError(
-                f"{given} names {describe_store(args.store)}: {args.command} cannot use it yet; "
-                "--store with a URL is supported by: init, copy"
-            )
         return
     if args.dir is not None and Path(args.dir).absolute() != Path(args.store).absolute():
         raise UsageError(

@@ -100,7 +100,7 @@ def _placeholder(rng: random.Random) -> bytes:
 
 def _worker(
     directory: str, jobs: multiprocessing.Queue, results: multiprocessing.Queue,  # type: ignore[type-arg]
-    fail_rate: float, seed: int, delay: tuple[float, float],
+    fail_rate: float, seed: int, delay: tuple[float, float], store: str | None = None,
 ) -> None:  # fmt: skip
     # Ctrl-C reaches every process of the terminal's group: the parent alone decides, and stops the workers
     # with SIGTERM, which (inside generation()) records the running attempt as failed and exits with 143.
@@ -114,7 +114,7 @@ def _worker(
         stop.append(signum)
 
     signal.signal(signal.SIGTERM, terminated)
-    ledger = Ledger(directory)
+    ledger = Ledger(directory, store=store)
     videos = Path(directory) / "videos"
     while (job := jobs.get()) is not None:
         spot, era, attempt = job
@@ -161,8 +161,10 @@ def run_demo(
     seed: int = 7,
     delay: tuple[float, float] = (0.05, 0.3),
     progress: Callable[[DemoResult, JobResult], None] | None = None,
+    store: str | None = None,
 ) -> DemoResult:
-    """Run ``spots * eras`` generation jobs on ``workers`` processes against the ledger in ``directory``.
+    """Run ``spots * eras`` generation jobs on ``workers`` processes against the ledger in ``directory``
+    (its events in ``store`` when given: a URL, as :class:`~ledger.store.Ledger` takes it).
 
     SIGINT or SIGTERM (in the main thread) stops the workers at once, each recording its running attempt
     as failed, and raises :class:`DemoInterrupted`. Bad numbers raise
@@ -175,7 +177,7 @@ def run_demo(
         raise InvalidEntryError(f"--workers must be at least 1, not {workers}")
     if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
         raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
-    with Ledger(directory) as ledger:  # create the ledger before the workers race to
+    with Ledger(directory, store=store) as ledger:  # create the ledger before the workers race to
         start_seq = ledger.head().seq
         before = ledger.get_all_video_metadata()
     main = threading.current_thread() is threading.main_thread()
@@ -187,7 +189,7 @@ def run_demo(
     jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     todo = [(s, e) for s in SPOTS[:spots] for e in ERAS[:eras]]
-    args = (os.fspath(directory), jobs, results, fail_rate, seed, delay)
+    args = (os.fspath(directory), jobs, results, fail_rate, seed, delay, store)
     procs = [context.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
@@ -224,7 +226,7 @@ def run_demo(
     except (KeyboardInterrupt, Terminated) as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         _stop(procs, jobs)
-        with Ledger(directory, readonly=True) as ledger:
+        with Ledger(directory, readonly=True, store=store) as ledger:
             stopped = sum(
                 1
                 for e in ledger.history(since_seq=start_seq, type="failed")

@@ -68,6 +68,7 @@ from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
 from ledger.log import EventLog
 from ledger.model import Model
+from ledger.stores import STORE_ENV, check_store_spec, is_url, open_store, store_spec
 from projections import entries as entries_view
 from projections import files as files_view
 from projections import stats as stats_view
@@ -250,10 +251,15 @@ class Ledger:
     ops:
         The file operations seam (:class:`~ledger.fileops.FileOps`); tests pass one that injects faults.
     store:
-        The event store (:class:`~ledger.backend.EventStore`) that holds the log. ``None`` (default): the
-        file store ``events.jsonl`` in ``directory``. Given one (:class:`~ledger.memory.MemoryStore`, the
-        PostgreSQL store), ``directory`` holds only the snapshot, its checkpoint and the projection lock;
-        the ledger closes the store when it is closed.
+        The event store that holds the log: an :class:`~ledger.backend.EventStore`
+        (:class:`~ledger.memory.MemoryStore`, :class:`~ledger.postgres.PostgresStore`), or a spec that
+        :func:`ledger.stores.open_store` opens: a ``postgresql://`` URL (``pip install
+        'video-ledger[postgres]'``; the schema made by ``video-ledger --store URL init``) or a directory
+        (its ``events.jsonl``). ``None`` (default): ``$VIDEO_LEDGER_STORE`` when set and not empty (a URL
+        is opened; a directory is the ledger directory, and a different ``directory`` is refused with
+        :class:`~ledger.errors.InvalidEntryError`), else the file store ``events.jsonl`` in ``directory``.
+        With any other store, ``directory`` holds only that host's snapshot, its checkpoint and the
+        projection lock; the ledger closes the store when it is closed.
     """
 
     def __init__(
@@ -267,10 +273,34 @@ class Ledger:
         projection: Literal["inline", "deferred"] = "inline",
         follow_symlinks: bool = False,
         ops: FileOps | None = None,
-        store: EventStore | None = None,
+        store: EventStore | str | os.PathLike[str] | None = None,
     ) -> None:
         if projection not in ("inline", "deferred"):
             raise InvalidEntryError(f"projection must be 'inline' or 'deferred', not {projection!r}")
+        directory, store, opened = _resolve_store(
+            directory, store, readonly=readonly, ops=ops, follow_symlinks=follow_symlinks
+        )
+        try:
+            self._init(
+                directory, snapshot, clock, force_clock, readonly, projection, follow_symlinks, ops, store
+            )
+        except BaseException:
+            if opened and store is not None:
+                store.close()
+            raise
+
+    def _init(
+        self,
+        directory: str | os.PathLike[str] | None,
+        snapshot: str | os.PathLike[str] | None,
+        clock: Clock | None,
+        force_clock: bool,
+        readonly: bool,
+        projection: Literal["inline", "deferred"],
+        follow_symlinks: bool,
+        ops: FileOps | None,
+        store: EventStore | None,
+    ) -> None:
         self.layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
         if (problem := self.layout.snapshot_problem()) is not None:
             raise InvalidEntryError(problem)
@@ -1234,6 +1264,36 @@ def _check_anchor(anchor: tuple[int, str], end: Head, found: str | None) -> str 
     return None
 
 
+def _resolve_store(
+    directory: str | os.PathLike[str] | None,
+    store: EventStore | str | os.PathLike[str] | None,
+    *,
+    readonly: bool,
+    ops: FileOps | None,
+    follow_symlinks: bool,
+) -> tuple[str | os.PathLike[str] | None, EventStore | None, bool]:
+    """The ledger directory and the store a :class:`Ledger` (or :func:`watch`) is given, a spec opened (or
+    ``$VIDEO_LEDGER_STORE`` when ``store`` is ``None``); ``None``: the file store in the directory. The
+    third value: whether the store was opened here (and is to be closed if the caller fails)."""
+    if isinstance(store, EventStore):
+        return directory, store, False
+    from_env = store is None
+    spec = store_spec(store)
+    if spec is None:
+        return directory, None, False
+    if is_url(spec):
+        return directory, open_store(spec), True
+    check_store_spec(spec)
+    if directory is None or Path(directory).absolute() == Path(spec).absolute():
+        return spec, None, False  # a directory store is the ledger directory
+    if from_env:
+        raise InvalidEntryError(
+            f"${STORE_ENV} names the directory {os.fspath(spec)} and the ledger directory is "
+            f"{os.fspath(directory)}: a file store's events live in the ledger directory, give one of them"
+        )
+    return directory, open_store(spec, readonly=readonly, ops=ops, follow_symlinks=follow_symlinks), True
+
+
 def _where(store: EventStore) -> Path:
     """How errors name ``store``: its file (the file store), or what it calls itself."""
     where = getattr(store, "path", None) or getattr(store, "where", None)
@@ -1653,18 +1713,28 @@ def watch(
     step: int = 20,
     debounce: int = 100,
     on_project: Callable[[int], None] | None = None,
+    store: EventStore | str | os.PathLike[str] | None = None,
 ) -> int:
     """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set (the live
-    projector, for writers that defer projection); returns the number of snapshots written. See
-    :func:`ledger.watch.watch`."""
-    return watch_view.watch(
-        directory,
-        snapshot=snapshot,
-        stop_event=stop_event,
-        step=step,
-        debounce=debounce,
-        on_project=on_project,
+    projector, for writers that defer projection); returns the number of snapshots written. ``store`` as
+    :class:`Ledger` takes it (a URL: every app host runs one watcher on its own directory over the shared
+    store). See :func:`ledger.watch.watch`."""
+    directory, given, opened = _resolve_store(
+        directory, store, readonly=True, ops=None, follow_symlinks=False
     )
+    try:
+        return watch_view.watch(
+            directory,
+            snapshot=snapshot,
+            stop_event=stop_event,
+            step=step,
+            debounce=debounce,
+            on_project=on_project,
+            store=given,
+        )
+    finally:
+        if opened and given is not None:
+            given.close()
 
 
 def encode_entries(entries: Iterable[VideoMetadata]) -> bytes:

@@ -47,11 +47,17 @@ def _only(name: str) -> Callable[[watchfiles.Change, str], bool]:
 
 
 def open_projector(
-    layout: Layout, *, ops: FileOps | None = None, follow_symlinks: bool = False
+    layout: Layout,
+    *,
+    ops: FileOps | None = None,
+    follow_symlinks: bool = False,
+    store: EventStore | None = None,
 ) -> snapshot_view.Projector:
-    """A :class:`Projector` for the ledger at ``layout``, as the store builds it."""
+    """A :class:`Projector` for the ledger at ``layout`` (its events in ``store``, default the directory's
+    ``events.jsonl``), as the store builds it."""
     ops = ops or FileOps()
-    store = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
+    if store is None:
+        store = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
     lock = FileLock(ops, layout.snapshot_lock)
     return snapshot_view.Projector(
         store,
@@ -60,9 +66,15 @@ def open_projector(
         layout.checkpoint,
         lock,
         ops=ops,
-        where=layout.log,
+        where=layout.log if isinstance(store, EventLog) else _where(store),
         follow_symlinks=follow_symlinks,
     )
+
+
+def _where(store: EventStore) -> Path:
+    """How errors name ``store``: its file, or what it calls itself (as the store API names it)."""
+    where = getattr(store, "path", None) or getattr(store, "where", None)
+    return where if isinstance(where, Path) else Path(f"<{type(store).__name__}>")
 
 
 def _changes(
@@ -94,8 +106,16 @@ def watch(
     on_project: Callable[[int], None] | None = None,
     follow_symlinks: bool = False,
     ops: FileOps | None = None,
+    store: EventStore | None = None,
 ) -> int:
     """Keep the snapshot of the ledger in ``directory`` current until ``stop_event`` is set.
+
+    ``store``: where the events are (default: the directory's ``events.jsonl``); the caller closes it. Over
+    the PostgreSQL store every app host runs one watcher on its own directory: its
+    :meth:`~ledger.postgres.PostgresStore.wait` takes LISTEN as a doorbell only and reads the head row on
+    every notification and every poll, and each projection reads by ``seq`` after the snapshot's head, so
+    a lost notification or a reconnect delays the snapshot, never loses an event. A lost connection is one
+    more failed projection: retried with the back-off below, caught up from the snapshot's head.
 
     Each new durable event (:meth:`ledger.backend.EventStore.wait` wakes it) reads the new tail of the log
     (durable events only: a line still being written, or a torn tail left by a crashed writer, is not
@@ -119,7 +139,7 @@ def watch(
         (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
     except OSError as exc:
         raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
-    view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks)
+    view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks, store=store)
     written = failures = 0
     retry_at = 0.0
 
@@ -167,15 +187,19 @@ def watch(
 
 
 def _settle(store: EventStore, step: float, debounce: float) -> None:
-    """Return once no event has been appended for ``step`` seconds, or ``debounce`` seconds have passed."""
+    """Return once no event has been appended for ``step`` seconds, or ``debounce`` seconds have passed
+    (or the store cannot be read: the projection that follows says why)."""
     deadline = time.monotonic() + debounce
-    last = store.head().seq
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(step, left))
-        now = store.head().seq
-        if now == last:
-            return
-        last = now
+    try:
+        last = store.head().seq
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(step, left))
+            now = store.head().seq
+            if now == last:
+                return
+            last = now
+    except OSError:  # LedgerIOError: a lost connection, looked at again by the projection
+        return
 
 
 def wait_for_seq(
@@ -238,9 +262,9 @@ def follow(
     :meth:`~ledger.backend.EventStore.wait`.
     """
     layout = Layout.of(directory)
-    if not layout.directory.is_dir():
-        raise LedgerIOError(f"there is no ledger at {layout.directory}")
     own = store is None  # ``store``: a ledger's own (not closed here), else the file store in ``directory``
+    if own and not layout.directory.is_dir():  # another store's events need no directory here
+        raise LedgerIOError(f"there is no ledger at {layout.directory}")
     if store is None:
         store = EventLog(layout.log, FileOps())
     try:

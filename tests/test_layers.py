@@ -71,6 +71,7 @@ ALLOWED = {
         "projections.entries",
         "ledger.projector",
         "ledger.watch",
+        "ledger.stores",
         "projections.files",
         "projections.stats",
         "projections.timeline",
