@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
-import pytest
-
-from ledger import Ledger
+from ledger import Ledger, LedgerIOError
+from ledger import watch as watch_view
+from ledger.backend import Head
+from ledger.memory import MemoryLog, MemoryStore
 from ledger.watch import wait_for_seq
 
 from .conftest import PYTHON, ROOT, entry
@@ -193,5 +194,48 @@ def test_a_watcher_survives_a_server_restart_and_catches_up(tmp_path: Path, pg_s
     assert (tmp_path / "host" / "generated-videos.json").read_bytes() == rebuild_in(url, tmp_path / "rebuilt")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+class _LostConnection(MemoryStore):
+    """A handle whose ``head`` fails while ``down`` is set, as a PostgreSQL handle's does once its
+    reconnects run out (the only store method ``watch`` calls between a wake-up and its projection)."""
+
+    down = False
+
+    def head(self) -> Head:
+        if self.down:
+            raise LedgerIOError("lost the connection to <test>: server closed the connection")
+        return super().head()
+
+
+def test_a_watcher_that_cannot_read_the_head_while_a_burst_settles_retries_and_catches_up(
+    tmp_path: Path,
+) -> None:
+    log = MemoryLog()
+    flaky = _LostConnection(log)
+    stop_event = threading.Event()
+    projected: list[int] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            watch_view.watch(
+                tmp_path / "host", store=flaky, stop_event=stop_event, on_project=projected.append
+            )
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        with Ledger(tmp_path / "writer", store=MemoryStore(log), projection="deferred") as ledger:
+            flaky.down = True  # the burst's settle (and the projection) cannot read the head
+            ledger.set_video_metadata(entry("colosseum", "rome-80ad", "pending"))
+            time.sleep(0.5)
+            assert thread.is_alive() and not failed, failed
+            flaky.down = False
+            deadline = time.monotonic() + 30
+            while not projected and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        stop_event.set()
+        thread.join(30)
+    assert not failed and projected[-1] == 1
