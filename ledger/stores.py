@@ -23,6 +23,7 @@ from ledger.log import EventLog
 
 __all__ = (
     "POSTGRES_EXTRA",
+    "RETRY_ENV",
     "STORE_ENV",
     "MissingExtraError",
     "check_store_spec",
@@ -35,6 +36,10 @@ __all__ = (
 
 STORE_ENV: Final = "VIDEO_LEDGER_STORE"
 """The environment variable naming the store when none is given (a directory or a URL)."""
+
+RETRY_ENV: Final = "VIDEO_LEDGER_PG_RETRY"
+"""Seconds a PostgreSQL handle keeps reconnecting when its connection breaks mid-call before it gives up
+with a one-line error (default 30; 0 gives up at once): a one-shot command may want less, a watcher more."""
 
 POSTGRES_EXTRA: Final = "pip install 'video-ledger[postgres]'"
 
@@ -115,6 +120,20 @@ def _check_url(url: str) -> None:
             raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: port {port!r} is not 1..65535")
 
 
+def _retry_for() -> float | None:
+    """``$VIDEO_LEDGER_PG_RETRY`` in seconds (``None``: not set, the store's default), checked."""
+    text = os.environ.get(RETRY_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86_400:  # also refuses nan
+        raise InvalidEntryError(f"${RETRY_ENV} must be a number of seconds from 0 to 86400, not {text!r}")
+    return seconds
+
+
 def _require_psycopg() -> None:
     try:
         import psycopg  # noqa: F401
@@ -134,6 +153,8 @@ def open_store(
     A URL: the PostgreSQL store, whose schema must be in place (``video-ledger --store URL init``), else
     :class:`~ledger.errors.NoLedgerError`; a bad URL raises :class:`~ledger.errors.InvalidEntryError`, a
     missing psycopg :class:`MissingExtraError`, an unreachable server :class:`~ledger.errors.LedgerIOError`.
+    The handle reconnects for ``$VIDEO_LEDGER_PG_RETRY`` seconds (:data:`RETRY_ENV`) when its connection
+    breaks mid-call.
     ``readonly`` changes nothing there (opening a database creates nothing).
 
     A directory: its ``events.jsonl``. Unless ``readonly``, the directory and an empty log are created if
@@ -147,8 +168,9 @@ def open_store(
         _check_url(url)
         from ledger.postgres import PostgresStore
 
+        retry_for = _retry_for()
         try:
-            return PostgresStore(url)
+            return PostgresStore(url) if retry_for is None else PostgresStore(url, retry_for=retry_for)
         except NoLedgerError:
             raise NoLedgerError(
                 f"no ledger in {describe_store(url)}: create its schema first "

@@ -319,8 +319,8 @@ class CuttingProxy:
                         if when:
                             self.armed = None
                     if when == "before":
-                        shut()
-                        return self._cut()
+                        self._cut()  # first: a client reconnecting at once meets refuse_at already set
+                        return shut()
                     if when == "after":
                         p["answer_cuts"] = True
                     try:
@@ -339,8 +339,8 @@ class CuttingProxy:
                     if not data:
                         return shut()
                     if p["answer_cuts"]:
-                        shut()
-                        return self._cut()
+                        self._cut()  # first: a client reconnecting at once meets refuse_at already set
+                        return shut()
                     try:
                         a.sendall(data)
                     except OSError:

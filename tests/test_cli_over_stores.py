@@ -16,9 +16,10 @@ import pytest
 
 from ledger import Ledger
 from ledger.cli import main
+from ledger.stores import RETRY_ENV
 
 from .conftest import PYTHON, ROOT, FakeClock, entry
-from .pg import PgServer, free_port, require_psycopg
+from .pg import CuttingProxy, PgServer, free_port, require_psycopg
 
 require_psycopg()
 
@@ -177,3 +178,58 @@ def test_an_unreachable_server_is_one_line_exit_1_for_every_command(
         text = err.getvalue()
         assert code == 1 and text.count("\n") == 1 and text.startswith("video-ledger: error: "), (argv, text)
         assert "127.0.0.1" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "when", "marker", "said"),
+    [
+        (["list"], "before", b"FROM ledger_events", "lost the connection to"),
+        (["history", "--json"], "before", b"FROM ledger_events", "lost the connection to"),
+        (
+            ["set", "a", "b", "--status", "pending", "--prompt", "p"],
+            "before",
+            b"COMMIT",
+            "nothing was recorded",
+        ),
+        (["set", "a", "b", "--status", "pending", "--prompt", "p"], "after", b"COMMIT", "find"),
+    ],
+    ids=["list", "history", "set-before-commit", "set-after-commit"],
+)
+def test_a_server_lost_mid_command_is_one_line_exit_1(
+    tmp_path: Path,
+    pg_server: PgServer,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    when: str,
+    marker: bytes,
+    said: str,
+) -> None:
+    import io
+
+    url = pg_server.app_database()
+    with Ledger(tmp_path / "writer", store=url, clock=FakeClock()) as ledger:
+        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(3))
+    monkeypatch.setenv(RETRY_ENV, "1")  # give up reconnecting after a second, not the default 30
+    proxy = CuttingProxy(pg_server.host, pg_server.port)
+    try:
+        proxy.arm(when, marker)
+        proxy.refuse_at = 1  # the server seems gone after the cut
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--store", proxy.url(url), "--dir", str(tmp_path / "host"), *argv], out=out, err=err)
+    finally:
+        proxy.close()
+    text = err.getvalue()
+    assert proxy.cuts == 1, "the cut came mid-command, after the store was opened"
+    assert code == 1 and text.count("\n") == 1 and text.startswith("video-ledger: error: "), text
+    assert said in text and "Traceback" not in text
+
+
+def test_the_reconnect_time_must_be_a_number_of_seconds(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setenv(RETRY_ENV, "soon")
+    err = io.StringIO()
+    assert main(["--store", pg_url, "--dir", str(tmp_path / "d"), "list"], out=io.StringIO(), err=err) == 2
+    assert f"${RETRY_ENV} must be a number of seconds from 0 to 86400, not 'soon'" in err.getvalue()
