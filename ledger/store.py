@@ -1617,8 +1617,10 @@ _defaults_mutex = threading.Lock()
 
 
 def default_ledger() -> Ledger:
-    """The ledger in :func:`default_directory`, opened once per directory and process."""
-    directory = default_directory().absolute()
+    """The ledger in :func:`default_directory` (or the directory ``$VIDEO_LEDGER_STORE`` names, as on the
+    command line), opened once per directory and process."""
+    spec = store_spec(None)
+    directory = (Path(spec) if spec is not None and not is_url(spec) else default_directory()).absolute()
     with _defaults_mutex:
         ledger = _defaults.get(directory)
         if ledger is None or ledger._unusable is not None:

@@ -67,3 +67,16 @@ def test_a_directory_store_holds_the_events_and_the_directory_the_snapshot(tmp_p
         tmp_path / "events" / "generated-videos.json"
     ).read_bytes()
     assert not (tmp_path / "host" / "events.jsonl").exists()
+
+
+def test_the_module_functions_take_a_directory_store_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ledger
+
+    monkeypatch.delenv("VIDEO_LEDGER_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "shared"))
+    ledger.set_video_metadata(entry("petra", "nabataean", "pending"))
+    assert (tmp_path / "shared" / "events.jsonl").stat().st_size > 0 and not (tmp_path / "data").exists()
+    ledger.default_ledger().close()
