@@ -665,11 +665,12 @@ class EventLog(EventStore):
         line = self.line_before(offset)
         return line_hash(line) if line else None
 
-    def position_at(self, offset: int) -> Position | None:
-        """The position after the whole line that ends at ``offset``; ``None`` if there is none."""
+    def position_at(self, offset: int, fd: int | None = None) -> Position | None:
+        """The position after the whole line that ends at ``offset``; ``None`` if there is none. Read
+        through ``fd`` if given (a writer's descriptor of the log)."""
         if offset == 0:
             return START
-        line = self.line_before(offset)
+        line = self.line_before(offset, fd)
         if not line or not check_line(line):
             return None
         try:
@@ -966,26 +967,13 @@ class EventLog(EventStore):
         (``flushed``, when the caller read it under the sync lock) were written by a leader that died
         before its fsync; a torn tail is set aside."""
         fd = self._log_fd()
-        start = self._position_in(fd, self.flushed() if flushed is None else flushed) or START
+        start = self.position_at(self.flushed() if flushed is None else flushed, fd) or START
         scan = Scan(self, start, chain=False, fd=fd)
         for _ in scan.runs():
             pass
         if scan.torn is not None:
             self.repair(scan.torn)
         return scan.end
-
-    def _position_in(self, fd: int, offset: int) -> Position | None:
-        """:meth:`position_at`, read through ``fd`` (the writer's descriptor of the log)."""
-        if offset == 0:
-            return START
-        line = self.line_before(offset, fd)
-        if not line or not check_line(line):
-            return None
-        try:
-            event = decode_event(line)
-        except (msgspec.MsgspecError, UnicodeDecodeError):
-            return None
-        return Position(offset, event.seq, line_hash(line), event.ts)
 
     def _log_fd(self) -> int:
         """The writer's descriptor of the log, open for reading; opened on first use (and again after

@@ -42,6 +42,7 @@ that). ``docs/scaling.md`` says when and how to use it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -425,7 +426,7 @@ class PostgresStore(EventStore):
             _check_new(record, seq + 1, prev, ts)
             seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
         state["committing"] = True  # from here on, COMMIT may be on its way
-        try:
+        with self._failures(conn):
             with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
                 conn.execute(b"BEGIN", prepare=False)
                 moved = conn.execute(
@@ -455,14 +456,6 @@ class PostgresStore(EventStore):
                 state["committing"] = False  # committed nothing: the head had moved
                 self._current = False
                 return None
-        except psycopg.Error as exc:
-            if conn.broken or conn.closed:
-                raise _Lost(_reason(exc)) from None
-            self._rollback(conn)
-            raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
-        except BaseException:
-            self._rollback(conn)
-            raise
         return Head(seq, prev, ts, seq)
 
     def _is_tip(self, conn: psycopg.Connection[Any], tip: Head) -> bool:
@@ -484,7 +477,7 @@ class PostgresStore(EventStore):
         lookup: bool,
         state: dict[str, bool],
     ) -> Head:
-        try:
+        with self._failures(conn):
             with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
                 conn.execute(b"BEGIN", prepare=False)
                 locked = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE")
@@ -534,6 +527,14 @@ class PostgresStore(EventStore):
                 )
                 conn.execute(b"COMMIT", prepare=False)
             return Head(seq, prev, ts, seq)
+
+    @contextlib.contextmanager
+    def _failures(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Around an append's statements: a broken connection is :class:`_Lost` (the caller reconnects and
+        looks the request up); any other failure rolls the transaction back, a database error as
+        :class:`~ledger.errors.LedgerIOError`."""
+        try:
+            yield
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 raise _Lost(_reason(exc)) from None

@@ -102,9 +102,12 @@ class PgServer:
         if result.returncode:
             raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
 
-    def start(self) -> None:
+    def start(self, *, durable: bool = False) -> None:
+        """Start the server: with fsync off (the tests), or ``durable`` (fsync and synchronous commit on,
+        as the benchmarks measure it)."""
         log = str(self.root / "server.log")
-        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", "-c fsync=off", "start")
+        options = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-t", "60", "-o", options, "start")
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")

@@ -72,9 +72,7 @@ def main() -> None:
     if bindir is None:
         sys.exit("no PostgreSQL server binaries found")
     server = PgServer(bindir)
-    log = str(server.root / "server.log")
-    server._run("pg_ctl", "-D", str(server.data), "-l", log, "-w", "-o", "-c fsync=on -c synchronous_commit=on",
-                "start")  # fmt: skip
+    server.start(durable=True)
     work = Path(tempfile.mkdtemp(prefix="pg-watch-bench-"))
     watchers: list[subprocess.Popen[bytes]] = []
     try:
