@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Final
 
@@ -110,14 +111,59 @@ def _check_url(url: str) -> None:
     _require_psycopg()
     import psycopg
 
+    secrets = _passwords(url)
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error as exc:
-        reason = " ".join(str(exc).split()).replace(url, shown)
+        reason = _hidden(" ".join(str(exc).split()).replace(url, shown), secrets)
         raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: {reason}") from None
+    except UnicodeError:
+        raise InvalidEntryError(
+            f"not a valid PostgreSQL URL: {shown}: it holds bytes that are not UTF-8 (raw or %-escaped)"
+        ) from None
+    written = _written_password(url)
+    if (
+        written is not None
+        and not re.search(r"(?i)[?&]password=", url)
+        and not re.search(r"[?#]", written)  # a query's '@' (a@b), not the password's: shown hidden anyway
+        and urllib.parse.unquote(written) != info.get("password", "")
+    ):  # libpq ended the user part at an '@' or '/' inside it: the rest would be shown as a host or database
+        raise InvalidEntryError(
+            f"not a valid PostgreSQL URL: {shown}: its user and password are not read as written: "
+            "write '@' in them as %40 and '/' as %2F"
+        )
     for port in str(info.get("port", "")).split(","):
         if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-            raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: port {port!r} is not 1..65535")
+            port = _hidden(repr(port), secrets)
+            raise InvalidEntryError(f"not a valid PostgreSQL URL: {shown}: port {port} is not 1..65535")
+
+
+def _written_password(url: str) -> str | None:
+    """The password written in ``url``'s user part, as :func:`describe_store` hides it (``None``: none)."""
+    authority = _split_authority(url.split("://", 1)[1])[0]
+    user, at, _ = authority.rpartition("@")
+    return user.split(":", 1)[1] if at and ":" in user else None
+
+
+def _passwords(url: str) -> list[str]:
+    """Every password written in ``url`` (its user part, ``password=`` parameters), as written."""
+    found = re.findall(r"(?i)[?&]password=([^&#]*)", url)
+    written = _written_password(url)
+    return [s for s in (written, *found) if s]
+
+
+def _hidden(reason: str, secrets: list[str]) -> str:
+    """``reason`` (libpq's words) with each password, and each quoted piece of one, as ``***``."""
+    for secret in secrets:
+        reason = reason.replace(secret, "***")
+
+    def quoted(match: re.Match[str]) -> str:
+        piece = match.group(2)
+        return (
+            match.group(0) if not any(piece in s for s in secrets) else f"{match.group(1)}***{match.group(1)}"
+        )
+
+    return re.sub(r"([\"'])([^\"']+)\1", quoted, reason)
 
 
 def _retry_for() -> float | None:

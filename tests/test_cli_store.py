@@ -268,3 +268,28 @@ def test_copy_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
         os.close(leader)
     assert result.returncode == 0 and result.stdout.startswith(b"copied 5 records")
     assert b"\rcopying: 0/5 records" in shown and b"\rcopying: 5/5 records" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://app:s3cret%zz@db-host/ledger", "invalid percent-encoded token"),
+        ("postgresql://app@db-host/ledger?password=s3cret%zz", "invalid percent-encoded token"),
+        ("postgresql://app:s3cret%00@db-host/ledger", "forbidden value %00"),
+        ("postgresql://app:s3cret%FF@db-host/ledger", "not UTF-8"),
+        ("postgresql://app:123/s3cret@db-host/ledger", "write '@' in them as %40 and '/' as %2F"),
+        ("postgresql://app:s3@cret@db-host/ledger", "write '@' in them as %40 and '/' as %2F"),
+    ],
+)
+def test_a_url_libpq_cannot_read_as_written_is_exit_2_without_any_of_its_password(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, url: str, message: str
+) -> None:
+    """libpq quotes the value it could not decode (the password itself), and reads an unencoded ``@`` or
+    ``/`` in a password as the end of the user part (the password then showed up as a host or a database
+    name in "cannot connect to ..."), and a byte that is not UTF-8 was a traceback."""
+    small_ledger(tmp_path / "src", 1)
+    for argv in (["--store", url, "init"], ["copy", "--from", str(tmp_path / "src"), "--to", url]):
+        code, out, err = cli(capsys, *argv)
+        assert (code, out) == (2, "")
+        assert message in one_line_error(err)
+        assert "s3" not in err and "cret" not in err, err
