@@ -161,6 +161,8 @@ def init(url: str, *, app_role: str | None = None) -> int:
     several hosts at once (an advisory lock serialises it). Connect as the schema's owner. Returns the
     version now in place."""
     where = _where(url)
+    if app_role is not None and not app_role:
+        raise InvalidEntryError("an empty app_role (--app-role) names no role")
     with _connect(url, where) as conn:
         try:
             with conn.transaction():
@@ -179,8 +181,14 @@ def init(url: str, *, app_role: str | None = None) -> int:
                     conn.execute("DELETE FROM ledger_schema_version")
                     conn.execute("INSERT INTO ledger_schema_version VALUES (%s)", (SCHEMA_VERSION,))
                 if app_role is not None:
-                    for grant in _GRANTS:
-                        conn.execute(sql.SQL(grant).format(role=sql.Identifier(app_role)))
+                    try:
+                        for grant in _GRANTS:
+                            conn.execute(sql.SQL(grant).format(role=sql.Identifier(app_role)))
+                    except psycopg.errors.UndefinedObject:  # bad input: nothing is created (rolled back)
+                        raise InvalidEntryError(
+                            f"{where}: role {app_role!r} does not exist: create it first (CREATE ROLE … "
+                            "LOGIN); nothing was created"
+                        ) from None
         except psycopg.Error as exc:
             raise LedgerIOError(f"cannot create the ledger schema in {where}: {_reason(exc)}") from None
     return SCHEMA_VERSION

@@ -293,3 +293,17 @@ def test_a_url_libpq_cannot_read_as_written_is_exit_2_without_any_of_its_passwor
         assert (code, out) == (2, "")
         assert message in one_line_error(err)
         assert "s3" not in err and "cret" not in err, err
+
+
+@pytest.mark.parametrize("role", ["no_such_role", "", 'x"; DROP TABLE ledger_events; --'])
+def test_init_with_an_app_role_that_does_not_exist_is_exit_2_and_creates_nothing(
+    capsys: pytest.CaptureFixture[str], pg_url: str, role: str
+) -> None:
+    """A role name is bad input, not a runtime problem (it was exit 1, with PostgreSQL's parser error for
+    an empty one); it is quoted as an identifier, so SQL in it is only a strange name."""
+    from ledger.postgres import schema_version
+
+    code, out, err = cli(capsys, "--store", pg_url, "init", "--app-role", role)
+    assert (code, out) == (2, "")
+    assert "create it first" in one_line_error(err) or "empty" in err, err
+    assert schema_version(pg_url) == 0, "the schema's creation was rolled back with the grant"
