@@ -68,7 +68,8 @@ def copy_ledger(
     Each is a store, or a spec :func:`~ledger.stores.open_store` opens (a directory or a URL): the source
     read-only, the target only once the source has passed its check (so a damaged source leaves no trace,
     not even a new directory), both closed at the end. Records appended to the source while the copy runs
-    are not copied (run it again for them)."""
+    are not copied (run it again for them), and neither are records that are not durable (lines a writer
+    died before fsyncing: readers do not show them either; the next writer on the source makes them so)."""
     if batch < 1:
         raise InvalidEntryError(f"batch must be at least 1, not {batch}")
     for spec in (source, target):
@@ -79,6 +80,9 @@ def copy_ledger(
         audit = src.check()
         ends = [GENESIS, *(b.end for b in audit)]  # one bookmark per batch: where reading can resume
         end = audit.end
+        durable = src.head()  # the check also reads lines a writer died before fsyncing: not copied
+        if durable.seq < end.seq:
+            end = durable
         dst = _opened(target, opened, readonly=False)
         start = dst.head()
         if start.seq > end.seq:
