@@ -418,6 +418,9 @@ class EventLog(EventStore):
         self._known = START
         """The durable end :meth:`head` last found (it reads on from there)."""
         self._known_identity: tuple[int, int] | None = None
+        self._fd_identity: tuple[int, int] | None = None
+        """The log file (device, inode) :attr:`_fd` was opened on: :meth:`append` reopens it when the path
+        names another file (the log was replaced), so no line goes to an unlinked file."""
         self._seen: tuple[int, int] | None = None
         """The log file (device, inode) the heads this handle gave out are in (:meth:`read`, :meth:`at` and
         :meth:`append` raise :class:`StaleHeadError` for a head given out in another)."""
@@ -512,6 +515,9 @@ class EventLog(EventStore):
             self._seen = identity
             if identity != self._read_id:
                 self._read_fd.close()  # the log was replaced (or not read yet): read the one in place
+            if identity != self._fd_identity and self._fd_identity is not None:
+                self._fd.close()  # opened on a log since replaced: write to the one in place
+                self._fd_identity = None
             if size < start.offset:
                 raise StaleHeadError(
                     f"{self.path} no longer holds event {after.seq} where this handle read it (the log was "
@@ -1121,7 +1127,12 @@ class EventLog(EventStore):
             self.staged = b""
 
     def _append_fd(self) -> int:
-        return self._open_once(self._fd, self.path, os.O_WRONLY | os.O_APPEND, "open for appending")
+        fd = self._fd.get()
+        if fd is None:
+            fd = self._open_once(self._fd, self.path, os.O_WRONLY | os.O_APPEND, "open for appending")
+            st = os.fstat(fd)  # once per open: which file it is (append compares the path's)
+            self._fd_identity = (st.st_dev, st.st_ino)
+        return fd
 
     def _staging_fd(self) -> int:
         return self._open_once(self._staged_fd, self.staged_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)

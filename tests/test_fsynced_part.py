@@ -213,6 +213,25 @@ def test_a_longer_log_put_in_place_of_the_recorded_one_needs_the_record_removed(
     assert report.ok and report.torn is not None and report.torn.line == 2, report
 
 
+def test_a_writer_handle_appends_to_the_log_in_place_not_the_one_it_opened_before_a_replace(
+    ledger_dir: Path,
+) -> None:
+    """events.jsonl replaced under a live writer handle (a restore, ``cp`` then ``mv``): the handle sees the
+    new file (StaleHeadError, reload), but it kept appending through the descriptor it had opened on the
+    old, now unlinked file: its next write was acknowledged (``last_seq`` 7) and lost."""
+    with Ledger(ledger_dir) as ledger:
+        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(6))
+        log = ledger_dir / "events.jsonl"
+        restored = ledger_dir / "restored"
+        restored.write_bytes(log.read_bytes())  # the same log, another file
+        restored.replace(log)
+        ledger.set_video_metadata(entry("after", "era", "pending"))
+        assert ledger.last_seq == 7
+    assert [e.spot_id for e in Ledger(ledger_dir, readonly=True).history()][-1] == "after"
+    assert log.read_bytes().count(b"\n") == 7
+    assert Ledger(ledger_dir, readonly=True).verify().ok
+
+
 class _ReadRacingAWrite(FileOps):
     """The log as a reader without the lock sees it while a writer's one write is being copied in: its
     first read ends halfway through the last line, and the next read finds no more (yet)."""
