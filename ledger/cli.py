@@ -968,14 +968,16 @@ def _cmd_init(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_copy(args: argparse.Namespace, out: TextIO) -> int:
     err = sys.stderr
-    shown = err.isatty()
+    shown = False  # the progress line, once written, is ended before anything else is
 
     def progress(copied: int, total: int) -> None:
+        nonlocal shown
+        shown = True
         err.write(f"\rcopying: {copied}/{total} records")
         err.flush()
 
     try:
-        report = copy_ledger(args.source, args.target, progress=progress if shown else None)
+        report = copy_ledger(args.source, args.target, progress=progress if err.isatty() else None)
     finally:
         if shown:
             err.write("\n")

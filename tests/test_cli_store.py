@@ -307,3 +307,34 @@ def test_init_with_an_app_role_that_does_not_exist_is_exit_2_and_creates_nothing
     assert (code, out) == (2, "")
     assert "create it first" in one_line_error(err) or "empty" in err, err
     assert schema_version(pg_url) == 0, "the schema's creation was rolled back with the grant"
+
+
+def test_a_copy_that_fails_before_any_progress_is_one_line_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal, the progress line's closing newline was written even when no progress was shown: a
+    damaged source gave an empty line, then the error."""
+    small_ledger(tmp_path / "src", 3)
+    log = tmp_path / "src" / "events.jsonl"
+    data = bytearray(log.read_bytes())
+    data[30] ^= 1  # line 1 damaged
+    log.write_bytes(bytes(data))
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "dst")],
+            stdout=subprocess.PIPE, stderr=follower, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 1
+    assert shown.startswith(b"video-ledger: error: ") and shown.count(b"\n") == 1, shown
+    assert not (tmp_path / "dst").exists()
