@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.backend import GENESIS, Decide, EventStore, Head, Record
-from ledger.errors import ConflictError, CorruptLogError, InvalidEntryError, LedgerError
+from ledger.errors import ConflictError, CorruptLogError, InvalidEntryError, LedgerError, NoLedgerError
 from ledger.events import line_hash
-from ledger.stores import check_store_spec, open_store
+from ledger.stores import check_store_spec, is_url, open_store
 
 __all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger")
 
@@ -83,22 +83,17 @@ def copy_ledger(
         durable = src.head()  # the check also reads lines a writer died before fsyncing: not copied
         if durable.seq < end.seq:
             end = durable
-        dst = _opened(target, opened, readonly=False)
-        start = dst.head()
-        if start.seq > end.seq:
-            raise CopyRefusedError(
-                f"{_where(dst)} holds {start.seq} records, the source {_where(src)} only {end.seq}: it is "
-                "not a copy of the source; nothing was written"
-            )
-        base = ends[bisect.bisect_right([h.seq for h in ends], start.seq) - 1]
-        if start.seq and _hash_at(src, base, start.seq) != start.hash:
-            raise CopyRefusedError(
-                f"{_where(dst)}: its record {start.seq} differs from the source's ({_where(src)}): it is "
-                "another ledger or went its own way; nothing was written"
-            )
-        if start.seq:
-            for _ in dst.check():  # the prefix sound up to the head compared (damage: CorruptLogError)
+        judged: Head | None = None
+        if not isinstance(target, EventStore) and not is_url(target):
+            # a directory is judged read-only first: opening it to write sets a torn tail aside, and a
+            # refused target is left as it was
+            try:
+                with contextlib.closing(open_store(target, readonly=True)) as probe:
+                    judged = _accepted(src, probe, ends, end, None)[0]
+            except NoLedgerError:
                 pass
+        dst = _opened(target, opened, readonly=False)
+        start, base = _accepted(src, dst, ends, end, judged)
         if progress is not None:
             progress(start.seq, end.seq)
         tip, copied = start, 0
@@ -112,6 +107,30 @@ def copy_ledger(
                 _where(src), end.seq, "the records read for the copy do not end at the head its check found"
             )
         return CopyReport(copied=copied, resumed=start.seq, head=tip)
+
+
+def _accepted(
+    src: EventStore, dst: EventStore, ends: list[Head], end: Head, judged: Head | None
+) -> tuple[Head, Head]:
+    """The target's head if the target is a prefix of the source up to ``end`` (else
+    :class:`CopyRefusedError`), and the source's bookmark to read on from. ``judged``: a head of the
+    target already found sound (its check is not run again)."""
+    start = dst.head()
+    if start.seq > end.seq:
+        raise CopyRefusedError(
+            f"{_where(dst)} holds {start.seq} records, the source {_where(src)} only {end.seq}: it is "
+            "not a copy of the source; nothing was written"
+        )
+    base = ends[bisect.bisect_right([h.seq for h in ends], start.seq) - 1]
+    if start.seq and _hash_at(src, base, start.seq) != start.hash:
+        raise CopyRefusedError(
+            f"{_where(dst)}: its record {start.seq} differs from the source's ({_where(src)}): it is "
+            "another ledger or went its own way; nothing was written"
+        )
+    if start.seq and (judged is None or judged[:3] != start[:3]):
+        for _ in dst.check():  # the prefix sound up to the head compared (damage: CorruptLogError)
+            pass
+    return start, base
 
 
 def _opened(

@@ -239,3 +239,17 @@ def test_a_line_a_dead_writer_left_unfsynced_is_left_behind_and_the_durable_reco
     assert (tmp_path / "copy" / "events.jsonl").read_bytes() == durable
     assert files_state(tmp_path / "source") == before, "the source is only read"
     assert Ledger(tmp_path / "copy", readonly=True).verify().ok
+
+
+@pytest.mark.parametrize("how", ["longer", "another"])
+def test_a_refused_directory_target_with_a_torn_tail_is_left_as_it_was(tmp_path: Path, how: str) -> None:
+    """The target directory was opened for writing before it was judged: that open set the torn tail of a
+    target the copy then refused aside (a new file, the log cut), and printed a warning about it."""
+    make_ledger(tmp_path / "source", n=30)
+    make_ledger(tmp_path / "target", spots="other", n=40 if how == "longer" else 10)
+    log = tmp_path / "target" / "events.jsonl"
+    log.write_bytes(log.read_bytes() + b'{"v":2,"seq":')  # a crash cut an append short
+    before = files_state(tmp_path / "target")
+    with pytest.raises(CopyRefusedError, match="nothing was written"):
+        copy_ledger(tmp_path / "source", tmp_path / "target")
+    assert files_state(tmp_path / "target") == before
