@@ -368,7 +368,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--app-role",
         metavar="ROLE",
-        help="PostgreSQL only: grant ROLE what the app needs (SELECT, INSERT on the events) and no more",
+        help="PostgreSQL only: grant ROLE what the app needs and no more (SELECT, INSERT on ledger_events; "
+        "SELECT, UPDATE on ledger_head; SELECT on ledger_schema_version)",
     )
     p.set_defaults(run=_cmd_init)
 

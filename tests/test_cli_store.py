@@ -338,3 +338,16 @@ def test_a_copy_that_fails_before_any_progress_is_one_line_on_a_terminal(tmp_pat
     assert result.returncode == 1
     assert shown.startswith(b"video-ledger: error: ") and shown.count(b"\n") == 1, shown
     assert not (tmp_path / "dst").exists()
+
+
+def test_init_help_names_every_grant_of_the_app_role(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help said "SELECT, INSERT on the events and no more"; the role is also granted SELECT, UPDATE on
+    the head row (its lock) and SELECT on the schema version, as ledger.postgres grants it."""
+    from ledger.postgres import _GRANTS
+
+    code, out, _ = cli(capsys, "init", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    for grant in _GRANTS:  # "GRANT SELECT, UPDATE ON ledger_head TO {role}"
+        rights, table = grant.removeprefix("GRANT ").removesuffix(" TO {role}").split(" ON ")
+        assert f"{rights} on {table}" in text, grant
