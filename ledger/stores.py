@@ -68,7 +68,8 @@ def store_spec(explicit: str | os.PathLike[str] | None = None) -> str | os.PathL
 
 def describe_store(spec: str | os.PathLike[str]) -> str:
     """``spec`` as a message may show it: a URL with its password (in the user part or a ``password=``
-    parameter) replaced by ``***``; a directory as it is."""
+    parameter) and its client key's passphrase (``sslpassword=``) replaced by ``***``; a directory as it
+    is."""
     if not is_url(spec):
         return os.fspath(spec)
     text = str(spec)
@@ -78,7 +79,7 @@ def describe_store(spec: str | os.PathLike[str]) -> str:
     if at and ":" in user:
         user = user.split(":", 1)[0] + ":***"
     shown = f"{scheme}://{user}{at}{hosts}{sep}{tail}"
-    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", shown)
+    return re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", shown)
 
 
 def _split_authority(rest: str) -> tuple[str, str, str]:
@@ -146,8 +147,8 @@ def _written_password(url: str) -> str | None:
 
 
 def _passwords(url: str) -> list[str]:
-    """Every password written in ``url`` (its user part, ``password=`` parameters), as written."""
-    found = re.findall(r"(?i)[?&]password=([^&#]*)", url)
+    """Every secret written in ``url`` (its password, ``password=``, ``sslpassword=``), as written."""
+    found = re.findall(r"(?i)[?&](?:ssl)?password=([^&#]*)", url)
     written = _written_password(url)
     return [s for s in (written, *found) if s]
 

@@ -351,3 +351,11 @@ def test_init_help_names_every_grant_of_the_app_role(capsys: pytest.CaptureFixtu
     for grant in _GRANTS:  # "GRANT SELECT, UPDATE ON ledger_head TO {role}"
         rights, table = grant.removeprefix("GRANT ").removesuffix(" TO {role}").split(" ON ")
         assert f"{rights} on {table}" in text, grant
+
+
+def test_describe_store_hides_the_client_keys_passphrase_too() -> None:
+    """``sslpassword=`` (the passphrase of the client's TLS key) is as secret as ``password=``; it was
+    shown as written."""
+    assert describe_store("postgresql://u@h/db?sslmode=verify-full&sslpassword=k3y&sslkey=/k") == (
+        "postgresql://u@h/db?sslmode=verify-full&sslpassword=***&sslkey=/k"
+    )
