@@ -7,6 +7,7 @@ the stores themselves)."""
 from __future__ import annotations
 
 import abc
+import json
 import threading
 from pathlib import Path
 
@@ -98,6 +99,35 @@ class LedgerOverStore(abc.ABC):
         with (
             Ledger(tmp_path, store=self.create_store(), readonly=True) as other,  # another, empty store
             pytest.raises(CorruptLogError, match="trailing events are missing"),
+        ):
+            other.get_all_video_metadata()
+
+    def test_a_checkpoint_whose_own_time_was_changed_is_only_distrusted(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = self.create_store()
+        with Ledger(tmp_path, store=store, clock=FakeClock()) as ledger:
+            workload(ledger)
+            expected = ledger.get_all_video_metadata()
+        checkpoint = tmp_path / "checkpoint.json"
+        data = json.loads(checkpoint.read_bytes())
+        data["lastTs"] = "2001-01-01T00:00:00.000000Z"
+        checkpoint.write_text(json.dumps(data))
+        with Ledger(tmp_path, store=self.reopen(store), readonly=True) as other:
+            assert other.get_all_video_metadata() == expected  # the replay stands
+            assert other._view.problem is not None  # the snapshot is not trusted: the next writer rewrites it
+        assert "the checkpoint says event 7 at 2001-01-01" in caplog.text
+
+    def test_a_checkpoint_of_another_history_is_named_as_a_rewritten_log(self, tmp_path: Path) -> None:
+        with Ledger(tmp_path, store=self.create_store(), clock=FakeClock()) as ledger:
+            n = workload(ledger)
+        other_store = self.create_store()
+        with Ledger(tmp_path / "elsewhere", store=other_store, clock=FakeClock()) as elsewhere:
+            for i in range(n + 2):  # a longer history of other entries: no record has the checkpoint's hash
+                elsewhere.set_video_metadata(entry(f"spot-{i}", "era", status="pending"))
+        with (
+            Ledger(tmp_path, store=self.reopen(other_store), readonly=True) as other,
+            pytest.raises(CorruptLogError, match="rewritten, or the checkpoint is another log's"),
         ):
             other.get_all_video_metadata()
 
