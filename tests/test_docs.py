@@ -58,21 +58,26 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-REF = re.compile(r"(?:tests/)?(test_[a-z0-9_]+\.py)::([A-Za-z0-9_]+)(…)?|…::([A-Za-z0-9_]+)(…)?")
+REF = re.compile(
+    r"(?:tests/)?(test_[a-z0-9_]+\.py)::([A-Za-z0-9_]+(?:::[A-Za-z0-9_]+)*)(…)?|…::([A-Za-z0-9_]+)(…)?"
+)
 
 
 def _named_tests() -> list[tuple[str, str, str, bool]]:
     """(doc, test file, test name, name is a prefix) for every test a doc names: `tests/test_x.py::name`,
-    `test_x.py::name`, or `…::name` (in the file named last before it); a trailing `…` shortens the name."""
-    found = []
+    `test_x.py::name`, `test_x.py::Class::name`, or `…::name` (in the file and class named last before it);
+    a trailing `…` shortens the name."""
+    found: list[tuple[str, str, str, bool]] = []
+    scope = ""
     for doc in DOCS:
         last = None
         for match in REF.finditer(doc.read_text()):
             if match.group(1):
-                last = match.group(1)
+                last, scope = match.group(1), match.group(2).rpartition("::")[0]
                 found.append((doc.name, last, match.group(2), bool(match.group(3))))
-            elif last is not None:
-                found.append((doc.name, last, match.group(4), bool(match.group(5))))
+            elif last is not None:  # in the file (and the class) named last before it
+                name = f"{scope}::{match.group(4)}" if scope else match.group(4)
+                found.append((doc.name, last, name, bool(match.group(5))))
     return found
 
 
@@ -84,7 +89,16 @@ def test_every_test_the_docs_name_exists() -> None:
     for doc, file, name, prefix in named:
         path = ROOT / "tests" / file
         text = path.read_text() if path.exists() else ""
-        pattern = rf"^(?:def|class) {re.escape(name)}" + ("" if prefix else r"\b")
-        if not re.search(pattern, text, re.M):
+        *scopes, last = name.split("::")  # a class, then a test in it (or in a class it subclasses)
+        wanted = rf"^\s*def {re.escape(last)}" if scopes else rf"^(?:def|class) {re.escape(last)}"
+        wanted += "" if prefix else r"\b"
+        inherited = "".join(  # a class's tests may come from a base class in a module it imports
+            (ROOT / "tests" / f"{module}.py").read_text()
+            for module in re.findall(r"^from (?:\.|tests\.)(\w+) import", text, re.M)
+        )
+        if not (
+            all(re.search(rf"^class {re.escape(scope)}\b", text, re.M) for scope in scopes)
+            and re.search(wanted, text + inherited if scopes else text, re.M)
+        ):
             missing.append(f"{doc}: {file}::{name}{'…' if prefix else ''}")
     assert missing == []
