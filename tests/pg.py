@@ -27,8 +27,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ledger.backend import EventStore
 
 __all__ = ("PgServer", "find_bindir", "pg_server", "pg_url", "require_psycopg", "superuser_url", "tamper")
 
@@ -227,6 +231,28 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """The superuser URL of a fresh, empty database on the session's server."""
     return pg_server.database()
+
+
+class OnPostgres:
+    """A test case whose stores are PostgreSQL stores on the session's server (:func:`pg_server`): each a
+    fresh database, connected as the app role (:meth:`PgServer.app_database`)."""
+
+    server: PgServer
+
+    @pytest.fixture(autouse=True)
+    def _server(self, pg_server: PgServer) -> None:
+        self.server = pg_server
+
+    def create_store(self) -> EventStore:
+        from ledger.postgres import PostgresStore
+
+        return PostgresStore(self.server.app_database())
+
+    def reopen(self, store: EventStore) -> EventStore:
+        from ledger.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        return PostgresStore(store.url)
 
 
 class CuttingProxy:

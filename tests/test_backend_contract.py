@@ -14,7 +14,7 @@ from ledger.log import EventLog
 from ledger.memory import MemoryStore
 
 from .contract import EventStoreContract, appender, everything, make_records
-from .pg import PgServer, tamper
+from .pg import OnPostgres, tamper
 
 
 class TestMemoryStore(EventStoreContract):
@@ -81,24 +81,9 @@ def test_the_file_store_reads_only_what_is_known_to_be_fsynced(tmp_path: Path) -
     store.close()
 
 
-class TestPostgresStore(EventStoreContract):
+class TestPostgresStore(OnPostgres, EventStoreContract):
     """The contract on a real PostgreSQL server (``tests/pg.py``), the store connected as a role that holds
     only what ``ledger.postgres.init(app_role=...)`` grants."""
-
-    @pytest.fixture(autouse=True)
-    def _server(self, pg_server: PgServer) -> None:
-        self.server = pg_server
-
-    def create_store(self) -> EventStore:
-        from ledger.postgres import PostgresStore
-
-        return PostgresStore(self.server.app_database())
-
-    def reopen(self, store: EventStore) -> EventStore:
-        from ledger.postgres import PostgresStore
-
-        assert isinstance(store, PostgresStore)
-        return PostgresStore(store.url)
 
     def damage(self, store: EventStore, seq: int) -> None:
         from ledger.postgres import PostgresStore

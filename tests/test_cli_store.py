@@ -241,17 +241,13 @@ def test_without_psycopg_a_url_names_the_extra_and_directories_still_copy(tmp_pa
     assert result.returncode == 0 and result.stdout.startswith("copied 3 records"), result.stderr
 
 
-def test_copy_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
-    small_ledger(tmp_path / "src", 5)
-    command = [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src")]
-    piped = subprocess.run(
-        [*command, "--to", str(tmp_path / "a")], capture_output=True, text=True, timeout=60
-    )
-    assert (piped.returncode, piped.stderr) == (0, "")
+def on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run ``command`` with its standard error on a terminal (a pty): the result, and what the terminal
+    showed."""
     leader, follower = pty.openpty()
     try:
         result = subprocess.run(
-            [*command, "--to", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=follower, timeout=60,
+            command, stdout=subprocess.PIPE, stderr=follower, timeout=60,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         os.close(follower)
@@ -266,6 +262,17 @@ def test_copy_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
             shown += chunk
     finally:
         os.close(leader)
+    return result, shown
+
+
+def test_copy_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    small_ledger(tmp_path / "src", 5)
+    command = [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src")]
+    piped = subprocess.run(
+        [*command, "--to", str(tmp_path / "a")], capture_output=True, text=True, timeout=60
+    )
+    assert (piped.returncode, piped.stderr) == (0, "")
+    result, shown = on_a_terminal([*command, "--to", str(tmp_path / "b")])
     assert result.returncode == 0 and result.stdout.startswith(b"copied 5 records")
     assert b"\rcopying: 0/5 records" in shown and b"\rcopying: 5/5 records" in shown
 
@@ -317,24 +324,9 @@ def test_a_copy_that_fails_before_any_progress_is_one_line_on_a_terminal(tmp_pat
     data = bytearray(log.read_bytes())
     data[30] ^= 1  # line 1 damaged
     log.write_bytes(bytes(data))
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run(
-            [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "dst")],
-            stdout=subprocess.PIPE, stderr=follower, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-        os.close(follower)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        os.close(leader)
+    result, shown = on_a_terminal(
+        [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "dst")]
+    )
     assert result.returncode == 1
     assert shown.startswith(b"video-ledger: error: ") and shown.count(b"\n") == 1, shown
     assert not (tmp_path / "dst").exists()

@@ -18,7 +18,7 @@ from ledger.backend import EventStore
 from ledger.memory import MemoryStore
 
 from .conftest import FakeClock, entry
-from .pg import PgServer
+from .pg import OnPostgres
 
 
 def workload(ledger: Ledger) -> int:
@@ -141,18 +141,5 @@ class TestLedgerOverMemory(LedgerOverStore):
         return MemoryStore(store.log)
 
 
-class TestLedgerOverPostgres(LedgerOverStore):
-    @pytest.fixture(autouse=True)
-    def _server(self, pg_server: PgServer) -> None:
-        self.server = pg_server
-
-    def create_store(self) -> EventStore:
-        from ledger.postgres import PostgresStore
-
-        return PostgresStore(self.server.app_database())
-
-    def reopen(self, store: EventStore) -> EventStore:
-        from ledger.postgres import PostgresStore
-
-        assert isinstance(store, PostgresStore)
-        return PostgresStore(store.url)
+class TestLedgerOverPostgres(OnPostgres, LedgerOverStore):
+    """A Ledger over the PostgreSQL store (a fresh database per test)."""
