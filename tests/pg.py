@@ -25,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -334,7 +334,10 @@ class CuttingProxy:
                     s.close()
 
             def upstream(
-                a: socket.socket = client, b: socket.socket = server, p: dict[str, bool] = pending
+                a: socket.socket = client,
+                b: socket.socket = server,
+                p: dict[str, bool] = pending,
+                shut: Callable[[], None] = shut,  # this connection's (the name is the newest one's)
             ) -> None:
                 while True:
                     try:
@@ -358,7 +361,10 @@ class CuttingProxy:
                         return shut()
 
             def downstream(
-                a: socket.socket = client, b: socket.socket = server, p: dict[str, bool] = pending
+                a: socket.socket = client,
+                b: socket.socket = server,
+                p: dict[str, bool] = pending,
+                shut: Callable[[], None] = shut,  # this connection's (the name is the newest one's)
             ) -> None:
                 while True:
                     try:
