@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,10 @@ class PostgresStore(EventStore):
         self._listener: psycopg.Connection[Any] | None = None
         self._closed = False
         self._poisoned: str | None = None
+        self.give_up: Callable[[], bool] | None = None
+        """When set and it returns true, a broken connection is not reconnected any longer: the call fails at
+        once with its usual error (:func:`ledger.watch.watch` sets it to its stop event, so a watcher stopped
+        while the server is away ends at once, not after ``retry_for``)."""
         self._current = True
         """Whether this handle's last append found its caller's head at the tip: then the next one tries the
         one round trip first; else (other writers are appending) it takes the lock at once."""
@@ -281,7 +285,7 @@ class PostgresStore(EventStore):
                 self._connection()
                 return True
             except LedgerIOError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (self.give_up is not None and self.give_up()):
                     return False
                 time.sleep(0.2)
 

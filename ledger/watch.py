@@ -166,23 +166,31 @@ def watch(
             if on_project is not None:
                 on_project(view.head.seq)
 
-    project()
     store = view.store
-    idle = idle_check_ms / 1000
-    looked = time.monotonic()
-    while stop_event is None or not stop_event.is_set():
-        woke = store.wait(view.head.seq, min(idle, 0.2))  # a new durable event (stop looked at meanwhile)
-        if stop_event is not None and stop_event.is_set():
-            break
-        now = time.monotonic()
-        if failures and now < retry_at:
-            continue
-        if woke:  # a burst: let it go quiet for ``step`` ms, gathering at most ``debounce`` ms of it
-            _settle(store, step / 1000, debounce / 1000)
-        elif now - looked < idle:
-            continue
-        looked = now
+    # A PostgreSQL handle reconnects for up to its retry_for within one call: stopping ends that at once.
+    stoppable = stop_event is not None and hasattr(store, "give_up")
+    if stop_event is not None and stoppable:
+        setattr(store, "give_up", stop_event.is_set)  # noqa: B010
+    try:
         project()
+        idle = idle_check_ms / 1000
+        looked = time.monotonic()
+        while stop_event is None or not stop_event.is_set():
+            woke = store.wait(view.head.seq, min(idle, 0.2))  # a new durable event (stop looked at meanwhile)
+            if stop_event is not None and stop_event.is_set():
+                break
+            now = time.monotonic()
+            if failures and now < retry_at:
+                continue
+            if woke:  # a burst: let it go quiet for ``step`` ms, gathering at most ``debounce`` ms of it
+                _settle(store, step / 1000, debounce / 1000)
+            elif now - looked < idle:
+                continue
+            looked = now
+            project()
+    finally:
+        if stoppable:
+            setattr(store, "give_up", None)  # noqa: B010
     return written
 
 

@@ -20,7 +20,7 @@ from ledger.memory import MemoryLog, MemoryStore
 from ledger.watch import wait_for_seq
 
 from .conftest import PYTHON, ROOT, entry
-from .pg import PgServer, require_psycopg
+from .pg import CuttingProxy, PgServer, require_psycopg
 
 require_psycopg()
 
@@ -239,3 +239,38 @@ def test_a_watcher_that_cannot_read_the_head_while_a_burst_settles_retries_and_c
         stop_event.set()
         thread.join(30)
     assert not failed and projected[-1] == 1
+
+
+def test_a_watcher_stops_at_once_on_sigterm_while_the_server_is_away(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """SIGTERM while a projection is reconnecting to a server that is gone ends the watcher at once, not
+    when the handle's reconnect time ($VIDEO_LEDGER_PG_RETRY, 30 s by default) runs out."""
+    url = pg_server.app_database()
+    proxy = CuttingProxy(pg_server.host, pg_server.port)
+    try:
+        with Ledger(tmp_path / "writer", store=url) as ledger:
+            ledger.set_video_metadata(entry("colosseum", "rome-80ad", "pending"))
+        proc = watcher(proxy.url(url), tmp_path / "host")
+        assert wait_for_seq(tmp_path / "host", 1, timeout=30)
+        # The server seems gone: the watcher's two connections cut (each at its next look at the head),
+        # new ones refused from the first cut on.
+        proxy.refuse_at = 1
+        proxy.then = ("before", b"ledger_head")
+        proxy.arm("before", b"ledger_head")
+        deadline = time.monotonic() + 30
+        while proxy.cuts < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(1)  # the projection that met the cut is reconnecting
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        took = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert proc.returncode == 0 and took < 5, f"exit {proc.returncode} after {took:.1f} s: {err}"
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("video-ledger: stopped after"), err
