@@ -881,6 +881,9 @@ def _verify_json(args: argparse.Namespace, out: TextIO) -> int:
             "checkpointSeq": report.checkpoint_seq,
             "head": report.head,
             "torn": None if report.torn is None else {"bytes": report.torn.size, "line": report.torn.line},
+            "note": report.note,  # the text output's note and warning lines, each null when it has none
+            "clockSkew": report.skew,  # as stats --json has it
+            "nonNfc": report.non_nfc,
         }
         if args.files:
             files = ledger.verify_files(root=args.root, media=args.media)

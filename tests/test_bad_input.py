@@ -7,6 +7,7 @@ stored exactly and round-trips. The doc's table is checked against this list, so
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import subprocess
@@ -475,6 +476,23 @@ def test_verify_warns_about_ids_stored_in_nfd(
     out = capsys.readouterr().out
     [warning] = [line for line in out.splitlines() if line.startswith("warning:")]
     assert "1 entries" in warning and "not in NFC" in warning and "first at event 2" in warning, warning
+
+
+def test_verify_json_warns_about_ids_stored_in_nfd(
+    ledger_dir: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``verify --json`` carries the warning the text output prints (it had no field for it)."""
+    from ledger.cli import main
+
+    _log_from_before_nfc(ledger_dir, clock)
+    assert main(["--dir", str(ledger_dir), "verify", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["ok"] and "1 entries" in found["nonNfc"] and "first at event 2" in found["nonNfc"], found
+    (ledger_dir / "other").mkdir()
+    with Ledger(ledger_dir / "other", clock=clock) as ledger:
+        ledger.set_video_metadata(setv_entry(spotId="caf\u00e9"))
+    assert main(["--dir", str(ledger_dir / "other"), "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nonNfc"] is None
 
 
 def test_verify_of_an_ascii_log_has_no_nfc_warning(ledger: Ledger, ledger_dir: Path) -> None:

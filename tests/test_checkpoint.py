@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import struct
 import subprocess
@@ -204,9 +205,13 @@ def test_a_kill_between_the_snapshot_and_checkpoint_renames_is_reported_as_harml
     started = time.monotonic()
     report = Ledger(ledger_dir, readonly=True).verify()  # before: FAILED
     assert report.ok and report.snapshot_seq == 4 and report.checkpoint_seq == 3, report
+    assert report.note is not None
     reader = Ledger(ledger_dir, readonly=True)
     assert [e.spot_id for e in reader.get_all_video_metadata()] == ["a", "b", "c"]
     assert time.monotonic() - started < 1.0  # no projector holds the lock: no waiting for one
+    out = io.StringIO()
+    assert main(["--dir", str(ledger_dir), "verify", "--json"], out=out) == 0
+    assert json.loads(out.getvalue())["note"] == report.note  # the note the text output prints
 
 
 class PauseBetweenRenames(FileOps):
