@@ -1249,16 +1249,27 @@ def _exit_code(exc: LedgerError) -> int:
     return EXIT_USAGE if isinstance(exc, bad_input) else EXIT_PROBLEM
 
 
+_GLUED = ("--older-than", "--expect-head")
+"""Options whose value may be written negative (and is then refused with the option's own error)."""
+
+
 def _glue_negative_durations(argv: Sequence[str]) -> list[str]:
-    """``--older-than -1h`` as ``--older-than=-1h``: argparse takes a word that starts with ``-`` (and is
-    not a plain number) for an option, and would say "expected one argument" instead of the range error."""
-    argv = list(argv)
-    for i, word in enumerate(argv[:-1]):
+    """``--older-than -1h`` as ``--older-than=-1h`` (and ``--expect-head -1:HASH``): argparse takes a word
+    that starts with ``-`` (and is not a plain number) for an option, and would say "expected one argument"
+    instead of the value's own error."""
+    argv, glued = list(argv), list[str]()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
         if word == "--":
-            break
-        if word == "--older-than" and re.match(r"-[0-9]", argv[i + 1]):
-            return [*argv[:i], f"{word}={argv[i + 1]}", *argv[i + 2 :]]
-    return argv
+            return glued + argv[i:]
+        if word in _GLUED and i + 1 < len(argv) and re.match(r"-[0-9]", argv[i + 1]):
+            glued.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        glued.append(word)
+        i += 1
+    return glued
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

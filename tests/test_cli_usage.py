@@ -441,6 +441,8 @@ NUMBER_CASES = [
         (["reap", "--older-than", "0s"], "'0s' is not a duration"),
         (["reap", "--older-than", "-1h"], "--older-than: -1h is out of range: it must be more than 0"),
         (["reap", "--older-than=-1h"], "--older-than: -1h is out of range: it must be more than 0"),
+        (["verify", "--expect-head", "-1:abc"], "a head is SEQ:HASH (an event's seq, a colon"),
+        (["verify", "--expect-head=-1:abc"], "a head is SEQ:HASH (an event's seq, a colon"),
         (["wait", "--seq", "-1"], "argument --seq: -1 is out of range: it must be at least 1"),
         (["wait", "--seq", "0"], "argument --seq: 0 is out of range: it must be at least 1"),
         (["wait", "--seq", "1", "--timeout", "nan"], "argument --timeout: 'nan' is not a finite number"),
