@@ -51,7 +51,15 @@ from ledger.events import (
 )
 from ledger.layout import CHECKPOINT_NAME, DIR_ENV, LOG_NAME, SNAPSHOT_LOCK_NAME, default_directory
 from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
-from ledger.stores import STORE_ENV, check_store_spec, describe_store, init_postgres, is_url, store_spec
+from ledger.stores import (
+    STORE_ENV,
+    check_store_spec,
+    describe_store,
+    init_postgres,
+    is_url,
+    same_directory,
+    store_spec,
+)
 
 EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
@@ -1297,7 +1305,7 @@ def _resolve_store(args: argparse.Namespace) -> None:
     check_store_spec(args.store)
     if is_url(args.store):
         return
-    if args.dir is not None and Path(args.dir).absolute() != Path(args.store).absolute():
+    if args.dir is not None and not same_directory(args.dir, args.store):
         raise UsageError(
             f"{given} names the directory {args.store} and --dir {args.dir}: a file store's events live in "
             "the ledger directory, give one of them"

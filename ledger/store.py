@@ -68,7 +68,7 @@ from ledger.fileops import FileLock, FileOps, atomic_write
 from ledger.layout import Layout, default_directory
 from ledger.log import EventLog
 from ledger.model import Model
-from ledger.stores import STORE_ENV, check_store_spec, is_url, open_store, store_spec
+from ledger.stores import STORE_ENV, check_store_spec, is_url, open_store, same_directory, store_spec
 from projections import entries as entries_view
 from projections import files as files_view
 from projections import stats as stats_view
@@ -1284,7 +1284,7 @@ def _resolve_store(
     if is_url(spec):
         return directory, open_store(spec), True
     check_store_spec(spec)
-    if directory is None or Path(directory).absolute() == Path(spec).absolute():
+    if directory is None or same_directory(directory, spec):
         return spec, None, False  # a directory store is the ledger directory
     if from_env:
         raise InvalidEntryError(

@@ -32,6 +32,7 @@ __all__ = (
     "init_postgres",
     "is_url",
     "open_store",
+    "same_directory",
     "store_spec",
 )
 
@@ -89,6 +90,15 @@ def _split_authority(rest: str) -> tuple[str, str, str]:
         return rest, "", ""
     cut = len(rest) - len(rest.rpartition("@")[2]) + match.start()
     return rest[:cut], rest[cut], rest[cut + 1 :]
+
+
+def same_directory(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one directory however they are spelled (relative or absolute, ``..``,
+    a symbolic link): the same file when both exist, else the same path once absolute and normalised."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
 def check_store_spec(spec: str | os.PathLike[str]) -> None:

@@ -128,6 +128,34 @@ def test_a_directory_store_is_the_ledger_directory(
     assert code == 2 and "give one of them" in one_line_error(err)
 
 
+def test_a_directory_store_spelled_another_way_is_the_same_ledger_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$VIDEO_LEDGER_STORE (or --store) and --dir naming one directory differently (``..``, a symbolic
+    link, relative and absolute) is one ledger, not "two directories, give one of them" (exit 2)."""
+    small_ledger(tmp_path / "a", 2)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    monkeypatch.chdir(tmp_path)
+    for store, directory in (
+        (str(tmp_path / "sub" / ".." / "a"), "a"),
+        (str(tmp_path / "link"), str(tmp_path / "a")),
+        ("a", str(tmp_path / "a")),
+    ):
+        monkeypatch.setenv(STORE_ENV, store)
+        code, out, err = cli(capsys, "--dir", directory, "list", "--json")
+        assert code == 0 and '"spot-1"' in out, err
+        with Ledger(directory, readonly=True) as ledger:  # the API takes the environment alike
+            assert ledger.head().seq == 2
+        monkeypatch.delenv(STORE_ENV)
+        code, out, err = cli(capsys, "--store", store, "--dir", directory, "list", "--json")
+        assert code == 0 and '"spot-1"' in out, err
+        with Ledger(directory, store=store, readonly=True) as ledger:
+            assert ledger.head().seq == 2
+    code, _, err = cli(capsys, "--store", "a", "--dir", "sub", "list")
+    assert code == 2 and "give one of them" in one_line_error(err)
+
+
 def test_commands_that_open_no_ledger_ignore_the_store(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
