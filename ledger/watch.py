@@ -139,6 +139,8 @@ def watch(
         (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
     except OSError as exc:
         raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
+    if not layout.directory.is_dir():  # a file: another store's watcher would retry it forever
+        raise LedgerIOError(f"cannot watch {layout.directory}: it is not a directory")
     view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks, store=store)
     written = failures = 0
     retry_at = 0.0

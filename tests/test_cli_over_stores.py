@@ -180,6 +180,22 @@ def test_an_unreachable_server_is_one_line_exit_1_for_every_command(
         assert "127.0.0.1" in text and "Traceback" not in text
 
 
+def test_watch_of_a_file_over_a_store_is_one_line_exit_1(tmp_path: Path, pg_server: PgServer) -> None:
+    """``--dir`` naming a file: the watcher ends at once (over the file store its log's read said so;
+    over PostgreSQL it retried the projection lock's file forever, a warning every 30 s)."""
+    url = pg_server.app_database()
+    (tmp_path / "file").write_bytes(b"not a directory")
+    for store in (["--store", url], []):
+        proc = subprocess.run(
+            [PYTHON, "-m", "ledger", *store, "--dir", str(tmp_path / "file"), "watch"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        last = proc.stderr.splitlines()[-1]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert last == f"video-ledger: error: cannot watch {tmp_path / 'file'}: it is not a directory", last
+    assert (tmp_path / "file").read_bytes() == b"not a directory"
+
+
 @pytest.mark.parametrize(
     ("argv", "when", "marker", "said"),
     [
