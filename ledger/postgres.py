@@ -144,9 +144,27 @@ def _where(url: str) -> Path:
     return Path(f"postgresql:{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
 
 
+CONNECTION_DEFAULTS: dict[str, str] = {
+    "connect_timeout": "10",
+    "application_name": "video-ledger",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+"""libpq parameters a connection gets unless its URL gives them. The TCP keepalives (idle 30 s, then 3
+probes 10 s apart) and ``tcp_user_timeout`` (60 s for sent data to be acknowledged) end a connection whose
+network path died silently within about a minute (it then counts as lost: reconnect, look the request
+up), where the system's defaults (keepalives after 2 hours, retransmissions for about 15 minutes) would
+leave a watcher, a command or an append waiting that long."""
+
+
 def _connect(url: str, where: Path) -> psycopg.Connection[Any]:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10, application_name="video-ledger")
+        given = psycopg.conninfo.conninfo_to_dict(url)
+        defaults = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
+        return psycopg.connect(psycopg.conninfo.make_conninfo(url, **defaults), autocommit=True)
     except psycopg.Error as exc:
         raise LedgerIOError(f"cannot connect to {where}: {_reason(exc)}") from None
 

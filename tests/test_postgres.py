@@ -609,3 +609,30 @@ def test_wait_sees_a_record_that_came_without_a_notification_by_its_poll(pg_serv
         assert time.monotonic() - started < 5 and [r.line for r in everything(store)] == [record.line]
     finally:
         store.close()
+
+
+def test_a_connection_ends_a_silently_dead_network_path_within_about_a_minute(pg_url: str) -> None:
+    """The system's defaults would keep a half-open connection (a network path that died without a word)
+    waiting for hours: keepalives after 30 s idle, 3 probes 10 s apart, and sent data unacknowledged for
+    60 s end it. The socket itself carries them; a URL's own values win."""
+    import socket
+
+    init(pg_url)
+    store = PostgresStore(pg_url)
+    store.head()
+    conn = store._connection()
+    sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+    finally:
+        sock.close()
+        store.close()
+    own = PostgresStore(pg_url + "?keepalives_idle=7&connect_timeout=3")
+    own.head()
+    assert own._connection().info.get_parameters()["keepalives_idle"] == "7"
+    assert own._connection().info.get_parameters()["connect_timeout"] == "3"
+    own.close()
