@@ -320,6 +320,12 @@ class Ledger:
             store = EventLog(self.log_path, self._ops, follow_symlinks=follow_symlinks)
         self._store: EventStore = store
         self._where = _where(store)
+        if given and _where(store) != self.log_path and self.log_path.exists():
+            log.warning(
+                "%s holds a file store's %s, but this ledger's events are in %s: that file is neither read "
+                "nor written here (move it away once a copy of it is verified)",
+                self.directory, self.log_path.name, self._where,
+            )  # fmt: skip
         self._snapshot_lock = FileLock(self._ops, self.layout.snapshot_lock)
         self._model = Model(store)
         self._view = snapshot_view.Projector(

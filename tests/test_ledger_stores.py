@@ -102,6 +102,19 @@ class LedgerOverStore(abc.ABC):
         ):
             other.get_all_video_metadata()
 
+    def test_a_file_stores_log_in_the_directory_is_named_and_left_alone(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with Ledger(tmp_path / "d", clock=FakeClock()) as file_ledger:  # a file store's ledger was here
+            workload(file_ledger)
+        (tmp_path / "d" / "checkpoint.json").unlink()
+        (tmp_path / "d" / "generated-videos.json").unlink()
+        before = (tmp_path / "d" / "events.jsonl").read_bytes()
+        with Ledger(tmp_path / "d", store=self.create_store(), clock=FakeClock()) as ledger:
+            ledger.set_video_metadata(entry("colosseum", "rome-80ad", status="pending"))
+        assert "holds a file store's events.jsonl, but this ledger's events are in" in caplog.text
+        assert (tmp_path / "d" / "events.jsonl").read_bytes() == before
+
     def test_a_checkpoint_whose_own_time_was_changed_is_only_distrusted(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
