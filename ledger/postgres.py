@@ -317,6 +317,7 @@ class PostgresStore(EventStore):
                 return conn.execute(sql_text.encode(), params).fetchall()
             except psycopg.Error as exc:
                 if not conn.broken:
+                    self._gone(exc)
                     raise LedgerIOError(f"cannot read {self.where}: {_reason(exc)}") from None
                 if not self._reconnect(deadline):
                     raise LedgerIOError(f"lost the connection to {self.where}: {_reason(exc)}") from None
@@ -569,10 +570,20 @@ class PostgresStore(EventStore):
             if conn.broken or conn.closed:
                 raise _Lost(_reason(exc)) from None
             self._rollback(conn)
+            self._gone(exc)
             raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
         except BaseException:
             self._rollback(conn)
             raise
+
+    def _gone(self, exc: psycopg.Error) -> None:
+        """A table of the ledger's schema missing once the store was open (the schema was checked then):
+        dropped behind the ledger's back, with every record in it. Not a passing failure to retry:
+        :class:`CorruptLogError`."""
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            raise CorruptLogError(
+                self.where, 0, f"a table of the ledger is gone ({_reason(exc)}): its schema was dropped"
+            ) from None
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         try:

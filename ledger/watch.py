@@ -156,7 +156,8 @@ def watch(
             delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(failures - 1, 16))
             retry_at = time.monotonic() + delay
             log.warning(
-                "cannot bring the snapshot up to date (try %d): %s; the log is intact; next try in %.1f s",
+                "cannot bring the snapshot up to date (try %d): %s; nothing recorded is lost; "
+                "next try in %.1f s",
                 failures, exc, delay,
             )  # fmt: skip
             return

@@ -92,7 +92,7 @@ def test_watch_survives_a_full_disk_and_catches_up(tmp_path: Path, caplog: pytes
     assert not thread.is_alive()
     assert outcome == [1]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("No space left on device" in w and "the log is intact; next try in" in w for w in warnings)
+    assert any("No space left on device" in w and "nothing recorded is lost; next try" in w for w in warnings)
     assert any("up to date again" in w for w in warnings)
     assert (directory / "generated-videos.json").read_bytes() == encode_snapshot(fold(writer.history()))
 

@@ -274,3 +274,32 @@ def test_a_watcher_stops_at_once_on_sigterm_while_the_server_is_away(
         proxy.close()
     assert proc.returncode == 0 and took < 5, f"exit {proc.returncode} after {took:.1f} s: {err}"
     assert "Traceback" not in err and err.splitlines()[-1].startswith("video-ledger: stopped after"), err
+
+
+def test_a_watcher_whose_schema_is_dropped_ends_with_one_line_instead_of_retrying(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """Tables dropped behind the ledger's back (with every record in them) are no passing failure: the
+    watcher ends with one line and exit 1 (it retried for ever, saying the log was intact), and so does any
+    command on the store."""
+    import psycopg
+
+    from .pg import superuser_url
+
+    url = pg_server.app_database()
+    with Ledger(tmp_path / "writer", store=url) as ledger:
+        ledger.set_video_metadata(entry("first", "era", "pending"))
+    proc = watcher(url, tmp_path / "host")
+    assert wait_for_seq(tmp_path / "host", 1, timeout=30)
+    with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+        conn.execute("DROP TABLE ledger_events, ledger_head CASCADE")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("video-ledger: error: ") and "its schema was dropped" in last, err
+    assert "Traceback" not in err
+    listed = subprocess.run(
+        [PYTHON, "-m", "ledger", "--store", url, "--dir", str(tmp_path / "host"), "list"],
+        capture_output=True, text=True, env=_env(), timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 1 and listed.stderr.count("\n") == 1, listed.stderr
