@@ -1,6 +1,5 @@
-"""The command line as a user of git, jq or sqlite-utils expects it (issue 15), and its bad numbers,
-permission errors and interrupts (issue 12, items 7, 8 and 10): in-process ``main(argv)`` and real
-processes."""
+"""The command line as a user of git, jq or sqlite-utils expects it, and its bad numbers, permission
+errors and interrupts: in-process ``main(argv)`` and real processes."""
 
 from __future__ import annotations
 
@@ -430,7 +429,7 @@ def test_the_readme_documents_completion() -> None:
     assert "video-ledger completion zsh" in readme
 
 
-# -- issue 12, item 8: every number range-checked -------------------------------------------------------
+# -- every number range-checked -------------------------------------------------------------------------
 
 
 NUMBER_CASES = [
@@ -524,7 +523,7 @@ def test_range_errors_from_a_real_process_are_one_line() -> None:
         assert "Traceback" not in result.stderr
 
 
-# -- issue 12, item 7: permission denied ----------------------------------------------------------------
+# -- permission denied ----------------------------------------------------------------------------------
 
 
 def _as_another_user(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
@@ -600,7 +599,7 @@ def test_permission_denied_is_a_ledger_io_error_in_the_library(tmp_path: Path) -
     assert result.stdout == "LedgerIOError 13\nLedgerIOError 13\n", result.stderr
 
 
-# -- issue 12, item 10: Ctrl-C and SIGTERM on demo ------------------------------------------------------
+# -- Ctrl-C and SIGTERM on demo -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -175,8 +175,8 @@ def test_the_readme_layout_names_every_module() -> None:
 
 
 def test_every_module_imports_only_modules_the_readme_lists_before_it() -> None:
-    """The README's Layout is the layering: bottom to top, so no two modules import each other (the
-    ``ledger``/``projections`` and store/pipeline cycles of issue 13 are gone) and the pure folds in
+    """The README's Layout is the layering: bottom to top, so no two modules import each other (no
+    ``ledger``/``projections`` or store/pipeline cycle) and the pure folds in
     ``projections/`` import nothing of the ledger but its event types."""
     layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     order: dict[str, int] = {}
