@@ -199,14 +199,15 @@ class Commands:
 
 def parse(parser: Parser, argv: Sequence[str]) -> argparse.Namespace:
     """``argv`` parsed; bad usage is :class:`BadUsage` (``--help`` and ``--version``: ``SystemExit(0)``).
-    An unknown option is reported by the command it was given to, with a suggestion."""
+    An unknown option is reported by the command it was given to, with a suggestion, and an option given
+    on the wrong side of COMMAND says where it goes."""
     words = _glue_negative_values(argv)
     try:
         args, extras = parser.parse_known_args(words)
         if extras:
             subparsers(parser)[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
     except _ParseError as exc:
-        raise BadUsage(exc.line()) from None
+        raise BadUsage(_misplaced(parser, words) or exc.line()) from None
     return args
 
 
@@ -215,6 +216,60 @@ def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPa
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
+
+
+# -- options on the wrong side of COMMAND --------------------------------------------------------------
+
+
+def _action(parser: argparse.ArgumentParser, word: str) -> argparse.Action | None:
+    """The option ``word`` (``--opt`` or ``--opt=value``) names in ``parser``, as argparse matches it
+    (exactly, or a long option's unique prefix)."""
+    name = word.split("=", 1)[0]
+    exact = [a for a in parser._actions if name in a.option_strings]
+    if exact or not name.startswith("--"):
+        return exact[0] if exact else None
+    found = {id(a): a for a in parser._actions for o in a.option_strings if o.startswith(name)}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _command_at(parser: argparse.ArgumentParser, words: Sequence[str]) -> int | None:
+    """Where COMMAND is in ``words``: the first command name that is not the value of a ledger option."""
+    commands = subparsers(parser)
+    for i, word in enumerate(words):
+        if word == "--":
+            return None
+        previous = words[i - 1] if i else ""
+        before = _action(parser, previous) if previous.startswith("-") else None
+        is_value = before is not None and before.nargs is None and "=" not in previous
+        if word in commands and not is_value:
+            return i
+    return None
+
+
+def _misplaced(parser: argparse.ArgumentParser, words: Sequence[str]) -> str | None:
+    """The one line for a command's option given before COMMAND, or video-ledger's own after it."""
+    at = _command_at(parser, words)
+    if at is None:
+        return None
+    name = words[at]
+    command = subparsers(parser)[name]
+    for word in words[:at]:
+        if word.startswith("-") and _action(parser, word) is None and _action(command, word) is not None:
+            typed = word.split("=", 1)[0]
+            return (
+                f"{PROG}: error: {typed} is an option of {name!r}: put it after the command: "
+                f"{PROG} {name} {typed} … (see {PROG} {name} --help)"
+            )
+    for word in words[at + 1 :]:
+        if word == "--":
+            break
+        if word.startswith("-") and _action(command, word) is None and _action(parser, word) is not None:
+            typed = word.split("=", 1)[0]
+            return (
+                f"{PROG} {name}: error: {typed} is an option of {PROG} itself: put it before the command: "
+                f"{PROG} {typed} {name} … (see {PROG} --help)"
+            )
+    return None
 
 
 _GLUED = ("--older-than", "--expect-head")
