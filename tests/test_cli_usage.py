@@ -97,6 +97,36 @@ def test_a_mistyped_command_or_option_gets_a_suggestion_and_its_help(
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-q", "set", "s", "e", "--status", "pending", "--prompt", "p"],
+         "video-ledger: error: -q is an option of 'set': put it after the command: video-ledger set -q … "
+         "(see video-ledger set --help)"),
+        (["--json", "list"], "--json is an option of 'list': put it after the command: "
+         "video-ledger list --json …"),
+        (["--status", "ready", "list"], "--status is an option of 'list': put it after the command"),
+        (["--older-than=2h", "reap"], "--older-than is an option of 'reap': put it after the command: "
+         "video-ledger reap --older-than …"),
+        (["--snapshot", "list", "--csv", "list"], "--csv is an option of 'list'"),
+        (["list", "--version"], "video-ledger list: error: --version is an option of video-ledger itself: "
+         "put it before the command: video-ledger --version list … (see video-ledger --help)"),
+        (["--bogus", "list"], "video-ledger list: error: unrecognized arguments: --bogus (see"),
+        (["list", "-q"], "video-ledger list: error: unrecognized arguments: -q (see"),
+    ],
+)  # fmt: skip
+def test_an_option_on_the_wrong_side_of_the_command_says_where_it_goes(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "ledger"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--dir", str(directory), *argv], out=out, err=err) == 2
+    assert len(err.getvalue().splitlines()) == 1
+    assert message in err.getvalue()
+    assert out.getvalue() == "" and capsys.readouterr() == ("", "")
+    assert not directory.exists(), "nothing was written"
+
+
 # -- 3. history --follow with filters -------------------------------------------------------------------
 
 

@@ -78,13 +78,28 @@ ALLOWED = {
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
-    "ledger.cli": BASE
+    "ledger.cliparse": BASE | {"ledger.layout", "ledger.stores"},
+    "ledger.output": BASE
     | {
         "ledger",
         "ledger.copy",
         "ledger.demo",
         "ledger.events",
         "ledger.layout",
+        "ledger.store",
+        "ledger.stores",
+        "projections",
+        "projections.stats",
+    },
+    "ledger.cli": BASE
+    | {
+        "ledger",
+        "ledger.cliparse",
+        "ledger.copy",
+        "ledger.demo",
+        "ledger.events",
+        "ledger.layout",
+        "ledger.output",
         "ledger.store",
         "ledger.stores",
     },
@@ -146,6 +161,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
     assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
         "backend",
         "cli",
+        "cliparse",
         "copy",
         "errors",
         "events",
@@ -156,6 +172,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "log",
         "memory",
         "model",
+        "output",
         "pipeline",
         "postgres",
         "projector",
