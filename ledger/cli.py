@@ -53,7 +53,7 @@ from ledger.cliparse import (
     seconds,
     together,
 )
-from ledger.copy import copy_ledger
+from ledger.copy import copy_ledger, follow_copy
 from ledger.errors import (
     EntryNotFoundError,
     IllegalTransitionError,
@@ -528,10 +528,21 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("--from", dest="source", metavar="SRC", required=True, type=path, help="the source store")
 @option("--to", dest="target", metavar="DST", required=True, type=path, help="the target store")
+@option(
+    "--follow", action="store_true",
+    help="after the copy, keep the target a current replica (each new durable record appended) until "
+    "Ctrl-C or SIGTERM; then exit 0",
+)  # fmt: skip
 def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress = CopyProgress(err)  # on a terminal only; once shown, ended before anything else is written
+    shown = progress if err.isatty() else None
     try:
-        report = copy_ledger(args.source, args.target, progress=progress if err.isatty() else None)
+        if args.follow:
+            stop = threading.Event()
+            with _stop_on_signals(stop):
+                report = follow_copy(args.source, args.target, stop, progress=shown)
+        else:
+            report = copy_ledger(args.source, args.target, progress=shown)
     finally:
         progress.end()
     print_copied(report, args.source, args.target, out)

@@ -166,3 +166,25 @@ def test_follow_copy_refuses_a_source_that_does_not_continue_the_replica(tmp_pat
     errors = thread.errors  # type: ignore[attr-defined]
     assert [type(e) for e in errors] == [CopyRefusedError], errors  # said, not retried or half-copied
     assert (replica / "events.jsonl").read_bytes() == before
+
+
+def test_copy_follow_on_the_command_line_keeps_a_replica_until_sigterm(tmp_path: Path) -> None:
+    live, replica = tmp_path / "live", tmp_path / "replica"
+    with Ledger(live) as ledger:
+        ledger.set_video_metadata(entry("first", "era", "pending"))
+    follower = subprocess.Popen(
+        [PYTHON, "-m", "ledger", "copy", "--from", str(live), "--to", str(replica), "--follow"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with Ledger(live) as ledger:
+            for i in range(20):
+                ledger.set_video_metadata(entry(f"later-{i}", "era", "pending"))
+        source = (live / "events.jsonl").read_bytes()
+        log = replica / "events.jsonl"
+        _until(lambda: log.exists() and log.read_bytes() == source)
+    finally:
+        follower.terminate()
+        out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert re.fullmatch(r"copied 21 records from \S+ to \S+; head 21:[0-9a-f]{64}\n", out), out
