@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo
+from ledger import demo, schema
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -61,7 +61,7 @@ from ledger.errors import (
     LedgerError,
     ReadOnlyLedgerError,
 )
-from ledger.events import STATUSES, EventType, parse_time, schema_documents
+from ledger.events import STATUSES, EventType, parse_time
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
 from ledger.output import (
     HISTORY_HEADER,
@@ -604,7 +604,7 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("kind", choices=("event", "snapshot"), metavar="KIND", help="event or snapshot")
 def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    out.write(schema_documents()[f"{args.kind}.schema.json"].decode())
+    out.write(schema.documents()[f"{args.kind}.schema.json"].decode())
     return EXIT_OK
 
 

@@ -23,7 +23,7 @@ from ledger import Ledger
 from ledger.cli import main
 from ledger.demo import run_demo
 from ledger.errors import InvalidEntryError
-from ledger.events import schema_documents
+from ledger.schema import documents as schema_documents
 
 from .conftest import ROOT, files_state
 
@@ -370,7 +370,7 @@ def test_license_and_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert printed == schema_documents()[f"{kind}.schema.json"]
         assert printed == (ROOT / "docs" / "schema" / f"{kind}.schema.json").read_bytes()
     result = cli("schema", "snapshot")
-    assert json.loads(result.stdout)["title"] == "generated-videos.json"
+    assert json.loads(result.stdout)["title"] == "GeneratedVideosJson"
 
 
 def test_gitignore_covers_every_file_a_ledger_directory_holds(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ BASE = {"ledger.errors"}
 ALLOWED = {
     "ledger.errors": set(),
     "ledger.events": BASE,
+    "ledger.schema": {"ledger.events"},
     "ledger.fileops": BASE,
     "ledger.layout": set(),
     "ledger.lifecycle": BASE | {"ledger.events"},
@@ -100,6 +101,7 @@ ALLOWED = {
         "ledger.events",
         "ledger.layout",
         "ledger.output",
+        "ledger.schema",
         "ledger.store",
         "ledger.stores",
     },
@@ -176,6 +178,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "pipeline",
         "postgres",
         "projector",
+        "schema",
         "store",
         "stores",
         "watch",
