@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, schema
+from ledger import demo, report, schema
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -80,6 +80,7 @@ from ledger.output import (
     print_history,
     print_imported,
     print_reaped,
+    print_report_written,
     print_stats,
     print_status_counts,
     print_timeline,
@@ -516,6 +517,20 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(
         f"ledger directory {directory} ready: {LOG_NAME} holds {events} events (a file store has no schema)\n"
     )
+    return EXIT_OK
+
+
+@commands.command(
+    "report",
+    "Write one self-contained HTML page to look at: a grid of spots x eras coloured by status, each "
+    "entry's attempts with their errors, failures over time, the chain's head and what verify says.",
+    "report --html report.html",
+)
+@option("--html", dest="html", metavar="FILE", required=True, type=path, help="the page to write")
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        shown = report.write(ledger, args.html)
+    print_report_written(shown, args.html, out)
     return EXIT_OK
 
 

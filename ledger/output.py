@@ -20,7 +20,7 @@ from typing import TextIO
 
 import msgspec
 
-from ledger import demo
+from ledger import demo, report
 from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
@@ -511,3 +511,8 @@ def flag_names() -> Iterator[None]:
             text = pattern.sub(flag, text)
         exc.args = (text,)
         raise
+
+
+def print_report_written(shown: report.Report, path: str, out: TextIO) -> None:
+    verdict = "ok" if shown.verify.ok else "a problem (see verify)"
+    out.write(f"wrote {path}: {len(shown.entries)} entries; verify {verdict}; head {shown.verify.head}\n")
