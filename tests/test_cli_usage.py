@@ -1,6 +1,5 @@
-"""The command line as a user of git, jq or sqlite-utils expects it (issue 15), and its bad numbers,
-permission errors and interrupts (issue 12, items 7, 8 and 10): in-process ``main(argv)`` and real
-processes."""
+"""The command line as a user of git, jq or sqlite-utils expects it, and its bad numbers, permission
+errors and interrupts: in-process ``main(argv)`` and real processes."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from ledger import Ledger
 from ledger.cli import main
 from ledger.demo import run_demo
 from ledger.errors import InvalidEntryError
-from ledger.events import schema_documents
+from ledger.schema import documents as schema_documents
 
 from .conftest import ROOT, files_state
 
@@ -96,6 +95,36 @@ def test_a_mistyped_command_or_option_gets_a_suggestion_and_its_help(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-q", "set", "s", "e", "--status", "pending", "--prompt", "p"],
+         "video-ledger: error: -q is an option of 'set': put it after the command: video-ledger set -q … "
+         "(see video-ledger set --help)"),
+        (["--json", "list"], "--json is an option of 'list': put it after the command: "
+         "video-ledger list --json …"),
+        (["--status", "ready", "list"], "--status is an option of 'list': put it after the command"),
+        (["--older-than=2h", "reap"], "--older-than is an option of 'reap': put it after the command: "
+         "video-ledger reap --older-than …"),
+        (["--snapshot", "list", "--csv", "list"], "--csv is an option of 'list'"),
+        (["list", "--version"], "video-ledger list: error: --version is an option of video-ledger itself: "
+         "put it before the command: video-ledger --version list … (see video-ledger --help)"),
+        (["--bogus", "list"], "video-ledger list: error: unrecognized arguments: --bogus (see"),
+        (["list", "-q"], "video-ledger list: error: unrecognized arguments: -q (see"),
+    ],
+)  # fmt: skip
+def test_an_option_on_the_wrong_side_of_the_command_says_where_it_goes(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "ledger"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--dir", str(directory), *argv], out=out, err=err) == 2
+    assert len(err.getvalue().splitlines()) == 1
+    assert message in err.getvalue()
+    assert out.getvalue() == "" and capsys.readouterr() == ("", "")
+    assert not directory.exists(), "nothing was written"
 
 
 # -- 3. history --follow with filters -------------------------------------------------------------------
@@ -341,7 +370,7 @@ def test_license_and_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert printed == schema_documents()[f"{kind}.schema.json"]
         assert printed == (ROOT / "docs" / "schema" / f"{kind}.schema.json").read_bytes()
     result = cli("schema", "snapshot")
-    assert json.loads(result.stdout)["title"] == "generated-videos.json"
+    assert json.loads(result.stdout)["title"] == "GeneratedVideosJson"
 
 
 def test_gitignore_covers_every_file_a_ledger_directory_holds(tmp_path: Path) -> None:
@@ -430,7 +459,7 @@ def test_the_readme_documents_completion() -> None:
     assert "video-ledger completion zsh" in readme
 
 
-# -- issue 12, item 8: every number range-checked -------------------------------------------------------
+# -- every number range-checked -------------------------------------------------------------------------
 
 
 NUMBER_CASES = [
@@ -524,7 +553,7 @@ def test_range_errors_from_a_real_process_are_one_line() -> None:
         assert "Traceback" not in result.stderr
 
 
-# -- issue 12, item 7: permission denied ----------------------------------------------------------------
+# -- permission denied ----------------------------------------------------------------------------------
 
 
 def _as_another_user(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
@@ -600,7 +629,7 @@ def test_permission_denied_is_a_ledger_io_error_in_the_library(tmp_path: Path) -
     assert result.stdout == "LedgerIOError 13\nLedgerIOError 13\n", result.stderr
 
 
-# -- issue 12, item 10: Ctrl-C and SIGTERM on demo ------------------------------------------------------
+# -- Ctrl-C and SIGTERM on demo -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

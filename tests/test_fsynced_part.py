@@ -107,8 +107,7 @@ WHOLE_LOG_VIEWS = {  # whether each shows event 3, the line the dead writer left
 def test_whole_log_views_show_no_line_a_dead_writer_left_unfsynced(tmp_path: Path, view: str) -> None:
     """history, timeline, stats and as-of (and verify --files, the same read) read through the store's
     ``read``, as every reader does: only what the fsynced-size record vouches for, with no fsync of their
-    own (before issue 13's seam they fsynced the log themselves and showed the line). The next writer's
-    open fsyncs it; then they show it."""
+    own. The next writer's open fsyncs it; then they show it."""
     directory = tmp_path / "ledger"
     _deferred_writer_killed_before_its_fsync(directory, acked=2)
     ops = FaultyOps()  # only traces

@@ -1,4 +1,4 @@
-"""Several hosts on one PostgreSQL store (issue 14, "Tests"): writer processes appending through the API,
+"""Several hosts on one PostgreSQL store: writer processes appending through the API,
 ``video-ledger --store URL --dir DIR watch`` on two directories converging to byte-identical snapshots (and
 to a ``rebuild`` in a third), two processes racing one entry, a watcher stopped while events arrive, and a
 watcher outliving a server restart. Real processes, a real server (``tests/pg.py``)."""
