@@ -22,8 +22,8 @@ from ledger import CorruptLogError, EntryNotFoundError, Ledger
 from ledger.cli import main
 from ledger.events import check_line
 from ledger.fileops import FileOps
-from ledger.log import _decode_record
 from ledger.projector import read_checkpoint
+from ledger.syncstate import decode_record
 from ledger.watch import follow, watch
 
 from .conftest import ROOT, entry, files_state
@@ -277,7 +277,7 @@ def test_after_a_power_loss_the_record_never_claims_more_than_survived(tmp_path:
             scenario.run(directory, cut, [])
         for _ in range(5):
             state = cut.crash_state(rng)
-            recorded = _decode_record(state.get("events.jsonl.sync.lock", b""))
+            recorded = decode_record(state.get("events.jsonl.sync.lock", b""))
             if recorded is None:
                 continue
             log = state.get("events.jsonl", b"")

@@ -23,7 +23,31 @@ ALLOWED = {
     "ledger.lifecycle": BASE | {"ledger.events"},
     "ledger.backend": BASE | {"ledger.events"},
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
-    "ledger.log": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
+    "ledger.logfile": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
+    "ledger.syncstate": BASE | {"ledger.fileops", "ledger.logfile"},
+    "ledger.scan": BASE | {"ledger.events", "ledger.backend", "ledger.logfile", "ledger.syncstate"},
+    "ledger.recovery": BASE
+    | {"ledger.backend", "ledger.fileops", "ledger.logfile", "ledger.scan", "ledger.syncstate"},
+    "ledger.groupcommit": BASE
+    | {
+        "ledger.events",
+        "ledger.backend",
+        "ledger.fileops",
+        "ledger.logfile",
+        "ledger.recovery",
+        "ledger.syncstate",
+    },
+    "ledger.log": BASE
+    | {
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.backend",
+        "ledger.logfile",
+        "ledger.syncstate",
+        "ledger.scan",
+        "ledger.recovery",
+        "ledger.groupcommit",
+    },
     "ledger.postgres": BASE | {"ledger.events", "ledger.backend"},
     # which store a spec names (psycopg and ledger.postgres imported only for a URL), and copying between two
     "ledger.stores": BASE
@@ -173,20 +197,25 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "errors",
         "events",
         "fileops",
+        "groupcommit",
         "layout",
         "lifecycle",
         "demo",
         "log",
+        "logfile",
         "memory",
         "model",
         "output",
         "pipeline",
         "postgres",
         "projector",
+        "recovery",
         "report",
+        "scan",
         "schema",
         "store",
         "stores",
+        "syncstate",
         "watch",
     }
     assert (ROOT / "ledger" / "py.typed").exists()
