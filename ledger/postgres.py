@@ -30,8 +30,11 @@ when the head it was first run on had moved); only its last run's records land, 
 a head that had moved is dropped, not raised. When the server stays away:
 :class:`~ledger.errors.LedgerIOError` if ``COMMIT`` had not been sent (nothing recorded),
 :class:`~ledger.errors.DurabilityError` if it had (the store cannot tell; the error carries the request
-id, :meth:`PostgresStore.find` on a new handle answers). The one round trip carries ``COMMIT`` with the
-insert, so a cut there is in doubt whenever the server stays away.
+id; its message names the ``psql`` command that answers, :func:`settle_command`, and
+:meth:`PostgresStore.find` on a new handle does from Python). The one round trip carries ``COMMIT`` with
+the insert, so a cut there is in doubt whenever the server stays away. Once ``COMMIT`` may have been sent,
+any failure but the server refusing a statement on a live connection is such a loss, settled the same
+way (a session ended by ``pg_terminate_backend`` may have committed first).
 
 :func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
 triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
@@ -43,7 +46,9 @@ that). ``docs/scaling.md`` says when and how to use it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,7 +87,13 @@ __all__ = (
     "SchemaVersionError",
     "init",
     "schema_version",
+    "settle_command",
 )
+
+# psycopg warns through its logger ("error ignored terminating <psycopg.Pipeline [BAD]>") when a
+# pipeline ends on a lost connection; the append reports that loss itself, settled. Without a handler of
+# the application's, Python would print such warnings raw on stderr; with one, they go where it says.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 CHANNEL = "video_ledger"
 """The NOTIFY channel: a doorbell only (its payload is the new head's seq); readers read by seq."""
@@ -231,8 +242,9 @@ def _version(conn: psycopg.Connection[Any], where: Path) -> int:
 
 class CommitInDoubtError(DurabilityError):
     """The connection broke after an append's ``COMMIT`` was sent and the server could not be reached again
-    within ``retry_for``: the append may or may not be recorded. The handle refuses further appends;
-    :meth:`PostgresStore.find` (``request``) on a new handle tells."""
+    within ``retry_for``: the append may or may not be recorded. The handle refuses further appends; the
+    message names the command that tells (:func:`settle_command`), as :meth:`PostgresStore.find`
+    (``request``) on a new handle does."""
 
     def __init__(self, message: str, *, request: uuid.UUID) -> None:
         super().__init__(message)
@@ -412,19 +424,26 @@ class PostgresStore(EventStore):
                         return done
                 return self._append_once(conn, after, decide, request, lookup, state)
             except _Lost as lost:
-                if not self._reconnect(deadline):
-                    if state["committing"]:
-                        message = (
-                            f"lost the connection to {self.where} after COMMIT was sent and could not "
-                            f"reconnect: whether request {request} was recorded is unknown "
-                            f"(PostgresStore.find on a new handle tells): {lost}"
-                        )
-                        self._poisoned = message
-                        raise CommitInDoubtError(message, request=request) from None
-                    raise LedgerIOError(
-                        f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
-                    ) from None
+                # one reconnect at least (an in-doubt COMMIT deserves one look), none past the deadline
+                if (lookup and time.monotonic() >= deadline) or not self._reconnect(deadline):
+                    raise self._unsettled(request, state["committing"], str(lost)) from None
                 lookup = True
+
+    def _unsettled(self, request: uuid.UUID, committing: bool, lost: str) -> LedgerIOError:
+        """The error of an append whose connection broke and could not be replaced within ``retry_for``:
+        nothing recorded if ``COMMIT`` was never sent, else in doubt (and the handle refuses appends)."""
+        if not committing:
+            return LedgerIOError(
+                f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
+            )
+        message = (
+            f"lost the connection to {self.where} after COMMIT was sent and could not reconnect: whether "
+            f"request {request} was recorded is unknown; to tell, run {settle_command(self.url, request)} "
+            f"(it prints how many records the request appended: 0, none), or PostgresStore.find(request) "
+            f"from Python: {lost}"
+        )
+        self._poisoned = message
+        return CommitInDoubtError(message, request=request)
 
     def _append_at(
         self,
@@ -567,7 +586,8 @@ class PostgresStore(EventStore):
         try:
             yield
         except psycopg.Error as exc:
-            if conn.broken or conn.closed:
+            if not _refused(conn, exc):  # the session may be gone with COMMIT done: settle it
+                self._drop()
                 raise _Lost(_reason(exc)) from None
             self._rollback(conn)
             self._gone(exc)
@@ -659,6 +679,35 @@ class PostgresStore(EventStore):
         self._drop()
         self._drop_listener()
         self._closed = True
+
+
+def _refused(conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is the server refusing a statement on a connection that is still there (nothing
+    of the transaction commits), as opposed to the connection or the session going away (a cut, a
+    terminated backend, a restart, or psycopg left unsure of the session's state), after which a sent
+    ``COMMIT`` may or may not have been done."""
+    state = exc.sqlstate
+    if conn.broken or conn.closed or state is None:
+        return False
+    return not state.startswith(("08", "57P"))  # connection exception; operator intervention
+
+
+def settle_command(url: str, request: uuid.UUID) -> str:
+    """A shell command that prints how many records request ``request`` appended to the ledger at ``url``
+    (``psql``, the PostgreSQL client; no password in it: libpq takes it from ``~/.pgpass``, ``PGPASSFILE``
+    or ``PGPASSWORD``)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        info = {}
+    part = {key: urllib.parse.quote(str(info.get(key) or ""), safe=",") for key in ("user", "host", "port")}
+    at = f"{part['user']}@" if part["user"] else ""
+    port = f":{part['port']}" if part["port"] else ""
+    target = (
+        f"postgresql://{at}{part['host']}{port}/{urllib.parse.quote(str(info.get('dbname') or ''), safe='')}"
+    )
+    query = f"SELECT count(*) FROM ledger_events WHERE request_id = '{request}'"  # noqa: S608 (a UUID)
+    return f"psql '{target}' -Atc \"{query}\""
 
 
 def _check_new(record: Record, want: int, prev: str, ts: str) -> None:

@@ -275,6 +275,27 @@ def test_when_the_server_stays_away_a_lost_commit_is_a_durability_error_that_fin
         assert direct.find(uuid.uuid4()) is None
     finally:
         direct.close()
+    proxy.refuse = False  # the server is back: the command the error names answers
+    assert _settle(str(caught.value)) == "2"  # both records of the request are there
+
+
+def _settle(message: str) -> str:
+    """Run the one command an in-doubt error names (``psql …``) as a user would: what it prints."""
+    import re
+    import shlex
+
+    from .pg import find_bindir
+
+    command = re.search(r"run (psql '[^']*' -Atc \"[^\"]*\")", message)
+    assert command is not None, message
+    bindir = find_bindir()
+    assert bindir is not None
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        shlex.split(command.group(1)), env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_a_commit_stays_in_doubt_until_a_lookup_under_the_lock_settles_it(
@@ -341,6 +362,8 @@ def test_on_the_one_round_trip_path_a_cut_with_the_server_away_is_in_doubt_and_f
         assert direct.find(caught.value.request) is None and direct.head()[:3] == first[:3]
     finally:
         direct.close()
+    proxy.refuse = False
+    assert _settle(str(caught.value)) == "0"
 
 
 def test_a_server_killed_mid_run_and_restarted_loses_nothing_acknowledged(pg_server: PgServer) -> None:
