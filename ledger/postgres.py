@@ -58,7 +58,17 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
+from ledger.backend import (
+    GENESIS,
+    Audit,
+    Batch,
+    Decide,
+    EventStore,
+    Head,
+    Record,
+    check_continues,
+    checked_event,
+)
 from ledger.errors import (
     CorruptLogError,
     DurabilityError,
@@ -72,7 +82,6 @@ from ledger.errors import (
 from ledger.events import (
     GENESIS_HASH,
     EventType,
-    check_line,
     check_lines,
     decode_event,
     decode_events,
@@ -471,10 +480,7 @@ class PostgresStore(EventStore):
         if not records:  # nothing to append: no transaction, only a look at the head
             self._current = self._is_tip(conn, tip)
             return tip if self._current else None
-        seq, prev, ts = tip.seq, tip.hash, tip.ts
-        for record in records:
-            _check_new(record, seq + 1, prev, ts)
-            seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+        seq, prev, ts, _ = check_continues(records, tip)
         state["committing"] = True  # from here on, COMMIT may be on its way
         with self._failures(conn):
             with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
@@ -552,10 +558,7 @@ class PostgresStore(EventStore):
             if not records:
                 conn.execute(b"ROLLBACK", prepare=False)
                 return tip
-            seq, prev, ts = tip.seq, tip.hash, tip.ts
-            for record in records:
-                _check_new(record, seq + 1, prev, ts)
-                seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+            seq, prev, ts, _ = check_continues(records, tip)
             state["committing"] = True  # from here on, COMMIT may be on its way
             with conn.pipeline():  # one round trip: insert, move the head, ring the doorbell, commit
                 conn.execute(
@@ -708,21 +711,6 @@ def settle_command(url: str, request: uuid.UUID) -> str:
     )
     query = f"SELECT count(*) FROM ledger_events WHERE request_id = '{request}'"  # noqa: S608 (a UUID)
     return f"psql '{target}' -Atc \"{query}\""
-
-
-def _check_new(record: Record, want: int, prev: str, ts: str) -> None:
-    """Refuse a record that does not continue the log (the caller's bug: :class:`InvalidEntryError`)."""
-    why = None
-    if b"\n" in record.line or not check_line(record.line):
-        why = "its line is not one framed line with a valid crc"
-    elif record.seq != want or record.event.seq != want:
-        why = f"its seq is {record.seq}, expected {want}"
-    elif record.event.prev != prev:
-        why = "its prev is not the hash of the line before"
-    elif record.event.ts < ts:
-        why = f"its time {record.event.ts} is before the last record's {ts}"
-    if why is not None:
-        raise InvalidEntryError(f"cannot append record {record.seq}: {why}")
 
 
 def _check_stored(where: Path, n: int, seq: int, line: bytes) -> EventType:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from .conftest import PYTHON, ROOT
@@ -453,7 +454,12 @@ def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_written(
         head = store.append(GENESIS, appender(2))
         wrong_seq = lambda tip, unseen: make_records(tip._replace(seq=tip.seq + 1), 1)  # noqa: E731
         wrong_prev = lambda tip, unseen: make_records(tip._replace(hash="0" * 64), 1)  # noqa: E731
-        for decide in (wrong_seq, wrong_prev):
+
+        def wrong_event(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            (record,) = make_records(tip, 1)
+            return [record._replace(event=msgspec.structs.replace(record.event, prompt="not its line"))]
+
+        for decide in (wrong_seq, wrong_prev, wrong_event):  # the rule memory.py checks too: one function
             with pytest.raises(InvalidEntryError, match="cannot append record"):
                 store.append(head, decide)
         assert store.head()[:3] == head[:3] and len(everything(store)) == 2
