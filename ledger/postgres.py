@@ -110,6 +110,7 @@ CHANNEL = "video_ledger"
 _BATCH = 4096
 _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
+_LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
 _NOT_HELD = "the store does not hold the head appended after"
 
 # Each migration takes the schema from version i to i + 1, in one transaction with the version row.
@@ -137,6 +138,30 @@ _MIGRATIONS: tuple[str, ...] = (
         FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
     CREATE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE ON ledger_events
         FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+    """.replace("$genesis", GENESIS_HASH),
+    # The head row names the last record, checked as each transaction that wrote it commits (deferred:
+    # an append inserts its rows and moves the head in one statement): a role that may update it (every
+    # writer) cannot make it lie, and only the tables' owner or a superuser can switch the check off.
+    """
+    CREATE FUNCTION ledger_head_check() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        head ledger_head%ROWTYPE;
+        last ledger_events%ROWTYPE;
+    BEGIN
+        SELECT * INTO head FROM ledger_head;
+        SELECT * INTO last FROM ledger_events ORDER BY seq DESC LIMIT 1;
+        IF last.seq IS NULL AND head.seq = 0 AND head.hash = '$genesis' AND head.ts = '' THEN
+            RETURN NULL;
+        END IF;
+        IF head.seq = last.seq AND head.hash = encode(sha256(last.line), 'hex')
+                AND head.ts = convert_from(last.line, 'UTF8')::json ->> 'ts' THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'ledger_head must name the last record (%), its hash and its time: refused',
+            coalesce(last.seq, 0);
+    END $$;
+    CREATE CONSTRAINT TRIGGER ledger_head_names_the_last_record AFTER INSERT OR UPDATE ON ledger_head
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_head_check();
     """.replace("$genesis", GENESIS_HASH),
 )
 
@@ -346,11 +371,17 @@ class PostgresStore(EventStore):
     # -- the verbs ---------------------------------------------------------------------------------------
 
     def head(self) -> Head:
-        rows = self._query("SELECT seq, hash, ts FROM ledger_head")
+        """The last record's place, read from that record (never from the head row, which is the
+        appends' lock: a head row someone made lie cannot hide a record or lend a writer its hash or
+        time)."""
+        return self._tip(self._query(_LAST.decode()))
+
+    def _tip(self, rows: list[tuple[Any, ...]]) -> Head:
+        """The place after the last of ``rows`` (``(seq, line)``, in seq order; none: :data:`GENESIS`)."""
         if not rows:
-            raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-        seq, hash_, ts = rows[0]
-        return GENESIS if not seq else Head(seq, hash_, ts, seq)
+            return GENESIS
+        seq, line = rows[-1][0], bytes(rows[-1][1])
+        return Head(seq, line_hash(line), _check_stored(self.where, seq, seq, line).ts, seq)
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
         end = self.head().seq  # as of the call
@@ -488,7 +519,8 @@ class PostgresStore(EventStore):
                 moved = conn.execute(
                     b"WITH moved AS ("
                     b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
-                    b" WHERE seq = %s AND hash = %s AND ts = %s RETURNING seq"
+                    b" WHERE seq = %s AND hash = %s AND ts = %s"
+                    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq > %s) RETURNING seq"
                     b"), new AS ("
                     b" INSERT INTO ledger_events (seq, line, request_id)"
                     b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
@@ -501,6 +533,7 @@ class PostgresStore(EventStore):
                         tip.seq,
                         tip.hash,
                         tip.ts,
+                        tip.seq,
                         request,
                         [r.seq for r in records],
                         [r.line for r in records],
@@ -515,14 +548,15 @@ class PostgresStore(EventStore):
         return Head(seq, prev, ts, seq)
 
     def _is_tip(self, conn: psycopg.Connection[Any], tip: Head) -> bool:
-        """Whether the head row is ``tip`` (one statement, no transaction)."""
+        """Whether the last record is ``tip`` (one statement, no transaction)."""
         try:
-            row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head").fetchone()
+            rows = conn.execute(_LAST).fetchall()
         except psycopg.Error as exc:
-            if conn.broken or conn.closed:
+            if not _refused(conn, exc):
+                self._drop()
                 raise _Lost(_reason(exc)) from None
             raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
-        return row is not None and tuple(row) == tuple(tip[:3])
+        return self._tip(rows)[:3] == tip[:3]
 
     def _append_once(
         self,
@@ -536,15 +570,15 @@ class PostgresStore(EventStore):
         with self._failures(conn):
             with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
                 conn.execute(b"BEGIN", prepare=False)
-                locked = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE")
-                after_it = conn.execute(
-                    b"SELECT seq, line FROM ledger_events WHERE seq > %s ORDER BY seq", (after.seq,)
+                locked = conn.execute(b"SELECT seq FROM ledger_head FOR UPDATE")
+                from_after = conn.execute(  # ``after``'s own record too: the store must hold it
+                    b"SELECT seq, line FROM ledger_events WHERE seq >= %s ORDER BY seq", (after.seq,)
                 )
                 looked = conn.execute(_BY_REQUEST.encode(), (request,)) if lookup else None
-            row = locked.fetchone()
-            if row is None:
+            if locked.fetchone() is None:
                 raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-            tip = GENESIS if not row[0] else Head(row[0], row[1], row[2], row[0])
+            rows = from_after.fetchall()
+            tip = self._tip(rows)  # the last record, whatever the head row says
             if looked is not None:
                 found = looked.fetchall()
                 if found:  # the lost attempt committed: it is what this append did
@@ -552,7 +586,7 @@ class PostgresStore(EventStore):
                     seq, line = found[-1][0], bytes(found[-1][1])
                     return Head(seq, line_hash(line), decode_event(line).ts, seq)
                 state["committing"] = False  # it did not commit, and never will: we hold the lock
-            unseen = self._unseen(after_it.fetchall(), after, tip)
+            unseen = self._unseen(rows, after)
             self._current = not unseen
             records = decide(tip, unseen)
             if not records:
@@ -615,17 +649,18 @@ class PostgresStore(EventStore):
         except psycopg.Error:
             self._drop()  # the server rolls back a transaction whose connection is gone
 
-    def _unseen(self, rows: list[tuple[Any, ...]], after: Head, tip: Head) -> list[Record]:
-        """The records after ``after`` up to ``tip`` (read under the lock), checking the store holds
-        ``after``: it is the tip, or the record after it chains to it."""
-        rows = [row for row in rows if row[0] <= tip.seq]
-        if after.seq > tip.seq or (after.seq == tip.seq and after.seq and after.hash != tip.hash):
-            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
-        if after.seq == tip.seq:
+    def _unseen(self, rows: list[tuple[Any, ...]], after: Head) -> list[Record]:
+        """The records after ``after`` from ``rows`` (read under the lock: ``after``'s own record and
+        every one after it), checking the store holds ``after``: its record is there with its hash."""
+        if after.seq:
+            if not rows or rows[0][0] != after.seq or line_hash(bytes(rows[0][1])) != after.hash:
+                raise CorruptLogError(self.where, after.seq, _NOT_HELD)
+            rows = rows[1:]
+        if not rows:
             return []
         lines, events = self._decode(rows, after.seq)
-        if after.seq and events[0].prev != after.hash:
-            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
+        if events[0].prev != after.hash:
+            raise CorruptLogError(self.where, after.seq + 1, _BROKEN)
         return [Record(e.seq, line, e) for line, e in zip(lines, events, strict=True)]
 
     def find(self, request: uuid.UUID) -> Head | None:
@@ -646,7 +681,7 @@ class PostgresStore(EventStore):
         while True:
             try:
                 conn = self._listening()
-                row = conn.execute(b"SELECT seq FROM ledger_head").fetchone()
+                row = conn.execute(b"SELECT coalesce(max(seq), 0) FROM ledger_events").fetchone()
                 if row is not None and row[0] > after_seq:
                     return True
                 remaining = deadline - time.monotonic()

@@ -14,13 +14,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .conftest import PYTHON, ROOT, FakeClock, entry
 from .pg import CuttingProxy, PgServer, require_psycopg
 
 require_psycopg()
 
 import psycopg  # noqa: E402
 
+from ledger import Ledger  # noqa: E402
 from ledger.backend import GENESIS, Head, Record  # noqa: E402
 from ledger.errors import (  # noqa: E402
     ConflictError,
@@ -31,7 +32,7 @@ from ledger.errors import (  # noqa: E402
     LedgerIOError,
     NoLedgerError,
 )
-from ledger.events import line_hash  # noqa: E402
+from ledger.events import decode_event, line_hash  # noqa: E402
 from ledger.postgres import (  # noqa: E402
     SCHEMA_VERSION,
     CommitInDoubtError,
@@ -84,6 +85,32 @@ def test_init_creates_the_schema_once_and_is_safe_to_run_again(pg_server: PgServ
         head = store.append(GENESIS, appender(3))
         assert init(pg_url) == SCHEMA_VERSION  # again: nothing recreated, nothing lost
         assert store.head()[:3] == head[:3] and len(everything(store)) == 3
+    finally:
+        store.close()
+
+
+def test_a_schema_of_version_1_is_refused_until_init_migrates_it_keeping_its_records(pg_url: str) -> None:
+    from ledger.postgres import _MIGRATIONS
+
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE ledger_schema_version (version integer NOT NULL)")
+        conn.execute(_MIGRATIONS[0].encode())
+        conn.execute("INSERT INTO ledger_schema_version VALUES (1)")
+        (record,) = make_records(GENESIS, 1)
+        conn.execute(
+            "INSERT INTO ledger_events (seq, line, request_id) VALUES (1, %s, %s)",
+            (record.line, uuid.uuid4()),
+        )
+        conn.execute("UPDATE ledger_head SET seq = 1, hash = %s, ts = %s", (line_hash(record.line), TS))
+    with pytest.raises(SchemaVersionError, match="run init to migrate it"):
+        PostgresStore(pg_url)
+    assert init(pg_url) == SCHEMA_VERSION == 2
+    store = PostgresStore(pg_url)
+    try:
+        store.append(store.head(), appender(1))
+        assert [r.seq for r in everything(store)] == [1, 2] and list(store.check())
+        with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.errors.RaiseException):
+            conn.execute("UPDATE ledger_head SET seq = 1")  # the head row's check is in place
     finally:
         store.close()
 
@@ -441,6 +468,87 @@ def test_a_row_a_superuser_changed_is_named_by_check(pg_server: PgServer, change
         assert caught.value.line == line and str(caught.value).startswith("postgresql:127.0.0.1:")
     finally:
         store.close()
+
+
+# -- the head row: the appends' lock, never trusted to say where the log ends ------------------------------
+
+HEAD_LIES = {
+    "moved back": "UPDATE ledger_head SET seq = 2, hash = %(hash2)s, ts = %(ts2)s",  # record 2, exactly
+    "wrong hash": "UPDATE ledger_head SET hash = repeat('0', 64)",
+    "time in 2099": "UPDATE ledger_head SET ts = '2099-01-01T00:00:00.000000Z'",
+}
+
+
+def _record_2(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT line FROM ledger_events WHERE seq = 2").fetchone()
+    assert row is not None
+    line = bytes(row[0])
+    return {"hash2": line_hash(line), "ts2": decode_event(line).ts}
+
+
+@pytest.mark.parametrize("lie", HEAD_LIES)
+def test_the_app_role_cannot_make_the_head_row_lie(pg_server: PgServer, lie: str) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        head = store.append(GENESIS, appender(4))
+        with psycopg.connect(url, autocommit=True) as conn:  # the app role, which may UPDATE the head row
+            with pytest.raises(psycopg.errors.RaiseException, match="ledger_head must name the last record"):
+                conn.execute(HEAD_LIES[lie], _record_2(url))
+            assert conn.execute("SELECT seq, hash, ts FROM ledger_head").fetchone() == tuple(head[:3])
+        assert store.head()[:3] == head[:3] and list(store.check())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("lie", HEAD_LIES)
+def test_a_head_row_that_lies_hides_nothing_and_lends_no_writer_its_hash_or_time(
+    pg_server: PgServer, tmp_path: Path, lie: str
+) -> None:
+    """The head row made to lie past the check (as the tables' owner or a superuser can): readers read
+    where the records end, a writer one record behind chains onto the last record, and a later event is
+    stamped by the clock, not by the head row."""
+    url = pg_server.app_database()
+    writer = PostgresStore(url)
+    try:
+        behind = writer.append(GENESIS, appender(3))
+        head = writer.append(behind, appender(1, spot="acropolis"))
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")  # past the head row's check
+            conn.execute(HEAD_LIES[lie], _record_2(url))
+        host = PostgresStore(url)  # a new host
+        try:
+            assert host.head()[:3] == head[:3] and [r.seq for r in everything(host)] == [1, 2, 3, 4]
+            assert host.wait(3, timeout=0) is True
+        finally:
+            host.close()
+        late = PostgresStore(url)  # a writer one record behind: shown record 4, chained onto it
+        try:
+            seen: list[tuple[Head, list[Record]]] = []
+            after = late.append(behind, appender(1, seen=seen))
+            assert seen[-1][0][:3] == head[:3] and [r.seq for r in seen[-1][1]] == [4]
+        finally:
+            late.close()
+        with Ledger(tmp_path / "host", store=url, clock=FakeClock()) as ledger:
+            ledger.set_many([entry("forum", "rome-80ad", "pending")])
+        events = [e for batch in writer.check() for e in batch.events]  # the chain and the head row, healed
+        assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6] and events[4].prev == head.hash
+        assert events[5].prev == after.hash
+        assert events[5].ts.startswith("2026") and writer.head()[:3] == (
+            6,
+            line_hash(_line(url, 6)),
+            events[5].ts,
+        )
+    finally:
+        writer.close()
+
+
+def _line(url: str, seq: int) -> bytes:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT line FROM ledger_events WHERE seq = %s", (seq,)).fetchone()
+    assert row is not None
+    return bytes(row[0])
 
 
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
