@@ -230,6 +230,8 @@ def init(url: str, *, app_role: str | None = None) -> int:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('video-ledger schema'))")
+                if app_role is not None:
+                    _check_app_role(conn, where, app_role)
                 conn.execute("CREATE TABLE IF NOT EXISTS ledger_schema_version (version integer NOT NULL)")
                 row = conn.execute("SELECT max(version) FROM ledger_schema_version").fetchone()
                 version = (row[0] if row else None) or 0
@@ -255,6 +257,26 @@ def init(url: str, *, app_role: str | None = None) -> int:
         except psycopg.Error as exc:
             raise LedgerIOError(f"cannot create the ledger schema in {where}: {_reason(exc)}") from None
     return SCHEMA_VERSION
+
+
+def _check_app_role(conn: psycopg.Connection[Any], where: Path, role: str) -> None:
+    """Refuse (:class:`InvalidEntryError`, before anything is created) a role whose grants would reach
+    past the app: PUBLIC (every role in the cluster, however it is spelled or quoted), a predefined role
+    (``pg_…``: ``pg_write_all_data``, ``pg_database_owner`` and the like) or a superuser."""
+    why = None
+    if role.strip().strip('"').strip().lower() == "public":
+        why = "is PUBLIC, every role in the cluster"
+    elif role.startswith("pg_"):
+        why = "is a predefined role of the server (pg_…), held by roles the ledger knows nothing of"
+    else:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if row is not None and row[0]:
+            why = "is a superuser, who needs no grants and passes every check"
+    if why is not None:
+        raise InvalidEntryError(
+            f"{where}: the app role {role!r} {why}: name the role the app hosts connect as (CREATE ROLE "
+            "… LOGIN); nothing was created"
+        )
 
 
 def schema_version(url: str) -> int:

@@ -157,6 +157,29 @@ def test_the_events_refuse_change_even_from_their_owner_and_the_app_role_holds_n
         store.close()
 
 
+@pytest.mark.parametrize(
+    "role", ["public", "PUBLIC", " Public ", '"public"', "pg_write_all_data", "pg_database_owner", "postgres"]
+)
+def test_init_refuses_an_app_role_whose_grants_reach_past_the_app_and_creates_nothing(
+    pg_url: str, role: str
+) -> None:
+    import io
+
+    from ledger.cli import main
+
+    with pytest.raises(
+        InvalidEntryError, match=r"the app role .* is (PUBLIC|a predefined|a superuser).*nothing"
+    ):
+        init(pg_url, app_role=role)
+    err = io.StringIO()
+    assert main(["--store", pg_url, "init", "--app-role", role], out=io.StringIO(), err=err) == 2
+    assert err.getvalue().count("\n") == 1 and "nothing was created" in err.getvalue()
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+        functions = conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'ledger%'").fetchone()
+    assert tables == (0,) and functions == (0,) and schema_version(pg_url) == 0
+
+
 def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgServer) -> None:
     url = f"postgresql://ledger_app:secret@127.0.0.1:{free_port()}/nowhere"
     with pytest.raises(
