@@ -31,13 +31,13 @@ from ledger import demo as demo_names
 from ledger.copy import copy_ledger
 from ledger.errors import (
     SYMLINK_REFUSED,
-    EntryNotFoundError,
     IllegalTransitionError,
     InvalidEntryError,
     LedgerError,
     ReadOnlyLedgerError,
 )
 from ledger.events import (
+    EVENT_TAGS,
     STATUSES,
     EventType,
     Failed,
@@ -50,6 +50,7 @@ from ledger.events import (
     schema_documents,
 )
 from ledger.layout import CHECKPOINT_NAME, DIR_ENV, LOG_NAME, SNAPSHOT_LOCK_NAME, default_directory
+from ledger.requests import no_entry
 from ledger.store import Ledger, Timeline, encode_entries, parse_head, read_import, save_entries, watch
 from ledger.stores import (
     STORE_ENV,
@@ -60,8 +61,6 @@ from ledger.stores import (
     same_directory,
     store_spec,
 )
-
-EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
 __all__ = ("main",)
 
@@ -615,7 +614,7 @@ def _cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
         entry = ledger.get_video_metadata(args.spot, args.era)
     if entry is None:
-        raise EntryNotFoundError(f"no entry for spotId={args.spot!r} eraId={args.era!r}")
+        raise no_entry(args.spot, args.era)
     if args.json:
         out.write(_encoder.encode(entry).decode() + "\n")
     else:
@@ -852,8 +851,6 @@ def _cmd_rebuild(args: argparse.Namespace, out: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         report = ledger.rebuild()
         out.write(f"rebuilt {ledger.snapshot_path} from {report.events} events ({report.entries} entries)\n")
-        if report.torn is not None:
-            out.write(f"note: {_torn_note(report.torn.size, report.torn.line)}\n")
     return EXIT_OK
 
 

@@ -947,7 +947,7 @@ class EventLog(EventStore):
             raise err from None
         self._fsync_time = time.monotonic() - began  # what pauses are decided and scaled by
         self.ops.point("log.after_fsync")
-        self._set_flushed(size)
+        self._set_flushed(size, keep_same=force)
 
     def recover(self) -> None:
         """Make the log ready for writing, as a leader: create it if missing, set a torn tail aside, move
@@ -1088,12 +1088,15 @@ class EventLog(EventStore):
             self._record_fd.close()
         return gone
 
-    def _set_flushed(self, size: int) -> None:
+    def _set_flushed(self, size: int, *, keep_same: bool = False) -> None:
         record = _FLUSHED.pack(_FLUSHED_MAGIC, size)
+        record += zlib.crc32(record).to_bytes(4, "little")
         fd = None
         try:
             fd = self._sync_state_fd()
-            self.ops.pwrite(fd, record + zlib.crc32(record).to_bytes(4, "little"), 0)
+            if keep_same and self.ops.pread(fd, len(record) + 1, 0) == record:
+                return  # it says so already (an open that records nothing leaves the file as it was)
+            self.ops.pwrite(fd, record, 0)
         except OSError as exc:
             # The old record would make readers stop before the lines just acknowledged: leave none (then
             # readers fsync the log themselves and read it all, and the next writer fsyncs again).
