@@ -5,6 +5,21 @@ into ``generated-videos.json``, the JSON array the app reads. See ``docs/`` for 
 and the guarantees.
 """
 
+from ledger.audit import VerifyReport
+from ledger.default import (
+    default_ledger,
+    generate_and_store_video,
+    generation,
+    get_all_video_metadata,
+    get_video_metadata,
+    history,
+    mark_video_failed,
+    mark_video_ready,
+    reap,
+    rebuild,
+    set_video_metadata,
+    verify,
+)
 from ledger.errors import (
     AttemptInProgressError,
     ClockSkewError,
@@ -33,29 +48,11 @@ from ledger.events import (
     Status,
     VideoMetadata,
 )
+from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.lifecycle import TRANSITIONS
+from ledger.media import FilesReport
 from ledger.pipeline import Job, Terminated
-from ledger.store import (
-    FilesReport,
-    ImportFile,
-    ImportReport,
-    Ledger,
-    RebuildReport,
-    VerifyReport,
-    default_ledger,
-    generate_and_store_video,
-    generation,
-    get_all_video_metadata,
-    get_video_metadata,
-    history,
-    mark_video_failed,
-    mark_video_ready,
-    read_import,
-    reap,
-    rebuild,
-    set_video_metadata,
-    verify,
-)
+from ledger.store import Ledger, RebuildReport
 
 __all__ = (
     "STATUSES",

@@ -55,13 +55,13 @@ from ledger.cliparse import (
 )
 from ledger.copy import copy_ledger, follow_copy
 from ledger.errors import (
-    EntryNotFoundError,
     IllegalTransitionError,
     InvalidEntryError,
     LedgerError,
     ReadOnlyLedgerError,
 )
-from ledger.events import STATUSES, EventType, parse_time
+from ledger.events import EVENT_TAGS, STATUSES, EventType, parse_time
+from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
 from ledger.output import (
     HISTORY_HEADER,
@@ -80,6 +80,7 @@ from ledger.output import (
     print_history,
     print_imported,
     print_reaped,
+    print_rebuilt,
     print_report_written,
     print_stats,
     print_status_counts,
@@ -87,12 +88,11 @@ from ledger.output import (
     print_verify,
     print_written,
     timeline_json,
-    torn_note,
     verify_json,
     write_csv,
 )
+from ledger.requests import no_entry
 from ledger.store import (
-    MAX_IMPORT_BYTES,
     Ledger,
     encode_entries,
     parse_head,
@@ -109,8 +109,6 @@ from ledger.stores import (
     same_directory,
     store_spec,
 )
-
-EVENT_TAGS = ("pending", "generating", "ready", "failed", "imported")
 
 __all__ = ("main",)
 
@@ -180,14 +178,6 @@ def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
     return describe_store(url) if url is not None else str(ledger.log_path)
 
 
-def read_import_stdin() -> bytes:
-    """``import -``: the file's bytes from standard input, within the size any import file may have."""
-    data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidEntryError(f"standard input holds more than {MAX_IMPORT_BYTES} bytes, an import's limit")
-    return data
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT and SIGTERM set ``stop`` (so the work in progress finishes cleanly) instead of killing us."""
@@ -246,7 +236,7 @@ def _get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
         entry = ledger.get_video_metadata(args.spot, args.era)
     if entry is None:
-        raise EntryNotFoundError(f"no entry for spotId={args.spot!r} eraId={args.era!r}")
+        raise no_entry(args.spot, args.era)
     if args.json:
         out.write(json_line(entry))
     else:
@@ -437,9 +427,7 @@ def _wait(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         report = ledger.rebuild()
-        out.write(f"rebuilt {ledger.snapshot_path} from {report.events} events ({report.entries} entries)\n")
-        if report.torn is not None:
-            out.write(f"note: {torn_note(report.torn.size, report.torn.line)}\n")
+        print_rebuilt(report, ledger.snapshot_path, out)
     return EXIT_OK
 
 
@@ -507,8 +495,8 @@ def _reap(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("path", metavar="PATH", help="the generated-videos.json to import ('-': read it from standard input)")
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    source = read_import_stdin() if args.path == "-" else args.path
-    checked = read_import(source)  # before the ledger is opened: a refused file leaves DIR as it was
+    # before the ledger is opened: a refused file leaves DIR as it was
+    checked = read_import_stream(sys.stdin.buffer) if args.path == "-" else read_import(args.path)
     with _open(args, readonly=False) as ledger:
         report = ledger.import_entries(checked)
     print_imported(report, out, err, PROG)

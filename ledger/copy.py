@@ -29,7 +29,7 @@ from pathlib import Path
 from ledger.backend import GENESIS, Decide, EventStore, Head, Record
 from ledger.errors import ConflictError, CorruptLogError, InvalidEntryError, LedgerError, NoLedgerError
 from ledger.events import line_hash
-from ledger.stores import check_store_spec, is_url, open_store
+from ledger.stores import check_store_spec, is_url, open_store, store_name
 
 __all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger", "follow_copy")
 
@@ -155,9 +155,8 @@ def _hash_at(source: EventStore, base: Head, seq: int) -> str | None:
 
 
 def _where(store: EventStore) -> Path:
-    """How errors name a store: the file store's path, the PostgreSQL store's host and database."""
-    where = getattr(store, "path", None) or getattr(store, "where", None)
-    return where if isinstance(where, Path) else Path(type(store).__name__)
+    """How errors name a store (:func:`ledger.stores.store_name`)."""
+    return store_name(store)
 
 
 def _continue(expected: Head, records: list[Record]) -> Decide:

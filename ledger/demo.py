@@ -169,60 +169,23 @@ def run_demo(
     SIGINT or SIGTERM (in the main thread) stops the workers at once, each recording its running attempt
     as failed, and raises :class:`DemoInterrupted`. Bad numbers raise
     :class:`~ledger.errors.InvalidEntryError` naming the one at fault."""
-    if not 1 <= spots <= len(SPOTS):
-        raise InvalidEntryError(f"--spots must be between 1 and {len(SPOTS)}, not {spots}")
-    if not 1 <= eras <= len(ERAS):
-        raise InvalidEntryError(f"--eras must be between 1 and {len(ERAS)}, not {eras}")
-    if workers < 1:
-        raise InvalidEntryError(f"--workers must be at least 1, not {workers}")
-    if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
-        raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
+    _check_numbers(spots, eras, workers, fail_rate)
     with Ledger(directory, store=store) as ledger:  # create the ledger before the workers race to
         start_seq = ledger.head().seq
         before = ledger.get_all_video_metadata()
     main = threading.current_thread() is threading.main_thread()
-    # fork where there is one: its queues' semaphores are unlinked at once, so no resource-tracker process
-    # is started (with spawn, an interrupted demo could end with the tracker's "leaked semaphore" warning
-    # on stderr); the workers open their own ledger handles, and this process holds none open here
-    get_context = multiprocessing.get_context
-    context = get_context("fork") if sys.platform == "linux" else get_context("spawn")
-    jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
-    results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     todo = [(s, e) for s in SPOTS[:spots] for e in ERAS[:eras]]
-    args = (os.fspath(directory), jobs, results, fail_rate, seed, delay, store)
-    procs = [context.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]
+    procs, jobs, results = _workers(workers, (os.fspath(directory), fail_rate, seed, delay, store))
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     result = DemoResult(
         jobs=len(todo), existing=len(before), live=sum(1 for e in before if e.status == "generating")
     )
-    open_jobs = len(todo)
     try:
-        # born ignoring SIGINT (an ignored signal stays ignored across exec), so a Ctrl-C while a worker
-        # still starts up prints no traceback from it
-        ignored = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            for proc in procs:
-                proc.start()
-        finally:
-            if ignored is not None:
-                signal.signal(signal.SIGINT, ignored)
+        _start(procs, main)
         for spot, era in todo:  # after the forks: no queue feeder thread runs while this process forks
             jobs.put((spot, era, 1))
-        while open_jobs:
-            try:
-                done: JobResult = results.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    raise RuntimeError("every demo worker exited with jobs left") from None
-                continue
-            result.results.append(done)
-            if done.outcome == "failed" and done.attempt == 1:
-                jobs.put((done.spot_id, done.era_id, 2))  # retry once
-            else:
-                open_jobs -= 1
-            if progress is not None:
-                progress(result, done)
+        _collect(procs, jobs, results, result, progress)
     except (KeyboardInterrupt, Terminated) as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         _stop(procs, jobs)
@@ -244,6 +207,72 @@ def run_demo(
                 proc.terminate()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _workers(
+    count: int, args: tuple[object, ...]
+) -> tuple[list[BaseProcess], multiprocessing.Queue, multiprocessing.Queue]:  # type: ignore[type-arg]
+    """``count`` worker processes (not started) over a jobs and a results queue, each given ``args``.
+
+    Forked where there is fork: its queues' semaphores are unlinked at once, so no resource-tracker
+    process is started (with spawn, an interrupted demo could end with the tracker's "leaked semaphore"
+    warning on stderr); the workers open their own ledger handles, and this process holds none open."""
+    get_context = multiprocessing.get_context
+    context = get_context("fork") if sys.platform == "linux" else get_context("spawn")
+    jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
+    results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
+    directory, *rest = args
+    full = (directory, jobs, results, *rest)
+    procs: list[BaseProcess] = [context.Process(target=_worker, args=full, daemon=True) for _ in range(count)]
+    return procs, jobs, results
+
+
+def _check_numbers(spots: int, eras: int, workers: int, fail_rate: float) -> None:
+    if not 1 <= spots <= len(SPOTS):
+        raise InvalidEntryError(f"--spots must be between 1 and {len(SPOTS)}, not {spots}")
+    if not 1 <= eras <= len(ERAS):
+        raise InvalidEntryError(f"--eras must be between 1 and {len(ERAS)}, not {eras}")
+    if workers < 1:
+        raise InvalidEntryError(f"--workers must be at least 1, not {workers}")
+    if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
+        raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
+
+
+def _start(procs: Sequence[BaseProcess], main: bool) -> None:
+    """Start the workers, born ignoring SIGINT (an ignored signal stays ignored across exec), so a Ctrl-C
+    while a worker still starts up prints no traceback from it."""
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        for proc in procs:
+            proc.start()
+    finally:
+        if ignored is not None:
+            signal.signal(signal.SIGINT, ignored)
+
+
+def _collect(
+    procs: Sequence[BaseProcess],
+    jobs: multiprocessing.Queue,  # type: ignore[type-arg]
+    results: multiprocessing.Queue,  # type: ignore[type-arg]
+    result: DemoResult,
+    progress: Callable[[DemoResult, JobResult], None] | None,
+) -> None:
+    """Take the workers' results until every job has its last attempt (a failed first one is retried)."""
+    open_jobs = result.jobs
+    while open_jobs:
+        try:
+            done: JobResult = results.get(timeout=1.0)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                raise RuntimeError("every demo worker exited with jobs left") from None
+            continue
+        result.results.append(done)
+        if done.outcome == "failed" and done.attempt == 1:
+            jobs.put((done.spot_id, done.era_id, 2))  # retry once
+        else:
+            open_jobs -= 1
+        if progress is not None:
+            progress(result, done)
 
 
 def _stop(procs: Sequence[BaseProcess], jobs: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

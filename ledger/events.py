@@ -37,6 +37,7 @@ from isal.isal_zlib import crc32
 from ledger.errors import InvalidEntryError
 
 __all__ = (
+    "EVENT_TAGS",
     "EVENT_TYPES",
     "FORMAT_VERSION",
     "GENESIS_HASH",
@@ -63,6 +64,7 @@ __all__ = (
     "line_hashes",
     "normalize_id",
     "parse_time",
+    "seal",
     "utc_now",
     "validate_entry",
 )
@@ -244,6 +246,9 @@ EVENT_TYPES: Final[dict[Status, type[EventType]]] = {
     cls.STATUS: cls for cls in (Pending, Generating, Ready, Failed)
 }
 
+EVENT_TAGS: Final[tuple[str, ...]] = tuple(str(cls.__struct_config__.tag) for cls in get_args(EventType))
+"""Every event type's tag, in the order the union lists them (``pending`` ... ``imported``)."""
+
 Clock: TypeAlias = Callable[[], dt.datetime]
 
 _encoder = msgspec.json.Encoder()
@@ -301,6 +306,26 @@ def encode_line(event: EventType) -> bytes:
             f"event line of {len(line)} bytes exceeds the limit of {MAX_LINE_BYTES} bytes"
         )
     return line
+
+
+def seal(
+    cls: type[EventType],
+    fields: dict[str, object],
+    *,
+    seq: int,
+    ts: str,
+    key: tuple[str, str],
+    prev: str,
+    clock: str | None = None,
+) -> tuple[EventType, bytes]:
+    """The event of type ``cls`` with payload ``fields`` in its envelope (format version, ``seq``, time
+    ``ts``, the entry ``key``, the previous line's hash ``prev``, the writer's ``clock`` reading when it
+    differs from ``ts``), and its framed line (newline excluded)."""
+    event = cls(
+        v=FORMAT_VERSION, seq=seq, ts=ts, spot_id=key[0], era_id=key[1], prev=prev, clock=clock,
+        **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return event, encode_line(event)[:-1]
 
 
 def check_line(line: bytes) -> bool:

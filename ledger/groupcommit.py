@@ -249,7 +249,7 @@ class GroupCommit:
             raise err from None
         self._fsync_time = time.monotonic() - began  # what pauses are decided and scaled by
         self.file.ops.point("log.after_fsync")
-        self.record.set(size)
+        self.record.set(size, keep_same=force)
 
     def _stage(self, data: bytes) -> None:
         """Append ``data`` to the staging file, under the queue lock; on a failed or short write it is cut

@@ -24,6 +24,11 @@ CHECKPOINT_NAME: Final = "checkpoint.json"
 SNAPSHOT_LOCK_NAME: Final = "snapshot.lock"
 
 
+_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME)
+"""The ledger's own files; ``events.jsonl.*`` and ``checkpoint.json.*`` are theirs too (companions, temp
+files)."""
+
+
 def default_directory() -> Path:
     """``$VIDEO_LEDGER_DIR`` if set, else ``./data``."""
     return Path(os.environ.get(DIR_ENV) or "data")
@@ -49,18 +54,21 @@ class Layout:
 
     def snapshot_problem(self) -> str | None:
         """Why ``snapshot`` cannot be this ledger's snapshot, if it cannot: it names one of the ledger's own
-        files (``--snapshot DIR/events.jsonl``), which the projector would replace with a JSON array."""
+        files (``--snapshot DIR/events.jsonl``), which the projector would replace with a JSON array, or a
+        name the ledger gives its own temp files (``checkpoint.json.tmp-…``), which the next write would
+        delete as a dead projector's leftover."""
         name = self.snapshot.name
-        if (
-            name in (CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME)
-            or name == LOG_NAME
-            or name.startswith(LOG_NAME + ".")
-        ):
+        if name not in _OWN_NAMES and not name.startswith((LOG_NAME + ".", CHECKPOINT_NAME + ".")):
+            return None
+        if name.startswith(CHECKPOINT_NAME + "."):
             return (
-                f"the snapshot {self.snapshot} would be a ledger's own {name}, which the snapshot would "
-                "overwrite; name the file the app reads"
+                f"the snapshot {self.snapshot} is named like a temp file of the ledger's {CHECKPOINT_NAME}, "
+                "which a writer deletes as a dead projector's leftover; name the file the app reads"
             )
-        return None
+        return (
+            f"the snapshot {self.snapshot} would be a ledger's own {name}, which the snapshot would "
+            "overwrite; name the file the app reads"
+        )
 
     @property
     def log(self) -> Path:

@@ -4,14 +4,15 @@ A :class:`Model` is the fold (:mod:`projections.entries`) of a store's records u
 is kept current through the event-store interface only: :meth:`Model.catch_up` folds what
 :meth:`~ledger.backend.EventStore.read` yields after the head; :meth:`Model.advance` takes in what an
 append returned. The projector seeds it from the checkpointed snapshot (:meth:`Model.seed`) and writes
-the snapshot of it; the store API plans every write against it.
+the snapshot of it; the writer plans every write against it. Its state changes only through its methods.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
-from ledger.backend import GENESIS, Batch, EventStore, Head
+from ledger.backend import GENESIS, Batch, EventStore, Head, Record
 from ledger.events import EventType
 from projections import entries as entries_view
 
@@ -62,6 +63,20 @@ class Model:
             raise
         self.head, self.changed = ends[-1], None  # which entries the fold changed is not kept
         return True
+
+    def unseen(self, records: Iterable[Record]) -> entries_view.Entries:
+        """The entries that ``records`` (after :attr:`head`, shown to an append but not read yet) change,
+        folded over the state; the state itself is left as it is until :meth:`advance`."""
+        changed: entries_view.Entries = {}
+        for record in records:
+            key = record.event.key
+            changed[key] = entries_view.apply(changed.get(key) or self.entries.get(key), record.event)
+        return changed
+
+    def take_changed(self) -> set[tuple[str, str]] | None:
+        """The keys changed since the last call (``None``: not known, all may have); from now on none."""
+        changed, self.changed = self.changed, set()
+        return changed
 
     def advance(self, changed: entries_view.Entries, head: Head) -> None:
         """An append returned: the records up to ``head`` are durable and ``changed`` are the entries they

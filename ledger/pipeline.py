@@ -9,7 +9,6 @@ raises, is interrupted (Ctrl-C, SIGTERM), or ends without ``job.ready()``. The j
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -19,14 +18,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
+from ledger.errors import IllegalTransitionError, LedgerError
 from ledger.events import VideoMetadata
+from ledger.media import app_path, file_digest
 
 __all__ = ("Job", "Recorder", "Terminated", "app_path", "file_digest", "generation")
 
 log = logging.getLogger("ledger")
 
-_CHUNK = 1 << 20
 NOT_READY = "the generation block ended without job.ready()"
 
 
@@ -40,42 +39,6 @@ class Terminated(SystemExit):
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
         self.signum = signum
-
-
-def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
-    """Size and SHA-256 (hex) of the file at ``path``, read in 1 MiB chunks (a video of any size)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_path: str | None) -> str:
-    """The ``localPath`` to record for the video at ``path``: ``local_path`` if given, else ``path``
-    relative to ``root`` (the ledger directory, where ``verify --files`` starts). Either way it must be a
-    relative path that stays under the root: an absolute one, one that leaves the root through ``..``, or a
-    file outside the root without ``local_path``, raises :class:`~ledger.errors.InvalidEntryError`, so a
-    host path never lands in the app's file."""
-    # The messages name no host path: a failed attempt records its error in the app's file.
-    if local_path is not None:
-        if os.path.isabs(local_path):
-            raise InvalidEntryError(
-                "local_path is absolute: give it relative to the ledger directory "
-                "(as the app and `verify --files` see it)"
-            )
-        if os.path.normpath(local_path).split(os.sep)[0] == os.pardir:
-            raise InvalidEntryError(f"local_path {local_path!r} leaves the ledger directory through '..'")
-        return local_path
-    real_root, real = os.path.realpath(root), os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
-        raise InvalidEntryError(
-            f"the video {Path(path).name!r} is outside the ledger directory: pass local_path= (the path "
-            "the app gets, relative to the ledger directory) so that no host path is recorded"
-        )
-    return Path(os.path.relpath(real, real_root)).as_posix()
 
 
 class Recorder(Protocol):

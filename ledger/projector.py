@@ -24,6 +24,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -48,14 +49,19 @@ __all__ = (
     "SnapshotLoad",
     "decode_snapshot",
     "describes",
+    "encode_entries",
     "encode_snapshot",
+    "holds",
     "keep_replaced",
     "load_snapshot",
     "read_checkpoint",
+    "read_pair",
     "read_untrusted",
     "remove_temp_files",
+    "save_entries",
     "snapshot_is_current",
     "snapshot_ref",
+    "unimported_error",
     "untrusted_keys",
     "write_snapshot",
 )
@@ -128,6 +134,20 @@ def encode_snapshot(entries: entries_view.Entries) -> bytes:
     body = _encoder.encode([entries[key] for key in sorted(entries)])
     # One entry per line. '},{"spotId"' cannot occur inside a JSON string (its quote would be escaped).
     return b"[\n" + body[1:-1].replace(b'},{"spotId"', b'},\n{"spotId"') + b"\n]\n"
+
+
+def encode_entries(entries: Iterable[VideoMetadata]) -> bytes:
+    """``entries`` in the snapshot's format (the bytes of ``generated-videos.json`` holding them)."""
+    return encode_snapshot({e.key: e for e in entries})
+
+
+def save_entries(path: str | os.PathLike[str], entries: Iterable[VideoMetadata]) -> None:
+    """Write ``entries`` in the snapshot's format to ``path`` by atomic replace (fsynced)."""
+    target = Path(path)
+    try:
+        atomic_write(_plain_ops, target, encode_entries(entries), label="output")
+    except OSError as exc:
+        raise io_error("write", target, exc) from None
 
 
 def snapshot_ref(snapshot: Path, checkpoint: Path) -> str:
@@ -317,6 +337,50 @@ def snapshot_is_current(path: Path, checkpoint: Checkpoint | None, seq: int, ref
     return stat.S_ISREG(st.st_mode) and st.st_size == checkpoint.snapshot_size
 
 
+_Pair = TypeVar("_Pair")
+
+
+def read_pair(
+    read: Callable[[], _Pair], agree: Callable[[_Pair], bool], lock: FileLock, *, holding: bool = False
+) -> _Pair:
+    """The snapshot and its checkpoint as one consistent pair: ``read()`` them (the checkpoint first),
+    and again while they disagree (``agree``) and a projector may be between its renames (it replaces the
+    snapshot, then the checkpoint). Once no projector holds the projection lock (taken shared, without
+    waiting: the caller may hold store locks a projector waits for) the pair is read a last time; after
+    about a second of trying (:data:`PAIR_TRIES`) the disagreement stands. ``holding``: the caller holds
+    the lock itself, so what it reads stands."""
+    pair = read()
+    for attempt in range(PAIR_TRIES):
+        if holding or agree(pair):
+            break
+        if lock.acquire(shared=True, wait=False):  # no projector is between its renames
+            try:
+                return read()  # what it left (a crash or a full disk between the two)
+            finally:
+                lock.release()
+        time.sleep(min(0.001 * 2**attempt, 0.05))
+        pair = read()
+    return pair
+
+
+def holds(store: EventStore, checkpoint: Checkpoint) -> Head | None:
+    """The place ``checkpoint`` names as ``store`` holds it, if the store holds its record exactly as it
+    says (``seq``, ``lastHash``, ``lastTs``: :meth:`ledger.backend.EventStore.at`, through its ``offset``,
+    the file backend's bookmark); else ``None``."""
+    head = checkpoint.head
+    found = store.at(head)
+    return found if found is not None and found[:3] == head[:3] else None
+
+
+def unimported_error(snapshot: Path, directory: Path, count: int, outcome: str) -> UnimportedSnapshotError:
+    """The error for a write that would replace the snapshot at ``snapshot`` while it holds ``count``
+    entries the log does not; ``outcome`` says what was left undone."""
+    return UnimportedSnapshotError(
+        f"{snapshot} holds {count} entries that the log does not (the app's own file, not imported "
+        f"yet?); {outcome}: run `video-ledger --dir {directory} import {snapshot}` to adopt them first"
+    )
+
+
 class SnapshotEncoder:
     """:func:`encode_snapshot`, the same bytes, re-encoding and rewriting only the entries that changed since
     the last call.
@@ -473,54 +537,38 @@ class Projector:
         ``lastHash``, ``lastTs``: :meth:`ledger.backend.EventStore.at`, through its ``offset``, the file
         backend's bookmark). When they disagree, the store is replayed from the start, so a damaged record
         is reported at its own line, and then the checkpoint is judged (:meth:`_judge`)."""
-        self.model.seed({}, GENESIS)
-        self.model.loaded = False
+        self.model.invalidate()
         self._cache = SnapshotEncoder()
         self._doubted = self._untrusted = None
+        entries: entries_view.Entries = {}
+        head = GENESIS
         checkpoint, loaded = self._read_pair()
         if checkpoint is None or loaded is None:
             self.problem = "it has no checkpoint" if self.snapshot_path.exists() else "it is missing"
+        elif (found := holds(self.store, checkpoint)) is None:
+            self._doubted = checkpoint
+            self.problem = "its checkpoint does not match the log"
+        elif loaded.entries is not None:
+            entries, head = loaded.entries, found
+            self.problem = None
         else:
-            head = checkpoint.head
-            found = self.store.at(head)
-            if found is None or found[:3] != head[:3]:
-                self._doubted = checkpoint
-                self.problem = "its checkpoint does not match the log"
-            elif loaded.entries is not None:
-                self.model.seed(loaded.entries, found)
-                self.problem = None
-            else:
-                self.problem = loaded.problem
+            self.problem = loaded.problem
         if self.problem is not None:
             self._untrusted = _keys_in(self.snapshot_path, self.ops)
-        self.model.loaded = True
+        self.model.seed(entries, head)
 
     def _read_pair(self) -> tuple[Checkpoint | None, SnapshotLoad | None]:
-        """The checkpoint and what :func:`load_snapshot` makes of the snapshot, read as one consistent pair.
+        """The checkpoint and what :func:`load_snapshot` makes of the snapshot, read as one consistent pair
+        (:func:`read_pair`)."""
 
-        A projector replaces the snapshot and then the checkpoint, so a reader between its two renames sees
-        a new snapshot with the old checkpoint. When they disagree, the pair is read again once no projector
-        holds the projection lock (shared, without waiting: the caller may hold store locks a projector
-        waits for; after about a second of trying the disagreement stands and the store is replayed)."""
-        checkpoint: Checkpoint | None = None
-        loaded: SnapshotLoad | None = None
-        for attempt in range(PAIR_TRIES):
+        def read() -> tuple[Checkpoint | None, SnapshotLoad | None]:
             checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
             if checkpoint is None:
                 return None, None
-            loaded = load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
-            if loaded.entries is not None or self._projecting:
-                break
-            if self.lock.acquire(shared=True, wait=False):  # no projector is between its renames
-                try:
-                    checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
-                    if checkpoint is None:
-                        return None, None
-                    return checkpoint, load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
-                finally:
-                    self.lock.release()
-            time.sleep(min(0.001 * 2**attempt, 0.05))
-        return checkpoint, loaded
+            return checkpoint, load_snapshot(self.snapshot_path, checkpoint, self.ref, self.ops)
+
+        return read_pair(read, lambda pair: pair[1] is None or pair[1].entries is not None, self.lock,
+                         holding=self._projecting)  # fmt: skip
 
     def _judge(self, checkpoint: Checkpoint) -> None:
         """After a replay from the start: why ``checkpoint``, which disagreed with the store, cannot be used.
@@ -571,6 +619,10 @@ class Projector:
         if self.problem is None or not self._untrusted:
             return 0
         return len(self._untrusted.difference(self.model.entries, more or ()))
+
+    def unimported_error(self, count: int, outcome: str) -> UnimportedSnapshotError:
+        """:func:`unimported_error` for this projector's snapshot."""
+        return unimported_error(self.snapshot_path, self.checkpoint_path.parent, count, outcome)
 
     def ready(self) -> None:
         """Before a writer plans against the model: loaded, and caught up with what is durable if it was
@@ -646,8 +698,7 @@ class Projector:
         ``first``: there is no readable checkpoint (``None``: look)."""
         self.refuse_symlinked_snapshot()
         model = self.model
-        data = self._cache.encode(model.entries, model.changed)
-        model.changed = set()  # the encoder now holds these entries, whether or not the write succeeds
+        data = self._cache.encode(model.entries, model.take_changed())  # held now, written or not
         if self.problem is not None:
             try:
                 old = read_untrusted(self.snapshot_path, self.ops)  # None: missing, nothing to report
@@ -669,12 +720,7 @@ class Projector:
         holds entries the state lacks; keep it beside (:func:`keep_replaced`) if no checkpoint names it."""
         missing = untrusted_keys(old).difference(self.entries)
         if missing:
-            directory = self.checkpoint_path.parent
-            raise UnimportedSnapshotError(
-                f"{self.snapshot_path} holds {len(missing)} entries that the log does not (the app's own "
-                f"file, not imported yet?); it was left as it is: run `video-ledger --dir {directory} "
-                f"import {self.snapshot_path}` to adopt them first"
-            )
+            raise self.unimported_error(len(missing), "it was left as it is")
         checkpoint = read_checkpoint(self.checkpoint_path, self.ops)
         kept = ""
         if checkpoint is None or checkpoint.snapshot != self.ref:

@@ -5,18 +5,21 @@ A store is named by a *spec*: a ``postgresql://`` (or ``postgres://``) URL names
 directory, whose ``events.jsonl`` is the file store (:class:`ledger.log.EventLog`). :func:`open_store` opens
 either; :func:`store_spec` reads the spec from an explicit value or ``$VIDEO_LEDGER_STORE``;
 :func:`describe_store` shows a spec in a message without its password. psycopg is imported only when a URL
-is opened, so the file store needs nothing beyond the core install.
+is opened, so the file store needs nothing beyond the core install. :func:`resolve_store` is the one rule
+for which directory and which store a ledger uses; :func:`store_name` names a store in messages.
+``EventStore``, ``Head`` and ``FileOps`` are re-exported for the store API's annotations.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
-from ledger.backend import EventStore
+from ledger.backend import EventStore, Head
 from ledger.errors import InvalidEntryError, LedgerError, LedgerIOError, NoLedgerError, io_error
 from ledger.fileops import FileOps
 from ledger.layout import Layout
@@ -26,14 +29,23 @@ __all__ = (
     "POSTGRES_EXTRA",
     "RETRY_ENV",
     "STORE_ENV",
+    "EventStore",
+    "FileOps",
+    "Head",
     "MissingExtraError",
+    "StoreChoice",
     "check_store_spec",
     "describe_store",
     "init_postgres",
     "is_url",
+    "make_directory",
+    "open_chosen",
     "open_store",
+    "resolve_store",
     "same_directory",
+    "store_name",
     "store_spec",
+    "warn_if_beside",
 )
 
 STORE_ENV: Final = "VIDEO_LEDGER_STORE"
@@ -241,12 +253,7 @@ def open_store(
         if not (layout.log.exists() or layout.log.is_symlink()):
             raise NoLedgerError(f"no ledger at {layout.directory} (it holds no {layout.log.name})")
         return log
-    try:
-        ops.make_dirs(layout.directory)
-    except OSError as exc:
-        raise io_error("create the ledger directory", layout.directory, exc) from None
-    if not layout.directory.is_dir():
-        raise LedgerIOError(f"cannot use {layout.directory}: it is not a directory")
+    make_directory(ops, layout.directory)
     try:
         log.recover()
     except OSError as exc:  # LedgerIOError is one: raised as it is
@@ -254,6 +261,98 @@ def open_store(
             raise
         raise io_error("use", Path(exc.filename) if exc.filename else layout.log, exc) from None
     return log
+
+
+def make_directory(ops: FileOps, directory: Path, *, verb: str = "use") -> None:
+    """Create ``directory`` and its missing parents (each new directory's entry fsynced in its parent), as
+    every writer and watcher does first; raise :class:`~ledger.errors.LedgerIOError` ("cannot ``verb``
+    DIR: ...") if that fails or the path is not a directory."""
+    try:
+        ops.make_dirs(directory)
+    except OSError as exc:
+        raise io_error("create the ledger directory" if verb == "use" else verb, directory, exc) from None
+    if not directory.is_dir():
+        raise LedgerIOError(f"cannot {verb} {directory}: it is not a directory")
+
+
+class StoreChoice(NamedTuple):
+    """Where a ledger's parts are, as :func:`resolve_store` decides: nothing opened yet."""
+
+    directory: str | os.PathLike[str] | None
+    """The ledger directory (the snapshot, checkpoint and locks; ``None``: :func:`default_directory
+    <ledger.layout.default_directory>`)."""
+    spec: str | os.PathLike[str] | None
+    """The store to open for its events: a URL, or a directory other than the ledger directory; ``None``:
+    the ledger directory's own ``events.jsonl``."""
+
+
+def resolve_store(
+    directory: str | os.PathLike[str] | None,
+    store: str | os.PathLike[str] | None = None,
+    *,
+    named_by: str | None = None,
+) -> StoreChoice:
+    """Which ledger directory and which store a ledger given ``directory`` and ``store`` uses: the one rule
+    for the library and the command line.
+
+    ``store`` ``None`` means ``$VIDEO_LEDGER_STORE`` (:func:`store_spec`); neither: the file store in the
+    directory. A URL is the store and ``directory`` this host's directory. A directory store is the ledger
+    directory: with ``directory`` ``None`` or the same directory, it becomes the directory. A different
+    directory is refused (:class:`~ledger.errors.InvalidEntryError`) when the store was named by the user
+    (``named_by``, such as ``"--store"``; the environment variable always is), and otherwise (a program's
+    explicit ``store=``) kept as a store apart. Nothing is opened or created."""
+    if store is None and named_by is None and store_spec(None) is not None:
+        named_by = f"${STORE_ENV}"
+    spec = store_spec(store)
+    if spec is None:
+        return StoreChoice(directory, None)
+    check_store_spec(spec)
+    if is_url(spec):
+        return StoreChoice(directory, spec)
+    if directory is None or same_directory(directory, spec):
+        return StoreChoice(spec, None)
+    if named_by is not None:
+        raise InvalidEntryError(
+            f"{named_by} names the directory {os.fspath(spec)} and the ledger directory is "
+            f"{os.fspath(directory)}: a file store's events live in the ledger directory, give one of them"
+        )
+    return StoreChoice(directory, spec)
+
+
+def open_chosen(
+    directory: str | os.PathLike[str] | None,
+    store: EventStore | str | os.PathLike[str] | None,
+    *,
+    readonly: bool = False,
+    ops: FileOps | None = None,
+    follow_symlinks: bool = False,
+) -> tuple[str | os.PathLike[str] | None, EventStore | None, bool]:
+    """The ledger directory and the store a ledger (or a watcher) is given, a spec resolved
+    (:func:`resolve_store`) and opened (:func:`open_store`); ``None``: the file store in the directory. The
+    third value: whether the store was opened here (the caller closes it, also if it fails)."""
+    if isinstance(store, EventStore):
+        return directory, store, False
+    directory, spec = resolve_store(directory, store)
+    if spec is None:
+        return directory, None, False
+    return directory, open_store(spec, readonly=readonly, ops=ops, follow_symlinks=follow_symlinks), True
+
+
+def store_name(store: EventStore) -> Path:
+    """How messages name ``store``: its file (the file store), or what it calls itself."""
+    where = getattr(store, "path", None) or getattr(store, "where", None)
+    return where if isinstance(where, Path) else Path(f"<{type(store).__name__}>")
+
+
+def warn_if_beside(log_path: Path, where: Path) -> None:
+    """Warn when a ledger whose events are in another store (named ``where``) has a file store's log at
+    ``log_path`` in its directory: that file is neither read nor written."""
+    if where != log_path and log_path.exists():
+        logging.getLogger("ledger").warning(
+            "%s holds a file store's %s, but this ledger's events are in %s: that file is neither read "
+            "nor written here (move it away once a copy of it is verified)",
+            log_path.parent, log_path.name, where,
+        )  # fmt: skip
 
 
 def init_postgres(url: str, *, app_role: str | None = None) -> int:

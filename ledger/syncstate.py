@@ -62,16 +62,21 @@ class SyncRecord:
         flushed = decode_record(data)
         return 0 if flushed is None else flushed
 
-    def set(self, size: int) -> None:
-        """Record that the log is fsynced up to ``size`` bytes. If the record cannot be written, none is
-        left: the old one would make readers stop before the lines just acknowledged (with none, readers
-        fsync the log themselves and read it all, and the next writer fsyncs again)."""
+    def set(self, size: int, *, keep_same: bool = False) -> None:
+        """Record that the log is fsynced up to ``size`` bytes (``keep_same``: leave the file untouched when
+        it says so already, so an open that records nothing leaves every file as it was). If the record
+        cannot be written, none is left: the old one would make readers stop before the lines just
+        acknowledged (with none, readers fsync the log themselves and read it all, and the next writer
+        fsyncs again)."""
         record = _RECORD.pack(_MAGIC, size)
+        record += zlib.crc32(record).to_bytes(4, "little")
         fd = None
         ops = self.file.ops
         try:
             fd = self._writer_fd()
-            ops.pwrite(fd, record + zlib.crc32(record).to_bytes(4, "little"), 0)
+            if keep_same and ops.pread(fd, len(record) + 1, 0) == record:
+                return
+            ops.pwrite(fd, record, 0)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 if fd is not None:

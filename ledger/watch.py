@@ -9,6 +9,7 @@ the checkpoint with watchfiles. Each also looks again every ``idle_check_ms`` (a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import watchfiles
 
-from ledger import projector as snapshot_view
+from ledger import projector as projector_room
 from ledger.backend import GENESIS, EventStore
 from ledger.errors import CorruptLogError, InvalidEntryError, LedgerError, LedgerIOError, io_error
 from ledger.events import EventType
@@ -27,6 +28,7 @@ from ledger.fileops import FileLock, FileOps
 from ledger.layout import CHECKPOINT_NAME, Layout
 from ledger.log import EventLog
 from ledger.model import Model
+from ledger.stores import make_directory, store_name
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
 
@@ -52,29 +54,23 @@ def open_projector(
     ops: FileOps | None = None,
     follow_symlinks: bool = False,
     store: EventStore | None = None,
-) -> snapshot_view.Projector:
-    """A :class:`Projector` for the ledger at ``layout`` (its events in ``store``, default the directory's
-    ``events.jsonl``), as the store builds it."""
+) -> projector_room.Projector:
+    """The :class:`~ledger.projector.Projector` of the ledger at ``layout``, wired once for every user (the
+    store API, ``watch``, ``follow``): its events in ``store`` (default: the directory's
+    ``events.jsonl``), a fresh write model, the projection lock."""
     ops = ops or FileOps()
     if store is None:
         store = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
-    lock = FileLock(ops, layout.snapshot_lock)
-    return snapshot_view.Projector(
+    return projector_room.Projector(
         store,
         Model(store),
         layout.snapshot,
         layout.checkpoint,
-        lock,
+        FileLock(ops, layout.snapshot_lock),
         ops=ops,
-        where=layout.log if isinstance(store, EventLog) else _where(store),
+        where=store_name(store),
         follow_symlinks=follow_symlinks,
     )
-
-
-def _where(store: EventStore) -> Path:
-    """How errors name ``store``: its file, or what it calls itself (as the store API names it)."""
-    where = getattr(store, "path", None) or getattr(store, "where", None)
-    return where if isinstance(where, Path) else Path(f"<{type(store).__name__}>")
 
 
 def _changes(
@@ -132,50 +128,11 @@ def watch(
     for name, value in (("step", step), ("debounce", debounce), ("idle_check_ms", idle_check_ms)):
         if not 1 <= value <= 3_600_000:
             raise InvalidEntryError(f"{name} must be between 1 and 3600000 ms, not {value}")
-    layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
-    if (problem := layout.snapshot_problem()) is not None:
-        raise InvalidEntryError(problem)
-    try:
-        (ops or FileOps()).make_dirs(layout.directory)  # each new directory's entry fsynced, as a writer does
-    except OSError as exc:
-        raise LedgerIOError(f"cannot watch {layout.directory}: {exc.strerror}") from None
-    if not layout.directory.is_dir():  # a file: another store's watcher would retry it forever
-        raise LedgerIOError(f"cannot watch {layout.directory}: it is not a directory")
-    view = open_projector(layout, ops=ops, follow_symlinks=follow_symlinks, store=store)
-    written = failures = 0
-    retry_at = 0.0
-
-    def project() -> None:
-        nonlocal written, failures, retry_at
-        try:
-            wrote = view.project()
-        except CorruptLogError:
-            raise
-        except OSError as exc:  # LedgerIOError and any other I/O failure: transient until proven otherwise
-            failures += 1
-            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(failures - 1, 16))
-            retry_at = time.monotonic() + delay
-            log.warning(
-                "cannot bring the snapshot up to date (try %d): %s; nothing recorded is lost; "
-                "next try in %.1f s",
-                failures, exc, delay,
-            )  # fmt: skip
-            return
-        if failures:
-            log.warning("the snapshot is up to date again, after %d failed tries", failures)
-            failures = 0
-        if wrote:
-            written += 1
-            if on_project is not None:
-                on_project(view.head.seq)
-
+    view = _watched(directory, snapshot, ops=ops, follow_symlinks=follow_symlinks, store=store)
+    projecting = _Projecting(view, on_project)
     store = view.store
-    # A PostgreSQL handle reconnects for up to its retry_for within one call: stopping ends that at once.
-    stoppable = stop_event is not None and hasattr(store, "give_up")
-    if stop_event is not None and stoppable:
-        setattr(store, "give_up", stop_event.is_set)  # noqa: B010
-    try:
-        project()
+    with _stoppable(store, stop_event):
+        projecting()
         idle = idle_check_ms / 1000
         looked = time.monotonic()
         while stop_event is None or not stop_event.is_set():
@@ -183,21 +140,84 @@ def watch(
             if stop_event is not None and stop_event.is_set():
                 break
             now = time.monotonic()
-            if failures and now < retry_at:
+            if projecting.backing_off(now):
                 continue
             if woke:  # a burst: let it go quiet for ``step`` ms, gathering at most ``debounce`` ms of it
-                _settle(store, step / 1000, debounce / 1000)
+                _quiet(store, step / 1000, debounce / 1000)
             elif now - looked < idle:
                 continue
             looked = now
-            project()
+            projecting()
+    return projecting.written
+
+
+@contextlib.contextmanager
+def _stoppable(store: EventStore, stop_event: StopEvent | None) -> Iterator[None]:
+    """While in the block, a store that reconnects within a call (a PostgreSQL handle, for up to its
+    ``retry_for``) gives up at once when ``stop_event`` is set."""
+    if stop_event is None or not hasattr(store, "give_up"):
+        yield
+        return
+    setattr(store, "give_up", stop_event.is_set)  # noqa: B010
+    try:
+        yield
     finally:
-        if stoppable:
-            setattr(store, "give_up", None)  # noqa: B010
-    return written
+        setattr(store, "give_up", None)  # noqa: B010
 
 
-def _settle(store: EventStore, step: float, debounce: float) -> None:
+def _watched(
+    directory: str | os.PathLike[str] | None,
+    snapshot: str | os.PathLike[str] | None,
+    *,
+    ops: FileOps | None,
+    follow_symlinks: bool,
+    store: EventStore | None,
+) -> projector_room.Projector:
+    """The projector a watch keeps current, its directory made first (as a writer does)."""
+    layout = Layout.of(directory, snapshot, follow_symlinks=follow_symlinks)
+    if (problem := layout.snapshot_problem()) is not None:
+        raise InvalidEntryError(problem)
+    make_directory(ops or FileOps(), layout.directory, verb="watch")  # a file: retried forever otherwise
+    return open_projector(layout, ops=ops, follow_symlinks=follow_symlinks, store=store)
+
+
+class _Projecting:
+    """One projection of a watch, retried with a back-off after a failure (0.5 s, doubling up to 30 s)."""
+
+    def __init__(self, view: projector_room.Projector, on_project: Callable[[int], None] | None) -> None:
+        self.view, self.on_project = view, on_project
+        self.written = self.failures = 0
+        self.retry_at = 0.0
+
+    def backing_off(self, now: float) -> bool:
+        """Whether a failed projection's back-off is still running at ``now``."""
+        return bool(self.failures) and now < self.retry_at
+
+    def __call__(self) -> None:
+        try:
+            wrote = self.view.project()
+        except CorruptLogError:
+            raise
+        except OSError as exc:  # LedgerIOError and any other I/O failure: transient until proven otherwise
+            self.failures += 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** min(self.failures - 1, 16))
+            self.retry_at = time.monotonic() + delay
+            log.warning(
+                "cannot bring the snapshot up to date (try %d): %s; nothing recorded is lost; "
+                "next try in %.1f s",
+                self.failures, exc, delay,
+            )  # fmt: skip
+            return
+        if self.failures:
+            log.warning("the snapshot is up to date again, after %d failed tries", self.failures)
+            self.failures = 0
+        if wrote:
+            self.written += 1
+            if self.on_project is not None:
+                self.on_project(self.view.head.seq)
+
+
+def _quiet(store: EventStore, step: float, debounce: float) -> None:
     """Return once no event has been appended for ``step`` seconds, or ``debounce`` seconds have passed
     (or the store cannot be read: the projection that follows says why)."""
     deadline = time.monotonic() + debounce
@@ -238,11 +258,11 @@ def _wait_for_seq(layout: Layout, seq: int, timeout: float | None, stop_event: S
     if not layout.directory.is_dir():
         raise LedgerIOError(f"there is no ledger at {layout.directory}")
     deadline = None if timeout is None else time.monotonic() + timeout
-    ref = snapshot_view.snapshot_ref(layout.snapshot, layout.checkpoint)
+    ref = projector_room.snapshot_ref(layout.snapshot, layout.checkpoint)
 
     def included() -> bool:
-        checkpoint = snapshot_view.read_checkpoint(layout.checkpoint)
-        return snapshot_view.snapshot_is_current(layout.snapshot, checkpoint, seq, ref)
+        checkpoint = projector_room.read_checkpoint(layout.checkpoint)
+        return projector_room.snapshot_is_current(layout.snapshot, checkpoint, seq, ref)
 
     if included():
         return True

@@ -70,65 +70,92 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
     ``tests/test_properties.py`` holds it equal to the plain loop, for any sequence of events.
     """
     entries: Entries = {} if state is None else state
-    last: dict[tuple[str, str], EventType] = {}
-    prompted: dict[tuple[str, str], EventType] = {}
-    kept_path: dict[tuple[str, str], str | None] = {}  # the localPath a failed event keeps
-    first_ts: dict[tuple[str, str], str] = {}
-    imported: dict[tuple[str, str], str] = {}
-    runs: Iterator[tuple[list[tuple[str, str]] | None, list[EventType]]]
-    if isinstance(events, KeyedRuns):
-        runs = iter(events.runs)
-    else:
-        it = iter(events)
-        run = list(itertools.islice(it, _RUN))
-        if len(run) < _FEW:  # all there is, and few (a refresh): the plain loop is cheaper
-            for event in run:
-                key = (event.spot_id, event.era_id)
-                entries[key] = apply(entries.get(key), event)
-            return entries
-        more = iter(lambda: list(itertools.islice(it, _RUN)), [])
-        runs = zip(itertools.repeat(None), itertools.chain([run], more))
+    runs = _runs_of(events, entries)
+    if runs is None:
+        return entries
+    seen = _Seen()
     for given, run in runs:
-        if not run:
-            continue
-        keys = list(map(_key_of, run)) if given is None else given
-        types = list(map(type, run))
-        known = len(last)
-        sets_prompt = map(_SETS_PROMPT.__contains__, types)
-        prompted.update(itertools.compress(zip(keys, run, strict=True), sets_prompt))
-        if Failed in types:  # the entry's localPath just before each failed event
-            done = 0
-            for i in itertools.compress(range(len(run)), map(operator.is_, types, itertools.repeat(Failed))):
-                last.update(zip(keys[done:i], run[done:i], strict=True))
-                done, key = i, keys[i]
-                previous = last.get(key)
-                if previous is None:
-                    entry = entries.get(key)
-                    kept_path[key] = None if entry is None else entry.local_path
-                elif not isinstance(previous, Failed):
-                    kept_path[key] = previous.local_path
-            last.update(zip(keys[done:], run[done:], strict=True))
-        else:
-            last.update(zip(keys, run, strict=True))
-        if len(last) != known:  # entries seen for the first time: the time of each one's first event
-            firsts = dict(zip(reversed(keys), map(_ts_of, reversed(run)), strict=True))
-            for key in firsts.keys() - first_ts.keys():
-                first_ts[key] = firsts[key]
-        if Imported in types:
-            imports = [event for event in run if isinstance(event, Imported)]
-            imported.update(zip(map(_key_of, imports), map(_created_of, imports), strict=True))
-    for key, event in last.items():
+        if run:
+            seen.gather(run, list(map(_key_of, run)) if given is None else given, entries)
+    for key, event in seen.last.items():
         before = entries.get(key)
-        created: str | None = imported.get(key)
+        created: str | None = seen.imported.get(key)
         if created is None:
-            created = first_ts[key] if before is None else before.created_at
-        prompt_event = prompted.get(key)
+            created = seen.first_ts[key] if before is None else before.created_at
+        prompt_event = seen.prompted.get(key)
         if isinstance(prompt_event, Pending | Generating | Imported):
             prompt = prompt_event.prompt
         else:
             prompt = "" if before is None else before.prompt
-        entries[key] = _after(event, prompt, kept_path.get(key), created)
+        entries[key] = _after(event, prompt, seen.kept_path.get(key), created)
     return entries
+
+
+_Runs = Iterator[tuple[list[tuple[str, str]] | None, list[EventType]]]
+
+
+def _runs_of(events: Iterable[EventType], entries: Entries) -> _Runs | None:
+    """``events`` in runs of up to :data:`_RUN`, each with its keys if known; ``None`` when they were few
+    and are already applied to ``entries`` by the plain loop (a refresh: cheaper so)."""
+    if isinstance(events, KeyedRuns):
+        return iter(events.runs)
+    it = iter(events)
+    run = list(itertools.islice(it, _RUN))
+    if len(run) < _FEW:
+        for event in run:
+            key = (event.spot_id, event.era_id)
+            entries[key] = apply(entries.get(key), event)
+        return None
+    more = iter(lambda: list(itertools.islice(it, _RUN)), [])
+    return zip(itertools.repeat(None), itertools.chain([run], more))
+
+
+class _Seen:
+    """What :func:`fold` keeps per entry while it reads the runs: what decides the entry it builds."""
+
+    __slots__ = ("first_ts", "imported", "kept_path", "last", "prompted")
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, str], EventType] = {}
+        self.prompted: dict[tuple[str, str], EventType] = {}
+        self.kept_path: dict[tuple[str, str], str | None] = {}  # the localPath a failed event keeps
+        self.first_ts: dict[tuple[str, str], str] = {}
+        self.imported: dict[tuple[str, str], str] = {}
+
+    def gather(self, run: list[EventType], keys: list[tuple[str, str]], entries: Entries) -> None:
+        """Take in one run (its keys given), with C-level dict updates where it can."""
+        last = self.last
+        types = list(map(type, run))
+        known = len(last)
+        sets_prompt = map(_SETS_PROMPT.__contains__, types)
+        self.prompted.update(itertools.compress(zip(keys, run, strict=True), sets_prompt))
+        if Failed in types:
+            self._before_failed(run, keys, types, entries)
+        else:
+            last.update(zip(keys, run, strict=True))
+        if len(last) != known:  # entries seen for the first time: the time of each one's first event
+            firsts = dict(zip(reversed(keys), map(_ts_of, reversed(run)), strict=True))
+            for key in firsts.keys() - self.first_ts.keys():
+                self.first_ts[key] = firsts[key]
+        if Imported in types:
+            imports = [event for event in run if isinstance(event, Imported)]
+            self.imported.update(zip(map(_key_of, imports), map(_created_of, imports), strict=True))
+
+    def _before_failed(
+        self, run: list[EventType], keys: list[tuple[str, str]], types: list[type], entries: Entries
+    ) -> None:
+        """Take in a run holding ``failed`` events, noting the entry's localPath just before each."""
+        last, done = self.last, 0
+        for i in itertools.compress(range(len(run)), map(operator.is_, types, itertools.repeat(Failed))):
+            last.update(zip(keys[done:i], run[done:i], strict=True))
+            done, key = i, keys[i]
+            previous = last.get(key)
+            if previous is None:
+                entry = entries.get(key)
+                self.kept_path[key] = None if entry is None else entry.local_path
+            elif not isinstance(previous, Failed):
+                self.kept_path[key] = previous.local_path
+        last.update(zip(keys[done:], run[done:], strict=True))
 
 
 def _after(event: EventType, prompt: str, kept_path: str | None, created: str | None) -> VideoMetadata:

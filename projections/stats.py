@@ -56,10 +56,13 @@ class ClockSkew(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
 
 def describe_span(seconds: float) -> str:
-    """A duration for people: ``12 µs``, ``3.5 s``, ``42 min``, ``5.0 h``, ``3652 days``."""
+    """A duration for people, the one way the ledger writes one: ``12 µs``, ``0.25 s``, ``20.0 s``,
+    ``42.5 min``, ``5.0 h``, ``3652 days`` (each unit from twice its size: ``119.0 s``, then ``2.0 min``)."""
     for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
         if seconds >= 2 * size:
-            return f"{seconds / size:.0f} {unit}" if unit != "h" else f"{seconds / size:.1f} h"
+            return f"{seconds / size:.0f} {unit}" if unit == "days" else f"{seconds / size:.1f} {unit}"
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
     if seconds >= 0.001:
         return f"{seconds:.3g} s"
     return f"{seconds * 1e6:.0f} µs"

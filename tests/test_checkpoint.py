@@ -242,7 +242,7 @@ def test_an_open_between_a_projectors_two_renames_trusts_the_snapshot(
         reader = Ledger(ledger_dir, readonly=True)
         assert reader.head().seq == 4
         # before: it found the new snapshot with the old checkpoint, distrusted it and replayed the log
-        assert reader._view.problem is None  # it loaded the snapshot, vouched for by its checkpoint
+        assert reader._projector.problem is None  # it loaded the snapshot, vouched for by its checkpoint
     finally:
         ops.go.set()
         thread.join()

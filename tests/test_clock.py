@@ -92,7 +92,7 @@ def test_a_clock_that_steps_back_is_logged_and_its_reading_kept(
         ledger.set_video_metadata(entry(status="ready"))
         first, second = ledger.history()
     assert second.ts == first.ts and second.clock == "2026-11-24T08:59:55.001000Z"
-    assert "clock skew: this clock reads 2026-11-24T08:59:55.001000Z, 5 s before the log's last event" in (
+    assert "clock skew: this clock reads 2026-11-24T08:59:55.001000Z, 5.0 s before the log's last event" in (
         caplog.text
     )
     line = (ledger_dir / "events.jsonl").read_bytes().splitlines()[1]

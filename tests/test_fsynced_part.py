@@ -338,6 +338,23 @@ def test_verify_keeps_no_head_a_power_loss_can_take(tmp_path: Path) -> None:
     assert Ledger(directory, readonly=True).verify(expect_head=kept).ok
 
 
+def test_verify_counts_the_events_up_to_the_head_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line a writer killed before its fsync left is verified, but it is no head: the count of events is
+    that of the head's, and the line is reported apart (``undurable``)."""
+    from ledger.cli import main
+
+    directory = tmp_path / "ledger"
+    _deferred_writer_killed_before_its_fsync(directory, acked=2)
+    report = Ledger(directory, readonly=True).verify()
+    assert report.ok and report.events == 2 and report.undurable == 1, report
+    assert report.head is not None and report.head.startswith("2:")
+    assert main(["--dir", str(directory), "verify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ok: 2 events, ") and lines[1].startswith("head: 2:"), lines
+
+
 def test_a_reader_reads_a_remade_record_not_the_one_it_held_open(ledger_dir: Path) -> None:
     """events.jsonl.sync.lock removed (as docs/format.md says to with a replaced log) and made anew by the
     next writer: a reader that held the old file open reads the new record. Before, it went on reading

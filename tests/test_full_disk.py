@@ -44,8 +44,9 @@ def test_an_inline_writer_records_while_the_snapshot_cannot_be_written(
     assert info.value.seq == 3
     assert [e.seq for e in second.history()] == [1, 2, 3]
     second.close()
-    with Ledger(ledger_dir, clock=clock) as ledger:  # space again: the next open catches up
-        assert (ledger_dir / "generated-videos.json").read_bytes() == encode_snapshot(fold(ledger.history()))
+    with Ledger(ledger_dir, clock=clock) as ledger:  # space again: the next handle catches up
+        events = list(ledger.history())
+    assert (ledger_dir / "generated-videos.json").read_bytes() == encode_snapshot(fold(events))
 
 
 def test_an_append_that_fails_says_nothing_was_recorded(ledger_dir: Path, clock: FakeClock) -> None:

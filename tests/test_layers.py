@@ -58,6 +58,7 @@ ALLOWED = {
     "projections.files": {"ledger.events"},
     "projections.timeline": {"ledger.events"},
     "projections.stats": {"ledger.events", "projections", "projections.timeline"},
+    "projections.history": {"ledger.events"},
     "ledger.model": BASE | {"ledger.events", "ledger.backend", "projections", "projections.entries"},
     # the edge where the entries view meets the disk, and the live side: ledger modules over the stores
     "ledger.projector": BASE
@@ -79,27 +80,68 @@ ALLOWED = {
         "ledger.log",
         "ledger.model",
         "ledger.projector",
+        "ledger.stores",
     },
-    "ledger.pipeline": BASE | {"ledger.events"},
-    "ledger.store": BASE
+    # the rooms of the store API: pure planning, the video files, imports, the write engine, the audit
+    "ledger.requests": BASE | {"ledger", "ledger.events", "ledger.lifecycle"},
+    "ledger.media": BASE
+    | {"ledger.events", "ledger.fileops", "projections", "projections.entries", "projections.files"},
+    "ledger.pipeline": BASE | {"ledger.events", "ledger.media"},
+    "ledger.importing": BASE | {"ledger", "ledger.events", "ledger.fileops", "ledger.lifecycle"},
+    "ledger.writer": BASE
     | {
         "ledger",
         "ledger.backend",
-        "ledger.lifecycle",
-        "ledger.pipeline",
         "ledger.events",
         "ledger.fileops",
-        "ledger.layout",
-        "ledger.log",
-        "ledger.model",
+        "ledger.projector",
+        "ledger.requests",
+        "ledger.stores",
         "projections",
         "projections.entries",
+        "projections.stats",
+    },
+    "ledger.audit": BASE
+    | {
+        "ledger",
+        "ledger.backend",
+        "ledger.events",
+        "ledger.lifecycle",
         "ledger.projector",
-        "ledger.watch",
+        "projections",
+        "projections.entries",
+        "projections.stats",
+    },
+    # the façade: wiring and one call into a room per method; no backend, file operations or log
+    "ledger.store": BASE
+    | {
+        "ledger",
+        "ledger.audit",
+        "ledger.events",
+        "ledger.importing",
+        "ledger.layout",
+        "ledger.media",
+        "ledger.pipeline",
+        "ledger.projector",
+        "ledger.requests",
         "ledger.stores",
-        "projections.files",
+        "ledger.watch",
+        "ledger.writer",
+        "projections",
+        "projections.entries",
+        "projections.history",
         "projections.stats",
         "projections.timeline",
+    },
+    "ledger.default": BASE
+    | {
+        "ledger",
+        "ledger.audit",
+        "ledger.events",
+        "ledger.layout",
+        "ledger.pipeline",
+        "ledger.store",
+        "ledger.stores",
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
@@ -115,6 +157,7 @@ ALLOWED = {
         "ledger.report",
         "ledger.events",
         "ledger.layout",
+        "ledger.requests",
         "ledger.store",
         "ledger.stores",
         "projections",
@@ -127,6 +170,8 @@ ALLOWED = {
         "ledger.copy",
         "ledger.demo",
         "ledger.events",
+        "ledger.importing",
+        "ledger.requests",
         "ledger.layout",
         "ledger.output",
         "ledger.report",
@@ -135,6 +180,17 @@ ALLOWED = {
         "ledger.stores",
     },
 }
+
+
+BACKEND_SIDE = {"ledger.backend", "ledger.fileops", "ledger.log", "ledger.memory", "ledger.postgres"}
+
+# the rooms held to their size here: no class over 500 lines, no function over 60, Ledger at most 450
+SIZED = [
+    "ledger/audit.py", "ledger/default.py", "ledger/demo.py", "ledger/importing.py", "ledger/media.py",
+    "ledger/model.py", "ledger/pipeline.py", "ledger/projector.py", "ledger/requests.py", "ledger/store.py",
+    "ledger/stores.py", "ledger/watch.py", "ledger/writer.py", "projections/entries.py",
+    "projections/files.py", "projections/history.py", "projections/stats.py", "projections/timeline.py",
+]  # fmt: skip
 
 
 def _module_name(path: Path) -> str:
@@ -171,6 +227,22 @@ def test_imports_follow_the_layers(path: Path) -> None:
         assert "ledger.cli" not in imported, "nothing imports the CLI"
 
 
+def test_the_facade_imports_no_backend_file_operations_or_log() -> None:
+    imported = _imports(ROOT / "ledger" / "store.py")
+    assert not imported & BACKEND_SIDE, sorted(imported & BACKEND_SIDE)
+
+
+@pytest.mark.parametrize("name", SIZED)
+def test_each_room_is_small(name: str) -> None:
+    tree = ast.parse((ROOT / name).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno is not None
+            size = node.end_lineno - node.lineno + 1
+            limit = 450 if node.name == "Ledger" else 500 if isinstance(node, ast.ClassDef) else 60
+            assert size <= limit, f"{name}: {node.name} is {size} lines, more than {limit}"
+
+
 @pytest.mark.parametrize(
     "first", ["ledger.projector", "projections.entries", "ledger", "ledger.log", "ledger.cli"]
 )
@@ -200,23 +272,29 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "groupcommit",
         "layout",
         "lifecycle",
+        "audit",
+        "default",
         "demo",
+        "importing",
         "log",
         "logfile",
         "memory",
         "model",
+        "media",
         "output",
         "pipeline",
         "postgres",
         "projector",
         "recovery",
         "report",
+        "requests",
         "scan",
         "schema",
         "store",
         "stores",
         "syncstate",
         "watch",
+        "writer",
     }
     assert (ROOT / "ledger" / "py.typed").exists()
 
@@ -230,9 +308,8 @@ def test_the_readme_layout_names_every_module() -> None:
 
 
 def test_every_module_imports_only_modules_the_readme_lists_before_it() -> None:
-    """The README's Layout is the layering: bottom to top, so no two modules import each other (no
-    ``ledger``/``projections`` or store/pipeline cycle) and the pure folds in
-    ``projections/`` import nothing of the ledger but its event types."""
+    """The README's Layout is the layering: bottom to top, so no two modules import each other, and the
+    pure folds in ``projections/`` import nothing of the ledger but its event types."""
     layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
     order: dict[str, int] = {}
     for path in SOURCES:

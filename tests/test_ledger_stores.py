@@ -80,7 +80,7 @@ class LedgerOverStore(abc.ABC):
             assert other.head().seq == n + 1  # a write that returned is seen by every reader
             other.close()
             reopened = Ledger(tmp_path / "a", store=self.reopen(store), readonly=True)
-            assert reopened.head().seq == n + 1 and reopened._view.problem is None  # seeded by the checkpoint
+            assert reopened.head().seq == n + 1 and reopened._projector.problem is None  # the checkpoint's
             reopened.close()
 
     def test_follow_reads_the_given_store(self, tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ class LedgerOverStore(abc.ABC):
         checkpoint.write_text(json.dumps(data))
         with Ledger(tmp_path, store=self.reopen(store), readonly=True) as other:
             assert other.get_all_video_metadata() == expected  # the replay stands
-            assert other._view.problem is not None  # the snapshot is not trusted: the next writer rewrites it
+            assert other._projector.problem is not None  # not trusted: the next writer rewrites it
         assert "the checkpoint says event 7 at 2001-01-01" in caplog.text
 
     def test_a_checkpoint_of_another_history_is_named_as_a_rewritten_log(self, tmp_path: Path) -> None:

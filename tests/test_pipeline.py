@@ -179,7 +179,7 @@ def test_reap_fails_only_stuck_entries(ledger_dir: Path) -> None:
     assert [e.spot_id for e in reaped] == ["old"]
     assert reaped[0].error is not None
     assert reaped[0].error.startswith("abandoned: generating since 2026-11-24T09:00:00.000000Z")
-    assert "more than 2h" in reaped[0].error
+    assert "more than 2.0 h" in reaped[0].error
     assert ledger.reap(dt.timedelta(hours=2)) == [], "reaping twice does nothing more"
     assert ledger.get_video_metadata("fresh", "e").status == "generating"  # type: ignore[union-attr]
     with pytest.raises(InvalidEntryError):

@@ -1,0 +1,104 @@
+"""One event filter for ``history`` and ``follow``: the same filters, ids compared in NFC."""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+
+from .conftest import FakeClock, entry
+
+NFC = "caf\u00e9"
+DECOMPOSED = unicodedata.normalize("NFD", NFC)
+assert NFC != DECOMPOSED
+
+
+def _story(ledger: Ledger) -> None:
+    """Events of every type for two entries, one of them with an id not in ASCII."""
+    ledger.set_video_metadata(entry(NFC, "era", status="pending"))
+    ledger.set_video_metadata(entry("other", "era", status="generating"))
+    ledger.set_video_metadata(entry(NFC, "era", status="generating"))
+    ledger.set_video_metadata(entry(NFC, "era", status="failed"))
+    ledger.set_video_metadata(entry("other", "era", status="ready"))
+    ledger.set_video_metadata(entry(NFC, "era", status="generating"))
+    ledger.set_video_metadata(entry(NFC, "era", status="ready"))
+    ledger.import_entries(
+        b'[{"spotId":"imp","eraId":"era","prompt":"p","status":"pending","createdAt":"2026-01-01T00:00:00Z"}]'
+    )
+
+
+def _followed(ledger: Ledger, *ids: str, **filters: Any) -> list[int]:
+    """The seqs ``follow`` yields up to the end of the log, with these ids and filters."""
+    stop = threading.Event()
+    filters.setdefault("since_seq", 0)  # from the start: the events already in the log
+    return [
+        event.seq
+        for _, event in ledger.follow(*ids, stop_event=stop, on_caught_up=lambda seq: stop.set(), **filters)
+    ]
+
+
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"since_seq": 3},
+    {"since": "2026-11-24T09:00:00.003Z"},
+    {"until": "2026-11-24T09:00:00.004Z"},
+    {"since": "2026-11-24T09:00:00.002Z", "until": "2026-11-24T09:00:00.005Z"},
+    {"status": "generating"},
+    {"type": "failed"},
+    {"type": "imported"},
+    {"since_seq": 2, "status": "ready", "until": "2026-11-24T09:00:01Z"},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=repr)
+@pytest.mark.parametrize("ids", [(), (DECOMPOSED, "era"), (NFC, "era"), ("other", "era")], ids=repr)
+def test_follow_takes_every_filter_history_takes_and_finds_the_same_events(
+    ledger_dir: Path, ids: tuple[str, ...], filters: dict[str, Any]
+) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+        expected = [e.seq for e in ledger.history(*ids, **{"since_seq": 0, **filters})]
+        assert _followed(ledger, *ids, **filters) == expected
+
+
+def test_an_id_given_decomposed_finds_the_entry_stored_in_nfc(ledger_dir: Path) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+        mine = [e.seq for e in ledger.history(NFC, "era")]
+        assert mine == [1, 3, 4, 6, 7]
+        assert [e.seq for e in ledger.history(DECOMPOSED, "era")] == mine
+        assert _followed(ledger, DECOMPOSED, "era") == mine
+        assert _followed(ledger, DECOMPOSED, "era", type="failed") == [4]
+
+
+def test_follow_filters_the_events_appended_while_it_waits(ledger_dir: Path) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        ledger.set_video_metadata(entry(NFC, "era", status="pending"))
+        stop, caught_up = threading.Event(), threading.Event()
+        seen: list[int] = []
+
+        def consume() -> None:
+            for _, event in ledger.follow(
+                DECOMPOSED,
+                "era",
+                status="generating",
+                stop_event=stop,
+                on_caught_up=lambda _: caught_up.set(),
+            ):
+                seen.append(event.seq)
+                stop.set()
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        assert caught_up.wait(10)
+        ledger.set_video_metadata(entry("other", "era", status="generating"))  # another entry: not shown
+        ledger.set_video_metadata(entry(NFC, "era", status="generating"))
+        reader.join(10)
+        stop.set()
+        assert not reader.is_alive()
+        assert seen == [3]
