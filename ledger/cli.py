@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, report, schema
+from ledger import demo, health, report, schema
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -83,6 +83,7 @@ from ledger.output import (
     print_rebuilt,
     print_report_written,
     print_stats,
+    print_status,
     print_status_counts,
     print_timeline,
     print_verify,
@@ -529,6 +530,26 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"ledger directory {directory} ready: {LOG_NAME} holds {events} events (a file store has no schema)\n"
     )
     return EXIT_OK
+
+
+@commands.command(
+    "status",
+    "The ledger's health, cheap at any log size: head, the app's file and its lag, entries per status, "
+    "live attempts, whether a watch runs (exit 1 with the reasons when something is wrong).",
+    "status --json --max-lag 30",
+)
+@option("--json", action="store_true", help="print the figures as one JSON object")
+@option(
+    "--max-lag", type=seconds, default=health.MAX_LAG, metavar="SECONDS",
+    help=f"a problem when the app's file has lacked an event for longer (default {health.MAX_LAG:g})",
+)  # fmt: skip
+def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    found = health.status(
+        args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, store=_url(args),
+        max_lag=args.max_lag,
+    )  # fmt: skip
+    print_status(found, out, json=args.json)
+    return EXIT_OK if found.healthy else EXIT_PROBLEM
 
 
 @commands.command(

@@ -13,6 +13,7 @@ __all__ = (
     "LOG_NAME",
     "SNAPSHOT_LOCK_NAME",
     "SNAPSHOT_NAME",
+    "WATCH_LOCK_NAME",
     "Layout",
     "default_directory",
 )
@@ -22,9 +23,11 @@ LOG_NAME: Final = "events.jsonl"
 SNAPSHOT_NAME: Final = "generated-videos.json"
 CHECKPOINT_NAME: Final = "checkpoint.json"
 SNAPSHOT_LOCK_NAME: Final = "snapshot.lock"
+WATCH_LOCK_NAME: Final = "watch.lock"
+"""Held (shared) by every running ``watch`` for its whole life: ``status`` tells whether one runs."""
 
 
-_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME)
+_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME)
 """The ledger's own files; ``events.jsonl.*`` and ``checkpoint.json.*`` are theirs too (companions, temp
 files)."""
 
@@ -77,6 +80,10 @@ class Layout:
     @property
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_NAME
+
+    @property
+    def watch_lock(self) -> Path:
+        return self.directory / WATCH_LOCK_NAME
 
     @property
     def snapshot_lock(self) -> Path:

@@ -20,7 +20,7 @@ from typing import TextIO
 
 import msgspec
 
-from ledger import demo, report
+from ledger import demo, health, report
 from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
@@ -375,6 +375,9 @@ def print_verify(report: VerifyReport, where: str, out: TextIO) -> None:
     counts = f"{counted(report.events, 'event')}, {counted(report.entries, 'entry', 'entries')}"
     out.write(f"ok: {counts}, chain intact, {snapshot}\n")
     out.write(f"head: {report.head}\n")
+    if lag := snapshot_lag(report):
+        behind = counted(lag, "event")
+        out.write(f"lag: the app's file is {behind} behind the log (a watch or a write catches it up)\n")
     if report.note is not None:
         out.write(f"note: {report.note}\n")
     if report.torn is not None:
@@ -383,6 +386,14 @@ def print_verify(report: VerifyReport, where: str, out: TextIO) -> None:
         out.write(f"warning: clock skew: {report.skew.describe()}\n")
     if report.non_nfc is not None:
         out.write(f"warning: ids: {report.non_nfc}\n")
+
+
+def snapshot_lag(report: VerifyReport) -> int | None:
+    """How many events of the log the app's file (its checkpoint) lacks; ``None`` when verify could not
+    say (no checkpoint, or a problem)."""
+    if report.head is None or report.checkpoint_seq is None or not report.ok:
+        return None
+    return max(0, int(report.head.partition(":")[0]) - report.checkpoint_seq)
 
 
 def print_files(files: FilesReport, out: TextIO) -> None:
@@ -402,6 +413,7 @@ def verify_json(report: VerifyReport, where: str, files: FilesReport | None) -> 
         "line": report.line,
         "checkpointSeq": report.checkpoint_seq,
         "head": report.head,
+        "snapshotLag": snapshot_lag(report),
         "torn": None if report.torn is None else {"bytes": report.torn.size, "line": report.torn.line},
         "note": report.note,
         "clockSkew": report.skew,  # as stats --json has it
@@ -544,3 +556,22 @@ def print_report_written(shown: report.Report, path: str, out: TextIO) -> None:
     verdict = "ok" if shown.verify.ok else "a problem (see verify)"
     entries = counted(len(shown.entries), "entry", "entries")
     out.write(f"wrote {path}: {entries}; verify {verdict}; head {shown.verify.head}\n")
+
+
+def print_status(found: health.Status, out: TextIO, *, json: bool) -> None:
+    if json:
+        out.write(json_line({**msgspec.to_builtins(found), "healthy": found.healthy}))
+        return
+    out.write(f"{'healthy' if found.healthy else 'PROBLEM'}: head {found.head_seq}")
+    out.write(f" at {found.head_time}\n" if found.head_time else " (empty)\n")
+    behind = f"{counted(found.lag_events, 'event')} behind" if found.lag_events else "current"
+    waited = f", the oldest waiting {found.lag_seconds:.1f} s" if found.lag_events else ""
+    out.write(f"app's file: at event {found.snapshot_seq}, {behind}{waited}\n")
+    if found.last_event_age_seconds is not None:
+        out.write(f"last event: {duration_text(found.last_event_age_seconds)} ago\n")
+    by_status = ", ".join(f"{s}: {n}" for s, n in found.by_status.items())
+    out.write(f"{counted(found.entries, 'entry', 'entries')} ({by_status}); ")
+    watch = "running" if found.watcher else "not running"
+    out.write(f"{counted(found.live_attempts, 'live attempt')}; watch {watch}\n")
+    for problem in found.problems:
+        out.write(f"problem: {problem}\n")

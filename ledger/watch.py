@@ -131,7 +131,7 @@ def watch(
     view = _watched(directory, snapshot, ops=ops, follow_symlinks=follow_symlinks, store=store)
     projecting = _Projecting(view, on_project)
     store = view.store
-    with _stoppable(store, stop_event):
+    with _stoppable(store, stop_event), _present(view.ops, Layout.of(directory).watch_lock):
         projecting()
         idle = idle_check_ms / 1000
         looked = time.monotonic()
@@ -149,6 +149,21 @@ def watch(
             looked = now
             projecting()
     return projecting.written
+
+
+@contextlib.contextmanager
+def _present(ops: FileOps, path: Path) -> Iterator[None]:
+    """Hold ``watch.lock`` shared while the watch runs (several watchers may), so that ``status`` can tell
+    that one does (:func:`ledger.fileops.lock_is_held`); the kernel lets go when the process dies."""
+    with contextlib.suppress(OSError):
+        ops.close(ops.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666))
+    lock = FileLock(ops, path)
+    lock.acquire(shared=True)
+    try:
+        yield
+    finally:
+        lock.release()
+        lock.close()
 
 
 @contextlib.contextmanager

@@ -145,12 +145,24 @@ ALLOWED = {
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
+    # the health view: the checkpoint, the snapshot's statuses, the log after the checkpoint
+    "ledger.health": BASE
+    | {
+        "ledger.backend",
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.layout",
+        "ledger.log",
+        "ledger.projector",
+        "ledger.stores",
+    },
     # the report page: library reads, then one atomic write of the page
     "ledger.report": BASE
     | {"ledger.events", "ledger.fileops", "ledger.store", "projections", "projections.timeline"},
     "ledger.cliparse": BASE | {"ledger.layout", "ledger.stores"},
     "ledger.output": BASE
     | {
+        "ledger.health",
         "ledger",
         "ledger.copy",
         "ledger.demo",
@@ -165,6 +177,7 @@ ALLOWED = {
     },
     "ledger.cli": BASE
     | {
+        "ledger.health",
         "ledger",
         "ledger.cliparse",
         "ledger.copy",
@@ -270,6 +283,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "events",
         "fileops",
         "groupcommit",
+        "health",
         "layout",
         "lifecycle",
         "audit",

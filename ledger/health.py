@@ -1,0 +1,173 @@
+"""``video-ledger status``: the ledger's health, cheap at any log size (a monitor's 15-second scrape).
+
+It reads the checkpoint, the snapshot it vouches for (only the ids and status of each entry), and the log
+after the checkpoint's record (what the snapshot lacks), found through the store's bookmark: its cost
+grows with the snapshot's lag, never with the log's length. Nothing is created or written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+
+import msgspec
+
+from ledger.backend import GENESIS, EventStore, Head
+from ledger.errors import NoLedgerError
+from ledger.events import STATUSES
+from ledger.fileops import FileOps, lock_is_held
+from ledger.layout import Layout
+from ledger.log import EventLog
+from ledger.projector import Checkpoint, describes, holds, read_checkpoint
+from ledger.stores import open_chosen
+
+__all__ = ("MAX_LAG", "Status", "status")
+
+MAX_LAG = 60.0
+"""Seconds the app's file may lack a recorded event before ``status`` calls it a problem."""
+
+
+class Status(msgspec.Struct, kw_only=True, rename="camel"):
+    """What ``status`` found; ``problems`` empty means healthy."""
+
+    head_seq: int
+    """The log's last durable event (0: empty)."""
+    head_time: str | None
+    snapshot_seq: int | None
+    """The event the app's file reflects (its checkpoint), ``None`` without a checkpoint."""
+    lag_events: int
+    """Events recorded but not yet in the app's file."""
+    lag_seconds: float
+    """How long the oldest of those has waited (0 when the file is current)."""
+    last_event_age_seconds: float | None
+    """Seconds since the last event was recorded."""
+    entries: int
+    by_status: dict[str, int]
+    live_attempts: int
+    """Entries generating now."""
+    watcher: bool
+    """A ``video-ledger watch`` runs on this directory."""
+    problems: list[str] = []
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+class _Row(msgspec.Struct, rename="camel"):
+    """The members of a snapshot entry that ``status`` reads (the rest are skipped by the decoder)."""
+
+    spot_id: str
+    era_id: str
+    status: str
+
+
+_rows = msgspec.json.Decoder(list[_Row])
+
+
+def status(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    snapshot: str | os.PathLike[str] | None = None,
+    store: EventStore | str | os.PathLike[str] | None = None,
+    max_lag: float = MAX_LAG,
+    now: dt.datetime | None = None,
+) -> Status:
+    """The health of the ledger in ``directory`` (its events in ``store``, as :class:`ledger.Ledger` takes
+    them). Raises what a read-only open raises (no ledger, a store that cannot be reached)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    with _opened(directory, snapshot, store) as (layout, events):
+        checkpoint = read_checkpoint(layout.checkpoint)
+        statuses, start, problems = _trusted_base(layout, events, checkpoint)
+        head, first_ts, unseen = _tail(events, start, statuses)
+    lag = 0 if checkpoint is None else max(0, head.seq - checkpoint.seq)
+    if checkpoint is None:
+        problems.append("the app's file has no checkpoint: no write or watch has projected this ledger yet")
+    lag_seconds = 0.0 if first_ts is None or not lag else _age(first_ts, moment)
+    if lag and lag_seconds > max_lag:
+        problems.append(
+            f"the app's file is {lag} event{'s' if lag != 1 else ''} behind the log, the oldest waiting "
+            f"{lag_seconds:.0f} s (more than {max_lag:g} s): is a writer deferring with no watch running?"
+        )
+    counts = Counter(statuses.values())
+    return Status(
+        head_seq=head.seq,
+        head_time=head.ts or None,
+        snapshot_seq=None if checkpoint is None else checkpoint.seq,
+        lag_events=lag if checkpoint is not None else unseen,
+        lag_seconds=lag_seconds,
+        last_event_age_seconds=_age(head.ts, moment) if head.ts else None,
+        entries=len(statuses),
+        by_status={s: counts.get(s, 0) for s in STATUSES},
+        live_attempts=counts.get("generating", 0),
+        watcher=lock_is_held(FileOps(), layout.watch_lock),
+        problems=problems,
+    )
+
+
+@contextmanager
+def _opened(
+    directory: str | os.PathLike[str] | None,
+    snapshot: str | os.PathLike[str] | None,
+    store: EventStore | str | os.PathLike[str] | None,
+) -> Iterator[tuple[Layout, EventStore]]:
+    directory, given, opened = open_chosen(directory, store, readonly=True)
+    layout = Layout.of(directory, snapshot)
+    if given is None:
+        if not layout.log.exists():
+            raise NoLedgerError(f"no ledger at {layout.directory} (it holds no {layout.log.name})")
+        given, opened = EventLog(layout.log, FileOps()), True
+    if not opened:
+        yield layout, given
+        return
+    with closing(given):
+        yield layout, given
+
+
+def _trusted_base(
+    layout: Layout, events: EventStore, checkpoint: Checkpoint | None
+) -> tuple[dict[tuple[str, str], str], Head, list[str]]:
+    """Each entry's status as the app's file has it and where in the log that is, when the checkpoint
+    vouches for the file and the store holds the checkpoint's record; else nothing, from the start."""
+    if checkpoint is None:
+        return {}, GENESIS, []
+    try:
+        data = layout.snapshot.read_bytes()
+    except OSError as exc:
+        return {}, GENESIS, [f"the app's file {layout.snapshot} cannot be read ({exc.strerror})"]
+    if not describes(checkpoint, data):
+        return {}, GENESIS, [f"the app's file {layout.snapshot} is not the one its checkpoint names"]
+    held = holds(events, checkpoint)
+    if held is None:
+        return (
+            {},
+            GENESIS,
+            [
+                f"the checkpoint names event {checkpoint.seq}, which the log does not hold as it says "
+                "(a rewritten or cut log: run verify)"
+            ],
+        )
+    return {(r.spot_id, r.era_id): r.status for r in _rows.decode(data)}, held, []
+
+
+def _tail(
+    events: EventStore, start: Head, statuses: dict[tuple[str, str], str]
+) -> tuple[Head, str | None, int]:
+    """Fold the records after ``start`` into ``statuses``: the head, the first such record's time, and how
+    many there were."""
+    head, first_ts, count = start, None, 0
+    for batch in events.read(start):
+        if first_ts is None:
+            first_ts = batch.events[0].ts
+        for event in batch.events:
+            statuses[event.spot_id, event.era_id] = event.new_status
+        count += len(batch.events)
+        head = batch.end
+    return head, first_ts, count
+
+
+def _age(ts: str, now: dt.datetime) -> float:
+    return max(0.0, (now - dt.datetime.fromisoformat(ts)).total_seconds())
