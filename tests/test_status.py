@@ -119,3 +119,15 @@ def test_status_over_postgresql(pg_url: str, ledger_dir: Path) -> None:
     found = status(ledger_dir, store=pg_url)
     assert found.healthy and (found.head_seq, found.snapshot_seq, found.lag_events) == (2, 2, 0)
     assert found.by_status["ready"] == 1
+
+
+def test_verify_says_how_far_the_app_file_lags(ledger_dir: Path, run_cli: Run) -> None:
+    with Ledger(ledger_dir, clock=recent_clock()) as ledger:
+        ledger.set_video_metadata(entry("a", "one"))
+    assert "lag:" not in run_cli("verify")[1]
+    assert json.loads(run_cli("verify", "--json")[1])["snapshotLag"] == 0
+    with Ledger(ledger_dir, projection="deferred") as deferred:
+        deferred.set_video_metadata(entry("a", "one", "ready"))
+    code, out, _ = run_cli("verify")
+    assert code == 0 and "lag: the app's file is 1 event behind the log" in out
+    assert json.loads(run_cli("verify", "--json")[1])["snapshotLag"] == 1
