@@ -36,12 +36,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, health, report, schema
+from ledger import demo, health, metrics, report, schema
 from ledger.cliparse import (
     PROG,
     BadUsage,
     Commands,
     Parser,
+    address,
     completion_script,
     duration,
     exclusive,
@@ -162,9 +163,13 @@ def _url(args: argparse.Namespace) -> str | None:
     return store if store is not None and is_url(store) else None
 
 
+def _directory(args: argparse.Namespace) -> Path:
+    return Path(args.dir) if args.dir is not None else default_directory()
+
+
 def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
     return Ledger(
-        args.dir if args.dir is not None else default_directory(),
+        _directory(args),
         snapshot=args.snapshot,
         readonly=readonly,
         projection="deferred" if args.no_project else "inline",
@@ -544,12 +549,42 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     help=f"a problem when the app's file has lacked an event for longer (default {health.MAX_LAG:g})",
 )  # fmt: skip
 def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    found = health.status(
-        args.dir if args.dir is not None else default_directory(), snapshot=args.snapshot, store=_url(args),
-        max_lag=args.max_lag,
-    )  # fmt: skip
+    found = health.status(_directory(args), snapshot=args.snapshot, store=_url(args), max_lag=args.max_lag)
     print_status(found, out, json=args.json)
     return EXIT_OK if found.healthy else EXIT_PROBLEM
+
+
+@commands.command(
+    "metrics",
+    "The ledger in the Prometheus text format: print it once, keep a textfile-collector file current, or "
+    "serve GET /metrics; kept current incrementally (the log is read once, then only what is new).",
+    "metrics --serve 127.0.0.1:9464",
+)
+@exclusive(
+    option("--serve", metavar="HOST:PORT", type=address, help="answer GET /metrics there until stopped"),
+    option(
+        "--textfile", metavar="FILE", type=path, help="keep FILE current (node_exporter's textfile collector)"
+    ),
+)
+@option(
+    "--interval",
+    type=seconds,
+    default=15.0,
+    metavar="SECONDS",
+    help="--textfile: rewrite at least this often",
+)
+def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    stop = threading.Event()
+    with metrics.Exporter(_directory(args), snapshot=args.snapshot, store=_url(args)) as exporter:
+        if args.serve is not None:
+            with _stop_on_signals(stop):
+                metrics.serve(exporter, args.serve[0], args.serve[1], stop)
+        elif args.textfile is not None:
+            with _stop_on_signals(stop):
+                metrics.keep_textfile(exporter, Path(args.textfile), stop, interval=args.interval)
+        else:
+            out.write(exporter.render())
+    return EXIT_OK
 
 
 @commands.command(

@@ -33,6 +33,7 @@ __all__ = (
     "Commands",
     "Parser",
     "Run",
+    "address",
     "duration",
     "exclusive",
     "fraction",
@@ -386,6 +387,15 @@ def _number(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+def address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) for a server to listen on."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (such as 127.0.0.1:9464)")
+    return host, int(port)
 
 
 def seconds(text: str) -> float:

@@ -24,7 +24,7 @@ from ledger.log import EventLog
 from ledger.projector import Checkpoint, describes, holds, read_checkpoint
 from ledger.stores import open_chosen
 
-__all__ = ("MAX_LAG", "Status", "status")
+__all__ = ("MAX_LAG", "Status", "open_readonly", "status", "timestamp")
 
 MAX_LAG = 60.0
 """Seconds the app's file may lack a recorded event before ``status`` calls it a problem."""
@@ -79,7 +79,7 @@ def status(
     """The health of the ledger in ``directory`` (its events in ``store``, as :class:`ledger.Ledger` takes
     them). Raises what a read-only open raises (no ledger, a store that cannot be reached)."""
     moment = now or dt.datetime.now(dt.UTC)
-    with _opened(directory, snapshot, store) as (layout, events):
+    with open_readonly(directory, snapshot, store) as (layout, events):
         checkpoint = read_checkpoint(layout.checkpoint)
         statuses, start, problems = _trusted_base(layout, events, checkpoint)
         head, first_ts, unseen = _tail(events, start, statuses)
@@ -109,11 +109,13 @@ def status(
 
 
 @contextmanager
-def _opened(
+def open_readonly(
     directory: str | os.PathLike[str] | None,
     snapshot: str | os.PathLike[str] | None,
     store: EventStore | str | os.PathLike[str] | None,
 ) -> Iterator[tuple[Layout, EventStore]]:
+    """The layout and the store of a ledger opened for reading only (closed at the end when opened here):
+    nothing is created; a directory without a log is :class:`~ledger.errors.NoLedgerError`."""
     directory, given, opened = open_chosen(directory, store, readonly=True)
     layout = Layout.of(directory, snapshot)
     if given is None:
@@ -169,5 +171,10 @@ def _tail(
     return head, first_ts, count
 
 
+def timestamp(ts: str) -> float:
+    """An event time as seconds since the epoch."""
+    return dt.datetime.fromisoformat(ts).timestamp()
+
+
 def _age(ts: str, now: dt.datetime) -> float:
-    return max(0.0, (now - dt.datetime.fromisoformat(ts)).total_seconds())
+    return max(0.0, now.timestamp() - timestamp(ts))

@@ -156,6 +156,10 @@ ALLOWED = {
         "ledger.projector",
         "ledger.stores",
     },
+    "projections.metrics": {"ledger.events"},
+    # the metrics exporter: the health gauges, the counters fold, a server or a file
+    "ledger.metrics": BASE
+    | {"ledger", "ledger.backend", "ledger.fileops", "ledger.health", "projections", "projections.metrics"},
     # the report page: library reads, then one atomic write of the page
     "ledger.report": BASE
     | {"ledger.events", "ledger.fileops", "ledger.store", "projections", "projections.timeline"},
@@ -177,6 +181,7 @@ ALLOWED = {
     },
     "ledger.cli": BASE
     | {
+        "ledger.metrics",
         "ledger.health",
         "ledger",
         "ledger.cliparse",
@@ -293,6 +298,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "log",
         "logfile",
         "memory",
+        "metrics",
         "model",
         "media",
         "output",
