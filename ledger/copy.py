@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from ledger.errors import ConflictError, CorruptLogError, InvalidEntryError, Led
 from ledger.events import line_hash
 from ledger.stores import check_store_spec, is_url, open_store, store_name
 
-__all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger")
+__all__ = ("BATCH", "CopyRefusedError", "CopyReport", "Progress", "copy_ledger", "follow_copy")
 
 BATCH = 1000
 """Records per append."""
@@ -197,3 +198,45 @@ def _chunks(source: EventStore, after: Head, skip: int, end: Head, size: int) ->
         break
     if pending:
         yield pending
+
+
+def follow_copy(
+    source: EventStore | str | os.PathLike[str],
+    target: EventStore | str | os.PathLike[str],
+    stop: threading.Event,
+    *,
+    batch: int = BATCH,
+    poll: float = 1.0,
+    progress: Progress | None = None,
+    copied: Callable[[Head], None] | None = None,
+) -> CopyReport:
+    """:func:`copy_ledger`, then keep ``target`` a current replica of ``source`` until ``stop`` is set:
+    each record that becomes durable in the source is appended to the target (in appends of up to
+    ``batch``), read through the source's ``read``, which checks it continues the records before it.
+    ``copied(head)`` is called with the target's head after each append. Returns what was copied in all.
+
+    Stopped at any moment, the target holds a prefix of the source, as after an interrupted copy: the same
+    call (or a plain copy) resumes it."""
+    with contextlib.ExitStack() as opened:
+        src = _opened(source, opened, readonly=True)
+        dst = _opened(target, opened, readonly=False)
+        first = copy_ledger(src, dst, batch=batch, progress=progress)
+        tip, total = first.head, first.copied
+        at = src.at(tip)  # the same record where the source keeps it (its own bookmark)
+        if at is None or at.hash != tip.hash:
+            raise CorruptLogError(
+                _where(src), tip.seq, "the source no longer holds the record the copy ended at"
+            )
+        while not stop.is_set():
+            if not src.wait(tip.seq, poll):
+                continue
+            for lines, events, end in src.read(at):
+                for i in range(0, len(events), batch):
+                    records = list(map(Record, (e.seq for e in events[i : i + batch]), lines[i : i + batch],
+                                       events[i : i + batch]))  # fmt: skip
+                    tip = dst.append(tip, _continue(tip, records))
+                    total += len(records)
+                    if copied is not None:
+                        copied(tip)
+                at = end
+        return CopyReport(copied=total, resumed=first.resumed, head=tip)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import inspect
 import operator
 import re
 import struct
@@ -65,7 +64,6 @@ __all__ = (
     "line_hashes",
     "normalize_id",
     "parse_time",
-    "schema_documents",
     "seal",
     "utc_now",
     "validate_entry",
@@ -439,28 +437,3 @@ def _in_words(exc: msgspec.MsgspecError, data: bytes) -> str:
     if value[-1:].isspace():
         return f"{field} {value!r} ends with white space, which {kind} may not"
     return text
-
-
-def schema_documents() -> dict[str, bytes]:
-    """The JSON Schemas of a log line and of the snapshot, as kept in ``docs/schema/``.
-
-    A log line is an :class:`EventType` plus its final ``crc`` member (framing, described in the docs).
-    """
-
-    def cleaned(node: object) -> object:
-        # msgspec 0.23 dedents docstrings in descriptions and 0.22 does not: the same text either way
-        if isinstance(node, dict):
-            return {k: inspect.cleandoc(v) if k == "description" else cleaned(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [cleaned(item) for item in node]
-        return node
-
-    def document(kind: object, title: str) -> bytes:
-        schema = msgspec.json.schema(kind)
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
-        return msgspec.json.format(msgspec.json.encode(cleaned(schema)), indent=2) + b"\n"
-
-    return {
-        "event.schema.json": document(EventType, "A line of events.jsonl (without its final crc member)"),
-        "snapshot.schema.json": document(list[VideoMetadata], "generated-videos.json"),
-    }

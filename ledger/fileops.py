@@ -16,11 +16,13 @@ import secrets
 import stat
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from ledger.errors import io_error
 
-__all__ = ("TEMP_MARK", "FileLock", "FileOps", "OwnedFd", "atomic_write", "file_kind", "temp_files")
+__all__ = ("TEMP_MARK", "Extent", "FileLock", "FileOps", "OwnedFd", "atomic_write", "file_kind", "temp_files")
 
 TEMP_MARK = ".tmp-"
 """Temp files are named ``<target name>.tmp-<random>`` in the target's directory."""
@@ -30,6 +32,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CHUNK = 1 << 20
+_SEEK_DATA: int | None = getattr(os, "SEEK_DATA", None)
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -83,6 +86,24 @@ class FileOps:
 
     def fstat(self, fd: int) -> os.stat_result:
         return os.fstat(fd)
+
+    def stat(self, path: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+        return os.stat(path, follow_symlinks=follow_symlinks)
+
+    def listdir(self, directory: Path) -> list[str]:
+        return os.listdir(directory)
+
+    def next_data(self, fd: int, offset: int) -> int:
+        """Where the first byte the file system stores at or after ``offset`` is: ``offset`` itself unless
+        it lies in a hole (a run of zeros the file system does not store, as ``truncate -s +N`` leaves);
+        the file's size if only a hole follows. Where holes cannot be asked for, ``offset``. (Moves the
+        descriptor's position: the ledger reads with ``pread`` only.)"""
+        try:
+            return os.lseek(fd, offset, _SEEK_DATA) if _SEEK_DATA is not None else offset
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # nothing but a hole from offset on
+                return max(offset, os.fstat(fd).st_size)
+            return offset
 
     def fchmod(self, fd: int, mode: int) -> None:
         os.fchmod(fd, mode)
@@ -177,6 +198,50 @@ class FileOps:
             if written <= 0:
                 raise OSError(errno.EIO, f"write made no progress ({written})")
             done += written
+
+
+class Extent(NamedTuple):
+    """``size`` bytes of an open file ``fd`` from ``offset``: what :func:`atomic_write` copies in chunks of
+    1 MiB (memory stays one chunk whatever the size)."""
+
+    fd: int
+    offset: int
+    size: int
+
+    def chunks(self, ops: FileOps) -> Iterator[bytes]:
+        """The bytes in chunks of at most 1 MiB, read through ``ops``; a short file ends them early. A hole
+        in the file comes as chunks of zeros made in memory, not read."""
+        at, end = self.offset, self.offset + self.size
+        while at < end:
+            stored = ops.next_data(self.fd, at)
+            if stored > at:
+                size = min(_CHUNK, stored - at, end - at)
+                yield bytes(size)
+                at += size
+                continue
+            chunk = ops.pread(self.fd, min(_CHUNK, end - at), at)
+            if not chunk:
+                return
+            yield chunk
+            at += len(chunk)
+
+
+def _copy(ops: FileOps, fd: int, extent: Extent) -> None:
+    """Write ``extent`` to the fresh file ``fd``. A chunk of zeros is left a hole (the size is set at the
+    end), so a long run of zeros, as a power loss can leave, costs no disk in the copy either."""
+    at = 0
+    for chunk in extent.chunks(ops):
+        if chunk != bytes(len(chunk)):
+            done = 0
+            while done < len(chunk):
+                written = ops.pwrite(fd, chunk[done:] if done else chunk, at + done)
+                if written <= 0:
+                    raise OSError(errno.EIO, f"write made no progress ({written})")
+                done += written
+        at += len(chunk)
+    if at != extent.size:
+        raise OSError(errno.EIO, f"the file to copy ended after {at} of {extent.size} bytes")
+    ops.ftruncate(fd, at)
 
 
 class _Process:
@@ -310,9 +375,10 @@ def _keep_mode(ops: FileOps, fd: int, existing: os.stat_result) -> None:
 
 
 def atomic_write(
-    ops: FileOps, target: Path, data: bytes | bytearray, *, label: str = "file", durable: bool = True
+    ops: FileOps, target: Path, data: bytes | bytearray | Extent, *, label: str = "file", durable: bool = True
 ) -> None:
-    """Replace ``target`` with ``data`` so that a crash leaves either the old file or the new one, whole.
+    """Replace ``target`` with ``data`` (bytes, or an :class:`Extent` of an open file, copied) so that a
+    crash leaves either the old file or the new one, whole.
 
     A temp file in the same directory (created exclusively, never through a symlink), written, fsynced,
     renamed over ``target``, then the directory fsynced. The new file keeps the mode (and, where the
@@ -335,7 +401,10 @@ def atomic_write(
         try:
             if existing is not None:
                 _keep_mode(ops, fd, existing)
-            ops.write_all(fd, data)
+            if isinstance(data, Extent):
+                _copy(ops, fd, data)
+            else:
+                ops.write_all(fd, data)
             ops.point(f"{label}.temp_written")
             if durable:
                 ops.fsync(fd)

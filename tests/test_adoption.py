@@ -1,4 +1,4 @@
-"""Adopting the app's existing ``generated-videos.json``: nothing in it is ever discarded (issue 11)."""
+"""Adopting the app's existing ``generated-videos.json``: nothing in it is ever discarded."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from ledger.backend import GENESIS, EventStore, Head, Record
 from ledger.fileops import FileOps
 from ledger.log import EventLog
 from ledger.memory import MemoryStore
+from ledger.recovery import create
 
 from .contract import EventStoreContract, appender, everything, make_records
 from .pg import OnPostgres, tamper
@@ -41,7 +42,7 @@ class TestFileStore(EventStoreContract):
         path.parent.mkdir(exist_ok=True)
         log = EventLog(path, FileOps())
         with log.locked():
-            log.create()
+            create(log.file)
         return log
 
     def create_store(self) -> EventStore:
@@ -67,7 +68,7 @@ def test_the_file_store_reads_only_what_is_known_to_be_fsynced(tmp_path: Path) -
     path = tmp_path / "events.jsonl"
     store = EventLog(path, FileOps())
     with store.locked():
-        store.create()
+        create(store.file)
     head = store.append(GENESIS, appender(2))
     unsynced = make_records(head, 2, spot="acropolis")
     with path.open("ab") as f:  # as a leader that died before its fsync leaves them

@@ -123,7 +123,7 @@ CASES = [
         lambda ledger: ledger.mark_video_failed("a", "b", ""),
     ),
     Case("get with a None id", "InvalidEntryError", lambda ledger: ledger.get_video_metadata(None, "e")),  # type: ignore[arg-type]
-    # issue 12 items 11-13: every Unicode line break and control character is refused in a name
+    # every Unicode line break and control character is refused in a name
     Case("spotId with U+2028 LINE SEPARATOR", "InvalidEntryError", setv(spotId="colos\u2028seum")),
     Case("spotId with U+2029 PARAGRAPH SEPARATOR", "InvalidEntryError", setv(spotId="colos\u2029seum")),
     Case("spotId with U+0085 NEXT LINE", "InvalidEntryError", setv(spotId="colos\x85seum")),
@@ -307,7 +307,7 @@ FILE_CASES = [
     FileCase("snapshot that is not JSON", "rebuilt from the log", _setup_snapshot_not_json),
     FileCase("snapshot with invalid UTF-8", "rebuilt from the log", _setup_snapshot_invalid_utf8),
     FileCase("checkpoint that is garbage", "rebuilt from the log", _setup_checkpoint_garbage),
-    # issue 12 item 2: nothing but a regular file is read, and nothing blocks
+    # nothing but a regular file is read, and nothing blocks
     FileCase("log is a FIFO", "LedgerIOError", _with_fifo("events.jsonl")),
     FileCase("log linked to /dev/zero", "LedgerIOError", _setup_log_linked_to_dev_zero),
     FileCase("snapshot is a FIFO", "LedgerIOError", _with_fifo("generated-videos.json")),
@@ -379,7 +379,7 @@ def test_a_read_only_directory_is_refused_with_a_clear_error(tmp_path: Path) -> 
         directory.chmod(0o755)
 
 
-# -- names in words, one entry per canonically equal id (issue 12 items 12 and 13) -----------------------
+# -- names in words, one entry per canonically equal id --------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -501,7 +501,7 @@ def test_verify_of_an_ascii_log_has_no_nfc_warning(ledger: Ledger, ledger_dir: P
     assert Ledger(ledger_dir, readonly=True).verify().non_nfc is None
 
 
-# -- import files (issue 12 item 9) -----------------------------------------------------------------------
+# -- import files -----------------------------------------------------------------------------------------
 
 IMPORTED = "imported"
 GOOD = (
@@ -604,7 +604,7 @@ def test_import_input(case: ImportCase, ledger: Ledger, ledger_dir: Path, tmp_pa
     assert files_state(ledger_dir) == before, "a refused import changes nothing on disk"
 
 
-# -- verify --files (issue 12 items 1 and 9) ----------------------------------------------------------------
+# -- verify --files -----------------------------------------------------------------------------------------
 
 CONTENT = b"the video"
 NOT_READ = "problem, not read"

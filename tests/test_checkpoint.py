@@ -1,4 +1,4 @@
-"""The checkpoint is a cache: trusted only as far as the log line it points at proves it (issue 11)."""
+"""The checkpoint is a cache: trusted only as far as the log line it points at proves it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def lines_of(directory: Path) -> list[bytes]:
     return (directory / "events.jsonl").read_bytes().splitlines(keepends=True)
 
 
-# -- item 5: every field a writer takes from the checkpoint is checked against the log -----------------
+# -- every field a writer takes from the checkpoint is checked against the log -------------------------
 
 
 def test_a_checkpoint_whose_seq_was_raised_is_not_trusted(ledger_dir: Path, clock: FakeClock) -> None:
@@ -90,7 +90,7 @@ def test_rebuild_and_verify_agree_on_a_change_recorded_through_a_forged_snapshot
     assert files_state(ledger_dir)["generated-videos.json"] == before["generated-videos.json"]
 
 
-# -- item 7: damage is named at its own line; what a writer checks when -------------------------------
+# -- damage is named at its own line; what a writer checks when ---------------------------------------
 
 
 def six_events(directory: Path, clock: FakeClock) -> None:
@@ -168,7 +168,7 @@ def test_damage_before_the_checkpoint_is_found_by_verify_and_rebuild_not_by_open
     assert info.value.line == 3
 
 
-# -- item 10: harmless crash states are harmless; snapshot and checkpoint are read as one pair ----------
+# -- harmless crash states are harmless; snapshot and checkpoint are read as one pair -------------------
 
 
 def test_enospc_on_the_checkpoint_alone_is_reported_as_harmless(

@@ -1,5 +1,5 @@
 """Every command of the command line over a PostgreSQL store (``--store URL --dir DIR``) prints what it
-prints over a ledger directory (issue 14, "What a user gets"). The command line reads the host's clock, so
+prints over a ledger directory. The command line reads the host's clock, so
 the two runs are compared with their times, hashes, crcs and durations masked: the same structure, the same
 entries, the same events in the same order."""
 

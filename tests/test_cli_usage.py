@@ -1,6 +1,5 @@
-"""The command line as a user of git, jq or sqlite-utils expects it (issue 15), and its bad numbers,
-permission errors and interrupts (issue 12, items 7, 8 and 10): in-process ``main(argv)`` and real
-processes."""
+"""The command line as a user of git, jq or sqlite-utils expects it, and its bad numbers, permission
+errors and interrupts: in-process ``main(argv)`` and real processes."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from ledger import Ledger
 from ledger.cli import main
 from ledger.demo import run_demo
 from ledger.errors import InvalidEntryError
-from ledger.events import schema_documents
+from ledger.schema import documents as schema_documents
 
 from .conftest import ROOT, files_state
 
@@ -96,6 +95,36 @@ def test_a_mistyped_command_or_option_gets_a_suggestion_and_its_help(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert message in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-q", "set", "s", "e", "--status", "pending", "--prompt", "p"],
+         "video-ledger: error: -q is an option of 'set': put it after the command: video-ledger set -q … "
+         "(see video-ledger set --help)"),
+        (["--json", "list"], "--json is an option of 'list': put it after the command: "
+         "video-ledger list --json …"),
+        (["--status", "ready", "list"], "--status is an option of 'list': put it after the command"),
+        (["--older-than=2h", "reap"], "--older-than is an option of 'reap': put it after the command: "
+         "video-ledger reap --older-than …"),
+        (["--snapshot", "list", "--csv", "list"], "--csv is an option of 'list'"),
+        (["list", "--version"], "video-ledger list: error: --version is an option of video-ledger itself: "
+         "put it before the command: video-ledger --version list … (see video-ledger --help)"),
+        (["--bogus", "list"], "video-ledger list: error: unrecognized arguments: --bogus (see"),
+        (["list", "-q"], "video-ledger list: error: unrecognized arguments: -q (see"),
+    ],
+)  # fmt: skip
+def test_an_option_on_the_wrong_side_of_the_command_says_where_it_goes(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "ledger"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--dir", str(directory), *argv], out=out, err=err) == 2
+    assert len(err.getvalue().splitlines()) == 1
+    assert message in err.getvalue()
+    assert out.getvalue() == "" and capsys.readouterr() == ("", "")
+    assert not directory.exists(), "nothing was written"
 
 
 # -- 3. history --follow with filters -------------------------------------------------------------------
@@ -203,9 +232,16 @@ def test_csv_on_list_and_history(run_cli: Run) -> None:
     code, out, _ = run_cli("list", "--csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0
-    assert rows[0] == ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"]
-    assert rows[2][0] == "petra"
-    assert rows[2][5].endswith("(region eu)")
+    header = ["spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"]
+    assert rows[0] == [*header, "updatedAt", "attempt"]  # a column per member of the snapshot
+    snapshot = json.loads(run_cli("list", "--json")[1])
+    assert [dict(zip(rows[0], r, strict=True)) for r in rows[1:]] == [
+        {k: str(e.get(k, "")) for k in rows[0]} for e in snapshot
+    ]
+    assert rows[2][0] == "petra" and rows[2][7].endswith("(region eu)")
+    code, tsv, _ = run_cli("list", "--tsv")
+    assert list(csv.reader(io.StringIO(tsv), delimiter="\t")) == rows
+    assert run_cli("list", "--csv", "--tsv")[0] == 2
     code, out, _ = run_cli("history", "--csv", "--type", "failed")
     rows = list(csv.reader(io.StringIO(out)))
     assert [r[2] for r in rows] == ["event", "failed"]
@@ -280,12 +316,12 @@ def test_import_warns_about_dropped_fields_and_reap_sees_the_original_times(
     assert code == 0
     assert err == (
         "video-ledger: warning: dropped fields the ledger does not keep: "
-        "thumbnail (2 entries), durationSeconds (1 entries)\n"
+        "thumbnail (2 entries), durationSeconds (1 entry)\n"
     )
     assert "imported 2 entries" in out
     code, out, _ = run_cli("reap", "--older-than", "1h")
     assert code == 0
-    assert "reaped 1 entries" in out
+    assert "reaped 1 entry stuck" in out
     assert "generating since 2025-01-02T03:04:05Z" in out
     code, out, _ = run_cli("get", "colosseum", "rome", "--json")
     assert json.loads(out)["status"] == "failed"
@@ -341,7 +377,7 @@ def test_license_and_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert printed == schema_documents()[f"{kind}.schema.json"]
         assert printed == (ROOT / "docs" / "schema" / f"{kind}.schema.json").read_bytes()
     result = cli("schema", "snapshot")
-    assert json.loads(result.stdout)["title"] == "generated-videos.json"
+    assert json.loads(result.stdout)["title"] == "GeneratedVideosJson"
 
 
 def test_gitignore_covers_every_file_a_ledger_directory_holds(tmp_path: Path) -> None:
@@ -430,7 +466,7 @@ def test_the_readme_documents_completion() -> None:
     assert "video-ledger completion zsh" in readme
 
 
-# -- issue 12, item 8: every number range-checked -------------------------------------------------------
+# -- every number range-checked -------------------------------------------------------------------------
 
 
 NUMBER_CASES = [
@@ -524,7 +560,7 @@ def test_range_errors_from_a_real_process_are_one_line() -> None:
         assert "Traceback" not in result.stderr
 
 
-# -- issue 12, item 7: permission denied ----------------------------------------------------------------
+# -- permission denied ----------------------------------------------------------------------------------
 
 
 def _as_another_user(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
@@ -601,7 +637,7 @@ def test_permission_denied_is_a_ledger_io_error_in_the_library(tmp_path: Path) -
     assert result.stdout == "LedgerIOError 13\nLedgerIOError 13\n", result.stderr
 
 
-# -- issue 12, item 10: Ctrl-C and SIGTERM on demo ------------------------------------------------------
+# -- Ctrl-C and SIGTERM on demo -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -643,3 +679,24 @@ def test_interrupting_the_demo_stops_its_workers_promptly(
     interrupted = [e for e in entries if e.error == "interrupted by SIGTERM"]
     assert 1 <= len(interrupted) <= 2
     assert len(entries) < 84
+
+
+def test_import_dash_reads_standard_input(tmp_path: Path) -> None:
+    legacy = [
+        {"spotId": "petra", "eraId": "nabataean", "prompt": "p", "status": "ready", "localPath": "v/p.mp4",
+         "createdAt": "2025-01-02T03:04:05Z", "completedAt": "2025-01-02T03:09:05Z"},
+    ]  # fmt: skip
+    run = [sys.executable, "-m", "ledger", "--dir", str(tmp_path / "d"), "import", "-"]
+    done = subprocess.run(run, input=json.dumps(legacy), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    said = "imported 1 entry; 0 already in the ledger, left as they are\n"
+    assert (done.returncode, done.stdout) == (0, said)
+    refused = subprocess.run(run, input="[{", capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+
+
+def test_counts_are_said_with_their_plural(run_cli: Run) -> None:
+    run_cli("set", "s", "e", "--status", "generating", "--prompt", "p")
+    assert run_cli("verify")[1].startswith("ok: 1 event, 1 entry, chain intact")
+    assert run_cli("stats")[1].startswith("1 event, 1 entry\n")
+    run_cli("set", "t", "e", "--status", "generating", "--prompt", "p")
+    assert run_cli("verify")[1].startswith("ok: 2 events, 2 entries, chain intact")

@@ -26,9 +26,9 @@ from ledger.events import (
     decode_event,
     encode_line,
     line_hash,
-    schema_documents,
     validate_entry,
 )
+from ledger.schema import documents as schema_documents
 
 from .conftest import ROOT
 

@@ -22,8 +22,8 @@ from ledger import CorruptLogError, EntryNotFoundError, Ledger
 from ledger.cli import main
 from ledger.events import check_line
 from ledger.fileops import FileOps
-from ledger.log import _decode_record
 from ledger.projector import read_checkpoint
+from ledger.syncstate import decode_record
 from ledger.watch import follow, watch
 
 from .conftest import ROOT, entry, files_state
@@ -107,8 +107,7 @@ WHOLE_LOG_VIEWS = {  # whether each shows event 3, the line the dead writer left
 def test_whole_log_views_show_no_line_a_dead_writer_left_unfsynced(tmp_path: Path, view: str) -> None:
     """history, timeline, stats and as-of (and verify --files, the same read) read through the store's
     ``read``, as every reader does: only what the fsynced-size record vouches for, with no fsync of their
-    own (before issue 13's seam they fsynced the log themselves and showed the line). The next writer's
-    open fsyncs it; then they show it."""
+    own. The next writer's open fsyncs it; then they show it."""
     directory = tmp_path / "ledger"
     _deferred_writer_killed_before_its_fsync(directory, acked=2)
     ops = FaultyOps()  # only traces
@@ -278,7 +277,7 @@ def test_after_a_power_loss_the_record_never_claims_more_than_survived(tmp_path:
             scenario.run(directory, cut, [])
         for _ in range(5):
             state = cut.crash_state(rng)
-            recorded = _decode_record(state.get("events.jsonl.sync.lock", b""))
+            recorded = decode_record(state.get("events.jsonl.sync.lock", b""))
             if recorded is None:
                 continue
             log = state.get("events.jsonl", b"")

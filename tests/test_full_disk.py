@@ -1,5 +1,5 @@
 """A full disk is transient: `watch` backs off and retries, and every error says whether the event is in
-the log (issue 12, items 5 and 6). Faults come through the FileOps seam; everything else is real."""
+the log. Faults come through the FileOps seam; everything else is real."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``Ledger(directory, store=...)`` takes a store's spec (a ``postgresql://`` URL, or a directory), and with
-no store the environment's default ``$VIDEO_LEDGER_STORE`` applies (issue 14, "What a user gets")."""
+no store the environment's default ``$VIDEO_LEDGER_STORE`` applies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A :class:`~ledger.Ledger` over any event store (issue 13, item 5): the card's functions, history, verify
+"""A :class:`~ledger.Ledger` over any event store: the task card's functions, history, verify
 and rebuild on the memory and the PostgreSQL stores, the directory holding only the snapshot, its checkpoint
 and the projection lock, and the snapshot byte-identical to a file-store ledger's given the same writes at
 the same clock. Each store's case subclasses :class:`LedgerOverStore` (as ``tests/contract.py`` does for

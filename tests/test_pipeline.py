@@ -369,7 +369,7 @@ def test_the_demo_end_to_end(tmp_path: Path) -> None:
 def test_ready_refuses_a_host_path_for_the_app(
     ledger: Ledger, tmp_path: Path, where: str, local_path: str | None, message: str
 ) -> None:
-    """Issue 12 item 1: what the app gets is relative and under the root, never a host path."""
+    """What the app gets is relative and under the root, never a host path."""
     video = _video((tmp_path if where == "outside" else ledger.directory) / "v.mp4")
     with pytest.raises(InvalidEntryError, match=message), ledger.generation("s", "e", "p") as job:
         job.ready(video, local_path=local_path)

@@ -1,7 +1,7 @@
 """Reading the log in runs: the C-level checks over a whole chunk agree with reading it line by line.
 
 The scan checks and decodes each chunk of the log at once and falls back to one line at a time only
-where something is off (``ledger/log.py``, ``Scan.runs``). These tests hold the fast path to the plain
+where something is off (``ledger/scan.py``, ``Scan.runs``). These tests hold the fast path to the plain
 per-line rules: the same events, the same end, the same first problem at the same line, for logs that
 span many chunks, for damage anywhere, and for lines crafted to look whole to a batch decoder.
 """
@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import CorruptLogError, Ledger
+from ledger.backend import GENESIS
 from ledger.events import (
     FORMAT_VERSION,
     GENESIS_HASH,
@@ -32,7 +33,7 @@ from ledger.events import (
 )
 from ledger.fileops import FileOps
 from ledger.lifecycle import is_legal
-from ledger.log import START, EventLog
+from ledger.log import EventLog
 from projections.entries import apply
 
 
@@ -86,11 +87,11 @@ def line_by_line(path: Path) -> tuple[list[EventType], str | None, int | None]:
 
 def read(path: Path, *, chain: bool) -> tuple[list[EventType], str | None, int | None]:
     log = EventLog(path, FileOps())
-    scan = log.scan(START, chain=chain)
+    scan = log.scan(GENESIS, chain=chain)
     events: list[EventType] = []
     try:
-        for event in scan:
-            events.append(event)
+        for _, run in scan.runs():
+            events.extend(run)
     except CorruptLogError as exc:
         return events, exc.reason, exc.line
     assert scan.end.seq == len(events)
@@ -105,12 +106,12 @@ def test_a_log_of_many_chunks_reads_as_line_by_line(tmp_path: Path) -> None:
     assert problem is None
     for chain in (False, True):
         assert read(path, chain=chain) == (expected, None, None)
-    scan = EventLog(path, FileOps()).scan(START)
+    scan = EventLog(path, FileOps()).scan(GENESIS)
     runs = list(scan.runs())
     assert len(runs) > 3
     assert [line for lines, _ in runs for line in lines] == path.read_bytes().split(b"\n")[:-1]
-    assert scan.end.offset == path.stat().st_size
-    assert scan.end.last_hash == line_hash(runs[-1][0][-1])
+    assert scan.end.at == path.stat().st_size
+    assert scan.end.hash == line_hash(runs[-1][0][-1])
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -242,7 +243,7 @@ def test_verify_compares_times_across_the_edge_of_a_run(tmp_path: Path) -> None:
     directory.mkdir()
     log = directory / "events.jsonl"
     log.write_bytes(chained(events))
-    first_of_second_run = len(next(EventLog(log, FileOps()).scan(START).runs())[1])
+    first_of_second_run = len(next(EventLog(log, FileOps()).scan(GENESIS).runs())[1])
     late = events[first_of_second_run]
     events[first_of_second_run] = msgspec.structs.replace(late, ts="2026-11-24T08:00:00.000000Z")
     log.write_bytes(chained(events))  # the same length: the same runs

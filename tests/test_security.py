@@ -113,7 +113,7 @@ def test_files_are_not_world_writable_and_links_are_refused(tmp_path: Path) -> N
     assert "s" in target.read_text()
 
 
-# -- issue 12 item 1: verify --files stays under its root ------------------------------------------------
+# -- verify --files stays under its root -----------------------------------------------------------------
 
 VL = [sys.executable, "-m", "ledger"]
 
@@ -252,7 +252,7 @@ def test_verify_files_reports_a_failing_read(tmp_path: Path) -> None:
         assert report_of(ledger) == ["s/e: v.mp4: cannot be read (Input/output error)"]
 
 
-# -- issue 12 item 2: a FIFO, a device or a link in place of a ledger file hangs nothing ------------------
+# -- a FIFO, a device or a link in place of a ledger file hangs nothing -----------------------------------
 
 COMMANDS = {
     "get": ["get", "s", "e"],
@@ -442,7 +442,7 @@ def test_a_symlinked_snapshot_refusal_names_what_a_cli_user_can_do(
     assert main(["--dir", str(directory), "--snapshot", str(tmp_path / "app.json"), *COMMANDS[command]]) == 0
 
 
-# -- issue 12 items 3 and 4: modes kept; new directories fsynced -----------------------------------------
+# -- modes kept; new directories fsynced -----------------------------------------------------------------
 
 
 def test_the_atomic_replace_keeps_the_mode_and_group_and_a_new_file_follows_the_umask(tmp_path: Path) -> None:

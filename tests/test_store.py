@@ -134,16 +134,17 @@ def test_opening_reads_the_checkpointed_snapshot_not_the_whole_log(
         for i in range(20):
             ledger.set_video_metadata(entry(f"s{i}", "e", status="pending"))
     scanned: list[int] = []
-    from ledger import log as log_module
+    from ledger.backend import GENESIS, Head
+    from ledger.log import EventLog
 
-    original = log_module.Scan.records
+    original = EventLog.read
 
-    def counting(self: log_module.Scan):  # type: ignore[no-untyped-def]
-        for record in original(self):
-            scanned.append(record[1].seq)
-            yield record
+    def counting(self: EventLog, after: Head = GENESIS):  # type: ignore[no-untyped-def]
+        for batch in original(self, after):
+            scanned.extend(event.seq for event in batch.events)
+            yield batch
 
-    monkeypatch.setattr(log_module.Scan, "records", counting)
+    monkeypatch.setattr(EventLog, "read", counting)
     reopened = Ledger(ledger_dir, readonly=True)
     assert len(reopened.get_all_video_metadata()) == 20
     assert scanned == [], "no event was replayed on open"

@@ -1,5 +1,4 @@
-"""``verify`` always compares the snapshot with the replay of the log; read-only commands need a ledger
-(issue 11, items 8 and 9)."""
+"""``verify`` always compares the snapshot with the replay of the log; read-only commands need a ledger."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ def two_entries(directory: Path, clock: FakeClock, *, projection: str = "inline"
         ledger.set_video_metadata(entry("b", "1", status="pending"))
 
 
-# -- item 8 ----------------------------------------------------------------------------------------------
+# -- verify compares the snapshot with the replay, checkpoint or none ------------------------------------
 
 
 def test_a_wrong_snapshot_without_a_checkpoint_fails_verify(
@@ -87,7 +86,7 @@ def test_an_unreadable_checkpoint_and_a_snapshot_behind_the_log_are_harmless(
     assert code == 1 and "not the replay of the log at any event" in out, out
 
 
-# -- item 9 ----------------------------------------------------------------------------------------------
+# -- read-only commands need a ledger and create nothing -------------------------------------------------
 
 
 @pytest.mark.parametrize(
