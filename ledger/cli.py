@@ -61,6 +61,7 @@ from ledger.errors import (
     ReadOnlyLedgerError,
 )
 from ledger.events import EVENT_TAGS, STATUSES
+from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
 from ledger.output import (
     HISTORY_HEADER,
@@ -79,6 +80,7 @@ from ledger.output import (
     print_history,
     print_imported,
     print_reaped,
+    print_rebuilt,
     print_report_written,
     print_stats,
     print_status_counts,
@@ -91,7 +93,6 @@ from ledger.output import (
 )
 from ledger.requests import no_entry
 from ledger.store import (
-    MAX_IMPORT_BYTES,
     Ledger,
     encode_entries,
     parse_head,
@@ -173,14 +174,6 @@ def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
     """Where the events are, as verify names it: the log file, or the store's URL without its password."""
     url = _url(args)
     return describe_store(url) if url is not None else str(ledger.log_path)
-
-
-def read_import_stdin() -> bytes:
-    """``import -``: the file's bytes from standard input, within the size any import file may have."""
-    data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidEntryError(f"standard input holds more than {MAX_IMPORT_BYTES} bytes, an import's limit")
-    return data
 
 
 @contextlib.contextmanager
@@ -423,7 +416,7 @@ def _wait(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         report = ledger.rebuild()
-        out.write(f"rebuilt {ledger.snapshot_path} from {report.events} events ({report.entries} entries)\n")
+        print_rebuilt(report, ledger.snapshot_path, out)
     return EXIT_OK
 
 
@@ -491,8 +484,8 @@ def _reap(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("path", metavar="PATH", help="the generated-videos.json to import ('-': read it from standard input)")
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    source = read_import_stdin() if args.path == "-" else args.path
-    checked = read_import(source)  # before the ledger is opened: a refused file leaves DIR as it was
+    # before the ledger is opened: a refused file leaves DIR as it was
+    checked = read_import_stream(sys.stdin.buffer) if args.path == "-" else read_import(args.path)
     with _open(args, readonly=False) as ledger:
         report = ledger.import_entries(checked)
     print_imported(report, out, err, PROG)

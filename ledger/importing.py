@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import msgspec
 
@@ -19,7 +19,14 @@ from ledger.errors import InvalidEntryError, io_error
 from ledger.events import VideoMetadata, parse_time, validate_entry
 from ledger.fileops import FileOps
 
-__all__ = ("IMPORTED_FIELDS", "MAX_IMPORT_BYTES", "ImportFile", "ImportReport", "read_import")
+__all__ = (
+    "IMPORTED_FIELDS",
+    "MAX_IMPORT_BYTES",
+    "ImportFile",
+    "ImportReport",
+    "read_import",
+    "read_import_stream",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,15 @@ def read_import(source: str | os.PathLike[str] | bytes, *, ops: FileOps | None =
             f"entry {keys.index(dup, keys.index(dup) + 1)}: {dup[0]}/{dup[1]} appears twice"
         )
     return ImportFile(entries=tuple(entries), dropped=dropped)
+
+
+def read_import_stream(stream: BinaryIO) -> ImportFile:
+    """:func:`read_import` of what ``stream`` holds (``import -``: standard input), within the same size
+    limit as a file."""
+    data = stream.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InvalidEntryError(f"the file to import holds more than {MAX_IMPORT_BYTES} bytes")
+    return read_import(data)
 
 
 def _read_import(ops: FileOps, path: Path) -> bytes:

@@ -25,7 +25,7 @@ from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
-from ledger.store import FilesReport, ImportReport, Timeline, VerifyReport, encode_entries
+from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
 from ledger.stores import describe_store
 from projections.stats import Stats, describe_span
 
@@ -341,6 +341,11 @@ def print_stats(figures: Stats, out: TextIO) -> None:
 
 
 # -- verify --------------------------------------------------------------------------------------------
+
+
+def print_rebuilt(report: RebuildReport, snapshot: Path, out: TextIO) -> None:
+    events, entries = counted(report.events, "event"), counted(report.entries, "entry", "entries")
+    out.write(f"rebuilt {snapshot} from {events} ({entries})\n")
 
 
 def torn_note(size: int, line: int) -> str:

@@ -35,7 +35,7 @@ from ledger.events import (
     utc_now,
     validate_entry,
 )
-from ledger.importing import MAX_IMPORT_BYTES, ImportFile, ImportReport, read_import
+from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.layout import Layout
 from ledger.media import FilesReport, verify_files
 from ledger.projector import encode_entries, save_entries
@@ -49,7 +49,6 @@ from projections.history import HistoryFilters
 
 __all__ = (
     "MAX_CLOCK_LEAD",
-    "MAX_IMPORT_BYTES",
     "FilesReport",
     "HistoryFilters",
     "ImportFile",

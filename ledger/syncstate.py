@@ -63,10 +63,11 @@ class SyncRecord:
         return 0 if flushed is None else flushed
 
     def set(self, size: int, *, keep_same: bool = False) -> None:
-        """Record that the log is fsynced up to ``size`` bytes. If the record cannot be written, none is
-        left: the old one would make readers stop before the lines just acknowledged (with none, readers
-        fsync the log themselves and read it all, and the next writer fsyncs again). ``keep_same``: a
-        record that already says so is left as it is (an open that records nothing changes no file)."""
+        """Record that the log is fsynced up to ``size`` bytes (``keep_same``: leave the file untouched when
+        it says so already, so an open that records nothing leaves every file as it was). If the record
+        cannot be written, none is left: the old one would make readers stop before the lines just
+        acknowledged (with none, readers fsync the log themselves and read it all, and the next writer
+        fsyncs again)."""
         record = _RECORD.pack(_MAGIC, size)
         record += zlib.crc32(record).to_bytes(4, "little")
         fd = None
