@@ -61,7 +61,7 @@ from ledger.errors import (
     LedgerError,
     ReadOnlyLedgerError,
 )
-from ledger.events import EVENT_TAGS, STATUSES, EventType, parse_time
+from ledger.events import EVENT_TAGS, STATUSES
 from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
 from ledger.output import (
@@ -103,12 +103,10 @@ from ledger.store import (
     watch,
 )
 from ledger.stores import (
-    STORE_ENV,
-    check_store_spec,
     describe_store,
     init_postgres,
     is_url,
-    same_directory,
+    resolve_store,
     store_spec,
 )
 
@@ -299,18 +297,6 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    low = None if args.since is None else parse_time(args.since)
-    high = None if args.until is None else parse_time(args.until)
-
-    def wanted(e: EventType) -> bool:  # the filters of Ledger.history_lines, applied as events come
-        return (
-            (args.spot is None or (e.spot_id, e.era_id) == (args.spot, args.era))
-            and (low is None or e.ts >= low)
-            and (high is None or e.ts <= high)
-            and (args.status is None or e.new_status == args.status)
-            and (args.type is None or e.type == args.type)
-        )
-
     def caught_up(seq: int) -> None:
         err.write(f"{PROG}: caught up at event {seq}; waiting for new events (Ctrl-C to stop)\n")
         err.flush()
@@ -319,9 +305,12 @@ def _follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.csv:
         write_csv(HISTORY_HEADER, [], out)
     with _stop_on_signals(stop), _open(args, readonly=True) as ledger:
-        for line, event in ledger.follow(since_seq=args.since_seq, stop_event=stop, on_caught_up=caught_up):
-            if wanted(event):
-                print_followed(line, event, out, json=args.json, csv=args.csv)
+        followed = ledger.follow(
+            args.spot, args.era, since_seq=args.since_seq, since=args.since, until=args.until,
+            status=args.status, type=args.type, stop_event=stop, on_caught_up=caught_up,
+        )  # fmt: skip
+        for line, event in followed:
+            print_followed(line, event, out, json=args.json, csv=args.csv)
     return EXIT_OK
 
 
@@ -717,19 +706,9 @@ def _resolve_store(args: argparse.Namespace) -> None:
     file store is its ``events.jsonl``); a URL is the PostgreSQL store, ``--dir`` this host's directory."""
     if args.command in _NO_STORE:
         return
-    given = "--store" if args.store is not None else f"${STORE_ENV}"
-    args.store = store_spec(args.store)
-    if args.store is None:
-        return
-    check_store_spec(args.store)
-    if is_url(args.store):
-        return
-    if args.dir is not None and not same_directory(args.dir, args.store):
-        raise UsageError(
-            f"{given} names the directory {args.store} and --dir {args.dir}: a file store's events live in "
-            "the ledger directory, give one of them"
-        )
-    args.dir = args.store
+    named_by = "--store" if args.store is not None else None  # else $VIDEO_LEDGER_STORE, if set
+    choice = resolve_store(args.dir, args.store, named_by=named_by)
+    args.dir, args.store = choice.directory, store_spec(args.store) if choice.spec is None else choice.spec
 
 
 def _run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:

@@ -27,7 +27,7 @@ from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pen
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
 from ledger.stores import describe_store
-from projections.stats import Stats
+from projections.stats import Stats, describe_span
 
 __all__ = (
     "ENTRY_HEADER",
@@ -266,11 +266,8 @@ def print_followed(line: bytes, event: EventType, out: TextIO, *, json: bool, cs
 
 
 def duration_text(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    """A duration as the library writes one (:func:`projections.stats.describe_span`)."""
+    return describe_span(seconds)
 
 
 def print_timeline(story: Timeline, out: TextIO) -> None:

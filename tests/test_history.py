@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
 import threading
 import unicodedata
 from pathlib import Path
@@ -11,7 +14,7 @@ import pytest
 
 from ledger import Ledger
 
-from .conftest import FakeClock, entry
+from .conftest import PYTHON, ROOT, FakeClock, entry, recent_clock
 
 NFC = "caf\u00e9"
 DECOMPOSED = unicodedata.normalize("NFD", NFC)
@@ -102,3 +105,21 @@ def test_follow_filters_the_events_appended_while_it_waits(ledger_dir: Path) -> 
         stop.set()
         assert not reader.is_alive()
         assert seen == [3]
+
+
+def test_the_cli_follow_finds_an_nfc_id_given_decomposed(ledger_dir: Path) -> None:
+    with Ledger(ledger_dir, clock=recent_clock()) as ledger:
+        _story(ledger)
+        mine = [e.seq for e in ledger.history(NFC, "era", status="generating")]
+    argv = ["--dir", str(ledger_dir), "history", DECOMPOSED, "era", "--status", "generating"]
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "ledger", *argv, "--since-seq", "0", "--follow", "--json"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "caught up at event 8" in line, line
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert [json.loads(text)["seq"] for text in out.splitlines()] == mine == [3, 6]
