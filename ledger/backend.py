@@ -37,10 +37,21 @@ from typing import NamedTuple
 
 import msgspec
 
-from ledger.errors import CorruptLogError
-from ledger.events import GENESIS_HASH, EventType, check_line, decode_event
+from ledger.errors import CorruptLogError, InvalidEntryError
+from ledger.events import GENESIS_HASH, EventType, check_line, decode_event, line_hash
 
-__all__ = ("GENESIS", "Audit", "Batch", "Decide", "EventStore", "Head", "Record", "TornTail", "checked_event")
+__all__ = (
+    "GENESIS",
+    "Audit",
+    "Batch",
+    "Decide",
+    "EventStore",
+    "Head",
+    "Record",
+    "TornTail",
+    "check_continues",
+    "checked_event",
+)
 
 
 class Head(NamedTuple):
@@ -192,3 +203,28 @@ def checked_event(where: Path, n: int, line: bytes, prev: str | None = None) -> 
     if prev is not None and event.prev != prev:
         raise CorruptLogError(where, n, "chain broken: prev does not match the line before")
     return event
+
+
+def check_continues(records: Sequence[Record], tip: Head) -> Head:
+    """Refuse records that do not continue the log after ``tip`` (the caller's bug: each line one framed
+    line with a valid crc holding its event, seqs ``tip.seq + 1 …``, each ``prev`` the hash of the line
+    before, times never going back) with :class:`~ledger.errors.InvalidEntryError`. Returns the place after
+    the last of them (no bookmark)."""
+    seq, prev, ts = tip.seq, tip.hash, tip.ts
+    for record in records:
+        line, event, want = record.line, record.event, seq + 1
+        why = None
+        if b"\n" in line or not check_line(line):
+            why = "its line is not one framed line with a valid crc"
+        elif record.seq != want or event.seq != want:
+            why = f"its seq is {record.seq}, expected {want}"
+        elif event.prev != prev:
+            why = "its prev is not the hash of the line before"
+        elif event.ts < ts:
+            why = f"its time {event.ts} is before the last record's {ts}"
+        elif decode_event(line) != event:
+            why = "its event is not the one its line holds"
+        if why is not None:
+            raise InvalidEntryError(f"cannot append record {record.seq}: {why}")
+        seq, prev, ts = want, line_hash(line), event.ts
+    return Head(seq, prev, ts, seq)

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, schema
+from ledger import demo, report, schema
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -80,6 +80,7 @@ from ledger.output import (
     print_history,
     print_imported,
     print_reaped,
+    print_report_written,
     print_stats,
     print_status_counts,
     print_timeline,
@@ -90,7 +91,15 @@ from ledger.output import (
     verify_json,
     write_csv,
 )
-from ledger.store import Ledger, encode_entries, parse_head, read_import, save_entries, watch
+from ledger.store import (
+    MAX_IMPORT_BYTES,
+    Ledger,
+    encode_entries,
+    parse_head,
+    read_import,
+    save_entries,
+    watch,
+)
 from ledger.stores import (
     STORE_ENV,
     check_store_spec,
@@ -171,6 +180,14 @@ def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
     return describe_store(url) if url is not None else str(ledger.log_path)
 
 
+def read_import_stdin() -> bytes:
+    """``import -``: the file's bytes from standard input, within the size any import file may have."""
+    data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InvalidEntryError(f"standard input holds more than {MAX_IMPORT_BYTES} bytes, an import's limit")
+    return data
+
+
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT and SIGTERM set ``stop`` (so the work in progress finishes cleanly) instead of killing us."""
@@ -239,12 +256,18 @@ def _get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @commands.command("list", "List the entries, ordered by spot and era.", "list --status failed")
 @option("--status", choices=STATUSES, help="only entries with this status")
-@option("--json", action="store_true", help="print the JSON array exactly as in the snapshot")
-@option("--csv", action="store_true", help="print CSV with a header row (for spreadsheets)")
+@exclusive(
+    option("--json", action="store_true", help="print the JSON array exactly as in the snapshot"),
+    option(
+        "--csv", dest="delimiter", action="store_const", const=",",
+        help="print CSV: a header row, then a column per member of the snapshot (for spreadsheets)",
+    ),
+    option("--tsv", dest="delimiter", action="store_const", const="\t", help="the same, tab-separated"),
+)  # fmt: skip
 def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
         entries = [e for e in ledger.get_all_video_metadata() if args.status in (None, e.status)]
-    print_entry_list(entries, out, json=args.json, csv=args.csv)
+    print_entry_list(entries, out, json=args.json, delimiter=args.delimiter)
     return EXIT_OK
 
 
@@ -482,9 +505,10 @@ def _reap(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     "(entries already in the ledger are left alone).",
     "import ../app/src/lib/data/generated-videos.json",
 )
-@option("path", metavar="PATH", help="the generated-videos.json to import")
+@option("path", metavar="PATH", help="the generated-videos.json to import ('-': read it from standard input)")
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    checked = read_import(args.path)  # before the ledger is opened: a refused file leaves DIR as it was
+    source = read_import_stdin() if args.path == "-" else args.path
+    checked = read_import(source)  # before the ledger is opened: a refused file leaves DIR as it was
     with _open(args, readonly=False) as ledger:
         report = ledger.import_entries(checked)
     print_imported(report, out, err, PROG)
@@ -516,6 +540,20 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.write(
         f"ledger directory {directory} ready: {LOG_NAME} holds {events} events (a file store has no schema)\n"
     )
+    return EXIT_OK
+
+
+@commands.command(
+    "report",
+    "Write one self-contained HTML page to look at: a grid of spots x eras coloured by status, each "
+    "entry's attempts with their errors, failures over time, the chain's head and what verify says.",
+    "report --html report.html",
+)
+@option("--html", dest="html", metavar="FILE", required=True, type=path, help="the page to write")
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        shown = report.write(ledger, args.html)
+    print_report_written(shown, args.html, out)
     return EXIT_OK
 
 

@@ -11,9 +11,19 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
-from ledger.errors import CorruptLogError, InvalidEntryError, LedgerClosedError, StaleHeadError
-from ledger.events import GENESIS_HASH, EventType, check_line, decode_event, line_hash
+from ledger.backend import (
+    GENESIS,
+    Audit,
+    Batch,
+    Decide,
+    EventStore,
+    Head,
+    Record,
+    check_continues,
+    checked_event,
+)
+from ledger.errors import CorruptLogError, LedgerClosedError, StaleHeadError
+from ledger.events import GENESIS_HASH, EventType, line_hash
 
 __all__ = ("MemoryLog", "MemoryStore")
 
@@ -84,17 +94,13 @@ class MemoryStore(EventStore):
             records = decide(tip, [Record(i + 1, log.lines[i], log.events[i]) for i in range(after.seq, n)])
             if not records:
                 return tip
-            hashes = []
-            seq, prev, ts = tip.seq, tip.hash, tip.ts
-            for record in records:
-                _check(record.line, record.event, record.seq, seq + 1, prev, ts)
-                seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
-                hashes.append(prev)
+            end = check_continues(records, tip)
+            hashes = [line_hash(r.line) for r in records]
             log.lines.extend(r.line for r in records)
             log.events.extend(r.event for r in records)
             log.hashes.extend(hashes)
             log.changed.notify_all()
-            return Head(seq, prev, ts, seq)
+            return end
 
     def wait(self, after_seq: int, timeout: float) -> bool:
         log = self.log
@@ -106,23 +112,6 @@ class MemoryStore(EventStore):
 
     def close(self) -> None:
         self._closed = True
-
-
-def _check(line: bytes, event: EventType, seq: int, want: int, prev: str, ts: str) -> None:
-    """Refuse a record that does not continue the log (the caller's bug: :class:`InvalidEntryError`)."""
-    why = None
-    if not check_line(line) or b"\n" in line:
-        why = "its line is not one framed line with a valid crc"
-    elif seq != want or event.seq != want:
-        why = f"its seq is {seq}, expected {want}"
-    elif event.prev != prev:
-        why = "its prev is not the hash of the line before"
-    elif event.ts < ts:
-        why = f"its time {event.ts} is before the last record's {ts}"
-    elif decode_event(line) != event:
-        why = "its event is not the one its line holds"
-    if why is not None:
-        raise InvalidEntryError(f"cannot append record {seq}: {why}")
 
 
 class _MemoryAudit(Audit):

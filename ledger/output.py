@@ -20,7 +20,7 @@ from typing import TextIO
 
 import msgspec
 
-from ledger import demo
+from ledger import demo, report
 from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
@@ -116,8 +116,17 @@ def print_table(header: list[str], rows: Iterable[list[str]], out: TextIO) -> No
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def write_csv(header: list[str] | None, rows: Iterable[list[str]], out: TextIO) -> None:
-    writer = csv.writer(out, lineterminator="\n")
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``1 entry``, ``2 entries``: a count with its noun."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def write_csv(
+    header: list[str] | None, rows: Iterable[list[str]], out: TextIO, *, delimiter: str = ","
+) -> None:
+    """CSV (or, with ``delimiter="\\t"``, TSV): a value holding the delimiter, a quote or a line break
+    is quoted, as spreadsheets and ``csv`` readers expect."""
+    writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
     if header is not None:
         writer.writerow(header)
     writer.writerows(rows)
@@ -146,12 +155,24 @@ def print_entries(entries: Sequence[VideoMetadata], out: TextIO) -> None:
     print_table(ENTRY_HEADER, (entry_row(e) for e in entries), out)
 
 
-def print_entry_list(entries: Sequence[VideoMetadata], out: TextIO, *, json: bool, csv: bool) -> None:
-    """``list``'s output: the snapshot's JSON array, CSV, or a table."""
+_MEMBERS = msgspec.structs.fields(VideoMetadata)
+ENTRY_FIELDS = [f.encode_name for f in _MEMBERS]
+"""The snapshot's members, in its order: ``list --csv``/``--tsv`` has a column for each."""
+
+
+def entry_fields(e: VideoMetadata) -> list[str]:
+    values = (getattr(e, f.name) for f in _MEMBERS)
+    return ["" if v is None else str(v) for v in values]
+
+
+def print_entry_list(
+    entries: Sequence[VideoMetadata], out: TextIO, *, json: bool, delimiter: str | None
+) -> None:
+    """``list``'s output: the snapshot's JSON array, CSV or TSV (a column per member), or a table."""
     if json:
         out.write(encode_entries(entries).decode())
-    elif csv:
-        write_csv(ENTRY_HEADER, (entry_row(e) for e in entries), out)
+    elif delimiter is not None:
+        write_csv(ENTRY_FIELDS, map(entry_fields, entries), out, delimiter=delimiter)
     else:
         print_entries(entries, out)
 
@@ -181,15 +202,15 @@ def print_reaped(reaped: Sequence[VideoMetadata], out: TextIO, *, json: bool) ->
         return
     if reaped:
         print_entries(reaped, out)
-    out.write(f"reaped {len(reaped)} entries stuck in generating\n")
+    out.write(f"reaped {counted(len(reaped), 'entry', 'entries')} stuck in generating\n")
 
 
 def print_imported(report: ImportReport, out: TextIO, err: TextIO, prog: str) -> None:
     if report.dropped:
-        fields = ", ".join(f"{name} ({n} entries)" for name, n in report.dropped.items())
+        fields = ", ".join(f"{name} ({counted(n, 'entry', 'entries')})" for name, n in report.dropped.items())
         err.write(f"{prog}: warning: dropped fields the ledger does not keep: {fields}\n")
     out.write(
-        f"imported {report.imported} entries; "
+        f"imported {counted(report.imported, 'entry', 'entries')}; "
         f"{report.already_present} already in the ledger, left as they are\n"
     )
 
@@ -299,7 +320,7 @@ def timeline_json(story: Timeline) -> dict[str, object]:
 
 
 def print_stats(figures: Stats, out: TextIO) -> None:
-    out.write(f"{figures.events} events, {figures.entries} entries\n")
+    out.write(f"{counted(figures.events, 'event')}, {counted(figures.entries, 'entry', 'entries')}\n")
     if figures.entries:
         out.write("by status: " + ", ".join(f"{k} {v}" for k, v in figures.by_status.items()) + "\n")
         out.write("by era:    " + ", ".join(f"{k} {v}" for k, v in figures.by_era.items()) + "\n")
@@ -337,7 +358,7 @@ def print_verify(report: VerifyReport, where: str, out: TextIO) -> None:
     if not report.ok:
         at = f" line {report.line}" if report.line is not None else ""
         out.write(f"FAILED {where}{at}: {report.problem}\n")
-        out.write(f"{report.events} whole events before the problem\n")
+        out.write(f"{counted(report.events, 'whole event')} before the problem\n")
         if report.head is not None:
             out.write(f"head: {report.head}\n")
         return
@@ -346,7 +367,8 @@ def print_verify(report: VerifyReport, where: str, out: TextIO) -> None:
         if report.snapshot_seq is None
         else f"snapshot matches the log at event {report.snapshot_seq}"
     )
-    out.write(f"ok: {report.events} events, {report.entries} entries, chain intact, {snapshot}\n")
+    counts = f"{counted(report.events, 'event')}, {counted(report.entries, 'entry', 'entries')}"
+    out.write(f"ok: {counts}, chain intact, {snapshot}\n")
     out.write(f"head: {report.head}\n")
     if report.note is not None:
         out.write(f"note: {report.note}\n")
@@ -409,7 +431,7 @@ def print_copied(report: CopyReport, source: str, target: str, out: TextIO) -> N
     head = report.head
     resumed = f", resumed after the {report.resumed} already there" if report.resumed else ""
     out.write(
-        f"copied {report.copied} records from {describe_store(source)} to {describe_store(target)}"
+        f"copied {counted(report.copied, 'record')} from {describe_store(source)} to {describe_store(target)}"
         f"{resumed}; head {head.seq}:{head.hash}\n"
     )
 
@@ -511,3 +533,9 @@ def flag_names() -> Iterator[None]:
             text = pattern.sub(flag, text)
         exc.args = (text,)
         raise
+
+
+def print_report_written(shown: report.Report, path: str, out: TextIO) -> None:
+    verdict = "ok" if shown.verify.ok else "a problem (see verify)"
+    entries = counted(len(shown.entries), "entry", "entries")
+    out.write(f"wrote {path}: {entries}; verify {verdict}; head {shown.verify.head}\n")

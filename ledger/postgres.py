@@ -30,8 +30,11 @@ when the head it was first run on had moved); only its last run's records land, 
 a head that had moved is dropped, not raised. When the server stays away:
 :class:`~ledger.errors.LedgerIOError` if ``COMMIT`` had not been sent (nothing recorded),
 :class:`~ledger.errors.DurabilityError` if it had (the store cannot tell; the error carries the request
-id, :meth:`PostgresStore.find` on a new handle answers). The one round trip carries ``COMMIT`` with the
-insert, so a cut there is in doubt whenever the server stays away.
+id; its message names the ``psql`` command that answers, :func:`settle_command`, and
+:meth:`PostgresStore.find` on a new handle does from Python). The one round trip carries ``COMMIT`` with
+the insert, so a cut there is in doubt whenever the server stays away. Once ``COMMIT`` may have been sent,
+any failure but the server refusing a statement on a live connection is such a loss, settled the same
+way (a session ended by ``pg_terminate_backend`` may have committed first).
 
 :func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
 triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
@@ -43,7 +46,9 @@ that). ``docs/scaling.md`` says when and how to use it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,7 +58,17 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, checked_event
+from ledger.backend import (
+    GENESIS,
+    Audit,
+    Batch,
+    Decide,
+    EventStore,
+    Head,
+    Record,
+    check_continues,
+    checked_event,
+)
 from ledger.errors import (
     CorruptLogError,
     DurabilityError,
@@ -67,7 +82,6 @@ from ledger.errors import (
 from ledger.events import (
     GENESIS_HASH,
     EventType,
-    check_line,
     check_lines,
     decode_event,
     decode_events,
@@ -82,7 +96,13 @@ __all__ = (
     "SchemaVersionError",
     "init",
     "schema_version",
+    "settle_command",
 )
+
+# psycopg warns through its logger ("error ignored terminating <psycopg.Pipeline [BAD]>") when a
+# pipeline ends on a lost connection; the append reports that loss itself, settled. Without a handler of
+# the application's, Python would print such warnings raw on stderr; with one, they go where it says.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
 
 CHANNEL = "video_ledger"
 """The NOTIFY channel: a doorbell only (its payload is the new head's seq); readers read by seq."""
@@ -90,6 +110,7 @@ CHANNEL = "video_ledger"
 _BATCH = 4096
 _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
+_LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
 _NOT_HELD = "the store does not hold the head appended after"
 
 # Each migration takes the schema from version i to i + 1, in one transaction with the version row.
@@ -117,6 +138,30 @@ _MIGRATIONS: tuple[str, ...] = (
         FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
     CREATE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE ON ledger_events
         FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+    """.replace("$genesis", GENESIS_HASH),
+    # The head row names the last record, checked as each transaction that wrote it commits (deferred:
+    # an append inserts its rows and moves the head in one statement): a role that may update it (every
+    # writer) cannot make it lie, and only the tables' owner or a superuser can switch the check off.
+    """
+    CREATE FUNCTION ledger_head_check() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        head ledger_head%ROWTYPE;
+        last ledger_events%ROWTYPE;
+    BEGIN
+        SELECT * INTO head FROM ledger_head;
+        SELECT * INTO last FROM ledger_events ORDER BY seq DESC LIMIT 1;
+        IF last.seq IS NULL AND head.seq = 0 AND head.hash = '$genesis' AND head.ts = '' THEN
+            RETURN NULL;
+        END IF;
+        IF head.seq = last.seq AND head.hash = encode(sha256(last.line), 'hex')
+                AND head.ts = convert_from(last.line, 'UTF8')::json ->> 'ts' THEN
+            RETURN NULL;
+        END IF;
+        RAISE EXCEPTION 'ledger_head must name the last record (%), its hash and its time: refused',
+            coalesce(last.seq, 0);
+    END $$;
+    CREATE CONSTRAINT TRIGGER ledger_head_names_the_last_record AFTER INSERT OR UPDATE ON ledger_head
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_head_check();
     """.replace("$genesis", GENESIS_HASH),
 )
 
@@ -185,6 +230,8 @@ def init(url: str, *, app_role: str | None = None) -> int:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('video-ledger schema'))")
+                if app_role is not None:
+                    _check_app_role(conn, where, app_role)
                 conn.execute("CREATE TABLE IF NOT EXISTS ledger_schema_version (version integer NOT NULL)")
                 row = conn.execute("SELECT max(version) FROM ledger_schema_version").fetchone()
                 version = (row[0] if row else None) or 0
@@ -212,6 +259,26 @@ def init(url: str, *, app_role: str | None = None) -> int:
     return SCHEMA_VERSION
 
 
+def _check_app_role(conn: psycopg.Connection[Any], where: Path, role: str) -> None:
+    """Refuse (:class:`InvalidEntryError`, before anything is created) a role whose grants would reach
+    past the app: PUBLIC (every role in the cluster, however it is spelled or quoted), a predefined role
+    (``pg_…``: ``pg_write_all_data``, ``pg_database_owner`` and the like) or a superuser."""
+    why = None
+    if role.strip().strip('"').strip().lower() == "public":
+        why = "is PUBLIC, every role in the cluster"
+    elif role.startswith("pg_"):
+        why = "is a predefined role of the server (pg_…), held by roles the ledger knows nothing of"
+    else:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if row is not None and row[0]:
+            why = "is a superuser, who needs no grants and passes every check"
+    if why is not None:
+        raise InvalidEntryError(
+            f"{where}: the app role {role!r} {why}: name the role the app hosts connect as (CREATE ROLE "
+            "… LOGIN); nothing was created"
+        )
+
+
 def schema_version(url: str) -> int:
     """The ledger schema's version in the database at ``url`` (0: none)."""
     where = _where(url)
@@ -231,8 +298,9 @@ def _version(conn: psycopg.Connection[Any], where: Path) -> int:
 
 class CommitInDoubtError(DurabilityError):
     """The connection broke after an append's ``COMMIT`` was sent and the server could not be reached again
-    within ``retry_for``: the append may or may not be recorded. The handle refuses further appends;
-    :meth:`PostgresStore.find` (``request``) on a new handle tells."""
+    within ``retry_for``: the append may or may not be recorded. The handle refuses further appends; the
+    message names the command that tells (:func:`settle_command`), as :meth:`PostgresStore.find`
+    (``request``) on a new handle does."""
 
     def __init__(self, message: str, *, request: uuid.UUID) -> None:
         super().__init__(message)
@@ -325,11 +393,17 @@ class PostgresStore(EventStore):
     # -- the verbs ---------------------------------------------------------------------------------------
 
     def head(self) -> Head:
-        rows = self._query("SELECT seq, hash, ts FROM ledger_head")
+        """The last record's place, read from that record (never from the head row, which is the
+        appends' lock: a head row someone made lie cannot hide a record or lend a writer its hash or
+        time)."""
+        return self._tip(self._query(_LAST.decode()))
+
+    def _tip(self, rows: list[tuple[Any, ...]]) -> Head:
+        """The place after the last of ``rows`` (``(seq, line)``, in seq order; none: :data:`GENESIS`)."""
         if not rows:
-            raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-        seq, hash_, ts = rows[0]
-        return GENESIS if not seq else Head(seq, hash_, ts, seq)
+            return GENESIS
+        seq, line = rows[-1][0], bytes(rows[-1][1])
+        return Head(seq, line_hash(line), _check_stored(self.where, seq, seq, line).ts, seq)
 
     def read(self, after: Head = GENESIS) -> Iterator[Batch]:
         end = self.head().seq  # as of the call
@@ -412,19 +486,26 @@ class PostgresStore(EventStore):
                         return done
                 return self._append_once(conn, after, decide, request, lookup, state)
             except _Lost as lost:
-                if not self._reconnect(deadline):
-                    if state["committing"]:
-                        message = (
-                            f"lost the connection to {self.where} after COMMIT was sent and could not "
-                            f"reconnect: whether request {request} was recorded is unknown "
-                            f"(PostgresStore.find on a new handle tells): {lost}"
-                        )
-                        self._poisoned = message
-                        raise CommitInDoubtError(message, request=request) from None
-                    raise LedgerIOError(
-                        f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
-                    ) from None
+                # one reconnect at least (an in-doubt COMMIT deserves one look), none past the deadline
+                if (lookup and time.monotonic() >= deadline) or not self._reconnect(deadline):
+                    raise self._unsettled(request, state["committing"], str(lost)) from None
                 lookup = True
+
+    def _unsettled(self, request: uuid.UUID, committing: bool, lost: str) -> LedgerIOError:
+        """The error of an append whose connection broke and could not be replaced within ``retry_for``:
+        nothing recorded if ``COMMIT`` was never sent, else in doubt (and the handle refuses appends)."""
+        if not committing:
+            return LedgerIOError(
+                f"lost the connection to {self.where} before COMMIT; nothing was recorded: {lost}"
+            )
+        message = (
+            f"lost the connection to {self.where} after COMMIT was sent and could not reconnect: whether "
+            f"request {request} was recorded is unknown; to tell, run {settle_command(self.url, request)} "
+            f"(it prints how many records the request appended: 0, none), or PostgresStore.find(request) "
+            f"from Python: {lost}"
+        )
+        self._poisoned = message
+        return CommitInDoubtError(message, request=request)
 
     def _append_at(
         self,
@@ -452,10 +533,7 @@ class PostgresStore(EventStore):
         if not records:  # nothing to append: no transaction, only a look at the head
             self._current = self._is_tip(conn, tip)
             return tip if self._current else None
-        seq, prev, ts = tip.seq, tip.hash, tip.ts
-        for record in records:
-            _check_new(record, seq + 1, prev, ts)
-            seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+        seq, prev, ts, _ = check_continues(records, tip)
         state["committing"] = True  # from here on, COMMIT may be on its way
         with self._failures(conn):
             with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
@@ -463,7 +541,8 @@ class PostgresStore(EventStore):
                 moved = conn.execute(
                     b"WITH moved AS ("
                     b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
-                    b" WHERE seq = %s AND hash = %s AND ts = %s RETURNING seq"
+                    b" WHERE seq = %s AND hash = %s AND ts = %s"
+                    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq > %s) RETURNING seq"
                     b"), new AS ("
                     b" INSERT INTO ledger_events (seq, line, request_id)"
                     b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
@@ -476,6 +555,7 @@ class PostgresStore(EventStore):
                         tip.seq,
                         tip.hash,
                         tip.ts,
+                        tip.seq,
                         request,
                         [r.seq for r in records],
                         [r.line for r in records],
@@ -490,14 +570,15 @@ class PostgresStore(EventStore):
         return Head(seq, prev, ts, seq)
 
     def _is_tip(self, conn: psycopg.Connection[Any], tip: Head) -> bool:
-        """Whether the head row is ``tip`` (one statement, no transaction)."""
+        """Whether the last record is ``tip`` (one statement, no transaction)."""
         try:
-            row = conn.execute(b"SELECT seq, hash, ts FROM ledger_head").fetchone()
+            rows = conn.execute(_LAST).fetchall()
         except psycopg.Error as exc:
-            if conn.broken or conn.closed:
+            if not _refused(conn, exc):
+                self._drop()
                 raise _Lost(_reason(exc)) from None
             raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
-        return row is not None and tuple(row) == tuple(tip[:3])
+        return self._tip(rows)[:3] == tip[:3]
 
     def _append_once(
         self,
@@ -511,15 +592,15 @@ class PostgresStore(EventStore):
         with self._failures(conn):
             with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
                 conn.execute(b"BEGIN", prepare=False)
-                locked = conn.execute(b"SELECT seq, hash, ts FROM ledger_head FOR UPDATE")
-                after_it = conn.execute(
-                    b"SELECT seq, line FROM ledger_events WHERE seq > %s ORDER BY seq", (after.seq,)
+                locked = conn.execute(b"SELECT seq FROM ledger_head FOR UPDATE")
+                from_after = conn.execute(  # ``after``'s own record too: the store must hold it
+                    b"SELECT seq, line FROM ledger_events WHERE seq >= %s ORDER BY seq", (after.seq,)
                 )
                 looked = conn.execute(_BY_REQUEST.encode(), (request,)) if lookup else None
-            row = locked.fetchone()
-            if row is None:
+            if locked.fetchone() is None:
                 raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-            tip = GENESIS if not row[0] else Head(row[0], row[1], row[2], row[0])
+            rows = from_after.fetchall()
+            tip = self._tip(rows)  # the last record, whatever the head row says
             if looked is not None:
                 found = looked.fetchall()
                 if found:  # the lost attempt committed: it is what this append did
@@ -527,16 +608,13 @@ class PostgresStore(EventStore):
                     seq, line = found[-1][0], bytes(found[-1][1])
                     return Head(seq, line_hash(line), decode_event(line).ts, seq)
                 state["committing"] = False  # it did not commit, and never will: we hold the lock
-            unseen = self._unseen(after_it.fetchall(), after, tip)
+            unseen = self._unseen(rows, after)
             self._current = not unseen
             records = decide(tip, unseen)
             if not records:
                 conn.execute(b"ROLLBACK", prepare=False)
                 return tip
-            seq, prev, ts = tip.seq, tip.hash, tip.ts
-            for record in records:
-                _check_new(record, seq + 1, prev, ts)
-                seq, prev, ts = record.seq, line_hash(record.line), record.event.ts
+            seq, prev, ts, _ = check_continues(records, tip)
             state["committing"] = True  # from here on, COMMIT may be on its way
             with conn.pipeline():  # one round trip: insert, move the head, ring the doorbell, commit
                 conn.execute(
@@ -567,7 +645,8 @@ class PostgresStore(EventStore):
         try:
             yield
         except psycopg.Error as exc:
-            if conn.broken or conn.closed:
+            if not _refused(conn, exc):  # the session may be gone with COMMIT done: settle it
+                self._drop()
                 raise _Lost(_reason(exc)) from None
             self._rollback(conn)
             self._gone(exc)
@@ -592,17 +671,18 @@ class PostgresStore(EventStore):
         except psycopg.Error:
             self._drop()  # the server rolls back a transaction whose connection is gone
 
-    def _unseen(self, rows: list[tuple[Any, ...]], after: Head, tip: Head) -> list[Record]:
-        """The records after ``after`` up to ``tip`` (read under the lock), checking the store holds
-        ``after``: it is the tip, or the record after it chains to it."""
-        rows = [row for row in rows if row[0] <= tip.seq]
-        if after.seq > tip.seq or (after.seq == tip.seq and after.seq and after.hash != tip.hash):
-            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
-        if after.seq == tip.seq:
+    def _unseen(self, rows: list[tuple[Any, ...]], after: Head) -> list[Record]:
+        """The records after ``after`` from ``rows`` (read under the lock: ``after``'s own record and
+        every one after it), checking the store holds ``after``: its record is there with its hash."""
+        if after.seq:
+            if not rows or rows[0][0] != after.seq or line_hash(bytes(rows[0][1])) != after.hash:
+                raise CorruptLogError(self.where, after.seq, _NOT_HELD)
+            rows = rows[1:]
+        if not rows:
             return []
         lines, events = self._decode(rows, after.seq)
-        if after.seq and events[0].prev != after.hash:
-            raise CorruptLogError(self.where, after.seq, _NOT_HELD)
+        if events[0].prev != after.hash:
+            raise CorruptLogError(self.where, after.seq + 1, _BROKEN)
         return [Record(e.seq, line, e) for line, e in zip(lines, events, strict=True)]
 
     def find(self, request: uuid.UUID) -> Head | None:
@@ -623,7 +703,7 @@ class PostgresStore(EventStore):
         while True:
             try:
                 conn = self._listening()
-                row = conn.execute(b"SELECT seq FROM ledger_head").fetchone()
+                row = conn.execute(b"SELECT coalesce(max(seq), 0) FROM ledger_events").fetchone()
                 if row is not None and row[0] > after_seq:
                     return True
                 remaining = deadline - time.monotonic()
@@ -661,19 +741,33 @@ class PostgresStore(EventStore):
         self._closed = True
 
 
-def _check_new(record: Record, want: int, prev: str, ts: str) -> None:
-    """Refuse a record that does not continue the log (the caller's bug: :class:`InvalidEntryError`)."""
-    why = None
-    if b"\n" in record.line or not check_line(record.line):
-        why = "its line is not one framed line with a valid crc"
-    elif record.seq != want or record.event.seq != want:
-        why = f"its seq is {record.seq}, expected {want}"
-    elif record.event.prev != prev:
-        why = "its prev is not the hash of the line before"
-    elif record.event.ts < ts:
-        why = f"its time {record.event.ts} is before the last record's {ts}"
-    if why is not None:
-        raise InvalidEntryError(f"cannot append record {record.seq}: {why}")
+def _refused(conn: psycopg.Connection[Any], exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is the server refusing a statement on a connection that is still there (nothing
+    of the transaction commits), as opposed to the connection or the session going away (a cut, a
+    terminated backend, a restart, or psycopg left unsure of the session's state), after which a sent
+    ``COMMIT`` may or may not have been done."""
+    state = exc.sqlstate
+    if conn.broken or conn.closed or state is None:
+        return False
+    return not state.startswith(("08", "57P"))  # connection exception; operator intervention
+
+
+def settle_command(url: str, request: uuid.UUID) -> str:
+    """A shell command that prints how many records request ``request`` appended to the ledger at ``url``
+    (``psql``, the PostgreSQL client; no password in it: libpq takes it from ``~/.pgpass``, ``PGPASSFILE``
+    or ``PGPASSWORD``)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        info = {}
+    part = {key: urllib.parse.quote(str(info.get(key) or ""), safe=",") for key in ("user", "host", "port")}
+    at = f"{part['user']}@" if part["user"] else ""
+    port = f":{part['port']}" if part["port"] else ""
+    target = (
+        f"postgresql://{at}{part['host']}{port}/{urllib.parse.quote(str(info.get('dbname') or ''), safe='')}"
+    )
+    query = f"SELECT count(*) FROM ledger_events WHERE request_id = '{request}'"  # noqa: S608 (a UUID)
+    return f"psql '{target}' -Atc \"{query}\""
 
 
 def _check_stored(where: Path, n: int, seq: int, line: bytes) -> EventType:

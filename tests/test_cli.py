@@ -19,7 +19,7 @@ from .conftest import ROOT, files_state
 Run = Callable[..., tuple[int, str, str]]
 COMMANDS = [
     "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
-    "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy",
+    "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy", "report",
 ]  # fmt: skip
 
 

@@ -232,9 +232,16 @@ def test_csv_on_list_and_history(run_cli: Run) -> None:
     code, out, _ = run_cli("list", "--csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert code == 0
-    assert rows[0] == ["spotId", "eraId", "status", "createdAt", "completedAt", "localPath / error"]
-    assert rows[2][0] == "petra"
-    assert rows[2][5].endswith("(region eu)")
+    header = ["spotId", "eraId", "prompt", "localPath", "status", "createdAt", "completedAt", "error"]
+    assert rows[0] == [*header, "updatedAt", "attempt"]  # a column per member of the snapshot
+    snapshot = json.loads(run_cli("list", "--json")[1])
+    assert [dict(zip(rows[0], r, strict=True)) for r in rows[1:]] == [
+        {k: str(e.get(k, "")) for k in rows[0]} for e in snapshot
+    ]
+    assert rows[2][0] == "petra" and rows[2][7].endswith("(region eu)")
+    code, tsv, _ = run_cli("list", "--tsv")
+    assert list(csv.reader(io.StringIO(tsv), delimiter="\t")) == rows
+    assert run_cli("list", "--csv", "--tsv")[0] == 2
     code, out, _ = run_cli("history", "--csv", "--type", "failed")
     rows = list(csv.reader(io.StringIO(out)))
     assert [r[2] for r in rows] == ["event", "failed"]
@@ -309,12 +316,12 @@ def test_import_warns_about_dropped_fields_and_reap_sees_the_original_times(
     assert code == 0
     assert err == (
         "video-ledger: warning: dropped fields the ledger does not keep: "
-        "thumbnail (2 entries), durationSeconds (1 entries)\n"
+        "thumbnail (2 entries), durationSeconds (1 entry)\n"
     )
     assert "imported 2 entries" in out
     code, out, _ = run_cli("reap", "--older-than", "1h")
     assert code == 0
-    assert "reaped 1 entries" in out
+    assert "reaped 1 entry stuck" in out
     assert "generating since 2025-01-02T03:04:05Z" in out
     code, out, _ = run_cli("get", "colosseum", "rome", "--json")
     assert json.loads(out)["status"] == "failed"
@@ -671,3 +678,24 @@ def test_interrupting_the_demo_stops_its_workers_promptly(
     interrupted = [e for e in entries if e.error == "interrupted by SIGTERM"]
     assert 1 <= len(interrupted) <= 2
     assert len(entries) < 84
+
+
+def test_import_dash_reads_standard_input(tmp_path: Path) -> None:
+    legacy = [
+        {"spotId": "petra", "eraId": "nabataean", "prompt": "p", "status": "ready", "localPath": "v/p.mp4",
+         "createdAt": "2025-01-02T03:04:05Z", "completedAt": "2025-01-02T03:09:05Z"},
+    ]  # fmt: skip
+    run = [sys.executable, "-m", "ledger", "--dir", str(tmp_path / "d"), "import", "-"]
+    done = subprocess.run(run, input=json.dumps(legacy), capture_output=True, text=True, cwd=ROOT, timeout=60)
+    said = "imported 1 entry; 0 already in the ledger, left as they are\n"
+    assert (done.returncode, done.stdout) == (0, said)
+    refused = subprocess.run(run, input="[{", capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+
+
+def test_counts_are_said_with_their_plural(run_cli: Run) -> None:
+    run_cli("set", "s", "e", "--status", "generating", "--prompt", "p")
+    assert run_cli("verify")[1].startswith("ok: 1 event, 1 entry, chain intact")
+    assert run_cli("stats")[1].startswith("1 event, 1 entry\n")
+    run_cli("set", "t", "e", "--status", "generating", "--prompt", "p")
+    assert run_cli("verify")[1].startswith("ok: 2 events, 2 entries, chain intact")

@@ -103,12 +103,16 @@ ALLOWED = {
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
     "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
+    # the report page: library reads, then one atomic write of the page
+    "ledger.report": BASE
+    | {"ledger.events", "ledger.fileops", "ledger.store", "projections", "projections.timeline"},
     "ledger.cliparse": BASE | {"ledger.layout", "ledger.stores"},
     "ledger.output": BASE
     | {
         "ledger",
         "ledger.copy",
         "ledger.demo",
+        "ledger.report",
         "ledger.events",
         "ledger.layout",
         "ledger.store",
@@ -125,6 +129,7 @@ ALLOWED = {
         "ledger.events",
         "ledger.layout",
         "ledger.output",
+        "ledger.report",
         "ledger.schema",
         "ledger.store",
         "ledger.stores",
@@ -205,6 +210,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "postgres",
         "projector",
         "recovery",
+        "report",
         "scan",
         "schema",
         "store",

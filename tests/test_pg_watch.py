@@ -254,10 +254,10 @@ def test_a_watcher_stops_at_once_on_sigterm_while_the_server_is_away(
         proc = watcher(proxy.url(url), tmp_path / "host")
         assert wait_for_seq(tmp_path / "host", 1, timeout=30)
         # The server seems gone: the watcher's two connections cut (each at its next look at the head),
-        # new ones refused from the first cut on.
+        # new ones refused from the first cut on. Both looks read the last record.
         proxy.refuse_at = 1
-        proxy.then = ("before", b"ledger_head")
-        proxy.arm("before", b"ledger_head")
+        proxy.then = ("before", b"FROM ledger_events")
+        proxy.arm("before", b"FROM ledger_events")
         deadline = time.monotonic() + 30
         while proxy.cuts < 2:
             assert time.monotonic() < deadline and proc.poll() is None

@@ -11,15 +11,17 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .conftest import PYTHON, ROOT, FakeClock, entry
 from .pg import CuttingProxy, PgServer, require_psycopg
 
 require_psycopg()
 
 import psycopg  # noqa: E402
 
+from ledger import Ledger  # noqa: E402
 from ledger.backend import GENESIS, Head, Record  # noqa: E402
 from ledger.errors import (  # noqa: E402
     ConflictError,
@@ -30,7 +32,7 @@ from ledger.errors import (  # noqa: E402
     LedgerIOError,
     NoLedgerError,
 )
-from ledger.events import line_hash  # noqa: E402
+from ledger.events import decode_event, line_hash  # noqa: E402
 from ledger.postgres import (  # noqa: E402
     SCHEMA_VERSION,
     CommitInDoubtError,
@@ -87,6 +89,32 @@ def test_init_creates_the_schema_once_and_is_safe_to_run_again(pg_server: PgServ
         store.close()
 
 
+def test_a_schema_of_version_1_is_refused_until_init_migrates_it_keeping_its_records(pg_url: str) -> None:
+    from ledger.postgres import _MIGRATIONS
+
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE ledger_schema_version (version integer NOT NULL)")
+        conn.execute(_MIGRATIONS[0].encode())
+        conn.execute("INSERT INTO ledger_schema_version VALUES (1)")
+        (record,) = make_records(GENESIS, 1)
+        conn.execute(
+            "INSERT INTO ledger_events (seq, line, request_id) VALUES (1, %s, %s)",
+            (record.line, uuid.uuid4()),
+        )
+        conn.execute("UPDATE ledger_head SET seq = 1, hash = %s, ts = %s", (line_hash(record.line), TS))
+    with pytest.raises(SchemaVersionError, match="run init to migrate it"):
+        PostgresStore(pg_url)
+    assert init(pg_url) == SCHEMA_VERSION == 2
+    store = PostgresStore(pg_url)
+    try:
+        store.append(store.head(), appender(1))
+        assert [r.seq for r in everything(store)] == [1, 2] and list(store.check())
+        with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.errors.RaiseException):
+            conn.execute("UPDATE ledger_head SET seq = 1")  # the head row's check is in place
+    finally:
+        store.close()
+
+
 def test_a_newer_schema_is_refused_with_a_typed_error(pg_url: str) -> None:
     init(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -127,6 +155,29 @@ def test_the_events_refuse_change_even_from_their_owner_and_the_app_role_holds_n
         assert len(everything(store)) == 2 and list(store.check())
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "role", ["public", "PUBLIC", " Public ", '"public"', "pg_write_all_data", "pg_database_owner", "postgres"]
+)
+def test_init_refuses_an_app_role_whose_grants_reach_past_the_app_and_creates_nothing(
+    pg_url: str, role: str
+) -> None:
+    import io
+
+    from ledger.cli import main
+
+    with pytest.raises(
+        InvalidEntryError, match=r"the app role .* is (PUBLIC|a predefined|a superuser).*nothing"
+    ):
+        init(pg_url, app_role=role)
+    err = io.StringIO()
+    assert main(["--store", pg_url, "init", "--app-role", role], out=io.StringIO(), err=err) == 2
+    assert err.getvalue().count("\n") == 1 and "nothing was created" in err.getvalue()
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+        functions = conn.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'ledger%'").fetchone()
+    assert tables == (0,) and functions == (0,) and schema_version(pg_url) == 0
 
 
 def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgServer) -> None:
@@ -275,6 +326,27 @@ def test_when_the_server_stays_away_a_lost_commit_is_a_durability_error_that_fin
         assert direct.find(uuid.uuid4()) is None
     finally:
         direct.close()
+    proxy.refuse = False  # the server is back: the command the error names answers
+    assert _settle(str(caught.value)) == "2"  # both records of the request are there
+
+
+def _settle(message: str) -> str:
+    """Run the one command an in-doubt error names (``psql …``) as a user would: what it prints."""
+    import re
+    import shlex
+
+    from .pg import find_bindir
+
+    command = re.search(r"run (psql '[^']*' -Atc \"[^\"]*\")", message)
+    assert command is not None, message
+    bindir = find_bindir()
+    assert bindir is not None
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        shlex.split(command.group(1)), env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_a_commit_stays_in_doubt_until_a_lookup_under_the_lock_settles_it(
@@ -341,6 +413,8 @@ def test_on_the_one_round_trip_path_a_cut_with_the_server_away_is_in_doubt_and_f
         assert direct.find(caught.value.request) is None and direct.head()[:3] == first[:3]
     finally:
         direct.close()
+    proxy.refuse = False
+    assert _settle(str(caught.value)) == "0"
 
 
 def test_a_server_killed_mid_run_and_restarted_loses_nothing_acknowledged(pg_server: PgServer) -> None:
@@ -419,6 +493,87 @@ def test_a_row_a_superuser_changed_is_named_by_check(pg_server: PgServer, change
         store.close()
 
 
+# -- the head row: the appends' lock, never trusted to say where the log ends ------------------------------
+
+HEAD_LIES = {
+    "moved back": "UPDATE ledger_head SET seq = 2, hash = %(hash2)s, ts = %(ts2)s",  # record 2, exactly
+    "wrong hash": "UPDATE ledger_head SET hash = repeat('0', 64)",
+    "time in 2099": "UPDATE ledger_head SET ts = '2099-01-01T00:00:00.000000Z'",
+}
+
+
+def _record_2(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT line FROM ledger_events WHERE seq = 2").fetchone()
+    assert row is not None
+    line = bytes(row[0])
+    return {"hash2": line_hash(line), "ts2": decode_event(line).ts}
+
+
+@pytest.mark.parametrize("lie", HEAD_LIES)
+def test_the_app_role_cannot_make_the_head_row_lie(pg_server: PgServer, lie: str) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        head = store.append(GENESIS, appender(4))
+        with psycopg.connect(url, autocommit=True) as conn:  # the app role, which may UPDATE the head row
+            with pytest.raises(psycopg.errors.RaiseException, match="ledger_head must name the last record"):
+                conn.execute(HEAD_LIES[lie], _record_2(url))
+            assert conn.execute("SELECT seq, hash, ts FROM ledger_head").fetchone() == tuple(head[:3])
+        assert store.head()[:3] == head[:3] and list(store.check())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("lie", HEAD_LIES)
+def test_a_head_row_that_lies_hides_nothing_and_lends_no_writer_its_hash_or_time(
+    pg_server: PgServer, tmp_path: Path, lie: str
+) -> None:
+    """The head row made to lie past the check (as the tables' owner or a superuser can): readers read
+    where the records end, a writer one record behind chains onto the last record, and a later event is
+    stamped by the clock, not by the head row."""
+    url = pg_server.app_database()
+    writer = PostgresStore(url)
+    try:
+        behind = writer.append(GENESIS, appender(3))
+        head = writer.append(behind, appender(1, spot="acropolis"))
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")  # past the head row's check
+            conn.execute(HEAD_LIES[lie], _record_2(url))
+        host = PostgresStore(url)  # a new host
+        try:
+            assert host.head()[:3] == head[:3] and [r.seq for r in everything(host)] == [1, 2, 3, 4]
+            assert host.wait(3, timeout=0) is True
+        finally:
+            host.close()
+        late = PostgresStore(url)  # a writer one record behind: shown record 4, chained onto it
+        try:
+            seen: list[tuple[Head, list[Record]]] = []
+            after = late.append(behind, appender(1, seen=seen))
+            assert seen[-1][0][:3] == head[:3] and [r.seq for r in seen[-1][1]] == [4]
+        finally:
+            late.close()
+        with Ledger(tmp_path / "host", store=url, clock=FakeClock()) as ledger:
+            ledger.set_many([entry("forum", "rome-80ad", "pending")])
+        events = [e for batch in writer.check() for e in batch.events]  # the chain and the head row, healed
+        assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6] and events[4].prev == head.hash
+        assert events[5].prev == after.hash
+        assert events[5].ts.startswith("2026") and writer.head()[:3] == (
+            6,
+            line_hash(_line(url, 6)),
+            events[5].ts,
+        )
+    finally:
+        writer.close()
+
+
+def _line(url: str, seq: int) -> bytes:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT line FROM ledger_events WHERE seq = %s", (seq,)).fetchone()
+    assert row is not None
+    return bytes(row[0])
+
+
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
 
 
@@ -430,7 +585,12 @@ def test_records_that_do_not_continue_the_chain_are_refused_and_nothing_written(
         head = store.append(GENESIS, appender(2))
         wrong_seq = lambda tip, unseen: make_records(tip._replace(seq=tip.seq + 1), 1)  # noqa: E731
         wrong_prev = lambda tip, unseen: make_records(tip._replace(hash="0" * 64), 1)  # noqa: E731
-        for decide in (wrong_seq, wrong_prev):
+
+        def wrong_event(tip: Head, unseen: Sequence[Record]) -> list[Record]:
+            (record,) = make_records(tip, 1)
+            return [record._replace(event=msgspec.structs.replace(record.event, prompt="not its line"))]
+
+        for decide in (wrong_seq, wrong_prev, wrong_event):  # the rule memory.py checks too: one function
             with pytest.raises(InvalidEntryError, match="cannot append record"):
                 store.append(head, decide)
         assert store.head()[:3] == head[:3] and len(everything(store)) == 2
