@@ -30,7 +30,15 @@ import msgspec
 
 from ledger.backend import GENESIS, Head
 from ledger.errors import DurabilityError, LedgerIOError, io_error
-from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, check_line, decode_event, line_hash
+from ledger.events import (
+    FORMAT_VERSION,
+    GENESIS_HASH,
+    MAX_LINE_BYTES,
+    EventType,
+    check_line,
+    decode_event,
+    line_hash,
+)
 from ledger.fileops import FileLock, OwnedFd
 from ledger.logfile import CHUNK, LogFile, cut_back
 from ledger.recovery import whole_end
@@ -99,33 +107,31 @@ class GroupCommit:
         """
         self.log_end = after
         fd = self._staging_fd()
-        chunks: list[bytes] = []
-        size = 0
+        ops = self.file.ops
         try:
-            while True:  # nobody appends while the queue lock is held: a short read is the end
-                chunk = self.file.ops.pread(fd, CHUNK, size)
-                if chunk:
-                    chunks.append(chunk)
-                    size += len(chunk)
-                if len(chunk) < CHUNK:
-                    break
+            chunk = ops.pread(fd, CHUNK, 0)
+            if not chunk:  # the common case: nothing staged
+                self._staged_size, self.staged = 0, b""
+                return []
+            staged, size = _Staged(after), 0
+            # nobody appends while the queue lock is held: a short read is the end; and nothing after a
+            # line that does not continue the log is read (it is cut off)
+            while staged.take(chunk) and len(chunk) == CHUNK:
+                size += len(chunk)
+                chunk = ops.pread(fd, CHUNK, size)
+            total = ops.fstat(fd).st_size
         except OSError as exc:
             raise io_error("read", self.staged_path, exc) from None
-        if not size:  # the common case: nothing staged
-            self._staged_size, self.staged = 0, b""
-            return []
-        data = b"".join(chunks)
-        records, keep, end = _continuing(data, after)
-        if end != len(data):
+        if staged.end != total:
             log.warning(
                 "%s: dropped %d staged bytes that do not continue the log (a writer died while staging)",
                 self.staged_path,
-                len(data) - end,
+                total - staged.end,
             )
-            cut_back(self.file.ops, fd, end, self.staged_path)
-        self._staged_size = end
-        self.staged = data[keep:end]
-        return records
+            cut_back(ops, fd, staged.end, self.staged_path)
+        self._staged_size = staged.end
+        self.staged = b"".join(staged.lines)
+        return staged.records
 
     def submit(self, data: bytes, end: Head, line: bytes = b"") -> Ticket:
         """Under the queue lock, after :meth:`read_staged`: hand over ``data`` (whole lines continuing what
@@ -330,26 +336,43 @@ class GroupCommit:
         self.sync.close()
 
 
-def _continuing(data: bytes, after: Head) -> tuple[list[tuple[bytes, EventType]], int, int]:
-    """The staged lines ``data`` read against the log's end ``after``: the events that continue it, where
-    they start in ``data`` (after lines the log already holds) and where they end (before the first line
-    that is damaged or does not continue the chain)."""
-    records: list[tuple[bytes, EventType]] = []
-    seq, prev = after.seq, after.hash
-    keep = end = 0
-    for line in data.split(b"\n")[:-1]:
+class _Staged:
+    """The staging file read chunk by chunk against the log's end ``after``: the events that continue it,
+    up to the first line that is damaged or does not continue the chain. Lines the log already holds are
+    skipped; no line is held past the longest a line may be."""
+
+    def __init__(self, after: Head) -> None:
+        self.records: list[tuple[bytes, EventType]] = []
+        self.lines: list[bytes] = []
+        """The records' lines, each with its newline: what is moved into the log."""
+        self.end = 0
+        """Where the last line that continues the log (or that the log holds) ends in the file."""
+        self._after = after.seq
+        self._seq, self._prev = after.seq, after.hash
+        self._pending = b""
+
+    def take(self, chunk: bytes) -> bool:
+        """Read on through ``chunk``; ``False`` once a line does not continue the log (nothing after it is
+        needed)."""
+        data = self._pending + chunk if self._pending else chunk
+        lines = data.split(b"\n")
+        self._pending = lines.pop()
+        return all(map(self._continues, lines)) and len(self._pending) <= MAX_LINE_BYTES
+
+    def _continues(self, line: bytes) -> bool:
         if not check_line(line):
-            break
+            return False
         try:
             event = decode_event(line)
         except (msgspec.MsgspecError, UnicodeDecodeError):
-            break
-        if event.seq <= after.seq and not records:  # moved already
-            keep = end = end + len(line) + 1
-            continue
-        if event.seq != seq + 1 or event.prev != prev or event.v > FORMAT_VERSION:
-            break
-        records.append((line, event))
-        seq, prev = event.seq, line_hash(line)
-        end += len(line) + 1
-    return records, keep, end
+            return False
+        if event.seq <= self._after and not self.records:  # moved already
+            self.end += len(line) + 1
+            return True
+        if event.seq != self._seq + 1 or event.prev != self._prev or event.v > FORMAT_VERSION:
+            return False
+        self.records.append((line, event))
+        self.lines.append(line + b"\n")
+        self._seq, self._prev = event.seq, line_hash(line)
+        self.end += len(line) + 1
+        return True

@@ -7,8 +7,9 @@ anywhere else raises :class:`~ledger.errors.CorruptLogError` naming its line.
 
 No line of the format is longer than :data:`~ledger.events.MAX_LINE_BYTES` (1 MiB), so the scan never
 holds more than that of one line: a longer run of bytes without a newline is a damaged line, judged from
-its last megabyte. Whatever the log holds, a scan reads it once, front to back, in chunks of 1 MiB, and
-keeps at most two of them.
+its last megabyte. Whatever the log holds, a scan reads it front to back in chunks of 1 MiB and holds a
+few of them: each byte once, and once more from a damaged line on (for the verdict on what follows it),
+with the holes of a sparse file skipped.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ _prev_of = operator.attrgetter("prev")
 
 
 class Scan:
-    """Iterates over the events after ``start``; afterwards ``end`` and ``torn`` say where it stopped.
+    """The events after ``start``, in runs (:meth:`runs`); afterwards ``end`` and ``torn`` say where it
+    stopped.
 
     With ``chain=True`` every line's ``prev`` is checked against the SHA-256 of the line before (what
     ``verify`` does); otherwise each line's crc and ``seq`` are checked, and ``prev`` only where the scan

@@ -92,7 +92,25 @@ def test_a_long_sparse_tail_without_a_newline_is_judged_in_bounded_time_and_memo
     for run in (verify, update):
         assert float(str(run["seconds"])) < 20, run
         extra = int(str(run["max_rss_kib"])) - int(str(baseline["max_rss_kib"]))
-        assert extra < 24 * 1024, f"{extra} KiB more than a verify of two events"  # before: 555 MB
+        assert extra < 24 * 1024, f"{extra} KiB more than a verify of two events"
+
+
+def test_a_long_unterminated_staging_file_is_dropped_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    """The staging file read under the queue lock stops at its first line that does not continue the log:
+    ``truncate -s +2G events.jsonl.staged`` costs the next write no more than a write."""
+    directory = tmp_path / "ledger"
+    two_events(directory)
+    baseline = measured(directory, "set", "forum", "rome-80ad", "--status", "pending", "--prompt", "p")
+    assert baseline["code"] == 0, baseline
+    os.truncate(directory / "events.jsonl.staged", 2048 * MiB)
+    update = measured(directory, "set", "forum", "rome-80ad", "--status", "generating")
+    assert update["code"] == 0, update
+    assert f"dropped {2048 * MiB} staged bytes that do not continue the log" in str(update["err"])
+    assert (directory / "events.jsonl.staged").stat().st_size == 0
+    assert Ledger(directory, readonly=True).verify().events == 4
+    assert float(str(update["seconds"])) < 20, update
+    extra = int(str(update["max_rss_kib"])) - int(str(baseline["max_rss_kib"]))
+    assert extra < 24 * 1024, f"{extra} KiB more than a write"
 
 
 def scan_all(path: Path) -> tuple[int, object]:
