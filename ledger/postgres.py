@@ -112,6 +112,13 @@ _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
 _LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
 _NOT_HELD = "the store does not hold the head appended after"
+_HOLDERS = (
+    b"SELECT a.pid, a.application_name, host(a.client_addr), a.xact_start, a.state"
+    b" FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    b" WHERE l.locktype = 'relation' AND l.relation = 'ledger_head'::regclass AND l.granted"
+    b" AND l.mode IN ('RowShareLock', 'RowExclusiveLock') AND a.pid <> pg_backend_pid()"
+    b" AND a.wait_event_type IS DISTINCT FROM 'Lock' ORDER BY a.xact_start LIMIT 3"
+)
 
 # Each migration takes the schema from version i to i + 1, in one transaction with the version row.
 _MIGRATIONS: tuple[str, ...] = (
@@ -205,10 +212,28 @@ up), where the system's defaults (keepalives after 2 hours, retransmissions for 
 leave a watcher, a command or an append waiting that long."""
 
 
-def _connect(url: str, where: Path) -> psycopg.Connection[Any]:
+SESSION_DEFAULTS: dict[str, str] = {
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "5s",
+}
+"""Server settings a store's sessions get (through libpq's ``options``) unless the URL's ``options`` set
+them. The head row is the one lock every append takes, held for a round trip and a flush: an append that
+waited ``lock_timeout`` for it ends, saying who holds it and that nothing was recorded, instead of waiting
+for ever behind a session that took it and walked away; and a session of the ledger's own stopped while
+it holds the lock (a writer SIGSTOPped, a paused VM) is ended by the server after
+``idle_in_transaction_session_timeout``, which frees the lock for the others."""
+
+
+def _connect(url: str, where: Path, *, session: bool = True) -> psycopg.Connection[Any]:
+    """A connection to ``url`` with :data:`CONNECTION_DEFAULTS` and (``session``: a store's, not
+    :func:`init`'s) :data:`SESSION_DEFAULTS` where the URL gives none of its own."""
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
         defaults = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
+        options = str(given.get("options") or "")
+        extra = [f"-c {key}={value}" for key, value in SESSION_DEFAULTS.items() if key not in options]
+        if session and extra:
+            defaults["options"] = " ".join([options, *extra]).strip()
         return psycopg.connect(psycopg.conninfo.make_conninfo(url, **defaults), autocommit=True)
     except psycopg.Error as exc:
         raise LedgerIOError(f"cannot connect to {where}: {_reason(exc)}") from None
@@ -226,7 +251,7 @@ def init(url: str, *, app_role: str | None = None) -> int:
     where = _where(url)
     if app_role is not None and not app_role:
         raise InvalidEntryError("an empty app_role (--app-role) names no role")
-    with _connect(url, where) as conn:
+    with _connect(url, where, session=False) as conn:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('video-ledger schema'))")
@@ -590,19 +615,11 @@ class PostgresStore(EventStore):
         state: dict[str, bool],
     ) -> Head:
         with self._failures(conn):
-            with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
-                conn.execute(b"BEGIN", prepare=False)
-                locked = conn.execute(b"SELECT seq FROM ledger_head FOR UPDATE")
-                from_after = conn.execute(  # ``after``'s own record too: the store must hold it
-                    b"SELECT seq, line FROM ledger_events WHERE seq >= %s ORDER BY seq", (after.seq,)
-                )
-                looked = conn.execute(_BY_REQUEST.encode(), (request,)) if lookup else None
-            if locked.fetchone() is None:
+            locked, rows, found = self._lock(conn, after, request if lookup else None)
+            if not locked:
                 raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-            rows = from_after.fetchall()
             tip = self._tip(rows)  # the last record, whatever the head row says
-            if looked is not None:
-                found = looked.fetchall()
+            if lookup:
                 if found:  # the lost attempt committed: it is what this append did
                     conn.execute(b"ROLLBACK", prepare=False)
                     seq, line = found[-1][0], bytes(found[-1][1])
@@ -637,6 +654,28 @@ class PostgresStore(EventStore):
                 conn.execute(b"COMMIT", prepare=False)
             return Head(seq, prev, ts, seq)
 
+    def _lock(
+        self, conn: psycopg.Connection[Any], after: Head, request: uuid.UUID | None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """One round trip: ``BEGIN``, the head row's lock, ``after``'s own record and every one after it
+        (the store must hold ``after``), and the rows ``request`` appended (if given). One simple-protocol
+        message, not a pipeline: the server arms ``idle_in_transaction_session_timeout`` only when it
+        goes idle after a query with nothing more from the client (psycopg's pipeline sends a flush after
+        the sync), and a writer stopped while ``decide`` runs must not keep the lock for ever."""
+        looked = sql.SQL("SELECT seq, line FROM ledger_events WHERE request_id = {} ORDER BY seq")
+        query = sql.SQL(
+            "BEGIN; SELECT seq FROM ledger_head FOR UPDATE;"
+            " SELECT seq, line FROM ledger_events WHERE seq >= {} ORDER BY seq; {}"
+        ).format(sql.Literal(after.seq), looked.format(sql.Literal(request)) if request else sql.SQL(""))
+        cursor = conn.execute(query, prepare=False)
+        results = []
+        while True:
+            if cursor.description is not None:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                break
+        return results[0], results[1], results[2] if request else []
+
     @contextlib.contextmanager
     def _failures(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
         """Around an append's statements: a broken connection is :class:`_Lost` (the caller reconnects and
@@ -650,10 +689,35 @@ class PostgresStore(EventStore):
                 raise _Lost(_reason(exc)) from None
             self._rollback(conn)
             self._gone(exc)
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise LedgerIOError(
+                    f"cannot append to {self.where}: {exc.diag.message_primary or _reason(exc)} waiting "
+                    f"for the head row (ledger_head, the "
+                    f"lock every append takes), {self._holder()}; nothing was recorded"
+                ) from None
             raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
         except BaseException:
             self._rollback(conn)
             raise
+
+    def _holder(self) -> str:
+        """Who holds the head row's lock, as far as this role may see (pid, application_name, client
+        address, since when): the sessions holding a row lock on ``ledger_head`` that wait for no lock."""
+        try:
+            rows = self._connection().execute(_HOLDERS).fetchall()
+        except (psycopg.Error, LedgerIOError) as exc:
+            return f"held by a session this role cannot name ({_reason(exc)})"
+        if not rows:
+            return "held by a session that has let go of it since"
+        said = []
+        for pid, name, client, since, state in rows:
+            client = client or "a local socket, or not visible to this role"
+            since = f"{since:%Y-%m-%d %H:%M:%S %Z}" if since else "a time not visible to this role"
+            said.append(
+                f"pid {pid} (application_name {name!r}, client {client}, {state or 'its state not visible'}, "
+                f"in a transaction since {since})"
+            )
+        return "held by " + "; ".join(said)
 
     def _gone(self, exc: psycopg.Error) -> None:
         """A table of the ledger's schema missing once the store was open (the schema was checked then):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -572,6 +573,100 @@ def _line(url: str, seq: int) -> bytes:
         row = conn.execute("SELECT line FROM ledger_events WHERE seq = %s", (seq,)).fetchone()
     assert row is not None
     return bytes(row[0])
+
+
+# -- the head row's lock: bounded ----------------------------------------------------------------------------
+
+SHORT_LOCKS = "?options=-c%20lock_timeout%3D1s%20-c%20idle_in_transaction_session_timeout%3D1s"
+
+
+def test_a_store_session_bounds_its_wait_for_the_lock_and_its_idling_in_a_transaction(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store, own = PostgresStore(url), PostgresStore(url + "?options=-c%20lock_timeout%3D2s")
+    try:
+        settings = (
+            "SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')"
+        )
+        assert store._connection().execute(settings).fetchone() == ("10s", "5s")
+        assert own._connection().execute(settings).fetchone() == ("2s", "5s")  # the URL's own value wins
+    finally:
+        store.close()
+        own.close()
+
+
+def test_a_session_that_took_the_head_row_and_walked_away_is_named_and_nothing_is_recorded(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url + SHORT_LOCKS)
+    try:
+        head = store.append(GENESIS, appender(2))
+        with psycopg.connect(url, application_name="walked-away") as holder:
+            holder.execute("SELECT * FROM ledger_head FOR UPDATE")  # BEGIN; … and no COMMIT
+            pid = holder.info.backend_pid
+            for after in (head, GENESIS):  # the one round trip (its head the tip) and the locked path
+                started = time.monotonic()
+                with pytest.raises(LedgerIOError) as caught:
+                    store.append(after, appender(1))
+                text = str(caught.value)
+                assert time.monotonic() - started < 8 and not isinstance(caught.value, DurabilityError)
+                assert (
+                    f"pid {pid} (application_name 'walked-away', client 127.0.0.1, idle in transaction"
+                    in text
+                )
+                assert "lock timeout" in text and text.endswith("nothing was recorded"), text
+        assert store.head()[:3] == head[:3] and len(everything(store)) == 2
+    finally:
+        store.close()
+
+
+STOPPING_WRITER = """
+import os, signal, sys
+from ledger.backend import GENESIS
+from ledger.postgres import PostgresStore
+from tests.contract import make_records
+
+stops = [1]
+
+def decide(tip, unseen):
+    if unseen and stops:  # under the head row's lock, the first time: stop here, as a paused VM would
+        stops.pop()
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return make_records(tip, 1, spot="stopped")
+
+store = PostgresStore(sys.argv[1])
+print(store.append(GENESIS, decide).seq, flush=True)
+"""
+
+
+def test_a_writer_stopped_while_it_holds_the_head_row_lets_go_of_it_and_its_append_lands_once(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url + "?options=-c%20lock_timeout%3D4s")  # longer than the stopped one may idle
+    try:
+        head = store.append(GENESIS, appender(1))
+        stopped = subprocess.Popen(
+            [PYTHON, "-c", STOPPING_WRITER, url + SHORT_LOCKS], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{stopped.pid}/stat").read_text().split()[2] != "T":  # stopped, the lock held
+                assert time.monotonic() < deadline and stopped.poll() is None
+                time.sleep(0.05)
+            started = time.monotonic()
+            head = store.append(head, appender(1, spot="running"))  # the server ended the stopped session
+            assert time.monotonic() - started < 5 and head.seq == 2
+            os.kill(stopped.pid, signal.SIGCONT)
+            out, _ = stopped.communicate(timeout=60)
+        finally:
+            stopped.kill()
+        assert stopped.returncode == 0 and out.strip() == "3"  # its lost session settled: appended once
+        assert [e.spot_id for e in store.events()] == ["colosseum", "running", "stopped"]
+    finally:
+        store.close()
 
 
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
