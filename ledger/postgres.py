@@ -188,12 +188,37 @@ class SchemaVersionError(LedgerError):
 
 
 def _where(url: str) -> Path:
-    """How errors name the store: host, port and database, never the user or a password."""
+    """How errors name the store: host, port and database, never the user or a password (a host or
+    database name holding a query's marks is a mistyped URL's query, password and all: not shown)."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return Path("postgresql:<invalid URL>")
-    return Path(f"postgresql:{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
+    host, port, dbname = (_shown(str(info.get(key, default))) for key, default in _WHERE)
+    return Path(f"postgresql:{host}:{port}/{dbname}")
+
+
+_WHERE = (("host", ""), ("port", 5432), ("dbname", ""))
+
+
+def _shown(value: str) -> str:
+    """``value`` as an error may show it: ``***`` if it holds ``?``, ``&``, ``=`` or ``#`` (the query
+    of a mistyped URL, read as a host or database name) or the word password."""
+    return "***" if any(c in value for c in "?&=#") or "password" in value.lower() else value
+
+
+def _unshown(url: str, reason: str) -> str:
+    """``reason`` (libpq's words about ``url``) without the host and database names :func:`_shown`
+    hides."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return reason
+    for key, _ in _WHERE:
+        value = str(info.get(key) or "")
+        if value and _shown(value) != value:
+            reason = reason.replace(value, "***")
+    return reason
 
 
 CONNECTION_DEFAULTS: dict[str, str] = {
@@ -236,7 +261,7 @@ def _connect(url: str, where: Path, *, session: bool = True) -> psycopg.Connecti
             defaults["options"] = " ".join([options, *extra]).strip()
         return psycopg.connect(psycopg.conninfo.make_conninfo(url, **defaults), autocommit=True)
     except psycopg.Error as exc:
-        raise LedgerIOError(f"cannot connect to {where}: {_reason(exc)}") from None
+        raise LedgerIOError(f"cannot connect to {where}: {_unshown(url, _reason(exc))}") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -190,6 +190,88 @@ def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgS
     assert "secret" not in str(caught.value)
 
 
+# -- passwords: from libpq's own places, never shown ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["PGPASSWORD", "PGPASSFILE", "~/.pgpass", "$VIDEO_LEDGER_STORE"])
+def test_a_password_comes_from_libpqs_own_places_and_never_from_the_command_line(
+    pg_server: PgServer, tmp_path: Path, source: str
+) -> None:
+    """The store's URL names no password; libpq finds it (the server asks this role for it) in
+    ``PGPASSWORD``, the file ``PGPASSFILE`` names or ``~/.pgpass``; ``$VIDEO_LEDGER_STORE`` names the store
+    without ``--store`` on the command line that ``ps`` shows every local user."""
+    from .pg import PASSWORD, PASSWORD_ROLE
+
+    url = pg_server.password_database()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "VIDEO_LEDGER_STORE")}
+    env["HOME"] = str(home)
+
+    def run(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "ledger", "--dir", str(tmp_path / "d"), *argv],
+            cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = run("--store", url, "list")
+    assert refused.returncode == 1 and "password" in refused.stderr, refused.stderr
+    passfile = home / ".pgpass"
+    passfile.write_text(f"{pg_server.host}:{pg_server.port}:*:{PASSWORD_ROLE}:{PASSWORD}\n")
+    passfile.chmod(0o600)  # libpq ignores a password file others may read
+    if source == "PGPASSWORD":
+        passfile.unlink()
+        done = run("--store", url, "list", PGPASSWORD=PASSWORD)
+    elif source == "PGPASSFILE":
+        passfile = passfile.rename(tmp_path / "secrets")
+        done = run("--store", url, "list", PGPASSFILE=str(passfile))
+    elif source == "~/.pgpass":
+        done = run("--store", url, "list")
+    else:
+        done = run("list", VIDEO_LEDGER_STORE=url)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert PASSWORD not in url
+
+
+SECRET = "s3cr3t-Pw"
+MISTYPED = [
+    "/db?password%3D{s}",
+    "/db?sslpassword%3D{s}",
+    "/db?user=ledger_app&password%3d{s}",
+    "/db?password{s}",
+    "/db?password:{s}",
+    "/db?password%20={s}",
+    "/db?pass%77ord={s}",
+    "/db?PASSWORD={s}",
+    "/db?password=={s}",
+    "/db?password=%{s}",
+    "/db%3Fpassword%3D{s}",
+    "/db&password={s}",
+    "/db?password={s}&port=x",
+    "/db?password={s}&bogus=1",
+]
+
+
+@pytest.mark.parametrize("tail", MISTYPED)
+def test_no_mistyped_url_shows_its_password_in_any_error_or_message(
+    pg_server: PgServer, tmp_path: Path, tail: str
+) -> None:
+    import io
+
+    from ledger.cli import main
+    from ledger.stores import describe_store
+
+    url = f"postgresql://ledger_app@{pg_server.host}:{pg_server.port}" + tail.format(s=SECRET)
+    shown = [describe_store(url)]
+    for argv in (["--store", url, "list"], ["--store", url, "init"], ["copy", "--from", url, "--to", "x"]):
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--dir", str(tmp_path / "d"), *argv], out=out, err=err)
+        assert code in (1, 2)
+        shown += [out.getvalue(), err.getvalue()]
+    for text in shown:
+        assert SECRET not in text and SECRET.lower() not in text.lower(), text
+
+
 # -- concurrency: writer processes on one store ---------------------------------------------------------
 
 WRITER = """
