@@ -7,7 +7,8 @@ made by ``initdb --no-sync`` in a temporary directory (owned by the ``postgres``
 root: the server refuses root), listens on 127.0.0.1 and a free port only (its unix socket stays inside that
 directory) and is stopped with ``pg_ctl -m fast`` at the end. Every role is trusted but one,
 :data:`PASSWORD_ROLE`, which must give its password (:meth:`PgServer.password_database`). Where no
-binaries exist the PostgreSQL tests skip, saying why; under ``CI=true`` they fail instead, so CI can never pass by skipping them.
+binaries exist the PostgreSQL tests skip, saying why; under ``CI=true`` they fail instead, so CI can never
+pass by skipping them.
 
 The test server runs with ``fsync=off``: its data does not have to survive a power loss, only a server crash
 (``pg_ctl -m immediate``), which the committed WAL in the kernel's page cache does. It makes the tests faster
