@@ -37,7 +37,8 @@ any failure but the server refusing a statement on a live connection is such a l
 way (a session ended by ``pg_terminate_backend`` may have committed first).
 
 :func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
-triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
+triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events`` and check, as each transaction that
+moved the head row commits, that it names the last record. The role the app connects as needs only
 SELECT and INSERT on ``ledger_events``, SELECT and UPDATE on ``ledger_head`` (UPDATE is also what
 ``FOR UPDATE`` asks for) and SELECT on ``ledger_schema_version`` (``init(url, app_role=…)`` grants exactly
 that). ``docs/scaling.md`` says when and how to use it.
@@ -271,8 +272,9 @@ def _reason(exc: BaseException) -> str:
 def init(url: str, *, app_role: str | None = None) -> int:
     """Create the ledger's schema in the database at ``url`` or migrate it to :data:`SCHEMA_VERSION`;
     with ``app_role``, grant that role what the app needs and nothing more. Safe to run again and from
-    several hosts at once (an advisory lock serialises it). Connect as the schema's owner. Returns the
-    version now in place."""
+    several hosts at once (an advisory lock serialises it). Connect as the role that is to own the tables
+    (the one role, with superusers, that can switch their triggers off: best one nobody logs in as, which
+    a superuser acts as through ``options=-c role=…`` in ``url``). Returns the version now in place."""
     where = _where(url)
     if app_role is not None and not app_role:
         raise InvalidEntryError("an empty app_role (--app-role) names no role")

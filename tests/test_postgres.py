@@ -181,6 +181,86 @@ def test_init_refuses_an_app_role_whose_grants_reach_past_the_app_and_creates_no
     assert tables == (0,) and functions == (0,) and schema_version(pg_url) == 0
 
 
+APP_ROLE_CANNOT = [
+    "ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_append_only",
+    "ALTER TABLE ledger_head DISABLE TRIGGER ledger_head_names_the_last_record",
+    "DROP TRIGGER ledger_events_append_only ON ledger_events",
+    "ALTER TABLE ledger_events OWNER TO ledger_app",
+    "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE sql AS 'SELECT NULL'",
+    "SET session_replication_role = replica",
+    "SET ROLE ledger_owner",
+    "DROP TABLE ledger_events",
+]
+
+
+def _owned_by_a_role_nobody_logs_in_as(pg_server: PgServer) -> str:
+    """A ledger set up as docs/scaling.md says: its tables owned by ``ledger_owner`` (NOLOGIN), created
+    by a superuser acting as that role: the app role's URL."""
+    from .pg import APP_ROLE
+
+    url = pg_server.database()
+    db = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ledger_owner'").fetchone():
+            conn.execute("CREATE ROLE ledger_owner NOLOGIN")
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+        conn.execute(f"ALTER DATABASE {db} OWNER TO ledger_owner")
+    init(url + "?options=-c%20role%3Dledger_owner", app_role=APP_ROLE)
+    return pg_server.database_url(db, APP_ROLE)
+
+
+@pytest.mark.parametrize("statement", APP_ROLE_CANNOT)
+def test_the_app_role_cannot_switch_the_checks_off_nor_become_the_tables_owner(
+    pg_server: PgServer, statement: str
+) -> None:
+    url = _owned_by_a_role_nobody_logs_in_as(pg_server)
+    store = PostgresStore(url)
+    try:
+        store.append(GENESIS, appender(2))
+        with (
+            psycopg.connect(url, autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute(statement)
+        with psycopg.connect(url) as conn:
+            owners = conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE tablename LIKE 'ledger%'")
+            assert owners.fetchall() == [("ledger_owner",)]
+            triggers = conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledger%' AND tgenabled = 'O'"
+            )
+            assert triggers.fetchone() == (3,)  # the two on the events and the head row's, all in force
+        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+            psycopg.connect(pg_server.database_url(url.rsplit("/", 1)[1], "ledger_owner")).close()
+        assert len(everything(store)) == 2 and list(store.check())
+    finally:
+        store.close()
+
+
+def test_a_role_that_owns_the_tables_and_logs_in_can_switch_the_append_only_check_off(pg_url: str) -> None:
+    """What docs/scaling.md says exactly: the tables' owner (and a superuser) can get past the triggers;
+    so the owner is a role nobody logs in as."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ledger_login_owner'").fetchone():
+            conn.execute("CREATE ROLE ledger_login_owner LOGIN")
+        conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} OWNER TO ledger_login_owner")
+    owner_url = pg_url.replace("postgres@", "ledger_login_owner@")
+    init(owner_url)
+    store = PostgresStore(owner_url)
+    try:
+        store.append(GENESIS, appender(2))
+        with psycopg.connect(owner_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_append_only")
+            conn.execute(
+                "UPDATE ledger_events SET line = overlay(line placing 'X' from 12 for 1) WHERE seq = 1"
+            )
+        with pytest.raises(CorruptLogError) as caught:  # what verify then says
+            list(store.check())
+        assert caught.value.line == 1
+    finally:
+        store.close()
+
+
 def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgServer) -> None:
     url = f"postgresql://ledger_app:secret@127.0.0.1:{free_port()}/nowhere"
     with pytest.raises(
