@@ -748,11 +748,15 @@ class PostgresStore(EventStore):
 
     def _gone(self, exc: psycopg.Error) -> None:
         """A table of the ledger's schema missing once the store was open (the schema was checked then):
-        dropped behind the ledger's back, with every record in it. Not a passing failure to retry:
+        dropped or renamed behind the ledger's back. Not a passing failure to retry:
         :class:`CorruptLogError`."""
         if isinstance(exc, psycopg.errors.UndefinedTable):
             raise CorruptLogError(
-                self.where, 0, f"a table of the ledger is gone ({_reason(exc)}): its schema was dropped"
+                self.where,
+                0,
+                f"a table of the ledger is missing ({exc.diag.message_primary or _reason(exc)}): it was "
+                "dropped or renamed since the store was opened, and the records it held are out of this "
+                "store's reach (a renamed table still holds them)",
             ) from None
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
@@ -886,16 +890,24 @@ class _PostgresAudit(Audit):
                 break
             lines: list[bytes] = []
             events: list[EventType] = []
+            damage: CorruptLogError | None = None
             for row in rows:
                 line = bytes(row[1])
-                event = _check_stored(where, seq + 1, row[0], line)
-                if event.prev != prev:
-                    raise CorruptLogError(where, seq + 1, _BROKEN)
+                try:
+                    event = _check_stored(where, seq + 1, row[0], line)
+                    if event.prev != prev:
+                        raise CorruptLogError(where, seq + 1, _BROKEN)
+                except CorruptLogError as exc:
+                    damage = exc
+                    break
                 seq, prev, ts = seq + 1, line_hash(line), event.ts
                 lines.append(line)
                 events.append(event)
             self.end = Head(seq, prev, ts, seq)
-            yield Batch(lines, events, self.end)
+            if lines:  # before damage too: the sound records before it are read and counted, as a file's
+                yield Batch(lines, events, self.end)
+            if damage is not None:
+                raise damage
         head = store._query("SELECT seq, hash FROM ledger_head")[0]
         if tuple(head) != (seq, prev):
             raise CorruptLogError(

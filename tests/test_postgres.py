@@ -831,6 +831,49 @@ def test_a_writer_stopped_while_it_holds_the_head_row_lets_go_of_it_and_its_appe
         store.close()
 
 
+def test_verify_counts_the_same_sound_events_before_damage_over_either_store(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    import io
+
+    from ledger.cli import main
+
+    from .pg import tamper
+
+    url = pg_server.app_database()
+    for where in (tmp_path / "files", tmp_path / "host"):
+        store = url if where.name == "host" else None
+        with Ledger(where, store=store, clock=FakeClock()) as ledger:
+            ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(6))
+    log = tmp_path / "files" / "events.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3][:10] + bytes([lines[3][10] ^ 1]) + lines[3][11:]  # record 4, as tamper() does
+    log.write_bytes(b"".join(lines))
+    tamper(url, 4)
+    said = []
+    for argv in (["--dir", str(tmp_path / "files")], ["--store", url, "--dir", str(tmp_path / "host")]):
+        out = io.StringIO()
+        assert main([*argv, "verify"], out=out, err=io.StringIO()) == 1
+        said.append(out.getvalue().splitlines()[1])
+    assert said == ["3 whole events before the problem"] * 2
+
+
+def test_a_table_renamed_behind_the_ledgers_back_is_named_as_dropped_or_renamed(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        store.append(GENESIS, appender(2))
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+            conn.execute("ALTER TABLE ledger_events RENAME TO ledger_events_old")
+        for call in (store.head, lambda: store.append(GENESIS, appender(1)), lambda: list(store.check())):
+            with pytest.raises(
+                CorruptLogError, match=r'"ledger_events" does not exist\): it was dropped or renamed'
+            ):
+                call()
+    finally:
+        store.close()
+
+
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
 
 
