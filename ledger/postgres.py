@@ -3,8 +3,9 @@
 An :class:`~ledger.backend.EventStore` on PostgreSQL (psycopg 3: ``pip install 'video-ledger[postgres]'``).
 Each record is one row of ``ledger_events``: its ``seq``, its line exactly as the file format frames it
 (``bytea``, byte for byte: one hash chain whichever store holds it) and the id of the request that appended
-it. One row of ``ledger_head`` holds the last record's seq, hash and time; it is the single lock every
-append takes.
+it. One row of ``ledger_head`` holds the last record's seq, hash and time (checked as each append commits);
+it is the single lock every append takes, and no reader or writer takes the tip from it: the tip is the
+last record.
 
 An append is one transaction, and ``seq`` comes from the head row under its lock, never from a sequence (a
 rolled-back sequence value leaves a hole): commit order is seq order, so a reader that saw seq N and reads
@@ -112,6 +113,17 @@ _BATCH = 4096
 _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
 _LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
+_IF_TIP = (  # the one round trip's statement: move the head row only if it is the caller's head, then insert
+    b"WITH moved AS ("
+    b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
+    b" WHERE seq = %s AND hash = %s AND ts = %s"
+    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq > %s) RETURNING seq"
+    b"), new AS ("
+    b" INSERT INTO ledger_events (seq, line, request_id)"
+    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
+    b" WHERE EXISTS (SELECT FROM moved)"
+    b") SELECT pg_notify(%s, seq::text) FROM moved"
+)
 _NOT_HELD = "the store does not hold the head appended after"
 _HOLDERS = (
     b"SELECT a.pid, a.application_name, host(a.client_addr), a.xact_start, a.state"
@@ -590,30 +602,8 @@ class PostgresStore(EventStore):
         with self._failures(conn):
             with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
                 conn.execute(b"BEGIN", prepare=False)
-                moved = conn.execute(
-                    b"WITH moved AS ("
-                    b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
-                    b" WHERE seq = %s AND hash = %s AND ts = %s"
-                    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq > %s) RETURNING seq"
-                    b"), new AS ("
-                    b" INSERT INTO ledger_events (seq, line, request_id)"
-                    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
-                    b" WHERE EXISTS (SELECT FROM moved)"
-                    b") SELECT pg_notify(%s, seq::text) FROM moved",
-                    (
-                        seq,
-                        prev,
-                        ts,
-                        tip.seq,
-                        tip.hash,
-                        tip.ts,
-                        tip.seq,
-                        request,
-                        [r.seq for r in records],
-                        [r.line for r in records],
-                        CHANNEL,
-                    ),
-                )
+                rows = ([r.seq for r in records], [r.line for r in records])
+                moved = conn.execute(_IF_TIP, (seq, prev, ts, *tip[:3], tip.seq, request, *rows, CHANNEL))
                 conn.execute(b"COMMIT", prepare=False)
             if not moved.fetchall():
                 state["committing"] = False  # committed nothing: the head had moved
