@@ -440,19 +440,21 @@ class PostgresStore(EventStore):
                 time.sleep(0.2)
 
     def _query(self, sql_text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """One read-only statement; a broken connection is replaced (for up to ``retry_for``) and the
-        statement run again."""
+        """One read-only statement; a lost connection or session (a cut, a restart, a terminated backend)
+        is replaced (for up to ``retry_for``) and the statement run again."""
         deadline = time.monotonic() + self.retry_for
+        retried = False
         while True:
             conn = self._connection()
             try:
                 return conn.execute(sql_text.encode(), params).fetchall()
             except psycopg.Error as exc:
-                if not conn.broken:
+                if _refused(conn, exc):
                     self._gone(exc)
                     raise LedgerIOError(f"cannot read {self.where}: {_reason(exc)}") from None
-                if not self._reconnect(deadline):
+                if (retried and time.monotonic() >= deadline) or not self._reconnect(deadline):
                     raise LedgerIOError(f"lost the connection to {self.where}: {_reason(exc)}") from None
+                retried = True
 
     # -- the verbs ---------------------------------------------------------------------------------------
 

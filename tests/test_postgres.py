@@ -580,6 +580,20 @@ def test_on_the_one_round_trip_path_a_cut_with_the_server_away_is_in_doubt_and_f
     assert _settle(str(caught.value)) == "0"
 
 
+def test_a_read_whose_session_an_administrator_terminated_reconnects_and_reads(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        head = store.append(GENESIS, appender(2))
+        for _ in range(3):
+            pid = store._connection().info.backend_pid
+            with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+                assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+            assert store.head()[:3] == head[:3] and store._connection().info.backend_pid != pid
+    finally:
+        store.close()
+
+
 def test_a_server_killed_mid_run_and_restarted_loses_nothing_acknowledged(pg_server: PgServer) -> None:
     url = pg_server.app_database()
     acknowledged: list[Head] = []
