@@ -3,8 +3,9 @@
 An :class:`~ledger.backend.EventStore` on PostgreSQL (psycopg 3: ``pip install 'video-ledger[postgres]'``).
 Each record is one row of ``ledger_events``: its ``seq``, its line exactly as the file format frames it
 (``bytea``, byte for byte: one hash chain whichever store holds it) and the id of the request that appended
-it. One row of ``ledger_head`` holds the last record's seq, hash and time; it is the single lock every
-append takes.
+it. One row of ``ledger_head`` holds the last record's seq, hash and time (checked as each append commits);
+it is the single lock every append takes, and no reader or writer takes the tip from it: the tip is the
+last record.
 
 An append is one transaction, and ``seq`` comes from the head row under its lock, never from a sequence (a
 rolled-back sequence value leaves a hole): commit order is seq order, so a reader that saw seq N and reads
@@ -37,7 +38,8 @@ any failure but the server refusing a statement on a live connection is such a l
 way (a session ended by ``pg_terminate_backend`` may have committed first).
 
 :func:`init` creates the schema and later migrates it (``ledger_schema_version`` holds its version);
-triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events``. The role the app connects as needs only
+triggers refuse UPDATE, DELETE and TRUNCATE of ``ledger_events`` and check, as each transaction that
+moved the head row commits, that it names the last record. The role the app connects as needs only
 SELECT and INSERT on ``ledger_events``, SELECT and UPDATE on ``ledger_head`` (UPDATE is also what
 ``FOR UPDATE`` asks for) and SELECT on ``ledger_schema_version`` (``init(url, app_role=…)`` grants exactly
 that). ``docs/scaling.md`` says when and how to use it.
@@ -111,7 +113,27 @@ _BATCH = 4096
 _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
 _LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
+_IF_TIP = (  # the one round trip's statement: move the head row only if it is the caller's head, then insert
+    b"WITH moved AS ("
+    b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
+    b" WHERE seq = %s AND hash = %s AND ts = %s"
+    # the record after the caller's head must not exist: an equality, one probe of the primary key
+    # (``seq > head`` is planned as a scan of the whole table: 0.3 ms at 3,000 records and growing)
+    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq = %s) RETURNING seq"
+    b"), new AS ("
+    b" INSERT INTO ledger_events (seq, line, request_id)"
+    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
+    b" WHERE EXISTS (SELECT FROM moved)"
+    b") SELECT pg_notify(%s, seq::text) FROM moved"
+)
 _NOT_HELD = "the store does not hold the head appended after"
+_HOLDERS = (
+    b"SELECT a.pid, a.application_name, host(a.client_addr), a.xact_start, a.state"
+    b" FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    b" WHERE l.locktype = 'relation' AND l.relation = 'ledger_head'::regclass AND l.granted"
+    b" AND l.mode IN ('RowShareLock', 'RowExclusiveLock') AND a.pid <> pg_backend_pid()"
+    b" AND a.wait_event_type IS DISTINCT FROM 'Lock' ORDER BY a.xact_start LIMIT 3"
+)
 
 # Each migration takes the schema from version i to i + 1, in one transaction with the version row.
 _MIGRATIONS: tuple[str, ...] = (
@@ -181,12 +203,37 @@ class SchemaVersionError(LedgerError):
 
 
 def _where(url: str) -> Path:
-    """How errors name the store: host, port and database, never the user or a password."""
+    """How errors name the store: host, port and database, never the user or a password (a host or
+    database name holding a query's marks is a mistyped URL's query, password and all: not shown)."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return Path("postgresql:<invalid URL>")
-    return Path(f"postgresql:{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
+    host, port, dbname = (_shown(str(info.get(key, default))) for key, default in _WHERE)
+    return Path(f"postgresql:{host}:{port}/{dbname}")
+
+
+_WHERE = (("host", ""), ("port", 5432), ("dbname", ""))
+
+
+def _shown(value: str) -> str:
+    """``value`` as an error may show it: ``***`` if it holds ``?``, ``&``, ``=`` or ``#`` (the query
+    of a mistyped URL, read as a host or database name) or the word password."""
+    return "***" if any(c in value for c in "?&=#") or "password" in value.lower() else value
+
+
+def _unshown(url: str, reason: str) -> str:
+    """``reason`` (libpq's words about ``url``) without the host and database names :func:`_shown`
+    hides."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return reason
+    for key, _ in _WHERE:
+        value = str(info.get(key) or "")
+        if value and _shown(value) != value:
+            reason = reason.replace(value, "***")
+    return reason
 
 
 CONNECTION_DEFAULTS: dict[str, str] = {
@@ -205,13 +252,31 @@ up), where the system's defaults (keepalives after 2 hours, retransmissions for 
 leave a watcher, a command or an append waiting that long."""
 
 
-def _connect(url: str, where: Path) -> psycopg.Connection[Any]:
+SESSION_DEFAULTS: dict[str, str] = {
+    "lock_timeout": "10s",
+    "idle_in_transaction_session_timeout": "5s",
+}
+"""Server settings a store's sessions get (through libpq's ``options``) unless the URL's ``options`` set
+them. The head row is the one lock every append takes, held for a round trip and a flush: an append that
+waited ``lock_timeout`` for it ends, saying who holds it and that nothing was recorded, instead of waiting
+for ever behind a session that took it and walked away; and a session of the ledger's own stopped while
+it holds the lock (a writer SIGSTOPped, a paused VM) is ended by the server after
+``idle_in_transaction_session_timeout``, which frees the lock for the others."""
+
+
+def _connect(url: str, where: Path, *, session: bool = True) -> psycopg.Connection[Any]:
+    """A connection to ``url`` with :data:`CONNECTION_DEFAULTS` and (``session``: a store's, not
+    :func:`init`'s) :data:`SESSION_DEFAULTS` where the URL gives none of its own."""
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
         defaults = {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
+        options = str(given.get("options") or "")
+        extra = [f"-c {key}={value}" for key, value in SESSION_DEFAULTS.items() if key not in options]
+        if session and extra:
+            defaults["options"] = " ".join([options, *extra]).strip()
         return psycopg.connect(psycopg.conninfo.make_conninfo(url, **defaults), autocommit=True)
     except psycopg.Error as exc:
-        raise LedgerIOError(f"cannot connect to {where}: {_reason(exc)}") from None
+        raise LedgerIOError(f"cannot connect to {where}: {_unshown(url, _reason(exc))}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -221,12 +286,13 @@ def _reason(exc: BaseException) -> str:
 def init(url: str, *, app_role: str | None = None) -> int:
     """Create the ledger's schema in the database at ``url`` or migrate it to :data:`SCHEMA_VERSION`;
     with ``app_role``, grant that role what the app needs and nothing more. Safe to run again and from
-    several hosts at once (an advisory lock serialises it). Connect as the schema's owner. Returns the
-    version now in place."""
+    several hosts at once (an advisory lock serialises it). Connect as the role that is to own the tables
+    (the one role, with superusers, that can switch their triggers off: best one nobody logs in as, which
+    a superuser acts as through ``options=-c role=…`` in ``url``). Returns the version now in place."""
     where = _where(url)
     if app_role is not None and not app_role:
         raise InvalidEntryError("an empty app_role (--app-role) names no role")
-    with _connect(url, where) as conn:
+    with _connect(url, where, session=False) as conn:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('video-ledger schema'))")
@@ -376,19 +442,21 @@ class PostgresStore(EventStore):
                 time.sleep(0.2)
 
     def _query(self, sql_text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """One read-only statement; a broken connection is replaced (for up to ``retry_for``) and the
-        statement run again."""
+        """One read-only statement; a lost connection or session (a cut, a restart, a terminated backend)
+        is replaced (for up to ``retry_for``) and the statement run again."""
         deadline = time.monotonic() + self.retry_for
+        retried = False
         while True:
             conn = self._connection()
             try:
                 return conn.execute(sql_text.encode(), params).fetchall()
             except psycopg.Error as exc:
-                if not conn.broken:
+                if _refused(conn, exc):
                     self._gone(exc)
                     raise LedgerIOError(f"cannot read {self.where}: {_reason(exc)}") from None
-                if not self._reconnect(deadline):
+                if (retried and time.monotonic() >= deadline) or not self._reconnect(deadline):
                     raise LedgerIOError(f"lost the connection to {self.where}: {_reason(exc)}") from None
+                retried = True
 
     # -- the verbs ---------------------------------------------------------------------------------------
 
@@ -538,30 +606,8 @@ class PostgresStore(EventStore):
         with self._failures(conn):
             with conn.pipeline():  # one round trip: move the head if it is ``after``, insert, notify, commit
                 conn.execute(b"BEGIN", prepare=False)
-                moved = conn.execute(
-                    b"WITH moved AS ("
-                    b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
-                    b" WHERE seq = %s AND hash = %s AND ts = %s"
-                    b" AND NOT EXISTS (SELECT FROM ledger_events WHERE seq > %s) RETURNING seq"
-                    b"), new AS ("
-                    b" INSERT INTO ledger_events (seq, line, request_id)"
-                    b" SELECT s, l, %s FROM unnest(%s::bigint[], %s::bytea[]) AS t(s, l)"
-                    b" WHERE EXISTS (SELECT FROM moved)"
-                    b") SELECT pg_notify(%s, seq::text) FROM moved",
-                    (
-                        seq,
-                        prev,
-                        ts,
-                        tip.seq,
-                        tip.hash,
-                        tip.ts,
-                        tip.seq,
-                        request,
-                        [r.seq for r in records],
-                        [r.line for r in records],
-                        CHANNEL,
-                    ),
-                )
+                rows = ([r.seq for r in records], [r.line for r in records])
+                moved = conn.execute(_IF_TIP, (seq, prev, ts, *tip[:3], tip.seq + 1, request, *rows, CHANNEL))
                 conn.execute(b"COMMIT", prepare=False)
             if not moved.fetchall():
                 state["committing"] = False  # committed nothing: the head had moved
@@ -590,19 +636,11 @@ class PostgresStore(EventStore):
         state: dict[str, bool],
     ) -> Head:
         with self._failures(conn):
-            with conn.pipeline():  # one round trip: the lock, what the caller has not seen, the lookup
-                conn.execute(b"BEGIN", prepare=False)
-                locked = conn.execute(b"SELECT seq FROM ledger_head FOR UPDATE")
-                from_after = conn.execute(  # ``after``'s own record too: the store must hold it
-                    b"SELECT seq, line FROM ledger_events WHERE seq >= %s ORDER BY seq", (after.seq,)
-                )
-                looked = conn.execute(_BY_REQUEST.encode(), (request,)) if lookup else None
-            if locked.fetchone() is None:
+            locked, rows, found = self._lock(conn, after, request if lookup else None)
+            if not locked:
                 raise CorruptLogError(self.where, 0, "the head row (ledger_head) is missing")
-            rows = from_after.fetchall()
             tip = self._tip(rows)  # the last record, whatever the head row says
-            if looked is not None:
-                found = looked.fetchall()
+            if lookup:
                 if found:  # the lost attempt committed: it is what this append did
                     conn.execute(b"ROLLBACK", prepare=False)
                     seq, line = found[-1][0], bytes(found[-1][1])
@@ -637,6 +675,28 @@ class PostgresStore(EventStore):
                 conn.execute(b"COMMIT", prepare=False)
             return Head(seq, prev, ts, seq)
 
+    def _lock(
+        self, conn: psycopg.Connection[Any], after: Head, request: uuid.UUID | None
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """One round trip: ``BEGIN``, the head row's lock, ``after``'s own record and every one after it
+        (the store must hold ``after``), and the rows ``request`` appended (if given). One simple-protocol
+        message, not a pipeline: the server arms ``idle_in_transaction_session_timeout`` only when it
+        goes idle after a query with nothing more from the client (psycopg's pipeline sends a flush after
+        the sync), and a writer stopped while ``decide`` runs must not keep the lock for ever."""
+        looked = sql.SQL("SELECT seq, line FROM ledger_events WHERE request_id = {} ORDER BY seq")
+        query = sql.SQL(
+            "BEGIN; SELECT seq FROM ledger_head FOR UPDATE;"
+            " SELECT seq, line FROM ledger_events WHERE seq >= {} ORDER BY seq; {}"
+        ).format(sql.Literal(after.seq), looked.format(sql.Literal(request)) if request else sql.SQL(""))
+        cursor = conn.execute(query, prepare=False)
+        results = []
+        while True:
+            if cursor.description is not None:
+                results.append(cursor.fetchall())
+            if not cursor.nextset():
+                break
+        return results[0], results[1], results[2] if request else []
+
     @contextlib.contextmanager
     def _failures(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
         """Around an append's statements: a broken connection is :class:`_Lost` (the caller reconnects and
@@ -650,18 +710,47 @@ class PostgresStore(EventStore):
                 raise _Lost(_reason(exc)) from None
             self._rollback(conn)
             self._gone(exc)
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise LedgerIOError(
+                    f"cannot append to {self.where}: {exc.diag.message_primary or _reason(exc)} waiting "
+                    f"for the head row (ledger_head, the "
+                    f"lock every append takes), {self._holder()}; nothing was recorded"
+                ) from None
             raise LedgerIOError(f"cannot append to {self.where}: {_reason(exc)}") from None
         except BaseException:
             self._rollback(conn)
             raise
 
+    def _holder(self) -> str:
+        """Who holds the head row's lock, as far as this role may see (pid, application_name, client
+        address, since when): the sessions holding a row lock on ``ledger_head`` that wait for no lock."""
+        try:
+            rows = self._connection().execute(_HOLDERS).fetchall()
+        except (psycopg.Error, LedgerIOError) as exc:
+            return f"held by a session this role cannot name ({_reason(exc)})"
+        if not rows:
+            return "held by a session that has let go of it since"
+        said = []
+        for pid, name, client, since, state in rows:
+            client = client or "a local socket, or not visible to this role"
+            since = f"{since:%Y-%m-%d %H:%M:%S %Z}" if since else "a time not visible to this role"
+            said.append(
+                f"pid {pid} (application_name {name!r}, client {client}, {state or 'its state not visible'}, "
+                f"in a transaction since {since})"
+            )
+        return "held by " + "; ".join(said)
+
     def _gone(self, exc: psycopg.Error) -> None:
         """A table of the ledger's schema missing once the store was open (the schema was checked then):
-        dropped behind the ledger's back, with every record in it. Not a passing failure to retry:
+        dropped or renamed behind the ledger's back. Not a passing failure to retry:
         :class:`CorruptLogError`."""
         if isinstance(exc, psycopg.errors.UndefinedTable):
             raise CorruptLogError(
-                self.where, 0, f"a table of the ledger is gone ({_reason(exc)}): its schema was dropped"
+                self.where,
+                0,
+                f"a table of the ledger is missing ({exc.diag.message_primary or _reason(exc)}): it was "
+                "dropped or renamed since the store was opened, and the records it held are out of this "
+                "store's reach (a renamed table still holds them)",
             ) from None
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
@@ -795,16 +884,24 @@ class _PostgresAudit(Audit):
                 break
             lines: list[bytes] = []
             events: list[EventType] = []
+            damage: CorruptLogError | None = None
             for row in rows:
                 line = bytes(row[1])
-                event = _check_stored(where, seq + 1, row[0], line)
-                if event.prev != prev:
-                    raise CorruptLogError(where, seq + 1, _BROKEN)
+                try:
+                    event = _check_stored(where, seq + 1, row[0], line)
+                    if event.prev != prev:
+                        raise CorruptLogError(where, seq + 1, _BROKEN)
+                except CorruptLogError as exc:
+                    damage = exc
+                    break
                 seq, prev, ts = seq + 1, line_hash(line), event.ts
                 lines.append(line)
                 events.append(event)
             self.end = Head(seq, prev, ts, seq)
-            yield Batch(lines, events, self.end)
+            if lines:  # before damage too: the sound records before it are read and counted, as a file's
+                yield Batch(lines, events, self.end)
+            if damage is not None:
+                raise damage
         head = store._query("SELECT seq, hash FROM ledger_head")[0]
         if tuple(head) != (seq, prev):
             raise CorruptLogError(

@@ -91,8 +91,24 @@ def describe_store(spec: str | os.PathLike[str]) -> str:
     user, at, hosts = authority.rpartition("@")
     if at and ":" in user:
         user = user.split(":", 1)[0] + ":***"
-    shown = f"{scheme}://{user}{at}{hosts}{sep}{tail}"
-    return re.sub(r"(?i)([?&](?:ssl)?password=)[^&#]*", r"\1***", shown)
+    path, mark, query = re.split(r"([?#])", tail, maxsplit=1) if re.search(r"[?#]", tail) else (tail, "", "")
+    if sep == "/" and _masked(path) != path:  # a query typed into the database name, %-escaped
+        path = "***"
+    shown = f"{scheme}://{user}{at}{hosts}{sep}{path}{mark}{query}"
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + _masked(m.group(2)), shown)
+
+
+_SECRET_PARAM: Final = re.compile(r"([?&])([^&#]*)")
+
+
+def _masked(piece: str) -> str:
+    """A query parameter as shown: its value as ``***`` when it names a password however it is written
+    (``password=``, ``sslpassword=``, %-escaped, mistyped as ``password%3D…`` or without its ``=``);
+    the whole piece when there is no ``=`` to keep its name by."""
+    if "password" not in urllib.parse.unquote(piece).lower():
+        return piece
+    key, eq, _ = piece.partition("=")
+    return f"{key}=***" if eq else "***"
 
 
 def _split_authority(rest: str) -> tuple[str, str, str]:
@@ -169,10 +185,16 @@ def _written_password(url: str) -> str | None:
 
 
 def _passwords(url: str) -> list[str]:
-    """Every secret written in ``url`` (its password, ``password=``, ``sslpassword=``), as written."""
-    found = re.findall(r"(?i)[?&](?:ssl)?password=([^&#]*)", url)
+    """Every secret written in ``url`` (its password; each query parameter that names a password, as
+    :func:`describe_store` hides it: its value, the whole piece, each as written and %-decoded)."""
+    found = []
+    path = re.split(r"[?#]", _split_authority(url.split("://", 1)[1])[2], maxsplit=1)[0]
+    for piece in [*_SECRET_PARAM.findall(url), ("/", path)]:
+        if _masked(piece[1]) != piece[1]:
+            value = piece[1].partition("=")[2]
+            found += [value, urllib.parse.unquote(value), piece[1], urllib.parse.unquote(piece[1])]
     written = _written_password(url)
-    return [s for s in (written, *found) if s]
+    return sorted({s for s in (written, *found) if s}, key=len, reverse=True)  # a longer secret first
 
 
 def _hidden(reason: str, secrets: list[str]) -> str:

@@ -5,8 +5,10 @@ One server per test session (:func:`pg_server`, started on first use), one fresh
 at), else ``pg_config --bindir``, else the newest of Debian's ``/usr/lib/postgresql/*/bin``. The cluster is
 made by ``initdb --no-sync`` in a temporary directory (owned by the ``postgres`` user when the tests run as
 root: the server refuses root), listens on 127.0.0.1 and a free port only (its unix socket stays inside that
-directory) and is stopped with ``pg_ctl -m fast`` at the end. Where no binaries exist the PostgreSQL tests
-skip, saying why; under ``CI=true`` they fail instead, so CI can never pass by skipping them.
+directory) and is stopped with ``pg_ctl -m fast`` at the end. Every role is trusted but one,
+:data:`PASSWORD_ROLE`, which must give its password (:meth:`PgServer.password_database`). Where no
+binaries exist the PostgreSQL tests skip, saying why; under ``CI=true`` they fail instead, so CI can never
+pass by skipping them.
 
 The test server runs with ``fsync=off``: its data does not have to survive a power loss, only a server crash
 (``pg_ctl -m immediate``), which the committed WAL in the kernel's page cache does. It makes the tests faster
@@ -34,11 +36,26 @@ import pytest
 if TYPE_CHECKING:
     from ledger.backend import EventStore
 
-__all__ = ("PgServer", "find_bindir", "pg_server", "pg_url", "require_psycopg", "superuser_url", "tamper")
+__all__ = (
+    "PASSWORD",
+    "PASSWORD_ROLE",
+    "PgServer",
+    "find_bindir",
+    "pg_server",
+    "pg_url",
+    "require_psycopg",
+    "superuser_url",
+    "tamper",
+)
 
 
 APP_ROLE = "ledger_app"
 """The role the stores under test connect as: no superuser, only what the app needs."""
+
+
+PASSWORD_ROLE = "ledger_pw"
+PASSWORD = "pw-5f1d9c"
+"""A role the server asks for its password (every other role is trusted), and that password."""
 
 
 def find_bindir() -> Path | None:
@@ -97,6 +114,8 @@ class PgServer:
         }
         with (self.data / "postgresql.conf").open("a") as f:
             f.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
+        hba = self.data / "pg_hba.conf"  # one role must give its password; every other is trusted
+        hba.write_text(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
 
     def _run(self, tool: str, *args: str, timeout: float = 120) -> None:
         command = [str(self.bindir / tool), *args]
@@ -146,6 +165,20 @@ class PgServer:
                 conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
         init(url, app_role=APP_ROLE)
         return self.database_url(url.rsplit("/", 1)[1], APP_ROLE)
+
+    def password_database(self) -> str:
+        """A fresh database holding an empty ledger whose app role (:data:`PASSWORD_ROLE`) must give its
+        password (:data:`PASSWORD`, scram-sha-256): that role's URL, without the password."""
+        import psycopg
+
+        from ledger.postgres import init
+
+        url = self.database()
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_ROLE,)).fetchone():
+                conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
+        init(url, app_role=PASSWORD_ROLE)
+        return self.database_url(url.rsplit("/", 1)[1], PASSWORD_ROLE)
 
     def wait_ready(self, timeout: float = 60) -> None:
         import psycopg

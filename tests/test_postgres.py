@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -180,6 +181,86 @@ def test_init_refuses_an_app_role_whose_grants_reach_past_the_app_and_creates_no
     assert tables == (0,) and functions == (0,) and schema_version(pg_url) == 0
 
 
+APP_ROLE_CANNOT = [
+    "ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_append_only",
+    "ALTER TABLE ledger_head DISABLE TRIGGER ledger_head_names_the_last_record",
+    "DROP TRIGGER ledger_events_append_only ON ledger_events",
+    "ALTER TABLE ledger_events OWNER TO ledger_app",
+    "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE sql AS 'SELECT NULL'",
+    "SET session_replication_role = replica",
+    "SET ROLE ledger_owner",
+    "DROP TABLE ledger_events",
+]
+
+
+def _owned_by_a_role_nobody_logs_in_as(pg_server: PgServer) -> str:
+    """A ledger set up as docs/scaling.md says: its tables owned by ``ledger_owner`` (NOLOGIN), created
+    by a superuser acting as that role: the app role's URL."""
+    from .pg import APP_ROLE
+
+    url = pg_server.database()
+    db = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ledger_owner'").fetchone():
+            conn.execute("CREATE ROLE ledger_owner NOLOGIN")
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+        conn.execute(f"ALTER DATABASE {db} OWNER TO ledger_owner")
+    init(url + "?options=-c%20role%3Dledger_owner", app_role=APP_ROLE)
+    return pg_server.database_url(db, APP_ROLE)
+
+
+@pytest.mark.parametrize("statement", APP_ROLE_CANNOT)
+def test_the_app_role_cannot_switch_the_checks_off_nor_become_the_tables_owner(
+    pg_server: PgServer, statement: str
+) -> None:
+    url = _owned_by_a_role_nobody_logs_in_as(pg_server)
+    store = PostgresStore(url)
+    try:
+        store.append(GENESIS, appender(2))
+        with (
+            psycopg.connect(url, autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute(statement)
+        with psycopg.connect(url) as conn:
+            owners = conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE tablename LIKE 'ledger%'")
+            assert owners.fetchall() == [("ledger_owner",)]
+            triggers = conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledger%' AND tgenabled = 'O'"
+            )
+            assert triggers.fetchone() == (3,)  # the two on the events and the head row's, all in force
+        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+            psycopg.connect(pg_server.database_url(url.rsplit("/", 1)[1], "ledger_owner")).close()
+        assert len(everything(store)) == 2 and list(store.check())
+    finally:
+        store.close()
+
+
+def test_a_role_that_owns_the_tables_and_logs_in_can_switch_the_append_only_check_off(pg_url: str) -> None:
+    """What docs/scaling.md says exactly: the tables' owner (and a superuser) can get past the triggers;
+    so the owner is a role nobody logs in as."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'ledger_login_owner'").fetchone():
+            conn.execute("CREATE ROLE ledger_login_owner LOGIN")
+        conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} OWNER TO ledger_login_owner")
+    owner_url = pg_url.replace("postgres@", "ledger_login_owner@")
+    init(owner_url)
+    store = PostgresStore(owner_url)
+    try:
+        store.append(GENESIS, appender(2))
+        with psycopg.connect(owner_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE ledger_events DISABLE TRIGGER ledger_events_append_only")
+            conn.execute(
+                "UPDATE ledger_events SET line = overlay(line placing 'X' from 12 for 1) WHERE seq = 1"
+            )
+        with pytest.raises(CorruptLogError) as caught:  # what verify then says
+            list(store.check())
+        assert caught.value.line == 1
+    finally:
+        store.close()
+
+
 def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgServer) -> None:
     url = f"postgresql://ledger_app:secret@127.0.0.1:{free_port()}/nowhere"
     with pytest.raises(
@@ -187,6 +268,88 @@ def test_a_bad_url_or_an_absent_server_is_a_clear_ledger_io_error(pg_server: PgS
     ) as caught:
         PostgresStore(url)
     assert "secret" not in str(caught.value)
+
+
+# -- passwords: from libpq's own places, never shown ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["PGPASSWORD", "PGPASSFILE", "~/.pgpass", "$VIDEO_LEDGER_STORE"])
+def test_a_password_comes_from_libpqs_own_places_and_never_from_the_command_line(
+    pg_server: PgServer, tmp_path: Path, source: str
+) -> None:
+    """The store's URL names no password; libpq finds it (the server asks this role for it) in
+    ``PGPASSWORD``, the file ``PGPASSFILE`` names or ``~/.pgpass``; ``$VIDEO_LEDGER_STORE`` names the store
+    without ``--store`` on the command line that ``ps`` shows every local user."""
+    from .pg import PASSWORD, PASSWORD_ROLE
+
+    url = pg_server.password_database()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "VIDEO_LEDGER_STORE")}
+    env["HOME"] = str(home)
+
+    def run(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "ledger", "--dir", str(tmp_path / "d"), *argv],
+            cwd=ROOT, env={**env, **extra}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = run("--store", url, "list")
+    assert refused.returncode == 1 and "password" in refused.stderr, refused.stderr
+    passfile = home / ".pgpass"
+    passfile.write_text(f"{pg_server.host}:{pg_server.port}:*:{PASSWORD_ROLE}:{PASSWORD}\n")
+    passfile.chmod(0o600)  # libpq ignores a password file others may read
+    if source == "PGPASSWORD":
+        passfile.unlink()
+        done = run("--store", url, "list", PGPASSWORD=PASSWORD)
+    elif source == "PGPASSFILE":
+        passfile = passfile.rename(tmp_path / "secrets")
+        done = run("--store", url, "list", PGPASSFILE=str(passfile))
+    elif source == "~/.pgpass":
+        done = run("--store", url, "list")
+    else:
+        done = run("list", VIDEO_LEDGER_STORE=url)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert PASSWORD not in url
+
+
+SECRET = "s3cr3t-Pw"
+MISTYPED = [
+    "/db?password%3D{s}",
+    "/db?sslpassword%3D{s}",
+    "/db?user=ledger_app&password%3d{s}",
+    "/db?password{s}",
+    "/db?password:{s}",
+    "/db?password%20={s}",
+    "/db?pass%77ord={s}",
+    "/db?PASSWORD={s}",
+    "/db?password=={s}",
+    "/db?password=%{s}",
+    "/db%3Fpassword%3D{s}",
+    "/db&password={s}",
+    "/db?password={s}&port=x",
+    "/db?password={s}&bogus=1",
+]
+
+
+@pytest.mark.parametrize("tail", MISTYPED)
+def test_no_mistyped_url_shows_its_password_in_any_error_or_message(
+    pg_server: PgServer, tmp_path: Path, tail: str
+) -> None:
+    import io
+
+    from ledger.cli import main
+    from ledger.stores import describe_store
+
+    url = f"postgresql://ledger_app@{pg_server.host}:{pg_server.port}" + tail.format(s=SECRET)
+    shown = [describe_store(url)]
+    for argv in (["--store", url, "list"], ["--store", url, "init"], ["copy", "--from", url, "--to", "x"]):
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--dir", str(tmp_path / "d"), *argv], out=out, err=err)
+        assert code in (1, 2)
+        shown += [out.getvalue(), err.getvalue()]
+    for text in shown:
+        assert SECRET not in text and SECRET.lower() not in text.lower(), text
 
 
 # -- concurrency: writer processes on one store ---------------------------------------------------------
@@ -417,6 +580,20 @@ def test_on_the_one_round_trip_path_a_cut_with_the_server_away_is_in_doubt_and_f
     assert _settle(str(caught.value)) == "0"
 
 
+def test_a_read_whose_session_an_administrator_terminated_reconnects_and_reads(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        head = store.append(GENESIS, appender(2))
+        for _ in range(3):
+            pid = store._connection().info.backend_pid
+            with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+                assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+            assert store.head()[:3] == head[:3] and store._connection().info.backend_pid != pid
+    finally:
+        store.close()
+
+
 def test_a_server_killed_mid_run_and_restarted_loses_nothing_acknowledged(pg_server: PgServer) -> None:
     url = pg_server.app_database()
     acknowledged: list[Head] = []
@@ -572,6 +749,143 @@ def _line(url: str, seq: int) -> bytes:
         row = conn.execute("SELECT line FROM ledger_events WHERE seq = %s", (seq,)).fetchone()
     assert row is not None
     return bytes(row[0])
+
+
+# -- the head row's lock: bounded ----------------------------------------------------------------------------
+
+SHORT_LOCKS = "?options=-c%20lock_timeout%3D1s%20-c%20idle_in_transaction_session_timeout%3D1s"
+
+
+def test_a_store_session_bounds_its_wait_for_the_lock_and_its_idling_in_a_transaction(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store, own = PostgresStore(url), PostgresStore(url + "?options=-c%20lock_timeout%3D2s")
+    try:
+        settings = (
+            "SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')"
+        )
+        assert store._connection().execute(settings).fetchone() == ("10s", "5s")
+        assert own._connection().execute(settings).fetchone() == ("2s", "5s")  # the URL's own value wins
+    finally:
+        store.close()
+        own.close()
+
+
+def test_a_session_that_took_the_head_row_and_walked_away_is_named_and_nothing_is_recorded(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url + SHORT_LOCKS)
+    try:
+        head = store.append(GENESIS, appender(2))
+        with psycopg.connect(url, application_name="walked-away") as holder:
+            holder.execute("SELECT * FROM ledger_head FOR UPDATE")  # BEGIN; … and no COMMIT
+            pid = holder.info.backend_pid
+            for after in (head, GENESIS):  # the one round trip (its head the tip) and the locked path
+                started = time.monotonic()
+                with pytest.raises(LedgerIOError) as caught:
+                    store.append(after, appender(1))
+                text = str(caught.value)
+                assert time.monotonic() - started < 8 and not isinstance(caught.value, DurabilityError)
+                assert (
+                    f"pid {pid} (application_name 'walked-away', client 127.0.0.1, idle in transaction"
+                    in text
+                )
+                assert "lock timeout" in text and text.endswith("nothing was recorded"), text
+        assert store.head()[:3] == head[:3] and len(everything(store)) == 2
+    finally:
+        store.close()
+
+
+STOPPING_WRITER = """
+import os, signal, sys
+from ledger.backend import GENESIS
+from ledger.postgres import PostgresStore
+from tests.contract import make_records
+
+stops = [1]
+
+def decide(tip, unseen):
+    if unseen and stops:  # under the head row's lock, the first time: stop here, as a paused VM would
+        stops.pop()
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return make_records(tip, 1, spot="stopped")
+
+store = PostgresStore(sys.argv[1])
+print(store.append(GENESIS, decide).seq, flush=True)
+"""
+
+
+def test_a_writer_stopped_while_it_holds_the_head_row_lets_go_of_it_and_its_append_lands_once(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url + "?options=-c%20lock_timeout%3D4s")  # longer than the stopped one may idle
+    try:
+        head = store.append(GENESIS, appender(1))
+        stopped = subprocess.Popen(
+            [PYTHON, "-c", STOPPING_WRITER, url + SHORT_LOCKS], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{stopped.pid}/stat").read_text().split()[2] != "T":  # stopped, the lock held
+                assert time.monotonic() < deadline and stopped.poll() is None
+                time.sleep(0.05)
+            started = time.monotonic()
+            head = store.append(head, appender(1, spot="running"))  # the server ended the stopped session
+            assert time.monotonic() - started < 5 and head.seq == 2
+            os.kill(stopped.pid, signal.SIGCONT)
+            out, _ = stopped.communicate(timeout=60)
+        finally:
+            stopped.kill()
+        assert stopped.returncode == 0 and out.strip() == "3"  # its lost session settled: appended once
+        assert [e.spot_id for e in store.events()] == ["colosseum", "running", "stopped"]
+    finally:
+        store.close()
+
+
+def test_verify_counts_the_same_sound_events_before_damage_over_either_store(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    import io
+
+    from ledger.cli import main
+
+    from .pg import tamper
+
+    url = pg_server.app_database()
+    for where in (tmp_path / "files", tmp_path / "host"):
+        store = url if where.name == "host" else None
+        with Ledger(where, store=store, clock=FakeClock()) as ledger:
+            ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(6))
+    log = tmp_path / "files" / "events.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3][:10] + bytes([lines[3][10] ^ 1]) + lines[3][11:]  # record 4, as tamper() does
+    log.write_bytes(b"".join(lines))
+    tamper(url, 4)
+    said = []
+    for argv in (["--dir", str(tmp_path / "files")], ["--store", url, "--dir", str(tmp_path / "host")]):
+        out = io.StringIO()
+        assert main([*argv, "verify"], out=out, err=io.StringIO()) == 1
+        said.append(out.getvalue().splitlines()[1])
+    assert said == ["3 whole events before the problem"] * 2
+
+
+def test_a_table_renamed_behind_the_ledgers_back_is_named_as_dropped_or_renamed(pg_server: PgServer) -> None:
+    url = pg_server.app_database()
+    store = PostgresStore(url)
+    try:
+        store.append(GENESIS, appender(2))
+        with psycopg.connect(superuser_url(url), autocommit=True) as conn:
+            conn.execute("ALTER TABLE ledger_events RENAME TO ledger_events_old")
+        for call in (store.head, lambda: store.append(GENESIS, appender(1)), lambda: list(store.check())):
+            with pytest.raises(
+                CorruptLogError, match=r'"ledger_events" does not exist\): it was dropped or renamed'
+            ):
+                call()
+    finally:
+        store.close()
 
 
 # -- what append refuses, and wait without a doorbell -------------------------------------------------------
