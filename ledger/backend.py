@@ -187,6 +187,15 @@ class EventStore(abc.ABC):
         """:meth:`read`, the events only."""
         return itertools.chain.from_iterable(batch.events for batch in self.read(after))
 
+    def lines_of(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """Every record's line and event in log order, where a store that can find one entry's records
+        without reading the others (``spot_id`` and ``era_id`` both given) may give only those; the caller
+        filters what it gets. Each line is checked as :meth:`read` checks it."""
+        for lines, events, _ in self.read():
+            yield from zip(lines, events, strict=True)
+
 
 def checked_event(where: Path, n: int, line: bytes, prev: str | None = None) -> EventType:
     """Record ``n``'s event from its stored ``line``, checked as :meth:`EventStore.check` checks a record:

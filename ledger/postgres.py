@@ -113,6 +113,10 @@ _BATCH = 4096
 _BROKEN = "chain broken: prev does not match the line before"
 _BY_REQUEST = "SELECT seq, line FROM ledger_events WHERE request_id = %s ORDER BY seq"
 _LAST = b"SELECT seq, line FROM ledger_events ORDER BY seq DESC LIMIT 1"
+_OF_ENTRY = (
+    "SELECT seq, line FROM ledger_events WHERE ledger_line_json(line) ->> 'spotId' = %s"
+    " AND ledger_line_json(line) ->> 'eraId' = %s ORDER BY seq"
+)
 _IF_TIP = (  # the one round trip's statement: move the head row only if it is the caller's head, then insert
     b"WITH moved AS ("
     b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
@@ -185,6 +189,20 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE CONSTRAINT TRIGGER ledger_head_names_the_last_record AFTER INSERT OR UPDATE ON ledger_head
         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_head_check();
     """.replace("$genesis", GENESIS_HASH),
+    # For people and tools reading the table: each event as JSON with its type and entry (a view), and an
+    # index by entry, so that one entry's history reads its own rows only. A line is UTF-8 by the format,
+    # so its JSON is a function of its bytes alone (IMMUTABLE, as an index needs).
+    """
+    CREATE FUNCTION ledger_line_json(line bytea) RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT convert_from(line, 'UTF8')::jsonb $$;
+    CREATE INDEX ledger_events_entry ON ledger_events
+        ((ledger_line_json(line) ->> 'spotId'), (ledger_line_json(line) ->> 'eraId'), seq);
+    CREATE VIEW ledger_events_json AS
+        SELECT seq, ledger_line_json(line) ->> 'type' AS type, ledger_line_json(line) ->> 'spotId' AS spot_id,
+            ledger_line_json(line) ->> 'eraId' AS era_id, ledger_line_json(line) ->> 'ts' AS ts,
+            ledger_line_json(line) AS event, request_id, recorded_at
+        FROM ledger_events;
+    """,
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -194,6 +212,7 @@ _GRANTS = (
     "GRANT SELECT, INSERT ON ledger_events TO {role}",
     "GRANT SELECT, UPDATE ON ledger_head TO {role}",
     "GRANT SELECT ON ledger_schema_version TO {role}",
+    "GRANT SELECT ON ledger_events_json TO {role}",
 )
 
 
@@ -773,6 +792,18 @@ class PostgresStore(EventStore):
         if events[0].prev != after.hash:
             raise CorruptLogError(self.where, after.seq + 1, _BROKEN)
         return [Record(e.seq, line, e) for line, e in zip(lines, events, strict=True)]
+
+    def lines_of(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """One entry's records through the index by entry (every record when either id is not given),
+        each line checked (framing, crc, its ``seq``)."""
+        if spot_id is None or era_id is None:
+            yield from super().lines_of(spot_id, era_id)
+            return
+        for seq, line in self._query(_OF_ENTRY, (spot_id, era_id)):
+            stored = bytes(line)
+            yield stored, _check_stored(self.where, seq, seq, stored)
 
     def find(self, request: uuid.UUID) -> Head | None:
         """The place after the records request ``request`` appended, or ``None`` if it appended nothing

@@ -415,8 +415,7 @@ class Ledger:
     ) -> Iterator[tuple[bytes, EventType]]:
         """Like :meth:`history`, with each event's line exactly as stored (newline excluded)."""
         wanted = history_view.event_filter(spot_id, era_id, **filters)
-        lines = (item for lines, events, _ in self._store.read() for item in zip(lines, events, strict=True))
-        return history_view.filtered(lines, wanted)
+        return history_view.filtered(self._store.lines_of(wanted.spot_id, wanted.era_id), wanted)
 
     # -- other views of the same events ----------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def test_a_schema_of_version_1_is_refused_until_init_migrates_it_keeping_its_rec
         conn.execute("UPDATE ledger_head SET seq = 1, hash = %s, ts = %s", (line_hash(record.line), TS))
     with pytest.raises(SchemaVersionError, match="run init to migrate it"):
         PostgresStore(pg_url)
-    assert init(pg_url) == SCHEMA_VERSION == 2
+    assert init(pg_url) == SCHEMA_VERSION == 3
     store = PostgresStore(pg_url)
     try:
         store.append(store.head(), appender(1))
