@@ -95,6 +95,7 @@ from ledger.output import (
 )
 from ledger.requests import no_entry
 from ledger.store import (
+    HistoryFilters,
     Ledger,
     encode_entries,
     parse_head,
@@ -288,12 +289,16 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.follow:
         return _follow(args, out, err)
     with _open(args, readonly=True) as ledger:
-        records = ledger.history_lines(
-            args.spot, args.era, since_seq=args.since_seq, since=args.since, until=args.until,
-            status=args.status, type=args.type,
-        )  # fmt: skip
+        records = ledger.history_lines(args.spot, args.era, **_history_filters(args))
         print_history(records, out, json=args.json, csv=args.csv)
     return EXIT_OK
+
+
+def _history_filters(args: argparse.Namespace) -> HistoryFilters:
+    """``history``'s options as the filters :meth:`Ledger.history` and :meth:`Ledger.follow` both take."""
+    return HistoryFilters(
+        since_seq=args.since_seq, since=args.since, until=args.until, status=args.status, type=args.type
+    )
 
 
 def _follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -306,9 +311,8 @@ def _follow(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         write_csv(HISTORY_HEADER, [], out)
     with _stop_on_signals(stop), _open(args, readonly=True) as ledger:
         followed = ledger.follow(
-            args.spot, args.era, since_seq=args.since_seq, since=args.since, until=args.until,
-            status=args.status, type=args.type, stop_event=stop, on_caught_up=caught_up,
-        )  # fmt: skip
+            args.spot, args.era, stop_event=stop, on_caught_up=caught_up, **_history_filters(args)
+        )
         for line, event in followed:
             print_followed(line, event, out, json=args.json, csv=args.csv)
     return EXIT_OK
@@ -702,8 +706,9 @@ _NO_STORE = ("copy", "schema", "completion")
 
 
 def _resolve_store(args: argparse.Namespace) -> None:
-    """``args.store`` from ``--store`` or ``$VIDEO_LEDGER_STORE``. A directory is the ledger directory (the
-    file store is its ``events.jsonl``); a URL is the PostgreSQL store, ``--dir`` this host's directory."""
+    """``args.dir`` and ``args.store`` as the library's one rule decides them from ``--dir``, ``--store``
+    and ``$VIDEO_LEDGER_STORE`` (:func:`~ledger.stores.resolve_store`): a directory store is the ledger
+    directory; a URL is the store, ``--dir`` this host's directory."""
     if args.command in _NO_STORE:
         return
     named_by = "--store" if args.store is not None else None  # else $VIDEO_LEDGER_STORE, if set

@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -151,6 +152,40 @@ def test_history_follow_combines_with_the_filters(tmp_path: Path) -> None:
         follower.communicate(timeout=20)
     assert follower.returncode == 0
     assert [(e["seq"], e["error"]) for e in got] == [(2, "boom"), (6, "again")]
+
+
+def test_history_follow_finds_an_id_given_in_another_unicode_form_as_history_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``history`` and ``history --follow`` are one filter: an id typed decomposed (``cafe`` and a
+    combining accent) finds the entry stored in NFC (``café``) both ways, and no other entry's events."""
+    directory = tmp_path / "ledger"
+    writer = Ledger(directory)
+    writer.set_video_metadata({"spotId": "caf\u00e9", "eraId": "e", "prompt": "p", "status": "generating"})
+    writer.set_video_metadata({"spotId": "cafe", "eraId": "e", "prompt": "p", "status": "generating"})
+    writer.mark_video_failed("caf\u00e9", "e", "boom")
+    typed = ["history", "cafe\u0301", "e", "--since-seq", "0", "--json"]
+    assert main(["--dir", str(directory), *typed]) == 0
+    printed = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == [1, 3]
+    with subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--dir", str(directory), *typed, "--follow"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as follower:  # fmt: skip
+        assert follower.stdout is not None and follower.stderr is not None
+        assert "caught up at event 3" in follower.stderr.readline()
+        writer.mark_video_failed("cafe", "e", "another entry")  # 4: not shown
+        writer.set_video_metadata(
+            {"spotId": "caf\u00e9", "eraId": "e", "prompt": "p", "status": "generating"}
+        )
+        data, deadline = b"", time.monotonic() + 30  # three lines, or the follower missed one
+        while data.count(b"\n") < 3 and time.monotonic() < deadline:
+            if select.select([follower.stdout], [], [], 1)[0]:
+                data += os.read(follower.stdout.fileno(), 65536) or b"\n\n\n"
+        follower.send_signal(signal.SIGTERM)
+        follower.communicate(timeout=20)
+    assert follower.returncode == 0
+    assert [json.loads(line)["seq"] for line in data.splitlines() if line] == [1, 3, 5]
 
 
 # -- 4. tables: full when piped, fit to a terminal, --wide; --json and --csv ----------------------------
