@@ -58,7 +58,8 @@ ALLOWED = {
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
     "projections.timeline": {"ledger.events"},
-    "projections.stats": {"ledger.events", "projections", "projections.timeline"},
+    "projections.provenance": {"ledger.events"},
+    "projections.stats": {"ledger.events", "projections", "projections.provenance", "projections.timeline"},
     "projections.history": {"ledger.events"},
     "ledger.model": BASE | {"ledger.events", "ledger.backend", "projections", "projections.entries"},
     # the edge where the entries view meets the disk, and the live side: ledger modules over the stores

@@ -1,0 +1,101 @@
+"""The provenance view: every attempt of an entry with what made its video and what it cost.
+
+An attempt starts with a ``generating`` event (its provenance and worker) and ends with the ``ready`` or
+``failed`` that follows it for the same entry (its usage; ``ready`` adds the file and may complete the
+provenance: fields it gives replace the start's). Attempts are numbered 1, 2, ... per entry in the order
+they started; ``seq`` is the number the log's events use for them (the ``generating`` event's ``seq``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+from ledger.events import EventType, Failed, Generating, Provenance, Ready, Usage, Worker
+
+__all__ = ("AttemptRecord", "Attempts", "complete", "provenance")
+
+
+class AttemptRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """One attempt of one entry."""
+
+    spot_id: str
+    era_id: str
+    attempt: int
+    """1, 2, ... per entry, in the order the attempts started."""
+    seq: int
+    """The ``seq`` of the ``generating`` event that started it."""
+    started: str
+    prompt: str
+    worker: Worker | None = None
+    provenance: Provenance | None = None
+    """As given at the start, completed by what ``ready`` gave."""
+    outcome: Literal["ready", "failed"] | None = None
+    """``None`` while it runs."""
+    ended: str | None = None
+    usage: Usage | None = None
+    local_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+
+def complete(start: Provenance | None, end: Provenance | None) -> Provenance | None:
+    """The provenance of an attempt: ``start`` (given when it started) with the fields ``end`` (given
+    when it ended ``ready``) sets laid over it."""
+    if end is None or start is None:
+        return start if end is None else end
+    given = {f: value for f in end.__struct_fields__ if (value := getattr(end, f)) != getattr(_NONE, f)}
+    return msgspec.structs.replace(start, **given)
+
+
+_NONE = Provenance()
+
+
+class Attempts:
+    """Folds events, in log order, into attempts: :meth:`add` returns the attempt an event started or
+    ended (``None`` for any other event). Holds only each entry's running attempt and count."""
+
+    __slots__ = ("count", "running")
+
+    def __init__(self) -> None:
+        self.running: dict[tuple[str, str], AttemptRecord] = {}
+        self.count: dict[tuple[str, str], int] = {}
+
+    def add(self, event: EventType) -> AttemptRecord | None:
+        key = (event.spot_id, event.era_id)
+        if isinstance(event, Generating):
+            number = self.count.get(key, 0) + 1
+            self.count[key] = number
+            started = AttemptRecord(
+                spot_id=event.spot_id, era_id=event.era_id, attempt=number, seq=event.seq,
+                started=event.ts, prompt=event.prompt, worker=event.worker, provenance=event.provenance,
+            )  # fmt: skip
+            self.running[key] = started
+            return started
+        record = self.running.pop(key, None)
+        if record is None or not isinstance(event, Ready | Failed):
+            return None  # (an import or a requeue: no attempt ends; generating only ever ends in one)
+        if isinstance(event, Ready):
+            made = complete(record.provenance, event.provenance)
+            return msgspec.structs.replace(
+                record, outcome="ready", ended=event.ts, usage=event.usage, local_path=event.local_path,
+                size=event.size, sha256=event.sha256, provenance=made,
+            )  # fmt: skip
+        return msgspec.structs.replace(
+            record, outcome="failed", ended=event.ts, usage=event.usage, error=event.error
+        )
+
+
+def provenance(events: Iterable[EventType], spot_id: str, era_id: str) -> list[AttemptRecord]:
+    """Every attempt of ``(spot_id, era_id)``, the current (latest) one first."""
+    attempts = Attempts()
+    found: dict[int, AttemptRecord] = {}
+    for event in events:
+        if event.spot_id == spot_id and event.era_id == era_id:
+            record = attempts.add(event)
+            if record is not None:
+                found[record.attempt] = record
+    return [found[number] for number in sorted(found, reverse=True)]
