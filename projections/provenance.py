@@ -8,14 +8,24 @@ they started; ``seq`` is the number the log's events use for them (the ``generat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import msgspec
 
 from ledger.events import EventType, Failed, Generating, Provenance, Ready, Usage, Worker
 
-__all__ = ("AttemptRecord", "Attempts", "complete", "provenance")
+__all__ = (
+    "AttemptRecord",
+    "Attempts",
+    "Fingerprint",
+    "complete",
+    "current_videos",
+    "fingerprint",
+    "made_by",
+    "provenance",
+    "reusable",
+)
 
 
 class AttemptRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -99,3 +109,63 @@ def provenance(events: Iterable[EventType], spot_id: str, era_id: str) -> list[A
             if record is not None:
                 found[record.attempt] = record
     return [found[number] for number in sorted(found, reverse=True)]
+
+
+def current_videos(events: Iterable[EventType]) -> dict[tuple[str, str], AttemptRecord]:
+    """For each entry that is ``ready`` now, the attempt that made its video (an entry made ready by an
+    import, which no attempt of this log made, is left out)."""
+    attempts = Attempts()
+    videos: dict[tuple[str, str], AttemptRecord] = {}
+    for event in events:
+        record = attempts.add(event)
+        key = (event.spot_id, event.era_id)
+        if record is not None and record.outcome == "ready":
+            videos[key] = record
+        else:
+            videos.pop(key, None)  # any other event: the entry is no longer ready with that video
+    return videos
+
+
+def made_by(events: Iterable[EventType], name: str, version: str | None = None) -> list[AttemptRecord]:
+    """The attempts whose video is the current one of its entry and whose model is ``name`` (and
+    ``version``, if given), ordered by entry: what a recall of that model puts back in the queue."""
+    found = [
+        record
+        for record in current_videos(events).values()
+        if (model := record.provenance.model if record.provenance else None) is not None
+        and model.name == name
+        and (version is None or model.version == version)
+    ]
+    return sorted(found, key=lambda record: (record.spot_id, record.era_id))
+
+
+Fingerprint = tuple[str, str | None, str | None, int, str | None, str, tuple[tuple[str, str], ...]]
+"""What makes two attempts make the same video: model name, version and weights digest, seed,
+parameters, the final prompt's SHA-256, and the inputs (role, SHA-256) ordered by role."""
+
+
+def fingerprint(record: Provenance | None, prompt_sha256: str) -> Fingerprint | None:
+    """The :data:`Fingerprint` of a provenance record, ``prompt_sha256`` standing in for the final prompt's
+    digest where the record gives none; ``None`` where no model or no seed is recorded (a random seed
+    makes another video each time: nothing to reuse)."""
+    if record is None or record.model is None or record.seed is None:
+        return None
+    model = record.model
+    inputs = tuple(sorted((item.role, item.sha256) for item in record.inputs))
+    digest = record.prompt_sha256 or prompt_sha256
+    return (model.name, model.version, model.weights_digest, record.seed, record.parameters, digest, inputs)
+
+
+def reusable(
+    events: Iterable[EventType], prompt_sha256: Callable[[str], str]
+) -> dict[Fingerprint, AttemptRecord]:
+    """The current videos (:func:`current_videos`) by :data:`Fingerprint`: what an attempt with the same
+    provenance can take instead of generating. Only current ones: a video its entry has since replaced
+    may be gone or overwritten. ``prompt_sha256`` digests an attempt's prompt where its record names no
+    final prompt's digest."""
+    found: dict[Fingerprint, AttemptRecord] = {}
+    for record in current_videos(events).values():
+        key = fingerprint(record.provenance, prompt_sha256(record.prompt))
+        if key is not None and (key not in found or (found[key].ended or "") < (record.ended or "")):
+            found[key] = record
+    return found

@@ -12,6 +12,7 @@ from ledger.events import (
     Failed,
     Generating,
     Imported,
+    InputRef,
     ModelRef,
     Pending,
     Provenance,
@@ -19,8 +20,9 @@ from ledger.events import (
     Usage,
     decode_event,
 )
+from ledger.provenance import text_sha256
 from projections import timeline as timeline_view
-from projections.provenance import complete, provenance
+from projections.provenance import complete, current_videos, fingerprint, made_by, provenance, reusable
 from projections.stats import NO_MODEL, stats, stats_by
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("v*"))
@@ -128,3 +130,62 @@ def test_every_grouping_counts_each_attempt_once(golden: Path, by: str) -> None:
     assert sum(g.attempts for g in groups) == overall.attempts - imported_attempts
     assert sum(g.ready for g in groups) == overall.ready_attempts
     assert sum(g.failed for g in groups) == overall.failed_attempts
+
+
+def _made(model: ModelRef | None, seed: int | None = 7, **more: object) -> dict[str, object]:
+    return {"prompt": "p", "provenance": Provenance(model=model, seed=seed, **more)}  # type: ignore[arg-type]
+
+
+WAN1, WAN2 = ModelRef(name="wan", version="1"), ModelRef(name="wan", version="2")
+
+
+def test_made_by_names_the_entries_whose_current_video_that_model_made() -> None:
+    events = _log(
+        (Generating, "a", "e", _made(WAN1)),
+        (Ready, "a", "e", {"local_path": "a.mp4"}),
+        (Generating, "b", "e", _made(WAN2)),
+        (Ready, "b", "e", {"local_path": "b.mp4"}),
+        (Generating, "c", "e", _made(WAN1)),
+        (Ready, "c", "e", {"local_path": "c.mp4"}),
+        (Pending, "c", "e", {"prompt": "again"}),  # requeued: no current video
+        (Generating, "d", "e", _made(WAN1)),
+        (Failed, "d", "e", {"error": "x"}),
+        (Generating, "f", "e", {"prompt": "p"}),  # the model named at ready
+        (Ready, "f", "e", {"local_path": "f.mp4", "provenance": Provenance(model=WAN1)}),
+        (Generating, "g", "e", _made(WAN1)),
+        (Ready, "g", "e", {"local_path": "g.mp4"}),
+        (Generating, "g", "e", _made(WAN2)),  # regenerating: not ready now
+    )
+    assert [(r.spot_id, r.local_path) for r in made_by(events, "wan", "1")] == [
+        ("a", "a.mp4"),
+        ("f", "f.mp4"),
+    ]
+    assert [r.spot_id for r in made_by(events, "wan")] == ["a", "b", "f"]
+    assert made_by(events, "wan", "3") == [] and made_by(events, "ltx") == []
+    assert set(current_videos(events)) == {("a", "e"), ("b", "e"), ("f", "e")}
+
+
+def test_a_video_is_reusable_by_the_same_model_seed_parameters_prompt_and_inputs() -> None:
+    ref = InputRef(role="image", sha256="11" * 32)
+    events = _log(
+        (Generating, "a", "e", _made(WAN1, parameters='{"s":1}', inputs=(ref,))),
+        (Ready, "a", "e", {"local_path": "a.mp4", "sha256": "aa" * 32}),
+        (Generating, "b", "e", _made(WAN1, seed=None)),  # no seed: not reproducible
+        (Ready, "b", "e", {"local_path": "b.mp4"}),
+        (Generating, "c", "e", _made(WAN1, parameters='{"s":1}', inputs=(ref,))),
+        (Ready, "c", "e", {"local_path": "c.mp4"}),
+        (Pending, "c", "e", {"prompt": "p"}),  # replaced: its video may be gone
+    )
+    found = reusable(events, text_sha256)
+    (key,) = found
+    assert found[key].spot_id == "a"
+    assert key == fingerprint(
+        Provenance(model=WAN1, seed=7, parameters='{"s":1}', inputs=(ref,)), text_sha256("p")
+    )
+    assert fingerprint(Provenance(model=WAN1, seed=7), text_sha256("p")) != fingerprint(
+        Provenance(model=WAN1, seed=8), text_sha256("p")
+    )
+    assert fingerprint(Provenance(model=WAN1, seed=7), text_sha256("p")) != fingerprint(
+        Provenance(model=WAN1, seed=7), text_sha256("q")
+    )
+    assert fingerprint(Provenance(model=None, seed=7), "x") is None
