@@ -46,6 +46,7 @@ __all__ = (
     "make_development_ca",
     "manifest_for",
     "read_disclosure",
+    "require_c2pa",
 )
 
 C2PA_EXTRA: Final = "pip install 'video-ledger[c2pa]'"
@@ -66,6 +67,11 @@ class C2paMissingError(MissingExtraError):
 class DisclosureError(LedgerError):
     """A manifest could not be embedded (a bad key or certificate, a file that is not an MP4) or read.
     A file being signed is left exactly as it was."""
+
+
+def require_c2pa() -> None:
+    """Raise :class:`C2paMissingError` unless the ``c2pa`` extra is installed."""
+    _c2pa()
 
 
 def _c2pa() -> ModuleType:

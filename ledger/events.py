@@ -45,6 +45,7 @@ __all__ = (
     "MAX_LINE_BYTES",
     "MAX_PARAMETERS_BYTES",
     "STATUSES",
+    "AttemptRef",
     "Clock",
     "Event",
     "EventType",
@@ -168,7 +169,7 @@ class _Record(msgspec.Struct, kw_only=True, frozen=True, gc=False, rename="camel
 
 class ModelRef(_Record, frozen=True):
     """The model that generated a video: its name, version, and the digest of its weights
-    (``ALGORITHM:HEX``, such as ``sha256:…``) where the worker knows it."""
+    (ALGORITHM:HEX, such as sha256:<64 hex digits>) where the worker knows it."""
 
     name: _Label
     version: _Label | None = None
@@ -176,7 +177,7 @@ class ModelRef(_Record, frozen=True):
 
 
 class InputRef(_Record, frozen=True):
-    """A file the model was given, by its role (``reference-image``, ``audio``, ...) and SHA-256 (hex)."""
+    """A file the model was given, by its role (reference-image, audio, ...) and SHA-256 (hex)."""
 
     role: _Label
     sha256: _Hex
@@ -193,7 +194,7 @@ class Worker(_Record, frozen=True):
 class Provenance(_Record, frozen=True):
     """What made an attempt's video: the model, seed, parameters (canonical JSON text: one object, keys
     sorted, no white space), the prompt template and the SHA-256 (hex) of the final prompt's UTF-8, and the
-    inputs by role. Given when the attempt starts; fields given when it ends ``ready`` complete it."""
+    inputs by role. Given when the attempt starts; fields given when it ends ready complete it."""
 
     model: ModelRef | None = None
     seed: int | None = None
@@ -203,9 +204,17 @@ class Provenance(_Record, frozen=True):
     inputs: Annotated[tuple[InputRef, ...], msgspec.Meta(max_length=MAX_INPUTS)] = ()
 
 
+class AttemptRef(_Record, frozen=True):
+    """One attempt of one entry, as the log numbers it (the attempt member of its ready event)."""
+
+    spot_id: _Label
+    era_id: _Label
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 class Usage(_Record, frozen=True):
     """What an attempt cost: its wall time in seconds (measured by the job), and the GPU-seconds, GPU
-    type and cost (in ``currency``, ISO 4217) that the worker reports."""
+    type and cost (in currency, ISO 4217) that the worker reports."""
 
     wall_seconds: _Seconds | None = None
     gpu_seconds: _Seconds | None = None
@@ -253,11 +262,13 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="cam
 
 
 class Pending(Event, frozen=True, kw_only=True, tag="pending"):
-    """The entry is queued for generation (new, retried after a failure, or edited while queued)."""
+    """The entry is queued for generation (new, retried after a failure, or edited while queued), and
+    why, when the ledger queued it itself (a recall of the model that made its video)."""
 
     STATUS: ClassVar[Status] = "pending"
     prompt: str
     local_path: str | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
 
 
 class Generating(Event, frozen=True, kw_only=True, tag="generating"):
@@ -291,6 +302,8 @@ class Ready(Event, frozen=True, kw_only=True, tag="ready"):
     attempt: _Attempt | None = None
     provenance: Provenance | None = None
     usage: Usage | None = None
+    reuses: AttemptRef | None = None
+    """The attempt whose video this one took instead of generating (same provenance), if it did."""
 
 
 class Failed(Event, frozen=True, kw_only=True, tag="failed"):

@@ -32,6 +32,7 @@ __all__ = (
     "check_provenance",
     "check_usage",
     "check_worker",
+    "event_records",
     "text_sha256",
     "this_worker",
 )
@@ -192,3 +193,16 @@ def this_worker(name: str | None = None) -> Worker:
     """This process as a :class:`~ledger.events.Worker`: ``name``, the host name and the process id."""
     host = socket.gethostname()[:256] or None
     return check_worker(Worker(name=name, host=host, pid=os.getpid()))
+
+
+def event_records(
+    *, provenance: Provenance | None = None, worker: Worker | None = None, usage: Usage | None = None
+) -> dict[str, Any]:
+    """The provenance, worker and usage records an event is to carry, each checked (raises
+    :class:`~ledger.errors.InvalidEntryError` before anything is planned); an empty record is none."""
+    checked = {
+        "provenance": None if provenance is None else check_provenance(provenance),
+        "worker": None if worker is None else check_worker(worker),
+        "usage": None if usage is None else check_usage(usage),
+    }
+    return {name: kept for name, kept in checked.items() if kept is not None and kept != type(kept)()}

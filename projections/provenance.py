@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from ledger.events import EventType, Failed, Generating, Provenance, Ready, Usage, Worker
+from ledger.events import AttemptRef, EventType, Failed, Generating, Provenance, Ready, Usage, Worker
 
 __all__ = (
     "AttemptRecord",
@@ -23,6 +23,7 @@ __all__ = (
     "current_videos",
     "fingerprint",
     "made_by",
+    "model_label",
     "provenance",
     "reusable",
 )
@@ -49,7 +50,22 @@ class AttemptRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=
     local_path: str | None = None
     size: int | None = None
     sha256: str | None = None
+    reuses: AttemptRef | None = None
+    """The attempt whose video this one took instead of generating."""
     error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.spot_id, self.era_id)
+
+
+def model_label(record: AttemptRecord) -> str | None:
+    """The model that made an attempt's video as ``name@version`` (``name`` without a version), or
+    ``None`` where none is recorded."""
+    model = None if record.provenance is None else record.provenance.model
+    if model is None:
+        return None
+    return model.name if model.version is None else f"{model.name}@{model.version}"
 
 
 def complete(start: Provenance | None, end: Provenance | None) -> Provenance | None:
@@ -92,7 +108,7 @@ class Attempts:
             made = complete(record.provenance, event.provenance)
             return msgspec.structs.replace(
                 record, outcome="ready", ended=event.ts, usage=event.usage, local_path=event.local_path,
-                size=event.size, sha256=event.sha256, provenance=made,
+                size=event.size, sha256=event.sha256, provenance=made, reuses=event.reuses,
             )  # fmt: skip
         return msgspec.structs.replace(
             record, outcome="failed", ended=event.ts, usage=event.usage, error=event.error

@@ -237,6 +237,8 @@ class GroupStats(msgspec.Struct, kw_only=True, rename="camel"):
     ready: int = 0
     failed: int = 0
     running: int = 0
+    reused: int = 0
+    """Ready attempts that took another attempt's video (same provenance) instead of generating."""
     success_rate: float | None = None
     """Ready attempts ÷ finished attempts."""
     gpu_seconds: float = 0.0
@@ -252,10 +254,7 @@ class GroupStats(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 def _model_key(record: provenance_view.AttemptRecord) -> str:
-    model = None if record.provenance is None else record.provenance.model
-    if model is None:
-        return NO_MODEL
-    return model.name if model.version is None else f"{model.name}@{model.version}"
+    return provenance_view.model_label(record) or NO_MODEL
 
 
 _GROUP_KEYS: Final[dict[GroupBy, Callable[[provenance_view.AttemptRecord], str]]] = {
@@ -294,6 +293,7 @@ def _count_end(group: GroupStats, record: provenance_view.AttemptRecord) -> None
     failed = record.outcome == "failed"
     group.failed += failed
     group.ready += not failed
+    group.reused += record.reuses is not None
     usage = record.usage
     if usage is None or usage.gpu_seconds is None:
         group.without_usage += 1

@@ -21,7 +21,17 @@ ALLOWED = {
     "ledger.fileops": BASE,
     "ledger.layout": set(),
     "ledger.lifecycle": BASE | {"ledger.events"},
-    "ledger.provenance": BASE | {"ledger.events"},
+    "ledger.provenance": BASE | {"ledger", "ledger.events", "ledger.lifecycle"},
+    "ledger.reuse": BASE
+    | {
+        "ledger",
+        "ledger.events",
+        "ledger.lifecycle",
+        "ledger.provenance",
+        "ledger.requests",
+        "projections",
+        "projections.provenance",
+    },
     "ledger.mp4": BASE,
     "ledger.backend": BASE | {"ledger.events"},
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
@@ -90,8 +100,17 @@ ALLOWED = {
     # the rooms of the store API: pure planning, the video files, imports, the write engine, the audit
     "ledger.requests": BASE | {"ledger", "ledger.events", "ledger.lifecycle"},
     "ledger.media": BASE
-    | {"ledger.events", "ledger.fileops", "projections", "projections.entries", "projections.files"},
-    "ledger.pipeline": BASE | {"ledger.events", "ledger.media"},
+    | {
+        "ledger",
+        "ledger.disclosure",
+        "ledger.events",
+        "ledger.fileops",
+        "projections",
+        "projections.entries",
+        "projections.files",
+    },
+    "ledger.pipeline": BASE
+    | {"ledger.events", "ledger.media", "ledger.provenance", "projections", "projections.provenance"},
     "ledger.importing": BASE | {"ledger", "ledger.events", "ledger.fileops", "ledger.lifecycle"},
     "ledger.writer": BASE
     | {
@@ -118,6 +137,21 @@ ALLOWED = {
         "projections.stats",
     },
     # the façade: wiring and one call into a room per method; no backend, file operations or log
+    "ledger.provenance_api": BASE
+    | {
+        "ledger",
+        "ledger.events",
+        "ledger.media",
+        "ledger.projector",
+        "ledger.provenance",
+        "ledger.requests",
+        "ledger.reuse",
+        "ledger.stores",
+        "ledger.writer",
+        "projections",
+        "projections.provenance",
+        "projections.stats",
+    },
     "ledger.store": BASE
     | {
         "ledger",
@@ -137,6 +171,9 @@ ALLOWED = {
         "projections.history",
         "projections.stats",
         "projections.timeline",
+        "projections.provenance",
+        "ledger.provenance",
+        "ledger.provenance_api",
     },
     "ledger.default": BASE
     | {
@@ -182,6 +219,7 @@ ALLOWED = {
         "ledger.store",
         "ledger.stores",
         "projections",
+        "projections.provenance",
         "projections.stats",
     },
     "ledger.cli": BASE
@@ -313,9 +351,11 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "postgres",
         "projector",
         "provenance",
+        "provenance_api",
         "recovery",
         "report",
         "requests",
+        "reuse",
         "scan",
         "schema",
         "store",

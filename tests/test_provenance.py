@@ -11,10 +11,12 @@ from ledger.errors import InvalidEntryError
 from ledger.events import (
     GENESIS_HASH,
     MAX_PARAMETERS_BYTES,
+    AttemptRef,
     Failed,
     Generating,
     InputRef,
     ModelRef,
+    Pending,
     Provenance,
     Ready,
     Usage,
@@ -62,7 +64,14 @@ def test_the_provenance_golden_log_holds_every_new_record() -> None:
     assert isinstance(ready, Ready) and ready.usage is not None and ready.provenance is not None
     assert ready.provenance.seed == 987654321  # given at ready: completes the record given at the start
     recorded = [e.provenance for e in events if isinstance(e, Generating | Ready) and e.provenance]
-    assert len(recorded) == 4 and all(check_provenance(p) == p for p in recorded)
+    assert len(recorded) == 5 and all(check_provenance(p) == p for p in recorded)
+    reuse, recall = events[9], events[10]
+    assert isinstance(reuse, Ready) and reuse.reuses == AttemptRef(
+        spot_id="colosseum", era_id="rome-80ad", attempt=4
+    )
+    assert (
+        isinstance(recall, Pending) and recall.reason is not None and recall.reason.startswith("recalled: ")
+    )
 
 
 def test_a_line_without_records_is_the_line_of_before() -> None:
