@@ -80,10 +80,13 @@ from ledger.output import (
     print_followed,
     print_history,
     print_imported,
+    print_provenance,
     print_reaped,
     print_rebuilt,
+    print_recalled,
     print_report_written,
     print_stats,
+    print_stats_by,
     print_status,
     print_status_counts,
     print_timeline,
@@ -95,6 +98,7 @@ from ledger.output import (
 )
 from ledger.requests import no_entry
 from ledger.store import (
+    GROUP_BY,
     HistoryFilters,
     Ledger,
     encode_entries,
@@ -358,17 +362,63 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @commands.command(
     "stats",
-    "Entries per status and era, attempts, success rate, generation times, top failures.",
-    "stats --json",
+    "Entries per status and era, attempts, success rate, generation times, top failures; with --by, "
+    "attempts and GPU time per model, era or spot.",
+    "stats --by model",
 )
-@option("--json", action="store_true", help="print the figures as one JSON object")
+@option(
+    "--by", choices=GROUP_BY,
+    help="attempts, success rate, GPU-seconds and the share spent on failed attempts, per model "
+    "(name@version), era or spot",
+)  # fmt: skip
+@option("--json", action="store_true", help="print the figures as one JSON object (with --by, an array)")
 def _stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=True) as ledger:
-        figures = ledger.stats()
+        figures = ledger.stats() if args.by is None else ledger.stats_by(args.by)
     if args.json:
         out.write(json_line(figures))
+    elif isinstance(figures, list):
+        print_stats_by(figures, args.by, out)
     else:
         print_stats(figures, out)
+    return EXIT_OK
+
+
+@commands.command(
+    "requeue",
+    "Recall a model: put back to pending every entry whose current video it made (the reason goes into "
+    "the entry's history).",
+    "requeue --model wan2.1-t2v --version 14B --dry-run",
+)
+@option("--model", metavar="NAME", required=True, help="the model's name, as its provenance records it")
+@option("--version", metavar="V", help="only videos of this version of the model")
+@option("--dry-run", action="store_true", help="list the entries, record nothing")
+@option("--json", action="store_true", help="print the attempts whose videos are withdrawn as a JSON array")
+def _requeue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=args.dry_run) as ledger:
+        recalled = ledger.requeue_model(args.model, version=args.version, dry_run=args.dry_run)
+    if args.json:
+        out.write(json_line(recalled))
+    else:
+        print_recalled(recalled, out, dry_run=args.dry_run)
+    return EXIT_OK
+
+
+@commands.command(
+    "provenance",
+    "What made each attempt's video (model, seed, parameters, prompt, inputs), who ran it, what it "
+    "cost: every attempt of one entry, the current one first.",
+    "provenance colosseum rome-80ad --json",
+)
+@_ENTRY
+@option("--json", action="store_true", help="print the attempts as a JSON array")
+def _provenance(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=True) as ledger:
+        records = ledger.provenance(args.spot, args.era)
+    if args.json:
+        out.write(json_line(records))
+    else:
+        print_provenance(records, out)
     return EXIT_OK
 
 
@@ -441,6 +491,16 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("--media", metavar="DIR", help="with --files: also list video files in DIR no entry refers to")
 @option(
+    "--c2pa",
+    action="store_true",
+    help="with --files: also check each file's C2PA manifest: valid, AI-generated, naming its entry and "
+    "attempt (needs: pip install 'video-ledger[c2pa]')",
+)
+@option(
+    "--c2pa-trust", metavar="PEM", type=path,
+    help="with --c2pa: the trusted root certificates; a manifest whose chain leads to none of them fails",
+)  # fmt: skip
+@option(
     "--root", metavar="DIR",
     help="with --files: where localPaths start; nothing outside is read (default: the ledger directory)",
 )  # fmt: skip
@@ -451,15 +511,23 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the findings as one JSON object")
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if (args.media or args.root) and not args.files:
-        raise UsageError("--media and --root go with --files")
+    if (args.media or args.root or args.c2pa) and not args.files:
+        raise UsageError("--media, --root and --c2pa go with --files")
+    if args.c2pa_trust and not args.c2pa:
+        raise UsageError("--c2pa-trust goes with --c2pa")
     if args.expect_head is not None:
         parse_head(args.expect_head)  # bad usage (exit 2) before anything is opened
     with _open(args, readonly=True) as ledger:
         report, where = ledger.verify(expect_head=args.expect_head), _log_name(args, ledger)
         if not args.json:
             print_verify(report, where, out)
-        files = ledger.verify_files(root=args.root, media=args.media) if args.files else None
+        files = (
+            ledger.verify_files(
+                root=args.root, media=args.media, c2pa=args.c2pa, trust_anchors=args.c2pa_trust
+            )
+            if args.files
+            else None
+        )
         if files is not None and not args.json:
             print_files(files, out)
     ok = report.ok and (files is None or files.ok)

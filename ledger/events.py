@@ -41,18 +41,26 @@ __all__ = (
     "EVENT_TYPES",
     "FORMAT_VERSION",
     "GENESIS_HASH",
+    "MAX_INPUTS",
     "MAX_LINE_BYTES",
+    "MAX_PARAMETERS_BYTES",
     "STATUSES",
+    "AttemptRef",
     "Clock",
     "Event",
     "EventType",
     "Failed",
     "Generating",
     "Imported",
+    "InputRef",
+    "ModelRef",
     "Pending",
+    "Provenance",
     "Ready",
     "Status",
+    "Usage",
     "VideoMetadata",
+    "Worker",
     "check_line",
     "check_lines",
     "crc32",
@@ -141,6 +149,80 @@ class VideoMetadata(msgspec.Struct, kw_only=True, frozen=True, gc=False, rename=
         return (self.spot_id, self.era_id)
 
 
+# What made an attempt's video and what the attempt cost: optional records on the events that start and end
+# it (docs/format.md, *Provenance and usage*). As with ids, the log's types only bound lengths (a cheap
+# decode keeps replay fast); ledger/provenance.py checks each value when it is recorded. Frozen, gc=False and
+# holding only atomic values or a tuple of such records, they can never close a reference cycle
+# (tests/test_events.py checks the field types).
+_Label = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Hex = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+MAX_PARAMETERS_BYTES: Final = 16_384
+"""The longest ``parameters`` (canonical JSON, UTF-8 bytes) a provenance record holds."""
+MAX_INPUTS: Final = 64
+"""The most inputs a provenance record names."""
+
+
+class _Record(msgspec.Struct, kw_only=True, frozen=True, gc=False, rename="camel", omit_defaults=True):
+    pass
+
+
+class ModelRef(_Record, frozen=True):
+    """The model that generated a video: its name, version, and the digest of its weights
+    (ALGORITHM:HEX, such as sha256:<64 hex digits>) where the worker knows it."""
+
+    name: _Label
+    version: _Label | None = None
+    weights_digest: _Hex | None = None
+
+
+class InputRef(_Record, frozen=True):
+    """A file the model was given, by its role (reference-image, audio, ...) and SHA-256 (hex)."""
+
+    role: _Label
+    sha256: _Hex
+
+
+class Worker(_Record, frozen=True):
+    """Who ran an attempt: a name the pipeline gives it, the host, the process id."""
+
+    name: _Label | None = None
+    host: _Label | None = None
+    pid: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class Provenance(_Record, frozen=True):
+    """What made an attempt's video: the model, seed, parameters (canonical JSON text: one object, keys
+    sorted, no white space), the prompt template and the SHA-256 (hex) of the final prompt's UTF-8, and the
+    inputs by role. Given when the attempt starts; fields given when it ends ready complete it."""
+
+    model: ModelRef | None = None
+    seed: int | None = None
+    parameters: Annotated[str, msgspec.Meta(max_length=MAX_PARAMETERS_BYTES)] | None = None
+    prompt_template: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
+    prompt_sha256: _Hex | None = None
+    inputs: Annotated[tuple[InputRef, ...], msgspec.Meta(max_length=MAX_INPUTS)] = ()
+
+
+class AttemptRef(_Record, frozen=True):
+    """One attempt of one entry, as the log numbers it (the attempt member of its ready event)."""
+
+    spot_id: _Label
+    era_id: _Label
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class Usage(_Record, frozen=True):
+    """What an attempt cost: its wall time in seconds (measured by the job), and the GPU-seconds, GPU
+    type and cost (in currency, ISO 4217) that the worker reports."""
+
+    wall_seconds: _Seconds | None = None
+    gpu_seconds: _Seconds | None = None
+    gpu_type: _Label | None = None
+    cost: _Seconds | None = None
+    currency: _Label | None = None
+
+
 class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="camel", omit_defaults=True):
     """Base of every event: the storage envelope, assigned by the log when the event is appended."""
 
@@ -180,11 +262,13 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="cam
 
 
 class Pending(Event, frozen=True, kw_only=True, tag="pending"):
-    """The entry is queued for generation (new, retried after a failure, or edited while queued)."""
+    """The entry is queued for generation (new, retried after a failure, or edited while queued), and
+    why, when the ledger queued it itself (a recall of the model that made its video)."""
 
     STATUS: ClassVar[Status] = "pending"
     prompt: str
     local_path: str | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
 
 
 class Generating(Event, frozen=True, kw_only=True, tag="generating"):
@@ -193,6 +277,8 @@ class Generating(Event, frozen=True, kw_only=True, tag="generating"):
     STATUS: ClassVar[Status] = "generating"
     prompt: str
     local_path: str | None = None
+    provenance: Provenance | None = None
+    worker: Worker | None = None
 
 
 _Attempt = Annotated[
@@ -214,6 +300,10 @@ class Ready(Event, frozen=True, kw_only=True, tag="ready"):
     size: Annotated[int, msgspec.Meta(ge=0)] | None = None
     sha256: str | None = None
     attempt: _Attempt | None = None
+    provenance: Provenance | None = None
+    usage: Usage | None = None
+    reuses: AttemptRef | None = None
+    """The attempt whose video this one took instead of generating (same provenance), if it did."""
 
 
 class Failed(Event, frozen=True, kw_only=True, tag="failed"):
@@ -222,6 +312,7 @@ class Failed(Event, frozen=True, kw_only=True, tag="failed"):
     STATUS: ClassVar[Status] = "failed"
     error: str
     attempt: _Attempt | None = None
+    usage: Usage | None = None
 
 
 class Imported(Event, frozen=True, kw_only=True, tag="imported"):

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from ledger import disclosure
 from ledger.errors import InvalidEntryError
-from ledger.events import EventType, Ready
+from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, Ready
 from ledger.fileops import FileOps
 from projections import entries as entries_view
 from projections import files as files_view
@@ -98,11 +99,22 @@ def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_p
 
 
 def verify_files(
-    events: Iterable[EventType], *, ops: FileOps, root: Path, media: str | os.PathLike[str] | None = None
+    events: Iterable[EventType],
+    *,
+    ops: FileOps,
+    root: Path,
+    media: str | os.PathLike[str] | None = None,
+    c2pa: bool = False,
+    trust_anchors: str | os.PathLike[str] | None = None,
 ) -> FilesReport:
     """Check the file of every entry that ``events`` leave ready, under ``root``, against the size and
     SHA-256 recorded when it became ready; with ``media``, also list the video files under that folder that
-    no entry refers to (:meth:`Ledger.verify_files <ledger.store.Ledger.verify_files>`)."""
+    no entry refers to; with ``c2pa`` (the ``c2pa`` extra), also that each intact file's C2PA manifest
+    validates (and, with ``trust_anchors``, a PEM file of roots, leads to one of them), says AI-generated
+    and names its entry and attempt (:func:`_disclosure_problem`)
+    (:meth:`Ledger.verify_files <ledger.store.Ledger.verify_files>`)."""
+    if c2pa:
+        disclosure.require_c2pa()  # the optional extra: say how to get it before reading anything
     real_root = os.path.realpath(root)
     entries: entries_view.Entries = {}
     files: files_view.ReadyFiles = {}
@@ -113,6 +125,8 @@ def verify_files(
     for key in sorted(files):
         ready = files[key]
         problem = check_file(ops, real_root, ready)
+        if problem is None and c2pa:  # the file is the one recorded: its manifest is worth reading
+            problem = _disclosure_problem(real_root, ready, trust_anchors)
         if problem is not None:
             problems.append(f"{key[0]}/{key[1]}: {ready.local_path}: {problem}")
     unreferenced: list[Path] = []
@@ -130,6 +144,29 @@ def verify_files(
                     unreferenced.append(candidate)
         problems.extend(f"{p}: not referred to by any entry" for p in sorted(unreferenced))
     return FilesReport(checked=len(files), problems=problems, unreferenced=sorted(unreferenced))
+
+
+def _disclosure_problem(root: str, ready: Ready, trust_anchors: str | os.PathLike[str] | None) -> str | None:
+    """What is wrong with the C2PA manifest of the (intact) file ``ready`` recorded: it must name the entry
+    and attempt, or for a reused video the attempt that made it (``reuses``)."""
+    made = ready.reuses
+    if made is None:
+        spot, era, attempt = ready.spot_id, ready.era_id, ready.attempt
+    else:
+        spot, era, attempt = made.spot_id, made.era_id, made.attempt
+    where = os.path.join(root, ready.local_path)
+    return disclosure.check_disclosure(where, spot, era, attempt, trust_anchors=trust_anchors)
+
+
+def recorded_file_problem(
+    local_path: str, size: int | None, sha256: str | None, *, ops: FileOps, root: str | os.PathLike[str]
+) -> str | None:
+    """What is wrong with the file at ``local_path`` under ``root`` against the ``size`` and ``sha256`` a
+    ``ready`` recorded of it (:func:`check_file`), or ``None``."""
+    ready = Ready(
+        FORMAT_VERSION, 1, "", "", "", GENESIS_HASH, local_path=local_path, size=size, sha256=sha256
+    )
+    return check_file(ops, os.path.realpath(root), ready)  # only the file's members are read
 
 
 def check_file(ops: FileOps, root: str, ready: Ready) -> str | None:

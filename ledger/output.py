@@ -27,7 +27,8 @@ from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pen
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
 from ledger.stores import describe_store
-from projections.stats import Stats, describe_span
+from projections.provenance import AttemptRecord, model_label
+from projections.stats import GroupBy, GroupStats, Stats, describe_span
 
 __all__ = (
     "ENTRY_HEADER",
@@ -50,8 +51,11 @@ __all__ = (
     "print_followed",
     "print_history",
     "print_imported",
+    "print_provenance",
     "print_reaped",
+    "print_recalled",
     "print_stats",
+    "print_stats_by",
     "print_status_counts",
     "print_table",
     "print_timeline",
@@ -224,8 +228,11 @@ def _details(event: EventType, *, escape: bool = True) -> str:
     show = repr if escape else str
     match event:
         case Pending() | Generating():
-            return f"prompt={show(event.prompt)}" + (
-                f" localPath={show(event.local_path)}" if event.local_path else ""
+            reason = f" reason={show(event.reason)}" if isinstance(event, Pending) and event.reason else ""
+            return (
+                f"prompt={show(event.prompt)}"
+                + (f" localPath={show(event.local_path)}" if event.local_path else "")
+                + reason
             )
         case Ready():
             size = f" size={event.size}" if event.size is not None else ""
@@ -338,6 +345,108 @@ def print_stats(figures: Stats, out: TextIO) -> None:
         out.write(f"  {count:>5} x {cell(message, 90)}\n")
     if figures.clock_skew is not None:
         out.write(f"clock skew: {figures.clock_skew.describe()}\n")
+
+
+def print_stats_by(groups: Sequence[GroupStats], by: GroupBy, out: TextIO) -> None:
+    """``stats --by``: one row per model, era or spot."""
+    header = [by, "attempts", "ready", "failed", "running", "success", "GPU-s", "on failed", "wall-s"]
+    rows = [
+        [
+            g.key, str(g.attempts), str(g.ready), str(g.failed), str(g.running),
+            "n/a" if g.success_rate is None else f"{g.success_rate:.1%}",
+            f"{g.gpu_seconds:,.1f}",
+            "n/a" if g.failed_gpu_share is None else f"{g.failed_gpu_share:.1%}",
+            f"{g.wall_seconds:,.1f}",
+        ]
+        for g in groups
+    ]  # fmt: skip
+    if not rows:
+        out.write("no attempts\n")
+        return
+    print_table(header, rows, out)
+    unreported = sum(g.without_usage for g in groups)
+    if unreported:
+        out.write(
+            f"{unreported} finished attempt(s) reported no GPU-seconds (counted in attempts, not in GPU-s)\n"
+        )
+
+
+def print_recalled(records: Sequence[AttemptRecord], out: TextIO, *, dry_run: bool) -> None:
+    """``requeue --model``: the entries whose videos were (or, with ``--dry-run``, would be) withdrawn."""
+    if records:
+        header = ["spotId", "eraId", "attempt", "model", "localPath"]
+        rows = [[r.spot_id, r.era_id, str(r.seq), model_label(r) or "", r.local_path or ""] for r in records]
+        print_table(header, rows, out)
+    verb = "would put back" if dry_run else "put back"
+    out.write(f"{verb} {len(records)} entr{'y' if len(records) == 1 else 'ies'} to pending\n")
+
+
+def print_provenance(records: Sequence[AttemptRecord], out: TextIO) -> None:
+    """``provenance``: each attempt, the current one first, with what made it and what it cost."""
+    if not records:
+        out.write("no attempts\n")
+        return
+    for record in records:
+        how = "running" if record.outcome is None else f"{record.outcome} {record.ended}"
+        out.write(f"attempt {record.attempt} (event {record.seq}), started {record.started}: {how}\n")
+        for label, value in _attempt_lines(record):
+            out.write(f"  {label + ':':<12}{cell(value)}\n")
+
+
+def _attempt_lines(record: AttemptRecord) -> Iterator[tuple[str, str]]:
+    made = record.provenance
+    if made is not None and made.model is not None:
+        model = made.model
+        text = model.name + ("" if model.version is None else f" {model.version}")
+        yield "model", text + ("" if model.weights_digest is None else f" (weights {model.weights_digest})")
+    if made is not None:
+        for label, value in (("seed", made.seed), ("parameters", made.parameters)):
+            if value is not None:
+                yield label, str(value)
+        if made.prompt_template is not None:
+            yield "template", made.prompt_template
+        if made.prompt_sha256 is not None:
+            yield "prompt", f"sha256 {made.prompt_sha256}"
+        for item in made.inputs:
+            yield "input", f"{item.role} sha256 {item.sha256}"
+    if made is None:
+        yield "provenance", "none recorded"
+    if record.worker is not None:
+        w = record.worker
+        yield (
+            "worker",
+            " ".join(p for p in (w.name, w.host and f"on {w.host}", w.pid and f"pid {w.pid}") if p),
+        )
+    if record.usage is not None:
+        yield "usage", _usage_text(record)
+    if record.reuses is not None:
+        source = record.reuses
+        yield (
+            "reuses",
+            f"the video of {source.spot_id}/{source.era_id} attempt {source.attempt} (same provenance)",
+        )
+    if record.outcome == "ready":
+        size = "" if record.size is None else f"{record.size:,} bytes"
+        digest = "" if record.sha256 is None else f"sha256 {record.sha256}"
+        yield "video", ", ".join(p for p in (record.local_path or "", size, digest) if p)
+    if record.error is not None:
+        yield "error", record.error
+
+
+def _usage_text(record: AttemptRecord) -> str:
+    usage = record.usage
+    assert usage is not None
+    parts = []
+    if usage.wall_seconds is not None:
+        parts.append(f"wall {duration_text(usage.wall_seconds)}")
+    if usage.gpu_seconds is not None:
+        on = "" if usage.gpu_type is None else f" on {usage.gpu_type}"
+        parts.append(f"GPU {usage.gpu_seconds:,.1f} s{on}")
+    elif usage.gpu_type is not None:
+        parts.append(f"GPU {usage.gpu_type}")
+    if usage.cost is not None:
+        parts.append(f"cost {usage.cost:g} {usage.currency or ''}".rstrip())
+    return ", ".join(parts) or "nothing reported"
 
 
 # -- verify --------------------------------------------------------------------------------------------

@@ -13,16 +13,34 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
-from ledger.errors import IllegalTransitionError, LedgerError
-from ledger.events import VideoMetadata
+import msgspec
+
+from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
+from ledger.events import Provenance, Usage, VideoMetadata, Worker
 from ledger.media import app_path, file_digest
+from ledger.provenance import check_provenance
+from projections import provenance as provenance_view
 
-__all__ = ("Job", "Recorder", "Terminated", "app_path", "file_digest", "generation")
+__all__ = (
+    "AttemptOptions",
+    "EndRecords",
+    "Generated",
+    "Job",
+    "Recorder",
+    "Signer",
+    "StartRecords",
+    "StoreOptions",
+    "Terminated",
+    "app_path",
+    "file_digest",
+    "generation",
+)
 
 log = logging.getLogger("ledger")
 
@@ -41,6 +59,32 @@ class Terminated(SystemExit):
         self.signum = signum
 
 
+class StartRecords(TypedDict, total=False):
+    """What an attempt's start may record: what it is given, and who runs it."""
+
+    provenance: Provenance | None
+    worker: Worker | None
+
+
+class EndRecords(TypedDict, total=False):
+    """What an attempt's ``ready`` may record: provenance fields known only then, and what it cost."""
+
+    provenance: Provenance | None
+    usage: Usage | None
+
+
+class AttemptOptions(StartRecords, total=False):
+    """``generation()``'s records, and the signer that embeds the disclosure at ``ready``."""
+
+    signer: Signer | None
+
+
+class StoreOptions(AttemptOptions, total=False):
+    """``generate_and_store_video()``'s options: ``reuse`` a current video of the same provenance."""
+
+    reuse: bool
+
+
 class Recorder(Protocol):
     """What a generation attempt needs of the ledger (:class:`ledger.Ledger` is one): the pipeline sits
     below the store API and imports nothing of it."""
@@ -50,25 +94,48 @@ class Recorder(Protocol):
 
     def begin_attempt(
         self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
-        takeover: int | None = None,
+        takeover: int | None = None, **records: Unpack[StartRecords],
     ) -> VideoMetadata: ...  # fmt: skip
 
     def mark_video_ready(
         self, spot_id: str, era_id: str, local_path: str, *, size: int | None = None,
-        sha256: str | None = None, attempt: int | None = None,
+        sha256: str | None = None, attempt: int | None = None, **records: Unpack[EndRecords],
     ) -> VideoMetadata: ...  # fmt: skip
 
     def mark_video_failed(
-        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None
+        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None, usage: Usage | None = None
     ) -> VideoMetadata: ...
 
     def get_video_metadata(self, spot_id: str, era_id: str) -> VideoMetadata | None: ...
+
+    def reuse(
+        self, spot_id: str, era_id: str, prompt: str, *, provenance: Provenance, worker: Worker | None = None
+    ) -> VideoMetadata | None: ...
+
+
+class Signer(Protocol):
+    """What embeds a disclosure in a finished video before its digest is taken
+    (:class:`ledger.disclosure.C2paSigner` is one)."""
+
+    def embed(
+        self, path: str | os.PathLike[str], *, spot_id: str, era_id: str, attempt: int | None,
+        provenance: Provenance | None = None,
+    ) -> None: ...  # fmt: skip
 
 
 class Job:
     """One attempt inside a ``generation()`` block."""
 
-    def __init__(self, ledger: Recorder, spot_id: str, era_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        ledger: Recorder,
+        spot_id: str,
+        era_id: str,
+        attempt: int,
+        *,
+        provenance: Provenance | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         self.ledger = ledger
         self.spot_id = spot_id
         self.era_id = era_id
@@ -76,26 +143,72 @@ class Job:
         """This attempt's number: the ``seq`` of its ``generating`` event."""
         self.entry: VideoMetadata | None = None
         """The entry once ``ready`` was recorded."""
+        self.provenance = provenance
+        """The provenance given when the attempt started."""
+        self.usage: Usage | None = None
+        """What the attempt has cost so far, as the worker reports it (GPU-seconds, GPU type, cost): the
+        ``failed`` recorded for an exception or a signal carries it, with the job's wall time."""
+        self.signer = signer
+        self._ended = False
+        self._started = time.monotonic()
 
     @property
     def done(self) -> bool:
-        return self.entry is not None
+        """Whether the attempt's end was recorded (``ready``, or :meth:`failed`)."""
+        return self._ended
 
-    def ready(self, path: str | os.PathLike[str], *, local_path: str | None = None) -> VideoMetadata:
-        """Record ``ready`` for the file at ``path`` with its size and SHA-256.
+    def measured(self, usage: Usage | None = None) -> Usage:
+        """``usage`` (default: :attr:`usage`) with the wall time the job measured since it started, unless
+        it gives its own."""
+        given = self.usage if usage is None else usage
+        wall = round(time.monotonic() - self._started, 6)
+        if given is None:
+            return Usage(wall_seconds=wall)
+        return given if given.wall_seconds is not None else msgspec.structs.replace(given, wall_seconds=wall)
+
+    def ready(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        local_path: str | None = None,
+        usage: Usage | None = None,
+        provenance: Provenance | None = None,
+    ) -> VideoMetadata:
+        """Record ``ready`` for the file at ``path`` with its size and SHA-256, the attempt's ``usage``
+        (its wall time measured by the job) and the ``provenance`` fields known only now.
 
         ``local_path`` is what the entry records as ``localPath``, the path the app gets: relative, and not
         leaving the ledger directory (default: ``path`` relative to the ledger directory, which ``path`` must
-        then be under); see :func:`app_path`. The file must be complete before this call.
+        then be under); see :func:`app_path`. The file must be complete before this call. With a signer
+        (``generation(..., signer=...)``), the disclosure is embedded in the file first, and the size and
+        digest recorded are those of the file as finally written.
         If this attempt is no longer the entry's current one (it was reaped or taken over), raises
         :class:`~ledger.errors.IllegalTransitionError` and records nothing.
         """
         recorded = app_path(self.ledger.directory, path, local_path)
+        if provenance is not None:  # checked before it goes into a signed manifest
+            provenance = check_provenance(provenance)
+        if self.signer is not None:
+            made = provenance_view.complete(self.provenance, provenance)
+            self.signer.embed(
+                path, spot_id=self.spot_id, era_id=self.era_id, attempt=self.attempt, provenance=made
+            )
         size, sha256 = file_digest(path)
         self.entry = self.ledger.mark_video_ready(
-            self.spot_id, self.era_id, recorded, size=size, sha256=sha256, attempt=self.attempt
-        )
+            self.spot_id, self.era_id, recorded, size=size, sha256=sha256, attempt=self.attempt,
+            provenance=provenance, usage=self.measured(usage),
+        )  # fmt: skip
+        self._ended = True
         return self.entry
+
+    def failed(self, error: str, *, usage: Usage | None = None) -> VideoMetadata:
+        """Record ``failed`` with ``error`` and the attempt's ``usage`` (its wall time measured by the job)
+        now, without raising; the block then ends without recording anything more."""
+        entry = self.ledger.mark_video_failed(
+            self.spot_id, self.era_id, error, attempt=self.attempt, usage=self.measured(usage)
+        )
+        self._ended = True
+        return entry
 
 
 def _describe(exc: BaseException) -> str:
@@ -133,11 +246,22 @@ def generation(
     *,
     local_path: str | None = None,
     takeover: int | None = None,
+    provenance: Provenance | None = None,
+    worker: Worker | None = None,
+    signer: Signer | None = None,
 ) -> Iterator[Job]:
     """Record one generation attempt; see :meth:`ledger.Ledger.generation`."""
-    started = ledger.begin_attempt(spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
+    started = ledger.begin_attempt(
+        spot_id,
+        era_id,
+        prompt,
+        local_path=local_path,
+        takeover=takeover,
+        provenance=provenance,
+        worker=worker,
+    )
     assert started.attempt is not None  # begin_attempt records a generating event of this format
-    job = Job(ledger, spot_id, era_id, started.attempt)
+    job = Job(ledger, spot_id, era_id, started.attempt, provenance=provenance, signer=signer)
     with _sigterm_raises():
         try:
             yield job
@@ -151,7 +275,7 @@ def generation(
 
 def _record_failure(ledger: Recorder, job: Job, error: str) -> None:
     try:
-        ledger.mark_video_failed(job.spot_id, job.era_id, error, attempt=job.attempt)
+        ledger.mark_video_failed(job.spot_id, job.era_id, error, attempt=job.attempt, usage=job.measured())
     except LedgerError as exc:
         if isinstance(exc, IllegalTransitionError) and _ended_ready(ledger, job):
             return  # the block was left (a signal) after this attempt's ready was recorded: nothing failed
@@ -171,18 +295,40 @@ def _ended_ready(ledger: Recorder, job: Job) -> bool:
     return True
 
 
+Generated = str | os.PathLike[str] | tuple[str | os.PathLike[str], Usage | None]
+"""What a generator returns: the video's path, or the path and what generating it cost."""
+
+
 def generate_and_store_video(
     ledger: Recorder,
     spot_id: str,
     era_id: str,
     prompt: str,
-    generate: Callable[[], str | os.PathLike[str]],
+    generate: Callable[[], Generated],
     *,
     local_path: str | Callable[[Path], str] | None = None,
+    provenance: Provenance | None = None,
+    worker: Worker | None = None,
+    signer: Signer | None = None,
+    reuse: bool = False,
 ) -> VideoMetadata:
-    """Run ``generate()`` (which writes the video and returns its path) inside :func:`generation`;
-    ``local_path`` (a string, or a function of the path) is what the app gets, as :meth:`Job.ready` takes
-    it."""
-    with generation(ledger, spot_id, era_id, prompt) as job:
-        path = Path(generate())
-        return job.ready(path, local_path=local_path(path) if callable(local_path) else local_path)
+    """Run ``generate()`` (which writes the video and returns its path, or its path and its
+    :class:`~ledger.events.Usage`) inside :func:`generation`; ``local_path`` (a string, or a function of
+    the path) is what the app gets, as :meth:`Job.ready` takes it. With ``reuse``, first take a current
+    video made with the same ``provenance`` if there is one (``Ledger.reuse``), without calling
+    ``generate()``."""
+    if reuse:
+        if provenance is None:
+            raise InvalidEntryError("reuse=True needs the provenance to match")
+        reused = ledger.reuse(spot_id, era_id, prompt, provenance=provenance, worker=worker)
+        if reused is not None:
+            return reused
+    with generation(
+        ledger, spot_id, era_id, prompt, provenance=provenance, worker=worker, signer=signer
+    ) as job:
+        result = generate()
+        given, usage = result if isinstance(result, tuple) else (result, None)
+        path = Path(given)
+        return job.ready(
+            path, local_path=local_path(path) if callable(local_path) else local_path, usage=usage
+        )

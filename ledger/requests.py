@@ -76,10 +76,12 @@ def end_attempt(
     local_path: str | None = None,
     size: int | None = None,
     sha256: str | None = None,
+    records: Mapping[str, object] | None = None,
 ) -> Plan:
     """End the entry's running attempt: ``failed`` with ``error``, or else ``ready`` with ``local_path``
-    (and the file's ``size`` and ``sha256`` when given). ``attempt`` names the attempt that ends (``None``:
-    the current one); another is refused (:class:`~ledger.errors.IllegalTransitionError`)."""
+    (and the file's ``size`` and ``sha256`` when given), the event carrying ``records`` (its provenance
+    and usage, checked: :func:`ledger.provenance.event_records`). ``attempt`` names the attempt that ends
+    (``None``: the current one); another is refused (:class:`~ledger.errors.IllegalTransitionError`)."""
     ending: dict[str, Any] = (
         {"status": "failed", "error": error}
         if error is not None
@@ -94,6 +96,8 @@ def end_attempt(
         change = lifecycle.plan_change(current, desired)
         if change is not None and error is None:
             change.fields.update(size=size, sha256=sha256)
+        if change is not None and records:
+            change.fields.update(records)
         return change
 
     return plan
@@ -115,13 +119,17 @@ def _live(current: VideoMetadata) -> AttemptInProgressError:
     )
 
 
-def start_attempt(desired: VideoMetadata) -> Plan:
-    """Start a new attempt (``desired`` is the entry as ``generating``); never join a live one."""
+def start_attempt(desired: VideoMetadata, records: Mapping[str, object] | None = None) -> Plan:
+    """Start a new attempt (``desired`` is the entry as ``generating``, its event carrying ``records``: its
+    provenance and worker); never join a live one."""
 
     def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
         if current is not None and current.status == "generating":
             raise _live(current)
-        return lifecycle.plan_change(current, desired)
+        change = lifecycle.plan_change(current, desired)
+        if change is not None and records:
+            change.fields.update(records)
+        return change
 
     return plan
 

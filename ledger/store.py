@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Unpack
+from typing import Any, Final, Literal, Unpack
 
 from ledger import audit, pipeline, requests
 from ledger import watch as watch_room
@@ -29,6 +29,7 @@ from ledger.errors import InvalidEntryError, NoLedgerError
 from ledger.events import (
     Clock,
     EventType,
+    Usage,
     VideoMetadata,
     format_ts,
     parse_time,
@@ -39,6 +40,8 @@ from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.layout import Layout
 from ledger.media import FilesReport, verify_files
 from ledger.projector import encode_entries, save_entries
+from ledger.provenance import event_records
+from ledger.provenance_api import ProvenanceAPI
 from ledger.stores import EventStore, FileOps, Head, open_chosen, warn_if_beside
 from ledger.writer import MAX_CLOCK_LEAD, Writer
 from projections import entries as entries_view
@@ -47,7 +50,11 @@ from projections import stats as stats_view
 from projections import timeline as timeline_view
 from projections.history import HistoryFilters
 
+GROUP_BY: Final = stats_view.GROUP_BY
+"""What ``stats_by`` groups attempts by: ``model``, ``era``, ``spot``."""
+
 __all__ = (
+    "GROUP_BY",
     "MAX_CLOCK_LEAD",
     "FilesReport",
     "HistoryFilters",
@@ -78,7 +85,7 @@ class RebuildReport:
     entries: int
 
 
-class Ledger:
+class Ledger(ProvenanceAPI):
     """A generation ledger in ``directory``.
 
     Parameters
@@ -250,47 +257,39 @@ class Ledger:
         return [o.entry for o in self._writer.commit(batch) if o.entry is not None]
 
     def mark_video_failed(
-        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None
+        self, spot_id: str, era_id: str, error: str, *, attempt: int | None = None, usage: Usage | None = None
     ) -> VideoMetadata:
-        """Record that the running attempt for ``(spot_id, era_id)`` failed with ``error``.
+        """Record that the running attempt for ``(spot_id, era_id)`` failed with ``error`` (and ``usage``).
 
         ``attempt`` names the attempt that failed (``job.attempt``); if it is not the entry's current one,
         :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current one.
         """
-        key = requests.given_ids(spot_id, era_id)
-        return self._writer.commit_one(key, requests.end_attempt(spot_id, era_id, attempt, error=error))
+        plan = requests.end_attempt(spot_id, era_id, attempt, error=error, records=event_records(usage=usage))
+        return self._writer.commit_one(requests.given_ids(spot_id, era_id), plan)
 
     def mark_video_ready(
-        self,
-        spot_id: str,
-        era_id: str,
-        local_path: str,
-        *,
-        size: int | None = None,
-        sha256: str | None = None,
-        attempt: int | None = None,
-    ) -> VideoMetadata:
+        self, spot_id: str, era_id: str, local_path: str, *, size: int | None = None,
+        sha256: str | None = None, attempt: int | None = None, **records: Unpack[pipeline.EndRecords],
+    ) -> VideoMetadata:  # fmt: skip
         """Record that the running attempt for ``(spot_id, era_id)`` produced ``local_path``, optionally with
-        the file's ``size`` and ``sha256`` (kept in the log for ``verify --files``).
+        the file's ``size`` and ``sha256`` (kept in the log for ``verify --files``), ``provenance`` fields
+        known only now and ``usage`` (:class:`pipeline.EndRecords`).
 
         ``attempt`` names the attempt that produced it (``job.attempt``); if it is not the entry's current
         one, :class:`~ledger.errors.IllegalTransitionError` and nothing is written. ``None``: the current
         one."""
-        key = requests.given_ids(spot_id, era_id)
-        plan = requests.end_attempt(spot_id, era_id, attempt, local_path=local_path, size=size, sha256=sha256)
+        key, checked = requests.given_ids(spot_id, era_id), event_records(**records)
+        plan = requests.end_attempt(
+            spot_id, era_id, attempt, local_path=local_path, size=size, sha256=sha256, records=checked
+        )
         return self._writer.commit_one(key, plan)
 
     # -- the pipeline's side ---------------------------------------------------------------------------
 
     def generation(
-        self,
-        spot_id: str,
-        era_id: str,
-        prompt: str,
-        *,
-        local_path: str | None = None,
-        takeover: int | None = None,
-    ) -> contextlib.AbstractContextManager[pipeline.Job]:
+        self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
+        takeover: int | None = None, **options: Unpack[pipeline.AttemptOptions],
+    ) -> contextlib.AbstractContextManager[pipeline.Job]:  # fmt: skip
         """Record one generation attempt: ``generating`` now, then ``ready`` or ``failed``.
 
         ::
@@ -305,19 +304,16 @@ class Ledger:
 
         The attempt is ``job.attempt``, and only it can end itself: if another attempt on the entry is
         live, this raises :class:`~ledger.errors.AttemptInProgressError` (see :meth:`begin_attempt`,
-        which also explains ``takeover``).
+        which also explains ``takeover``). ``options``: :class:`pipeline.AttemptOptions`.
         """
-        return pipeline.generation(self, spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
+        return pipeline.generation(
+            self, spot_id, era_id, prompt, local_path=local_path, takeover=takeover, **options
+        )
 
     def begin_attempt(
-        self,
-        spot_id: str,
-        era_id: str,
-        prompt: str,
-        *,
-        local_path: str | None = None,
-        takeover: int | None = None,
-    ) -> VideoMetadata:
+        self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
+        takeover: int | None = None, **records: Unpack[pipeline.StartRecords],
+    ) -> VideoMetadata:  # fmt: skip
         """Start a new generation attempt (what :meth:`generation` records first) and return the entry:
         ``entry.attempt`` is the attempt's number, the ``seq`` of its ``generating`` event, which
         ``mark_video_ready`` / ``mark_video_failed`` name to end it.
@@ -331,7 +327,10 @@ class Ledger:
         """
         key = requests.given_ids(spot_id, era_id)
         fields = {"spotId": spot_id, "eraId": era_id, "prompt": prompt, "localPath": local_path}
-        batch = [(key, requests.start_attempt(validate_entry({**fields, "status": "generating"})))]
+        start = requests.start_attempt(
+            validate_entry({**fields, "status": "generating"}), event_records(**records)
+        )
+        batch = [(key, start)]
         if takeover is not None:
             batch.insert(0, (key, requests.end_if_abandoned(takeover)))
         after = self._writer.commit(batch)[-1].entry
@@ -339,20 +338,15 @@ class Ledger:
         return after
 
     def generate_and_store_video(
-        self,
-        spot_id: str,
-        era_id: str,
-        prompt: str,
-        generate: Callable[[], str | os.PathLike[str]],
-        *,
-        local_path: str | Callable[[Path], str] | None = None,
-    ) -> VideoMetadata:
+        self, spot_id: str, era_id: str, prompt: str, generate: Callable[[], pipeline.Generated], *,
+        local_path: str | Callable[[Path], str] | None = None, **options: Unpack[pipeline.StoreOptions],
+    ) -> VideoMetadata:  # fmt: skip
         """The task card's ``generateAndStoreVideo`` in one call: ``generate()`` writes the video and
         returns its path; the attempt is recorded as :meth:`generation` describes. ``local_path`` is the
         ``localPath`` the app gets (relative, under the ledger directory; default: the file's path relative
         to the ledger directory, which it must then be in), as :meth:`pipeline.Job.ready` takes it."""
         return pipeline.generate_and_store_video(
-            self, spot_id, era_id, prompt, generate, local_path=local_path
+            self, spot_id, era_id, prompt, generate, local_path=local_path, **options
         )
 
     def reap(self, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
@@ -387,10 +381,12 @@ class Ledger:
         )
 
     def verify_files(
-        self, *, root: str | os.PathLike[str] | None = None, media: str | os.PathLike[str] | None = None
-    ) -> FilesReport:
+        self, *, root: str | os.PathLike[str] | None = None, media: str | os.PathLike[str] | None = None,
+        c2pa: bool = False, trust_anchors: str | os.PathLike[str] | None = None,
+    ) -> FilesReport:  # fmt: skip
         """Check that every ready entry's file exists and still has the size and SHA-256 recorded when it
-        became ready; with ``media``, also list the video files under that folder that no entry refers to.
+        became ready; with ``media``, also list the video files under that folder that no entry refers to;
+        with ``c2pa``, also each file's C2PA manifest (:func:`ledger.media.verify_files`).
 
         Files are checked only under ``root`` (default: the ledger directory), where each ``localPath`` is
         taken to start. An absolute ``localPath``, one that leaves the root through ``..`` or a symbolic
@@ -398,7 +394,8 @@ class Ledger:
         as a problem for that entry. No more than the recorded size + 1 bytes of any file is read.
         """
         base = Path(root) if root is not None else self.directory
-        return verify_files(self._store.events(), ops=self._projector.ops, root=base, media=media)
+        events, ops = self._store.events(), self._projector.ops
+        return verify_files(events, ops=ops, root=base, media=media, c2pa=c2pa, trust_anchors=trust_anchors)
 
     # -- history, rebuild, verify --------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The stats view: counts, attempts, success rate, generation times and failures, in one pass over the log.
+"""The stats view: counts, attempts, success rate, generation times and failures, in one pass over the log;
+and :func:`stats_by`, the attempts and their GPU time by model, era or spot.
 
 Memory grows with the number of entries and of distinct failure messages, never with the number of
 events: generation times go into a histogram with 1 % wide buckets, so the median and 95th percentile are
@@ -13,15 +14,28 @@ import itertools
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
 from ledger.events import EventType, Failed, Generating, Imported, Ready, Status
+from projections import provenance as provenance_view
 from projections import timeline as timeline_view  # a module import: safe whichever is imported first
 
-__all__ = ("ClockSkew", "DurationHistogram", "SkewWatch", "Stats", "describe_span", "stats")
+__all__ = (
+    "GROUP_BY",
+    "NO_MODEL",
+    "ClockSkew",
+    "DurationHistogram",
+    "GroupBy",
+    "GroupStats",
+    "SkewWatch",
+    "Stats",
+    "describe_span",
+    "stats",
+    "stats_by",
+)
 
 _RATIO = 1.01
 _clock_of = operator.attrgetter("clock")
@@ -207,3 +221,87 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
         "clock_skew": skew.result(),
     }
     return Stats(**result)
+
+
+GroupBy = Literal["model", "era", "spot"]
+GROUP_BY: Final[tuple[GroupBy, ...]] = get_args(GroupBy)
+NO_MODEL: Final = "(no model recorded)"
+
+
+class GroupStats(msgspec.Struct, kw_only=True, rename="camel"):
+    """The attempts of one model, era or spot, and the GPU time they took."""
+
+    key: str
+    """The model (``name`` and ``version``, as ``name@version``), the era or the spot."""
+    attempts: int = 0
+    ready: int = 0
+    failed: int = 0
+    running: int = 0
+    reused: int = 0
+    """Ready attempts that took another attempt's video (same provenance) instead of generating."""
+    success_rate: float | None = None
+    """Ready attempts ÷ finished attempts."""
+    gpu_seconds: float = 0.0
+    """Reported by the attempts that ended."""
+    failed_gpu_seconds: float = 0.0
+    failed_gpu_share: float | None = None
+    """The share of ``gpu_seconds`` spent on attempts that failed (``None`` with no GPU time)."""
+    wall_seconds: float = 0.0
+    without_usage: int = 0
+    """Finished attempts that reported no GPU-seconds (reaped or interrupted ones, or an old worker)."""
+    cost: dict[str, float] = {}
+    """The reported cost, by currency."""
+
+
+def _model_key(record: provenance_view.AttemptRecord) -> str:
+    return provenance_view.model_label(record) or NO_MODEL
+
+
+_GROUP_KEYS: Final[dict[GroupBy, Callable[[provenance_view.AttemptRecord], str]]] = {
+    "model": _model_key,
+    "era": operator.attrgetter("era_id"),
+    "spot": operator.attrgetter("spot_id"),
+}
+
+
+def stats_by(events: Iterable[EventType], by: GroupBy) -> list[GroupStats]:
+    """The attempts in ``events`` grouped by model, era or spot (``by``), ordered by key.
+
+    An attempt still running counts under the model its start named; one that ended, under the model of
+    its completed provenance (``projections.provenance``).
+    """
+    group_of = _GROUP_KEYS[by]
+    attempts = provenance_view.Attempts()
+    groups: dict[str, GroupStats] = {}
+    for event in events:
+        record = attempts.add(event)
+        if record is not None and record.outcome is not None:
+            _count_end(groups.setdefault(group_of(record), GroupStats(key=group_of(record))), record)
+    for record in attempts.running.values():
+        group = groups.setdefault(group_of(record), GroupStats(key=group_of(record)))
+        group.attempts += 1
+        group.running += 1
+    for group in groups.values():
+        ended = group.ready + group.failed
+        group.success_rate = group.ready / ended if ended else None
+        group.failed_gpu_share = group.failed_gpu_seconds / group.gpu_seconds if group.gpu_seconds else None
+    return [groups[key] for key in sorted(groups)]
+
+
+def _count_end(group: GroupStats, record: provenance_view.AttemptRecord) -> None:
+    group.attempts += 1
+    failed = record.outcome == "failed"
+    group.failed += failed
+    group.ready += not failed
+    group.reused += record.reuses is not None
+    usage = record.usage
+    if usage is None or usage.gpu_seconds is None:
+        group.without_usage += 1
+    else:
+        group.gpu_seconds += usage.gpu_seconds
+        group.failed_gpu_seconds += usage.gpu_seconds if failed else 0.0
+    if usage is not None:
+        group.wall_seconds += usage.wall_seconds or 0.0
+        if usage.cost is not None:
+            currency = usage.currency or "?"
+            group.cost = {**group.cost, currency: group.cost.get(currency, 0.0) + usage.cost}

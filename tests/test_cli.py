@@ -20,7 +20,7 @@ Run = Callable[..., tuple[int, str, str]]
 COMMANDS = [
     "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
     "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy", "report",
-    "status", "metrics",
+    "status", "metrics", "provenance", "requeue",
 ]  # fmt: skip
 
 

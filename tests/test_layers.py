@@ -21,6 +21,18 @@ ALLOWED = {
     "ledger.fileops": BASE,
     "ledger.layout": set(),
     "ledger.lifecycle": BASE | {"ledger.events"},
+    "ledger.provenance": BASE | {"ledger", "ledger.events", "ledger.lifecycle"},
+    "ledger.reuse": BASE
+    | {
+        "ledger",
+        "ledger.events",
+        "ledger.lifecycle",
+        "ledger.provenance",
+        "ledger.requests",
+        "projections",
+        "projections.provenance",
+    },
+    "ledger.mp4": BASE,
     "ledger.backend": BASE | {"ledger.events"},
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
     "ledger.logfile": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
@@ -53,11 +65,14 @@ ALLOWED = {
     "ledger.stores": BASE
     | {"ledger.backend", "ledger.fileops", "ledger.layout", "ledger.log", "ledger.postgres"},
     "ledger.copy": BASE | {"ledger.backend", "ledger.events", "ledger.stores"},
+    # C2PA disclosure (c2pa-python imported only when used); its missing-extra error is the stores' one
+    "ledger.disclosure": BASE | {"ledger.events", "ledger.stores"},
     "projections": set(),
     "projections.entries": {"ledger.events"},
     "projections.files": {"ledger.events"},
     "projections.timeline": {"ledger.events"},
-    "projections.stats": {"ledger.events", "projections", "projections.timeline"},
+    "projections.provenance": {"ledger.events"},
+    "projections.stats": {"ledger.events", "projections", "projections.provenance", "projections.timeline"},
     "projections.history": {"ledger.events"},
     "ledger.model": BASE | {"ledger.events", "ledger.backend", "projections", "projections.entries"},
     # the edge where the entries view meets the disk, and the live side: ledger modules over the stores
@@ -85,8 +100,17 @@ ALLOWED = {
     # the rooms of the store API: pure planning, the video files, imports, the write engine, the audit
     "ledger.requests": BASE | {"ledger", "ledger.events", "ledger.lifecycle"},
     "ledger.media": BASE
-    | {"ledger.events", "ledger.fileops", "projections", "projections.entries", "projections.files"},
-    "ledger.pipeline": BASE | {"ledger.events", "ledger.media"},
+    | {
+        "ledger",
+        "ledger.disclosure",
+        "ledger.events",
+        "ledger.fileops",
+        "projections",
+        "projections.entries",
+        "projections.files",
+    },
+    "ledger.pipeline": BASE
+    | {"ledger.events", "ledger.media", "ledger.provenance", "projections", "projections.provenance"},
     "ledger.importing": BASE | {"ledger", "ledger.events", "ledger.fileops", "ledger.lifecycle"},
     "ledger.writer": BASE
     | {
@@ -113,6 +137,21 @@ ALLOWED = {
         "projections.stats",
     },
     # the façade: wiring and one call into a room per method; no backend, file operations or log
+    "ledger.provenance_api": BASE
+    | {
+        "ledger",
+        "ledger.events",
+        "ledger.media",
+        "ledger.projector",
+        "ledger.provenance",
+        "ledger.requests",
+        "ledger.reuse",
+        "ledger.stores",
+        "ledger.writer",
+        "projections",
+        "projections.provenance",
+        "projections.stats",
+    },
     "ledger.store": BASE
     | {
         "ledger",
@@ -132,6 +171,9 @@ ALLOWED = {
         "projections.history",
         "projections.stats",
         "projections.timeline",
+        "projections.provenance",
+        "ledger.provenance",
+        "ledger.provenance_api",
     },
     "ledger.default": BASE
     | {
@@ -177,6 +219,7 @@ ALLOWED = {
         "ledger.store",
         "ledger.stores",
         "projections",
+        "projections.provenance",
         "projections.stats",
     },
     "ledger.cli": BASE
@@ -284,6 +327,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "cli",
         "cliparse",
         "copy",
+        "disclosure",
         "errors",
         "events",
         "fileops",
@@ -301,13 +345,17 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "metrics",
         "model",
         "media",
+        "mp4",
         "output",
         "pipeline",
         "postgres",
         "projector",
+        "provenance",
+        "provenance_api",
         "recovery",
         "report",
         "requests",
+        "reuse",
         "scan",
         "schema",
         "store",
