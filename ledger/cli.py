@@ -579,7 +579,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @option(
     "--app-role", metavar="ROLE",
     help="PostgreSQL only: grant ROLE what the app needs and no more (SELECT, INSERT on ledger_events; "
-    "SELECT, UPDATE on ledger_head; SELECT on ledger_schema_version)",
+    "SELECT, UPDATE on ledger_head; SELECT on ledger_schema_version; SELECT on ledger_events_json)",
 )  # fmt: skip
 def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.store is not None and is_url(args.store):
