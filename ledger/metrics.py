@@ -76,9 +76,7 @@ def _lines(found: health.Status, counters: Counters) -> Iterator[str]:
     def metric(name: str, kind: str, text: str, samples: dict[str, float] | float) -> Iterator[str]:
         yield f"# HELP video_ledger_{name} {text}\n# TYPE video_ledger_{name} {kind}\n"
         if isinstance(samples, dict):
-            label = {"entries": "status", "events_total": "type", "attempt_outcomes_total": "outcome"}.get(
-                name, "reason"
-            )
+            label = LABELS.get(name, "reason")
             for value, n in sorted(samples.items()):
                 yield f'video_ledger_{name}{{{label}="{_escape(value)}"}} {n!r}\n'
         else:
@@ -108,6 +106,17 @@ def _lines(found: health.Status, counters: Counters) -> Iterator[str]:
         "failures_total", "counter", "Failed attempts by reason class (the error's leading name).",
         dict(counters.failures),
     )  # fmt: skip
+    yield from metric(
+        "gpu_seconds_total", "counter", "GPU-seconds the workers reported, by the attempt's outcome.",
+        {"ready": 0.0, "failed": 0.0, **counters.gpu_seconds},
+    )  # fmt: skip
+
+
+LABELS = {
+    "entries": "status", "events_total": "type", "attempt_outcomes_total": "outcome",
+    "gpu_seconds_total": "outcome",
+}  # fmt: skip
+"""Each labelled metric's label (``reason`` otherwise)."""
 
 
 def _escape(value: str) -> str:

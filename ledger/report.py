@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.events import VideoMetadata
+from ledger.events import Failed, Ready, VideoMetadata
 from ledger.fileops import FileOps, atomic_write
 from ledger.store import Ledger, VerifyReport
 from projections import timeline as timeline_view
@@ -30,20 +30,25 @@ class Report:
     timelines: dict[tuple[str, str], timeline_view.Timeline]
     verify: VerifyReport
     made: str
+    gpu_seconds: dict[str, float]
+    """GPU-seconds the workers reported, by the outcome of the attempt (``ready``, ``failed``)."""
     """When the report was made (RFC 3339, UTC)."""
 
 
 def gather(ledger: Ledger, *, now: dt.datetime | None = None) -> Report:
     """What the page shows, read from ``ledger``."""
     stories: dict[tuple[str, str], timeline_view.Timeline] = {}
+    gpu = {"ready": 0.0, "failed": 0.0}
     for event in ledger.history():
+        if isinstance(event, Ready | Failed) and event.usage is not None and event.usage.gpu_seconds:
+            gpu[event.type] += event.usage.gpu_seconds
         key = (event.spot_id, event.era_id)
         story = stories.get(key)
         if story is None:
             story = stories[key] = timeline_view.Timeline(*key)
         timeline_view.add(story, event)
     made = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Report(ledger.get_all_video_metadata(), stories, ledger.verify(), made)
+    return Report(ledger.get_all_video_metadata(), stories, ledger.verify(), made, gpu)
 
 
 def render(report: Report) -> str:
@@ -59,6 +64,7 @@ def render(report: Report) -> str:
             "<h1>video-ledger report</h1>",
             f'<p id="made">made {_e(report.made)}; {len(report.entries)} entries ({summary})</p>',
             _chain(report.verify),
+            _gpu(report.gpu_seconds),
             _grid(report.entries),
             _failures(report.timelines),
             _attempts(report.entries, report.timelines),
@@ -79,6 +85,17 @@ def _chain(verify: VerifyReport) -> str:
         f'<section id="chain" data-ok="{str(verify.ok).lower()}"><h2>Chain</h2>'
         f"<p>verify: <b>{_e(verdict)}</b>; {verify.events} events, {verify.entries} entries</p>"
         f'<p>head: <code id="head">{_e(head)}</code></p></section>'
+    )
+
+
+def _gpu(spent: dict[str, float]) -> str:
+    total = spent["ready"] + spent["failed"]
+    if not total:
+        return '<section id="gpu"><h2>GPU time</h2><p>none reported</p></section>'
+    return (
+        f'<section id="gpu" data-ready="{spent["ready"]}" data-failed="{spent["failed"]}"><h2>GPU time</h2>'
+        f"<p>{total:,.1f} GPU-seconds reported: {spent['ready']:,.1f} on attempts that made a video, "
+        f"{spent['failed']:,.1f} ({spent['failed'] / total:.0%}) on attempts that failed</p></section>"
     )
 
 

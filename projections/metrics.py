@@ -1,6 +1,6 @@
 """The counters ``video-ledger metrics`` exports, as a fold over events: events by type, attempts started
-and how they ended, failures by reason class. Kept incrementally: :meth:`Counters.add` takes each new
-event once."""
+and how they ended, failures by reason class, GPU-seconds by outcome. Kept incrementally:
+:meth:`Counters.add` takes each new event once."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ class Counters:
     """Attempts ended, by outcome (``ready``, ``failed``)."""
     failures: Counter[str] = field(default_factory=Counter)
     """Failed attempts by :func:`reason_class` (at most :data:`MAX_REASONS` classes, then ``other``)."""
+    gpu_seconds: dict[str, float] = field(default_factory=dict)
+    """GPU-seconds the workers reported, by the outcome of the attempt that spent them."""
 
     def add(self, events: Iterable[EventType]) -> None:
         for event in events:
@@ -46,9 +48,15 @@ class Counters:
                     self.attempts += 1
                 case Ready():
                     self.outcomes["ready"] += 1
+                    self._spent("ready", event)
                 case Failed():
                     self.outcomes["failed"] += 1
+                    self._spent("failed", event)
                     reason = reason_class(event.error)
                     if reason not in self.failures and len(self.failures) >= MAX_REASONS:
                         reason = "other"
                     self.failures[reason] += 1
+
+    def _spent(self, outcome: str, event: Ready | Failed) -> None:
+        if event.usage is not None and event.usage.gpu_seconds is not None:
+            self.gpu_seconds[outcome] = self.gpu_seconds.get(outcome, 0.0) + event.usage.gpu_seconds

@@ -160,3 +160,21 @@ def _until(condition: object, timeout: float = 30.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "not in time"
         time.sleep(0.05)
+
+
+def test_gpu_seconds_are_counted_by_the_outcome_of_the_attempt_that_spent_them(ledger_dir: Path) -> None:
+    from ledger.events import Usage
+
+    with Ledger(ledger_dir, clock=recent_clock()) as ledger:
+        ledger.set_video_metadata(entry("a", "one"))
+        ledger.mark_video_failed("a", "one", "OOM: x", usage=Usage(gpu_seconds=9.5))
+        ledger.set_video_metadata(entry("a", "one"))
+        video = ledger_dir / "a.mp4"
+        video.write_bytes(b"video")
+        ledger.mark_video_ready("a", "one", str(video), usage=Usage(gpu_seconds=30.25))
+        ledger.set_video_metadata(entry("b", "one"))
+        ledger.mark_video_failed("b", "one", "OOM: y")  # no usage reported: nothing added
+    with Exporter(ledger_dir) as exporter:
+        found = samples(exporter.render())
+    assert found["video_ledger_gpu_seconds_total", (("outcome", "ready"),)] == 30.25
+    assert found["video_ledger_gpu_seconds_total", (("outcome", "failed"),)] == 9.5

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
+from ledger.events import Usage
 from ledger.report import gather, render
 
 from .conftest import FakeClock, entry
@@ -27,7 +28,7 @@ def _ledger(directory: Path) -> Ledger:
     ledger.set_video_metadata(entry("acropolis", "founding", "pending"))
     ledger.set_video_metadata(entry("acropolis", "decline"))
     ledger.set_video_metadata(entry("colosseum", "founding"))
-    ledger.mark_video_failed("colosseum", "founding", "CUDA out of memory")
+    ledger.mark_video_failed("colosseum", "founding", "CUDA out of memory", usage=Usage(gpu_seconds=30.0))
     ledger.set_video_metadata(entry("colosseum", "founding"))
     ledger.set_video_metadata(entry("colosseum", "founding", "ready"))
     ledger.set_video_metadata(entry('<b>"petra"&', "decline"))
@@ -116,4 +117,10 @@ def test_the_page_is_self_contained_and_escapes_what_the_ledger_holds(ledger_dir
 def test_an_empty_ledger_gives_a_page_that_says_so(ledger_dir: Path) -> None:
     with Ledger(ledger_dir) as ledger:
         page = render(gather(ledger))
-    assert "0 entries" in page and "no failed attempts" in page
+    assert "0 entries" in page and "no failed attempts" in page and "none reported" in page
+
+
+def test_the_gpu_time_workers_reported_is_shown_by_outcome(ledger_dir: Path) -> None:
+    with _ledger(ledger_dir) as ledger:
+        page = render(gather(ledger))
+    assert 'data-ready="0.0" data-failed="30.0"' in page and "(100%) on attempts that failed" in page
