@@ -21,6 +21,7 @@ from ledger.default import (
     verify,
 )
 from ledger.errors import (
+    AlreadyReadyError,
     AttemptInProgressError,
     ClockSkewError,
     CorruptLogError,
@@ -44,19 +45,25 @@ from ledger.events import (
     Generating,
     Imported,
     Pending,
+    Policy,
     Ready,
+    Renewed,
     Status,
     VideoMetadata,
+    Worker,
 )
 from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.lifecycle import TRANSITIONS
 from ledger.media import FilesReport
 from ledger.pipeline import Job, Terminated
+from ledger.retry import DEFAULT_POLICY, RetryPolicy
 from ledger.store import Ledger, RebuildReport
 
 __all__ = (
+    "DEFAULT_POLICY",
     "STATUSES",
     "TRANSITIONS",
+    "AlreadyReadyError",
     "AttemptInProgressError",
     "ClockSkewError",
     "CorruptLogError",
@@ -79,15 +86,19 @@ __all__ = (
     "LedgerIOError",
     "NoLedgerError",
     "Pending",
+    "Policy",
     "ReadOnlyLedgerError",
     "Ready",
     "RebuildReport",
+    "Renewed",
+    "RetryPolicy",
     "SnapshotUpdateError",
     "Status",
     "Terminated",
     "UnimportedSnapshotError",
     "VerifyReport",
     "VideoMetadata",
+    "Worker",
     "default_ledger",
     "generate_and_store_video",
     "generation",

@@ -383,7 +383,8 @@ class _SnapshotProbe:
             if event.ts > last_ts:  # from here on an entry is newer than any in the snapshot
                 return
             key = event.key
-            state[key] = entries_view.apply(state.get(key), event)
+            if event.type != "policy":  # no entry's event
+                state[key] = entries_view.apply(state.get(key), event)
             if event.seq < self.low:
                 continue
             if differ is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -48,10 +49,12 @@ from ledger.cliparse import (
     exclusive,
     fraction,
     int_at_least,
+    mapping,
     option,
     parse,
     path,
     seconds,
+    span,
     together,
 )
 from ledger.copy import copy_ledger, follow_copy
@@ -72,6 +75,7 @@ from ledger.output import (
     flag_names,
     json_line,
     message,
+    print_claimed,
     print_copied,
     print_demo_run,
     print_entries,
@@ -80,6 +84,7 @@ from ledger.output import (
     print_followed,
     print_history,
     print_imported,
+    print_policy,
     print_provenance,
     print_reaped,
     print_rebuilt,
@@ -118,6 +123,9 @@ from ledger.stores import (
 __all__ = ("main",)
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_NOTHING = 3
+"""``claim``'s exit status when there is nothing to claim (now): a shell loop stops there, and tells it
+from an error (1, 2)."""
 
 
 class UsageError(Exception):
@@ -215,12 +223,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @option("--prompt", help="prompt used (default: the entry's current prompt; required for a new entry)")
 @option("--local-path", metavar="PATH", help="the video file (required for ready)")
 @option("--error", help="error message (only with --status failed)")
+@option("--attempt", metavar="N", type=int_at_least(1), help="with ready or failed: the attempt it ends")
 @_WRITTEN
 def _set(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger, flag_names():
         entry = ledger.update_entry(
-            args.spot, args.era, args.status, prompt=args.prompt, local_path=args.local_path, error=args.error
-        )
+            args.spot, args.era, args.status,
+            prompt=args.prompt, local_path=args.local_path, error=args.error, attempt=args.attempt,
+        )  # fmt: skip
         print_written(entry, ledger.last_seq, out, json=args.json, quiet=args.quiet)
     return EXIT_OK
 
@@ -386,15 +396,28 @@ def _stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @commands.command(
     "requeue",
-    "Recall a model: put back to pending every entry whose current video it made (the reason goes into "
-    "the entry's history).",
-    "requeue --model wan2.1-t2v --version 14B --dry-run",
+    "Queue an entry again (pending: a failed one that used up its attempts, or a ready one to remake), or "
+    "recall a model: put back every entry whose current video it made (the reason in its history).",
+    "requeue colosseum rome-80ad",
 )
-@option("--model", metavar="NAME", required=True, help="the model's name, as its provenance records it")
+@option("spot", metavar="SPOT", nargs="?", help="spotId (with ERA: this entry)")
+@option("era", metavar="ERA", nargs="?", help="eraId")
+@option("--model", metavar="NAME", help="the model's name, as its provenance records it")
 @option("--version", metavar="V", help="only videos of this version of the model")
 @option("--dry-run", action="store_true", help="list the entries, record nothing")
 @option("--json", action="store_true", help="print the attempts whose videos are withdrawn as a JSON array")
 def _requeue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if (args.spot is None) != (args.era is None) or (args.spot is None) == (args.model is None):
+        raise UsageError("requeue takes SPOT ERA, or --model NAME")
+    if args.spot is not None:
+        if args.version or args.dry_run:
+            raise UsageError("--version and --dry-run go with --model")
+        with _open(args, readonly=False) as ledger:
+            before = ledger.last_seq
+            entry = ledger.requeue(args.spot, args.era)
+            seq = ledger.last_seq if ledger.last_seq != before else None
+        print_written(entry, seq, out, json=args.json, quiet=False)
+        return EXIT_OK
     with _open(args, readonly=args.dry_run) as ledger:
         recalled = ledger.requeue_model(args.model, version=args.version, dry_run=args.dry_run)
     if args.json:
@@ -502,7 +525,12 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option(
     "--root", metavar="DIR",
-    help="with --files: where localPaths start; nothing outside is read (default: the ledger directory)",
+    help="with --files: the media root, where relative localPaths start (default: the ledger directory)",
+)  # fmt: skip
+@option(
+    "--map", metavar="PREFIX=DIR", action="append", type=mapping,
+    help="with --files: localPaths starting with PREFIX (a URL path like /videos/) are files in DIR; "
+    "repeat for more; a localPath neither maps is reported unchecked, and nothing outside is read",
 )  # fmt: skip
 @option(
     "--expect-head", metavar="SEQ:HASH",
@@ -511,8 +539,8 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the findings as one JSON object")
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if (args.media or args.root or args.c2pa) and not args.files:
-        raise UsageError("--media, --root and --c2pa go with --files")
+    if (args.media or args.root or args.map or args.c2pa) and not args.files:
+        raise UsageError("--media, --root, --map and --c2pa go with --files")
     if args.c2pa_trust and not args.c2pa:
         raise UsageError("--c2pa-trust goes with --c2pa")
     if args.expect_head is not None:
@@ -523,7 +551,11 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print_verify(report, where, out)
         files = (
             ledger.verify_files(
-                root=args.root, media=args.media, c2pa=args.c2pa, trust_anchors=args.c2pa_trust
+                root=args.root,
+                media=args.media,
+                c2pa=args.c2pa,
+                trust_anchors=args.c2pa_trust,
+                prefixes=dict(args.map or ()),
             )
             if args.files
             else None
@@ -538,12 +570,12 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @commands.command(
     "reap",
-    "Mark failed every entry stuck in generating (no event) for longer than DURATION; safe beside "
-    "live workers.",
+    "Mark failed every running attempt whose lease ran out, and with --older-than every other entry "
+    "stuck in generating (no event) that long; never one whose lease is current.",
     "reap --older-than 2h",
 )
 @option(
-    "--older-than", metavar="DURATION", required=True, type=duration,
+    "--older-than", metavar="DURATION", type=duration,
     help="like 90s, 15m, 2h or 1d (more than 0, at most 36500d; negative values are refused)",
 )  # fmt: skip
 @option("--json", action="store_true", help="print the reaped entries as a JSON array")
@@ -551,6 +583,68 @@ def _reap(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
         reaped = ledger.reap(args.older_than)
     print_reaped(reaped, out, json=args.json)
+    return EXIT_OK
+
+
+@commands.command(
+    "claim",
+    "Start an attempt on the next queued entry (pending, or failed with attempts left) and print it; "
+    f"exit {EXIT_NOTHING} when there is none. Keep it with heartbeat, end it with set --attempt.",
+    "claim --worker gpu-1 --lease 10m --json",
+)
+@option("--worker", metavar="NAME", help="this worker's name, recorded with the attempt")
+@option("--lease", metavar="DURATION", type=span, help="like 90s, 10m or 250ms (default 60s)")
+@option("--spot", metavar="SPOT", help="only this spot's entries")
+@option("--era", metavar="ERA", help="only this era's entries")
+@option("--json", action="store_true", help="print the job as one JSON object")
+def _claim(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        job = ledger.claim(worker=args.worker, lease=args.lease, spot=args.spot, era=args.era)
+        entry = None if job is None else ledger.get_video_metadata(job.spot_id, job.era_id)
+        print_claimed(job, entry, ledger.last_seq, out, json=args.json)
+    return EXIT_NOTHING if job is None else EXIT_OK
+
+
+@commands.command(
+    "heartbeat",
+    "Renew the lease of a running attempt (a shell worker's, while it renders).",
+    "heartbeat colosseum rome-80ad --attempt 2",
+)
+@_ENTRY
+@option("--attempt", metavar="N", required=True, type=int_at_least(1), help="the attempt claim started")
+@option("--lease", metavar="DURATION", type=span, help="the new lease (default: the one it holds)")
+@option("--quiet", "-q", action="store_true", help="print nothing (the exit code tells)")
+def _heartbeat(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    with _open(args, readonly=False) as ledger:
+        ledger.heartbeat(args.spot, args.era, args.attempt, lease=args.lease)
+        if not args.quiet:
+            out.write(f"renewed attempt {args.attempt}: recorded event {ledger.last_seq}\n")
+    return EXIT_OK
+
+
+@commands.command(
+    "policy",
+    "Show the retry policy every worker of this ledger follows, or set it (a policy event in the log).",
+    "policy --max-attempts 4 --backoff 1m --not-retried BadPrompt",
+)
+@option("--max-attempts", metavar="N", type=int_at_least(1), help="attempts an entry gets once queued")
+@option("--backoff", metavar="DURATION", type=span, help="the wait before the first retry")
+@option("--backoff-factor", metavar="F", type=seconds, help="each next wait is F times the one before")
+@option("--backoff-max", metavar="DURATION", type=span, help="no wait is longer than this")
+@option("--not-retried", metavar="PREFIX", action="append", help="an error so starting is not retried")
+@option("--json", action="store_true", help="print the policy as one JSON object")
+def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    given = {
+        "max_attempts": args.max_attempts, "backoff": args.backoff, "backoff_factor": args.backoff_factor,
+        "backoff_max": args.backoff_max, "not_retried": args.not_retried and tuple(args.not_retried),
+    }  # fmt: skip
+    with _open(args, readonly=False) as ledger:
+        policy, seq = ledger.claims.policy()
+        changes = {name: value for name, value in given.items() if value is not None}
+        if changes:
+            policy = dataclasses.replace(policy, **changes)
+            seq = ledger.set_retry_policy(policy)
+    print_policy(policy, seq, out, json=args.json)
     return EXIT_OK
 
 

@@ -24,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
+from ledger.errors import InvalidEntryError
 from ledger.layout import DIR_ENV
+from ledger.retry import parse_duration
 from ledger.stores import STORE_ENV
 
 __all__ = (
@@ -38,9 +40,11 @@ __all__ = (
     "exclusive",
     "fraction",
     "int_at_least",
+    "mapping",
     "option",
     "path",
     "seconds",
+    "span",
     "subparsers",
 )
 
@@ -413,6 +417,23 @@ def fraction(text: str) -> float:
 
 
 _MAX_DURATION = dt.timedelta(days=36500)
+
+
+def mapping(text: str) -> tuple[str, str]:
+    """``PREFIX=DIR``: a URL path prefix and the directory its files are in (``/videos/=static/videos``)."""
+    prefix, equals, directory = text.partition("=")
+    if not equals or not prefix.startswith("/") or not directory:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PREFIX=DIR, like /videos/=static/videos")
+    return (prefix if prefix.endswith("/") else prefix + "/", directory)
+
+
+def span(text: str) -> float:
+    """Seconds, fractions and ``ms`` allowed: ``90s``, ``10m``, ``250ms``, ``1.5h``, ``0`` (a lease, a
+    backoff)."""
+    try:
+        return parse_duration(text)
+    except InvalidEntryError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def duration(text: str) -> dt.timedelta:

@@ -10,6 +10,7 @@ import errno
 from pathlib import Path
 
 __all__ = (
+    "AlreadyReadyError",
     "AttemptInProgressError",
     "ClockSkewError",
     "ConflictError",
@@ -57,8 +58,8 @@ class IllegalTransitionError(LedgerError):
 class AttemptInProgressError(IllegalTransitionError):
     """A new attempt was asked for (``generation()``) while another attempt on the entry is live.
 
-    Nothing was written. ``attempt`` is the live attempt's number (the ``seq`` of the ``generating`` event
-    that started it; ``None`` for one started in format 1) and ``since`` its start time. A worker that
+    Nothing was written. ``attempt`` is the live attempt's number (``None`` for one started in format 1)
+    and ``since`` its start time. A worker that
     knows the attempt is abandoned takes it over explicitly (``generation(..., takeover=attempt)``), or
     ends it first (``reap``, ``mark_video_failed``).
     """
@@ -67,6 +68,16 @@ class AttemptInProgressError(IllegalTransitionError):
         super().__init__(message, current="generating", requested="generating")
         self.attempt = attempt
         self.since = since
+
+
+class AlreadyReadyError(IllegalTransitionError):
+    """A new attempt was asked for (``generation()``) on an entry that is already ``ready``: its video
+    exists. Nothing was written. Pass ``regenerate=True`` to make it again. ``attempt`` is the attempt that
+    made it."""
+
+    def __init__(self, message: str, *, attempt: int | None) -> None:
+        super().__init__(message, current="ready", requested="generating")
+        self.attempt = attempt
 
 
 class ClockSkewError(LedgerError):

@@ -55,8 +55,10 @@ __all__ = (
     "InputRef",
     "ModelRef",
     "Pending",
+    "Policy",
     "Provenance",
     "Ready",
+    "Renewed",
     "Status",
     "Usage",
     "VideoMetadata",
@@ -77,9 +79,11 @@ __all__ = (
     "validate_entry",
 )
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 """The ``v`` member of every line this code writes. Format 2 added ``attempt`` on ``ready``/``failed`` and the
-envelope's ``clock``; lines of format 1 are read as before (``docs/format.md``)."""
+envelope's ``clock``; format 3 numbers attempts from 1 per entry (``attempt`` on ``generating`` and
+``pending``), adds an attempt's lease, and the ``renewed`` and ``policy`` events. Lines of
+older formats are read as before (``docs/format.md``)."""
 
 GENESIS_HASH: Final = "0" * 64
 """``prev`` of the first line."""
@@ -261,6 +265,20 @@ class Event(msgspec.Struct, frozen=True, gc=False, tag_field="type", rename="cam
         return str(self.__struct_config__.tag)
 
 
+_Number = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        description="format 3: the attempt's number, counted from 1 per entry (on pending: the number of "
+        "the entry's last attempt, which the next one follows)",
+    ),
+]
+_Lease = Annotated[
+    float,
+    msgspec.Meta(gt=0, description="format 3: seconds the attempt's lease runs from this event's time"),
+]
+
+
 class Pending(Event, frozen=True, kw_only=True, tag="pending"):
     """The entry is queued for generation (new, retried after a failure, or edited while queued), and
     why, when the ledger queued it itself (a recall of the model that made its video)."""
@@ -269,15 +287,18 @@ class Pending(Event, frozen=True, kw_only=True, tag="pending"):
     prompt: str
     local_path: str | None = None
     reason: Annotated[str, msgspec.Meta(max_length=65_536)] | None = None
+    attempt: _Number | None = None
 
 
 class Generating(Event, frozen=True, kw_only=True, tag="generating"):
-    """A generation attempt started."""
+    """A generation attempt started (by its worker, holding a lease of that many seconds when given)."""
 
     STATUS: ClassVar[Status] = "generating"
     prompt: str
     local_path: str | None = None
     provenance: Provenance | None = None
+    attempt: _Number | None = None
+    lease: _Lease | None = None
     worker: Worker | None = None
 
 
@@ -332,7 +353,32 @@ class Imported(Event, frozen=True, kw_only=True, tag="imported"):
         return self.status
 
 
-EventType: TypeAlias = Pending | Generating | Ready | Failed | Imported
+class Renewed(Event, frozen=True, kw_only=True, tag="renewed"):
+    """The running attempt is alive: its lease runs that many seconds from this event's time (format 3).
+    Changes nothing of the entry but its updatedAt."""
+
+    STATUS: ClassVar[Status] = "generating"
+    attempt: Annotated[int, msgspec.Meta(ge=1)]
+    lease: _Lease
+
+
+class Policy(Event, frozen=True, kw_only=True, tag="policy"):
+    """The ledger's retry policy from this event on (format 3): not an entry's event, so it has no
+    spotId or eraId (both read as empty, which no entry has)."""
+
+    STATUS: ClassVar[Status] = "pending"  # unused: no entry changes
+    spot_id: str = ""
+    era_id: str = ""
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+    backoff: Annotated[float, msgspec.Meta(ge=0, description="seconds before the first retry")]
+    backoff_factor: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    backoff_max: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    not_retried: tuple[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], ...] = ()
+    """Errors that are never retried: an error starting with one of these (its type name, say
+    InvalidPrompt) ends the entry's attempts."""
+
+
+EventType: TypeAlias = Pending | Generating | Ready | Failed | Imported | Renewed | Policy
 EVENT_TYPES: Final[dict[Status, type[EventType]]] = {
     cls.STATUS: cls for cls in (Pending, Generating, Ready, Failed)
 }

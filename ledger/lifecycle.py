@@ -20,8 +20,11 @@ Rules beside the table (``docs/lifecycle.md`` explains each):
 - ``ready`` needs ``localPath``; ``failed`` needs ``error``; ``error`` is allowed only on ``failed``.
 - ``ready`` and ``failed`` end the attempt that is running: they keep its prompt (a different prompt is
   illegal), and ``failed`` keeps its localPath.
-- Each attempt started in format 2 is numbered by the ``seq`` of its ``generating`` event; ``ready`` and
-  ``failed`` name the attempt they end (``attempt``). A request that names an attempt other than the
+- Attempts are numbered from 1 per entry (format 3): a ``generating`` event records its attempt's number,
+  one more than the entry's last (:func:`next_attempt`), and a ``pending`` event the number of the last, so
+  the count goes on across requeues. An attempt started in format 2 is numbered by the ``seq`` of its
+  ``generating`` event, one of format 1 not at all. ``ready`` and ``failed`` name the attempt they end
+  (``attempt``). A request that names an attempt other than the
   entry's current one is illegal, even one that asks for the state the entry already has; a request that
   names none ends the current one.
 """
@@ -34,9 +37,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ledger.errors import IllegalTransitionError, InvalidEntryError
-from ledger.events import EVENT_TYPES, EventType, Imported, Status, VideoMetadata
+from ledger.events import EVENT_TYPES, EventType, Imported, Policy, Renewed, Status, VideoMetadata
 
-__all__ = ("TRANSITIONS", "Change", "check_entry", "first_illegal", "is_legal", "plan_change")
+__all__ = ("TRANSITIONS", "Change", "check_entry", "first_illegal", "is_legal", "next_attempt", "plan_change")
 
 TRANSITIONS: Final[Mapping[Status | None, frozenset[Status]]] = {
     None: frozenset({"pending", "generating"}),
@@ -87,7 +90,7 @@ def first_illegal(
         keys = list(map(_key_of, events))
     if len(events) >= _FEW:
         types = list(map(type, events))
-        if Imported not in types:
+        if Imported not in types and Renewed not in types and Policy not in types:
             after = dict(zip(keys, map(_STATUS_OF.__getitem__, types), strict=True))  # each entry's last
             if len(after) == len(keys):  # one event per entry (the usual run): each checked against statuses
                 legal = all(map(_LEGAL.__contains__, zip(map(statuses.get, after), types, strict=True)))
@@ -98,6 +101,12 @@ def first_illegal(
                 return None
     get = statuses.get
     for i, (key, cls) in enumerate(zip(keys, map(type, events), strict=True)):
+        if cls is Policy:
+            continue  # no entry's event
+        if cls is Renewed:  # renews a running attempt's lease: only while generating
+            if get(key) != "generating":
+                return i
+            continue
         status = _STATUS_AFTER.get((get(key), cls))
         if status is None:
             event = events[i]
@@ -189,7 +198,13 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
         )
 
     if status in ("pending", "generating"):
-        return Change(EVENT_TYPES[status], {"prompt": desired.prompt, "local_path": desired.local_path})
+        number = (
+            next_attempt(current) if status == "generating" else None if current is None else current.attempt
+        )
+        return Change(
+            EVENT_TYPES[status],
+            {"prompt": desired.prompt, "local_path": desired.local_path, "attempt": number},
+        )
     assert current is not None  # ready and failed are only legal after generating
     if desired.prompt != current.prompt:
         raise IllegalTransitionError(
@@ -209,6 +224,13 @@ def plan_change(current: VideoMetadata | None, desired: VideoMetadata) -> Change
     return Change(EVENT_TYPES["failed"], {"error": desired.error, "attempt": current.attempt})
 
 
+def next_attempt(current: VideoMetadata | None) -> int:
+    """The number of an attempt that starts on ``current``: one more than the entry's last attempt (its
+    ``attempt``), 1 for a new entry or one whose last number is not known (its last event, of format 1 or 2,
+    was a ``pending`` or ``imported`` one: those kept no number)."""
+    return 1 if current is None or current.attempt is None else current.attempt + 1
+
+
 def _describe_attempt(entry: VideoMetadata | None) -> str:
     if entry is None:
         return "there is no such entry"
@@ -218,6 +240,8 @@ def _describe_attempt(entry: VideoMetadata | None) -> str:
         )
     if entry.status == "generating":
         return f"attempt {entry.attempt} is running"
+    if entry.status == "pending":
+        return f"the entry is pending; its last attempt was {entry.attempt}"
     return f"the entry is {entry.status}, ended by attempt {entry.attempt}"
 
 

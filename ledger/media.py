@@ -1,17 +1,24 @@
 """The video files: the one ``localPath`` rule, a file's size and digest, and the check of recorded files.
 
-A ``localPath`` is the path the app gets: relative to the ledger directory (the root ``verify --files``
-starts at), never leaving it (:func:`path_problem`). A writer's path is checked before it is recorded
-(:func:`app_path`); a recorded one before any file is opened (:func:`check_file`), which also keeps every
-read inside the root and to regular files.
+A ``localPath`` is the value the app reads, what the pipeline means it to use: a path relative to a media
+root, a URL path the app serves (``/videos/x.mp4``), or an absolute path where that is what it wants. It is
+recorded as the pipeline gives it, the same for ``job.ready``, ``generate_and_store_video``, ``set`` and
+``import``; given none, a video's path relative to the media root (the ledger directory) is recorded, and
+a video outside it is refused rather than have a host path land in the app's file (:func:`app_path`).
+
+``verify --files`` maps a ``localPath`` to a file through one :class:`MediaMap`: the media root (relative
+paths start there) and URL prefixes mapped to directories (``/videos/`` to ``static/videos``). It reads
+nothing outside the root and the mapped directories, and only regular files; a ``localPath`` it cannot map
+(an absolute path no prefix covers, one that leaves its directory through ``..``) is reported as
+unchecked, not as damage (:func:`check_file`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -25,6 +32,7 @@ from projections import files as files_view
 __all__ = (
     "VIDEO_SUFFIXES",
     "FilesReport",
+    "MediaMap",
     "app_path",
     "check_file",
     "file_digest",
@@ -45,10 +53,50 @@ class FilesReport:
     checked: int
     problems: list[str]
     unreferenced: list[Path]
+    unchecked: list[str] = field(default_factory=list)
+    """Entries whose ``localPath`` the map does not place under the root or a mapped prefix (not read)."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class MediaMap:
+    """Where ``verify --files`` finds a ``localPath``'s file: relative paths under ``root``, a path that
+    starts with one of ``prefixes`` (a URL path such as ``/videos/``) under the directory it is mapped to."""
+
+    root: Path
+    prefixes: tuple[tuple[str, Path], ...] = ()
+
+    @classmethod
+    def of(
+        cls, root: str | os.PathLike[str], prefixes: Mapping[str, str | os.PathLike[str]] | None = None
+    ) -> MediaMap:
+        """The map of a root and ``{prefix: directory}`` (directories made real, longest prefix first)."""
+        pairs = sorted(
+            ((k, Path(os.path.realpath(v))) for k, v in (prefixes or {}).items()), key=lambda kv: -len(kv[0])
+        )
+        for prefix, _ in pairs:
+            if not prefix.startswith("/") or not prefix.endswith("/"):
+                raise InvalidEntryError(
+                    f"a mapped prefix starts and ends with '/' (like /videos/), not {prefix!r}"
+                )
+        return cls(Path(os.path.realpath(root)), tuple(pairs))
+
+    def place(self, local_path: str) -> tuple[str, str] | None:
+        """``(directory, path relative to it)`` for ``local_path``, or ``None`` if it cannot be mapped."""
+        base, rest = str(self.root), local_path
+        for prefix, directory in self.prefixes:
+            if local_path.startswith(prefix):
+                base, rest = str(directory), local_path[len(prefix) :]
+                break
+        else:
+            if os.path.isabs(local_path):
+                return None
+        if not rest or os.path.isabs(rest) or os.path.normpath(rest).split(os.sep)[0] == os.pardir:
+            return None
+        return base, rest
 
 
 def path_problem(local_path: str) -> Literal["nul", "absolute", "parent"] | None:
@@ -73,27 +121,21 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
 
 
 def app_path(root: str | os.PathLike[str], path: str | os.PathLike[str], local_path: str | None) -> str:
-    """The ``localPath`` to record for the video at ``path``: ``local_path`` if given, else ``path``
-    relative to ``root`` (the ledger directory, where ``verify --files`` starts). Either way it must be a
-    relative path that stays under the root: an absolute one, one that leaves the root through ``..``, or a
-    file outside the root without ``local_path``, raises :class:`~ledger.errors.InvalidEntryError`, so a
-    host path never lands in the app's file."""
+    """The ``localPath`` to record for the video at ``path``: ``local_path`` if given, as given (relative
+    to a media root, a URL path such as ``/videos/x.mp4``, or absolute: what the app is to use), else
+    ``path`` relative to ``root`` (the ledger directory). A file outside the root without ``local_path``
+    raises :class:`~ledger.errors.InvalidEntryError`, so a host path never lands in the app's file unasked."""
     # The messages name no host path: a failed attempt records its error in the app's file.
     if local_path is not None:
-        problem = path_problem(local_path)
-        if problem == "absolute":
-            raise InvalidEntryError(
-                "local_path is absolute: give it relative to the ledger directory "
-                "(as the app and `verify --files` see it)"
-            )
-        if problem == "parent":
-            raise InvalidEntryError(f"local_path {local_path!r} leaves the ledger directory through '..'")
+        if "\0" in local_path:
+            raise InvalidEntryError("local_path holds a NUL byte, which no file name can")
         return local_path
     real_root, real = os.path.realpath(root), os.path.realpath(path)
     if _leaves(real_root, real):
         raise InvalidEntryError(
             f"the video {Path(path).name!r} is outside the ledger directory: pass local_path= (the path "
-            "the app gets, relative to the ledger directory) so that no host path is recorded"
+            "the app gets: relative to its media root, or a URL path like /videos/x.mp4) so that no host "
+            "path is recorded"
         )
     return Path(os.path.relpath(real, real_root)).as_posix()
 
@@ -102,31 +144,46 @@ def verify_files(
     events: Iterable[EventType],
     *,
     ops: FileOps,
-    root: Path,
+    root: Path | MediaMap,
     media: str | os.PathLike[str] | None = None,
     c2pa: bool = False,
     trust_anchors: str | os.PathLike[str] | None = None,
 ) -> FilesReport:
-    """Check the file of every entry that ``events`` leave ready, under ``root``, against the size and
-    SHA-256 recorded when it became ready; with ``media``, also list the video files under that folder that
-    no entry refers to; with ``c2pa`` (the ``c2pa`` extra), also that each intact file's C2PA manifest
-    validates (and, with ``trust_anchors``, a PEM file of roots, leads to one of them), says AI-generated
-    and names its entry and attempt (:func:`_disclosure_problem`)
-    (:meth:`Ledger.verify_files <ledger.store.Ledger.verify_files>`)."""
+    """Check the file of every entry that ``events`` leave ready, found through ``root`` (a
+    :class:`MediaMap`, or a root alone), against the size and SHA-256 recorded when it became ready; with
+    ``media``, also list the video files under that folder that no entry refers to; with ``c2pa`` (the
+    ``c2pa`` extra), also that each intact file's C2PA manifest validates (and, with ``trust_anchors``, a
+    PEM file of roots, leads to one of them), says AI-generated and names its entry and attempt
+    (:func:`_disclosure_problem`) (:meth:`Ledger.verify_files <ledger.store.Ledger.verify_files>`)."""
     if c2pa:
         disclosure.require_c2pa()  # the optional extra: say how to get it before reading anything
-    real_root = os.path.realpath(root)
+    where = root if isinstance(root, MediaMap) else MediaMap.of(root)
+    root = where.root
     entries: entries_view.Entries = {}
     files: files_view.ReadyFiles = {}
     for event in events:
+        if event.type == "policy":  # no entry's event
+            continue
         entries[event.key] = entries_view.apply(entries.get(event.key), event)
         files_view.note(files, event)
     problems: list[str] = []
+    unchecked: list[str] = []
     for key in sorted(files):
         ready = files[key]
-        problem = check_file(ops, real_root, ready)
+        if "\0" in ready.local_path:  # writers refuse it; a line written by hand may hold one
+            problems.append(
+                f"{key[0]}/{key[1]}: {ready.local_path}: holds a NUL byte, which no file name can (not read)"
+            )
+            continue
+        placed = where.place(ready.local_path)
+        if placed is None:
+            unchecked.append(
+                f"{key[0]}/{key[1]}: {ready.local_path}: not under the media root or a mapped prefix"
+            )
+            continue
+        problem = check_file(ops, placed, ready)
         if problem is None and c2pa:  # the file is the one recorded: its manifest is worth reading
-            problem = _disclosure_problem(real_root, ready, trust_anchors)
+            problem = _disclosure_problem(placed, ready, trust_anchors)
         if problem is not None:
             problems.append(f"{key[0]}/{key[1]}: {ready.local_path}: {problem}")
     unreferenced: list[Path] = []
@@ -143,19 +200,23 @@ def verify_files(
                 ):
                     unreferenced.append(candidate)
         problems.extend(f"{p}: not referred to by any entry" for p in sorted(unreferenced))
-    return FilesReport(checked=len(files), problems=problems, unreferenced=sorted(unreferenced))
+    return FilesReport(
+        checked=len(files) - len(unchecked), problems=problems, unreferenced=sorted(unreferenced),
+        unchecked=unchecked,
+    )  # fmt: skip
 
 
-def _disclosure_problem(root: str, ready: Ready, trust_anchors: str | os.PathLike[str] | None) -> str | None:
-    """What is wrong with the C2PA manifest of the (intact) file ``ready`` recorded: it must name the entry
-    and attempt, or for a reused video the attempt that made it (``reuses``)."""
+def _disclosure_problem(
+    placed: tuple[str, str], ready: Ready, trust_anchors: str | os.PathLike[str] | None
+) -> str | None:
+    """What is wrong with the C2PA manifest of the (intact) file ``ready`` recorded, at ``placed``: it must
+    name the entry and attempt, or for a reused video the attempt that made it (``reuses``)."""
     made = ready.reuses
     if made is None:
         spot, era, attempt = ready.spot_id, ready.era_id, ready.attempt
     else:
         spot, era, attempt = made.spot_id, made.era_id, made.attempt
-    where = os.path.join(root, ready.local_path)
-    return disclosure.check_disclosure(where, spot, era, attempt, trust_anchors=trust_anchors)
+    return disclosure.check_disclosure(os.path.join(*placed), spot, era, attempt, trust_anchors=trust_anchors)
 
 
 def recorded_file_problem(
@@ -166,20 +227,18 @@ def recorded_file_problem(
     ready = Ready(
         FORMAT_VERSION, 1, "", "", "", GENESIS_HASH, local_path=local_path, size=size, sha256=sha256
     )
-    return check_file(ops, os.path.realpath(root), ready)  # only the file's members are read
+    placed = MediaMap.of(root).place(local_path) if "\0" not in local_path else None
+    if placed is None:
+        return f"not under the root {root} (not read)"
+    return check_file(ops, placed, ready)  # only the file's members are read
 
 
-def check_file(ops: FileOps, root: str, ready: Ready) -> str | None:
-    """What is wrong with the file a ``ready`` event recorded, looked for under ``root`` (a real path), or
-    ``None``. Nothing outside ``root`` and nothing but a regular file is opened or measured."""
-    problem = path_problem(ready.local_path)
-    if problem == "nul":  # writers refuse it; a line written by hand may hold one
-        return "holds a NUL byte, which no file name can (not read)"
-    if problem == "absolute":
-        return f"an absolute path, outside the root {root} (not read)"
-    if problem == "parent":
-        return f"leaves the root {root} through '..' (not read)"
-    real = os.path.realpath(os.path.join(root, ready.local_path))
+def check_file(ops: FileOps, placed: tuple[str, str], ready: Ready) -> str | None:
+    """What is wrong with the file a ``ready`` event recorded, at ``placed`` (a real directory and a path
+    under it, :meth:`MediaMap.place`), or ``None``. Nothing outside that directory and nothing but a
+    regular file is opened or measured."""
+    root, rest = placed
+    real = os.path.realpath(os.path.join(root, rest))
     if _leaves(root, real):
         return f"a symbolic link to {real}, outside the root {root} (not read)"
     try:

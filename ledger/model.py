@@ -70,7 +70,8 @@ class Model:
         changed: entries_view.Entries = {}
         for record in records:
             key = record.event.key
-            changed[key] = entries_view.apply(changed.get(key) or self.entries.get(key), record.event)
+            if record.event.type != "policy":  # no entry's event
+                changed[key] = entries_view.apply(changed.get(key) or self.entries.get(key), record.event)
         return changed
 
     def take_changed(self) -> set[tuple[str, str]] | None:

@@ -23,8 +23,22 @@ import msgspec
 from ledger import demo, health, report
 from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
-from ledger.events import STATUSES, EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
+from ledger.events import (
+    STATUSES,
+    EventType,
+    Failed,
+    Generating,
+    Imported,
+    Pending,
+    Policy,
+    Ready,
+    Renewed,
+    VideoMetadata,
+)
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
+from ledger.pipeline import Job
+from ledger.queue import attempt_text, worker_text
+from ledger.retry import RetryPolicy, policy_text
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
 from ledger.stores import describe_store
 from projections.provenance import AttemptRecord, model_label
@@ -44,6 +58,7 @@ __all__ = (
     "history_row",
     "json_line",
     "message",
+    "print_claimed",
     "print_copied",
     "print_demo_run",
     "print_entries",
@@ -51,6 +66,7 @@ __all__ = (
     "print_followed",
     "print_history",
     "print_imported",
+    "print_policy",
     "print_provenance",
     "print_reaped",
     "print_recalled",
@@ -209,6 +225,38 @@ def print_reaped(reaped: Sequence[VideoMetadata], out: TextIO, *, json: bool) ->
     out.write(f"reaped {counted(len(reaped), 'entry', 'entries')} stuck in generating\n")
 
 
+def print_claimed(
+    job: Job | None, entry: VideoMetadata | None, seq: int | None, out: TextIO, *, json: bool
+) -> None:
+    """The job ``claim`` started (or that there was none: nothing on stdout with ``--json``)."""
+    if job is None or entry is None:
+        out.write("" if json else "nothing to claim\n")
+        return
+    if json:
+        out.write(json_line({
+            "spotId": job.spot_id, "eraId": job.era_id, "prompt": entry.prompt, "localPath": entry.local_path,
+            "attempt": job.attempt, "lease": job.lease, "seq": seq,
+        }))  # fmt: skip
+        return
+    out.write(
+        f"claimed {job.spot_id} {job.era_id} attempt {job.attempt} (lease {job.lease:g}s): {entry.prompt}\n"
+    )
+
+
+def print_policy(policy: RetryPolicy, seq: int, out: TextIO, *, json: bool) -> None:
+    """The retry policy and the event that set it (0: none, the default)."""
+    if json:
+        fields = policy.fields()
+        out.write(json_line({
+            "seq": seq, "maxAttempts": fields["max_attempts"], "backoff": fields["backoff"],
+            "backoffFactor": fields["backoff_factor"], "backoffMax": fields["backoff_max"],
+            "notRetried": fields["not_retried"],
+        }))  # fmt: skip
+        return
+    where = f"event {seq}" if seq else "the default: no policy event recorded"
+    out.write(f"{policy_text(policy)} ({where})\n")
+
+
 def print_imported(report: ImportReport, out: TextIO, err: TextIO, prog: str) -> None:
     if report.dropped:
         fields = ", ".join(f"{name} ({counted(n, 'entry', 'entries')})" for name, n in report.dropped.items())
@@ -233,6 +281,7 @@ def _details(event: EventType, *, escape: bool = True) -> str:
                 f"prompt={show(event.prompt)}"
                 + (f" localPath={show(event.local_path)}" if event.local_path else "")
                 + reason
+                + attempt_text(event)
             )
         case Ready():
             size = f" size={event.size}" if event.size is not None else ""
@@ -241,6 +290,11 @@ def _details(event: EventType, *, escape: bool = True) -> str:
             return f"error={show(event.error)}"
         case Imported():
             return f"imported as {event.status}, createdAt={event.created_at}"
+        case Renewed():
+            return f"attempt={event.attempt} lease={event.lease:g}s"
+        case Policy():
+            return policy_text(event)
+    raise AssertionError(event)  # every event type has a case above
 
 
 def history_row(e: EventType, *, escape: bool = True) -> list[str]:
@@ -285,7 +339,8 @@ def print_timeline(story: Timeline, out: TextIO) -> None:
         rows.append((imported.created_at, f"created (imported at {imported.ts} as {imported.status})"))
     rows += [(ts, f"queued: {cell(prompt, 60)}") for ts, prompt in story.queued]
     for a in story.attempts:
-        rows.append((a.started, f"attempt {a.number} started: {cell(a.prompt, 60)}"))
+        by = f" by {worker_text(a.worker)}" if a.worker is not None else ""
+        rows.append((a.started, f"attempt {a.number} started{by}: {cell(a.prompt, 60)}"))
         if a.ended is not None and a.seconds is not None:
             how = f"attempt {a.number} {a.outcome} after {duration_text(a.seconds)}"
             rows.append((a.ended, f"{how}: {cell(a.detail or '', 60)}"))
@@ -316,6 +371,7 @@ def timeline_json(story: Timeline) -> dict[str, object]:
                 "outcome": a.outcome,
                 "detail": a.detail,
                 "seconds": a.seconds,
+                "worker": None if a.worker is None else msgspec.to_builtins(a.worker),
             }
             for a in story.attempts
         ],
@@ -505,7 +561,10 @@ def snapshot_lag(report: VerifyReport) -> int | None:
 def print_files(files: FilesReport, out: TextIO) -> None:
     for problem in files.problems:
         out.write(f"FILE {cell(problem)}\n")
-    out.write(f"files: {files.checked} checked, {len(files.problems)} problems\n")
+    for unchecked in files.unchecked:
+        out.write(f"UNCHECKED {cell(unchecked)} (not read)\n")
+    more = f", {len(files.unchecked)} unchecked" if files.unchecked else ""
+    out.write(f"files: {files.checked} checked, {len(files.problems)} problems{more}\n")
 
 
 def verify_json(report: VerifyReport, where: str, files: FilesReport | None) -> dict[str, object]:
@@ -526,7 +585,10 @@ def verify_json(report: VerifyReport, where: str, files: FilesReport | None) -> 
         "nonNfc": report.non_nfc,
     }
     if files is not None:
-        found["files"] = {"ok": files.ok, "checked": files.checked, "problems": files.problems}
+        found["files"] = {
+            "ok": files.ok, "checked": files.checked, "problems": files.problems,
+            "unchecked": files.unchecked,
+        }  # fmt: skip
         found["ok"] = report.ok and files.ok
     return found
 

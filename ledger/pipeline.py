@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, Protocol, TypedDict, Unpack
 
 import msgspec
 
 from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import Provenance, Usage, VideoMetadata, Worker
+from ledger.heartbeat import Heartbeat
 from ledger.media import app_path, file_digest
 from ledger.provenance import check_provenance
 from projections import provenance as provenance_view
@@ -74,9 +75,11 @@ class EndRecords(TypedDict, total=False):
 
 
 class AttemptOptions(StartRecords, total=False):
-    """``generation()``'s records, and the signer that embeds the disclosure at ``ready``."""
+    """``generation()``'s records, the signer that embeds the disclosure at ``ready``, and whether a ready
+    entry's video is made again (else :class:`~ledger.errors.AlreadyReadyError`)."""
 
     signer: Signer | None
+    regenerate: bool
 
 
 class StoreOptions(AttemptOptions, total=False):
@@ -94,7 +97,7 @@ class Recorder(Protocol):
 
     def begin_attempt(
         self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
-        takeover: int | None = None, **records: Unpack[StartRecords],
+        takeover: int | None = None, regenerate: bool = False, **records: Unpack[StartRecords],
     ) -> VideoMetadata: ...  # fmt: skip
 
     def mark_video_ready(
@@ -107,6 +110,8 @@ class Recorder(Protocol):
     ) -> VideoMetadata: ...
 
     def get_video_metadata(self, spot_id: str, era_id: str) -> VideoMetadata | None: ...
+
+    def heartbeat(self, spot_id: str, era_id: str, attempt: int, *, lease: float | None = None) -> object: ...
 
     def reuse(
         self, spot_id: str, era_id: str, prompt: str, *, provenance: Provenance, worker: Worker | None = None
@@ -124,7 +129,11 @@ class Signer(Protocol):
 
 
 class Job:
-    """One attempt inside a ``generation()`` block."""
+    """One attempt, and the block that records how it ends: ``with job: ...`` (``generation()`` enters it,
+    ``claim()`` returns it to be entered). Leaving the block without :meth:`ready` records ``failed`` (an
+    exception's type and message, an interruption, or that it ended without ``ready``). While the block
+    runs, a job that holds a lease renews it every third of the lease (:class:`ledger.heartbeat.Heartbeat`),
+    so a live attempt is never reaped; a second SIGTERM or Ctrl-C waits until the block's end is recorded."""
 
     def __init__(
         self,
@@ -135,12 +144,17 @@ class Job:
         *,
         provenance: Provenance | None = None,
         signer: Signer | None = None,
+        lease: float | None = None,
     ) -> None:
         self.ledger = ledger
         self.spot_id = spot_id
         self.era_id = era_id
         self.attempt = attempt
-        """This attempt's number: the ``seq`` of its ``generating`` event."""
+        """This attempt's number, counted from 1 per entry (``docs/lifecycle.md``)."""
+        self.lease = lease
+        """Seconds the attempt's lease runs from its start or last renewal (``None``: it holds none)."""
+        self._stack: contextlib.ExitStack | None = None
+        self._heartbeat: Heartbeat | None = None
         self.entry: VideoMetadata | None = None
         """The entry once ``ready`` was recorded."""
         self.provenance = provenance
@@ -156,6 +170,30 @@ class Job:
     def done(self) -> bool:
         """Whether the attempt's end was recorded (``ready``, or :meth:`failed`)."""
         return self._ended
+
+    def __enter__(self) -> Job:
+        if self._stack is not None:
+            raise RuntimeError("a job's block is entered once")
+        stack = self._stack = contextlib.ExitStack()
+        stack.enter_context(_sigterm_raises())
+        if self.lease is not None:
+            self._heartbeat = stack.enter_context(Heartbeat(self.ledger, self, self.lease))
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._stack is not None
+        try:
+            # a second SIGTERM or Ctrl-C a few ms after the first (systemd, docker, a process group) waits
+            # until the attempt's end is recorded, rather than cutting that commit short
+            with _signals_deferred(redeliver=exc is None):
+                if self._heartbeat is not None:  # nothing renews an attempt that is ending
+                    self._heartbeat.__exit__(None, None, None)
+                if not self.done:
+                    _record_failure(self.ledger, self, NOT_READY if exc is None else _describe(exc))
+        finally:
+            self._stack.close()
 
     def measured(self, usage: Usage | None = None) -> Usage:
         """``usage`` (default: :attr:`usage`) with the wall time the job measured since it started, unless
@@ -238,6 +276,30 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _signals_deferred(*, redeliver: bool) -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGINT are held (main thread only): the first one that arrives is
+    raised again after the block if ``redeliver`` (nothing else is stopping the process), else dropped
+    (the process is already on its way out, for an earlier one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(signum, handler)
+        if held and redeliver:
+            signal.raise_signal(held[0])
+
+
+@contextlib.contextmanager
 def generation(
     ledger: Recorder,
     spot_id: str,
@@ -249,28 +311,16 @@ def generation(
     provenance: Provenance | None = None,
     worker: Worker | None = None,
     signer: Signer | None = None,
+    regenerate: bool = False,
 ) -> Iterator[Job]:
     """Record one generation attempt; see :meth:`ledger.Ledger.generation`."""
     started = ledger.begin_attempt(
-        spot_id,
-        era_id,
-        prompt,
-        local_path=local_path,
-        takeover=takeover,
-        provenance=provenance,
-        worker=worker,
-    )
+        spot_id, era_id, prompt, local_path=local_path, takeover=takeover, regenerate=regenerate,
+        provenance=provenance, worker=worker,
+    )  # fmt: skip
     assert started.attempt is not None  # begin_attempt records a generating event of this format
-    job = Job(ledger, spot_id, era_id, started.attempt, provenance=provenance, signer=signer)
-    with _sigterm_raises():
-        try:
-            yield job
-        except BaseException as exc:
-            if not job.done:
-                _record_failure(ledger, job, _describe(exc))
-            raise
-        if not job.done:
-            _record_failure(ledger, job, NOT_READY)
+    with Job(ledger, spot_id, era_id, started.attempt, provenance=provenance, signer=signer) as job:
+        yield job
 
 
 def _record_failure(ledger: Recorder, job: Job, error: str) -> None:
@@ -311,6 +361,7 @@ def generate_and_store_video(
     worker: Worker | None = None,
     signer: Signer | None = None,
     reuse: bool = False,
+    regenerate: bool = False,
 ) -> VideoMetadata:
     """Run ``generate()`` (which writes the video and returns its path, or its path and its
     :class:`~ledger.events.Usage`) inside :func:`generation`; ``local_path`` (a string, or a function of
@@ -324,8 +375,9 @@ def generate_and_store_video(
         if reused is not None:
             return reused
     with generation(
-        ledger, spot_id, era_id, prompt, provenance=provenance, worker=worker, signer=signer
-    ) as job:
+        ledger, spot_id, era_id, prompt, provenance=provenance, worker=worker, signer=signer,
+        regenerate=regenerate,
+    ) as job:  # fmt: skip
         result = generate()
         given, usage = result if isinstance(result, tuple) else (result, None)
         path = Path(given)

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from ledger import lifecycle
-from ledger.errors import AttemptInProgressError, EntryNotFoundError, InvalidEntryError
+from ledger.errors import AlreadyReadyError, AttemptInProgressError, EntryNotFoundError, InvalidEntryError
 from ledger.events import EventType, Imported, VideoMetadata, normalize_id, validate_entry
 
 __all__ = (
@@ -119,13 +119,22 @@ def _live(current: VideoMetadata) -> AttemptInProgressError:
     )
 
 
-def start_attempt(desired: VideoMetadata, records: Mapping[str, object] | None = None) -> Plan:
+def start_attempt(
+    desired: VideoMetadata, records: Mapping[str, object] | None = None, *, regenerate: bool = False
+) -> Plan:
     """Start a new attempt (``desired`` is the entry as ``generating``, its event carrying ``records``: its
-    provenance and worker); never join a live one."""
+    provenance and worker); never join a live one, and make a ready entry's video again only if
+    ``regenerate``."""
 
     def plan(current: VideoMetadata | None) -> lifecycle.Change | None:
         if current is not None and current.status == "generating":
             raise _live(current)
+        if current is not None and current.status == "ready" and not regenerate:
+            raise AlreadyReadyError(
+                f"{current.spot_id}/{current.era_id} is already ready (attempt {current.attempt} made "
+                f"{current.local_path}); nothing was recorded: pass regenerate=True to make it again",
+                attempt=current.attempt,
+            )
         change = lifecycle.plan_change(current, desired)
         if change is not None and records:
             change.fields.update(records)

@@ -47,7 +47,8 @@ DESCRIPTIONS: dict[str, str] = {
     "VideoMetadata.error": "Why the last attempt failed; present only on failed.",
     "VideoMetadata.updatedAt": "The time of the entry's last event.",
     "VideoMetadata.attempt": (
-        "The entry's running attempt (while generating) or the attempt that ended it (ready, failed)."
+        "The entry's running attempt (while generating), the attempt that ended it (ready, failed), or its "
+        "last attempt (pending, from format 3); counted from 1 per entry from format 3."
     ),
     "Ready": (
         "The attempt produced the video at localPath (size bytes with digest sha256, when the pipeline "

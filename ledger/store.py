@@ -25,20 +25,20 @@ from typing import Any, Final, Literal, Unpack
 from ledger import audit, pipeline, requests
 from ledger import watch as watch_room
 from ledger.audit import VerifyReport, parse_head
+from ledger.claiming import WorkLoop
 from ledger.errors import InvalidEntryError, NoLedgerError
 from ledger.events import (
     Clock,
     EventType,
     Usage,
     VideoMetadata,
-    format_ts,
     parse_time,
     utc_now,
     validate_entry,
 )
 from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.layout import Layout
-from ledger.media import FilesReport, verify_files
+from ledger.media import FilesReport, MediaMap, verify_files
 from ledger.projector import encode_entries, save_entries
 from ledger.provenance import event_records
 from ledger.provenance_api import ProvenanceAPI
@@ -85,8 +85,8 @@ class RebuildReport:
     entries: int
 
 
-class Ledger(ProvenanceAPI):
-    """A generation ledger in ``directory``.
+class Ledger(ProvenanceAPI, WorkLoop):
+    """A generation ledger in ``directory`` (its work loop: :class:`~ledger.claiming.WorkLoop`).
 
     Parameters
     ----------
@@ -181,7 +181,9 @@ class Ledger(ProvenanceAPI):
             warn_if_beside(self.log_path, self._projector.where)
         if not self.readonly:
             self._writer.open()
-        elif not given and not (self.log_path.exists() or self.log_path.is_symlink()):
+        elif not (
+            given or self.log_path.exists() or self.log_path.is_symlink() or self._writer.app_file_alone()
+        ):
             raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
 
     @property
@@ -200,7 +202,7 @@ class Ledger(ProvenanceAPI):
         """Every entry, ordered by ``(spotId, eraId)``."""
         with self._mutex:
             self._writer.catch_up()
-            self._projector.refresh()
+            self._writer.refuse_unimported()
             entries = self._model.entries
             return [entries[key] for key in sorted(entries)]
 
@@ -209,7 +211,7 @@ class Ledger(ProvenanceAPI):
         key = requests.key(spot_id, era_id)
         with self._mutex:
             self._writer.catch_up()
-            self._projector.refresh()
+            self._writer.refuse_unimported()
             entries = self._model.entries
             return entries.get(requests.stored_key(key, (spot_id, era_id), entries))
 
@@ -235,12 +237,15 @@ class Ledger(ProvenanceAPI):
         prompt: str | None = None,
         local_path: str | None = None,
         error: str | None = None,
+        attempt: int | None = None,
     ) -> VideoMetadata:
         """:meth:`set_video_metadata` from its parts (what ``video-ledger set`` records): ``prompt``
         defaults to the entry's current one, read under the writer lock; a new entry needs one
-        (:class:`~ledger.errors.InvalidEntryError`, nothing written)."""
+        (:class:`~ledger.errors.InvalidEntryError`, nothing written). ``attempt``: the one a ready/failed
+        ends."""
         fields: dict[str, object] = {
             "spotId": spot_id, "eraId": era_id, "status": status, "localPath": local_path, "error": error,
+            "attempt": attempt,
         }  # fmt: skip
         if prompt is not None:
             return self.set_video_metadata({**fields, "prompt": prompt})
@@ -304,7 +309,7 @@ class Ledger(ProvenanceAPI):
 
         The attempt is ``job.attempt``, and only it can end itself: if another attempt on the entry is
         live, this raises :class:`~ledger.errors.AttemptInProgressError` (see :meth:`begin_attempt`,
-        which also explains ``takeover``). ``options``: :class:`pipeline.AttemptOptions`.
+        which also explains ``takeover``). ``options``: :class:`pipeline.AttemptOptions` (``regenerate``).
         """
         return pipeline.generation(
             self, spot_id, era_id, prompt, local_path=local_path, takeover=takeover, **options
@@ -312,11 +317,12 @@ class Ledger(ProvenanceAPI):
 
     def begin_attempt(
         self, spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None,
-        takeover: int | None = None, **records: Unpack[pipeline.StartRecords],
+        takeover: int | None = None, regenerate: bool = False, **records: Unpack[pipeline.StartRecords],
     ) -> VideoMetadata:  # fmt: skip
         """Start a new generation attempt (what :meth:`generation` records first) and return the entry:
-        ``entry.attempt`` is the attempt's number, the ``seq`` of its ``generating`` event, which
-        ``mark_video_ready`` / ``mark_video_failed`` name to end it.
+        ``entry.attempt`` is the attempt's number (from 1 per entry), which ``mark_video_ready`` /
+        ``mark_video_failed`` name to end it. A ready entry: :class:`~ledger.errors.AlreadyReadyError`
+        unless ``regenerate``.
 
         Unlike ``set_video_metadata(status="generating")``, which records nothing for an entry that is
         already generating, this never joins a live attempt: it raises
@@ -327,10 +333,8 @@ class Ledger(ProvenanceAPI):
         """
         key = requests.given_ids(spot_id, era_id)
         fields = {"spotId": spot_id, "eraId": era_id, "prompt": prompt, "localPath": local_path}
-        start = requests.start_attempt(
-            validate_entry({**fields, "status": "generating"}), event_records(**records)
-        )
-        batch = [(key, start)]
+        desired = validate_entry({**fields, "status": "generating"})
+        batch = [(key, requests.start_attempt(desired, event_records(**records), regenerate=regenerate))]
         if takeover is not None:
             batch.insert(0, (key, requests.end_if_abandoned(takeover)))
         after = self._writer.commit(batch)[-1].entry
@@ -348,22 +352,6 @@ class Ledger(ProvenanceAPI):
         return pipeline.generate_and_store_video(
             self, spot_id, era_id, prompt, generate, local_path=local_path, **options
         )
-
-    def reap(self, older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
-        """Mark ``failed`` every entry that has been ``generating`` for longer than ``older_than`` without
-        any event (its worker died). Returns the entries it failed.
-
-        Safe beside live workers: each entry is re-checked under the writer lock, so a worker that records
-        ``ready`` first wins (the entry is left alone), and a worker that comes second gets
-        :class:`~ledger.errors.IllegalTransitionError`.
-        """
-        if older_than <= dt.timedelta(0):
-            raise InvalidEntryError(f"older_than must be positive, not {older_than}")
-        cutoff = format_ts((now or self._writer.clock()) - older_than)
-        generating = [e for e in self.get_all_video_metadata() if e.status == "generating"]
-        span = stats_view.describe_span(older_than.total_seconds())
-        batch = requests.reap(generating, cutoff, span, lambda: self.history(type="imported"))
-        return [o.entry for o in self._writer.commit(batch) if o.recorded and o.entry is not None]
 
     def import_entries(self, source: str | os.PathLike[str] | bytes | ImportFile) -> ImportReport:
         """Turn an existing ``generated-videos.json`` (a path, its bytes, or what :func:`read_import` made
@@ -383,19 +371,17 @@ class Ledger(ProvenanceAPI):
     def verify_files(
         self, *, root: str | os.PathLike[str] | None = None, media: str | os.PathLike[str] | None = None,
         c2pa: bool = False, trust_anchors: str | os.PathLike[str] | None = None,
+        prefixes: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> FilesReport:  # fmt: skip
         """Check that every ready entry's file exists and still has the size and SHA-256 recorded when it
         became ready; with ``media``, also list the video files under that folder that no entry refers to;
-        with ``c2pa``, also each file's C2PA manifest (:func:`ledger.media.verify_files`).
-
-        Files are checked only under ``root`` (default: the ledger directory), where each ``localPath`` is
-        taken to start. An absolute ``localPath``, one that leaves the root through ``..`` or a symbolic
-        link, and anything but a regular file (a directory, a FIFO, a device) is not read: it is reported
-        as a problem for that entry. No more than the recorded size + 1 bytes of any file is read.
-        """
-        base = Path(root) if root is not None else self.directory
+        with ``c2pa``, also each file's C2PA manifest (:func:`ledger.media.verify_files`). A relative
+        ``localPath`` starts at ``root`` (the media root; default: the ledger directory), one starting with a
+        key of ``prefixes`` (a URL path like ``/videos/``) in the directory mapped to it; one that maps to
+        neither is unchecked; nothing outside those, nor anything but a regular file, is read."""
+        where = MediaMap.of(root if root is not None else self.directory, prefixes)
         events, ops = self._store.events(), self._projector.ops
-        return verify_files(events, ops=ops, root=base, media=media, c2pa=c2pa, trust_anchors=trust_anchors)
+        return verify_files(events, ops=ops, root=where, media=media, c2pa=c2pa, trust_anchors=trust_anchors)
 
     # -- history, rebuild, verify --------------------------------------------------------------------
 
@@ -411,6 +397,7 @@ class Ledger(ProvenanceAPI):
         self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryFilters]
     ) -> Iterator[tuple[bytes, EventType]]:
         """Like :meth:`history`, with each event's line exactly as stored (newline excluded)."""
+        self._writer.refuse_app_file()
         wanted = history_view.event_filter(spot_id, era_id, **filters)
         return history_view.filtered(self._store.lines_of(wanted.spot_id, wanted.era_id), wanted)
 
@@ -423,6 +410,7 @@ class Ledger(ProvenanceAPI):
         time included): time travel through the log."""
         if seq is None and time is None:
             raise InvalidEntryError("give seq, time, or both")
+        self._writer.refuse_app_file()
         entries = entries_view.as_of(
             self._store.events(), seq=seq, ts=None if time is None else parse_time(time)
         )
@@ -430,6 +418,7 @@ class Ledger(ProvenanceAPI):
 
     def timeline(self, spot_id: str, era_id: str) -> timeline_view.Timeline:
         """One entry's story: when it was queued, each attempt and how it ended, time to ready."""
+        self._writer.refuse_app_file()
         story = timeline_view.timeline(self._store.events(), *requests.key(spot_id, era_id))
         if story.first is None:
             raise requests.no_entry(spot_id, era_id)
@@ -438,6 +427,7 @@ class Ledger(ProvenanceAPI):
     def stats(self) -> stats_view.Stats:
         """Entries per status and era, attempts, success rate, generation times, frequent failures: one
         pass over the log in bounded memory."""
+        self._writer.refuse_app_file()
         return stats_view.stats(self._store.events())
 
     def wait_for(

@@ -34,7 +34,7 @@ from ledger.errors import (
     UnimportedSnapshotError,
     io_error,
 )
-from ledger.events import Clock, VideoMetadata, format_ts, line_hash, seal
+from ledger.events import Clock, Policy, VideoMetadata, format_ts, line_hash, seal
 from ledger.fileops import FileOps
 from ledger.stores import make_directory
 from projections import entries as entries_view
@@ -43,6 +43,9 @@ from projections.stats import describe_span
 __all__ = ("MAX_CLOCK_LEAD", "Outcome", "Writer", "commit_time", "not_recorded")
 
 log = logging.getLogger("ledger")
+
+POLICY_KEY: Final = ("", "")
+"""The key a request to record a ``policy`` event is made under (no entry has it)."""
 
 RETRIES: Final = 100
 """How often a commit is tried again when what it read was dropped by another writer's failed commit."""
@@ -155,6 +158,8 @@ class Writer:
             make_directory(self.ops, self.directory)
             with self.mutex:
                 self.projector.refresh()  # first: a checkpoint in doubt is judged before the log is touched
+                if self.app_file_alone():
+                    return  # the app's own file only: nothing is created until it is imported
                 self._make_others_durable()
                 self._behind = self.projection == "inline"
                 if self.model.head.seq == 0:
@@ -204,6 +209,31 @@ class Writer:
             self.model.advance(changed, head)
             return
         raise LedgerIOError("cannot open: other writers' commits kept failing")
+
+    def app_file_alone(self) -> bool:
+        """Whether the directory holds the app's own snapshot (entries the log does not hold) and no log
+        yet (the file store's): then nothing is created there until it is imported."""
+        log = self.projector.where  # the file store's events.jsonl, or another store's name
+        if log.parent != self.directory or log.exists() or log.is_symlink():
+            return False
+        if not self.projector.snapshot_path.exists():
+            return False
+        self.projector.refresh()
+        return self.projector.unimported() > 0
+
+    def refuse_unimported(self) -> None:
+        """Before a read of the entries: brought up to date, and refused (the writers' one error) while the
+        snapshot holds entries the log does not, which a read would call "no entries"."""
+        self.projector.refresh()
+        if count := self.projector.unimported():
+            raise self.projector.unimported_error(count, "nothing was read")
+
+    def refuse_app_file(self) -> None:
+        """:meth:`refuse_unimported` for the reads of the log itself, where there is no log yet beside the
+        app's own file (they would say "0 events")."""
+        if self.app_file_alone():
+            with self.mutex:
+                self.refuse_unimported()
 
     def check_writable(self) -> None:
         """Raise if this handle accepts no writes: opened read-only, closed, or poisoned."""
@@ -261,6 +291,8 @@ class Writer:
         that it had not read yet; the entries and head move on only once the store says every one of those
         records is durable."""
         self.projector.ready()
+        if not importing and self.app_file_alone():  # refused before the store creates its log
+            raise self.projector.unimported_error(self.projector.unimported(), "nothing was recorded")
         changed: entries_view.Entries = {}  # the entries the unseen records and this commit change
         outcomes: list[Outcome] = []
 
@@ -300,7 +332,11 @@ class Writer:
         seq, prev = tip.seq, tip.hash
         ts, clock = "", None
         for given, plan in batch:
-            key = requests.stored_key(requests.key(*given), given, changed, entries)
+            key = (
+                given
+                if given == POLICY_KEY
+                else requests.stored_key(requests.key(*given), given, changed, entries)
+            )
             current = changed.get(key) or entries.get(key)
             change = plan(current)
             if change is None:
@@ -312,6 +348,9 @@ class Writer:
             event, line = seal(change.cls, change.fields, seq=seq, ts=ts, key=key, prev=prev, clock=clock)
             records.append(Record(seq, line, event))
             prev = line_hash(line)
+            if isinstance(event, Policy):  # no entry's event
+                outcomes.append(Outcome(None, True))
+                continue
             changed[key] = entries_view.apply(current, event)
             outcomes.append(Outcome(changed[key], True))
         return records

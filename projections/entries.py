@@ -9,8 +9,11 @@ after. What each event does to an entry (``docs/lifecycle.md``):
 - ``imported``: sets every field as the imported entry had it, timestamps included.
 - ``createdAt`` is the time of the entry's first event and never changes; ``updatedAt`` is the time of its
   last event.
-- ``attempt``: a ``generating`` event of format 2 sets it to its own ``seq``; ``ready``/``failed`` set it to
-  the attempt they name; every other event clears it.
+- ``attempt``: a ``generating`` or ``pending`` event that names one (format 3) sets it to that number; a
+  ``generating`` event of format 2 sets it to its own ``seq``; ``ready``/``failed`` set it to the attempt
+  they name; every other event clears it.
+- ``renewed`` (a running attempt's lease renewed) sets only ``updatedAt``; ``policy`` is no entry's event
+  and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ import operator
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready, VideoMetadata
+import msgspec
+
+from ledger.events import (
+    EventType,
+    Failed,
+    Generating,
+    Imported,
+    Pending,
+    Policy,
+    Ready,
+    Renewed,
+    VideoMetadata,
+)
 
 __all__ = ("Entries", "KeyedRuns", "apply", "as_of", "fold")
 
@@ -53,7 +68,10 @@ class KeyedRuns:
 
 
 def apply(entry: VideoMetadata | None, event: EventType) -> VideoMetadata:
-    """The entry after ``event``."""
+    """The entry after ``event`` (a ``policy`` event is no entry's: never given here)."""
+    if isinstance(event, Renewed | Policy):
+        assert entry is not None and isinstance(event, Renewed)  # a renewal is legal only while generating
+        return msgspec.structs.replace(entry, updated_at=event.ts)
     if entry is None:
         return _after(event, "", None, event.ts)
     return _after(event, entry.prompt, entry.local_path, entry.created_at)
@@ -88,6 +106,10 @@ def fold(events: Iterable[EventType], state: Entries | None = None) -> Entries:
         else:
             prompt = "" if before is None else before.prompt
         entries[key] = _after(event, prompt, seen.kept_path.get(key), created)
+    for key, renewal in seen.renewed.items():  # a renewal after the entry's last event moves its updatedAt on
+        entry = entries.get(key)
+        if entry is not None and (key not in seen.last or seen.last[key].seq < renewal.seq):
+            entries[key] = msgspec.structs.replace(entry, updated_at=renewal.ts)
     return entries
 
 
@@ -103,6 +125,8 @@ def _runs_of(events: Iterable[EventType], entries: Entries) -> _Runs | None:
     run = list(itertools.islice(it, _RUN))
     if len(run) < _FEW:
         for event in run:
+            if isinstance(event, Policy):
+                continue
             key = (event.spot_id, event.era_id)
             entries[key] = apply(entries.get(key), event)
         return None
@@ -113,10 +137,11 @@ def _runs_of(events: Iterable[EventType], entries: Entries) -> _Runs | None:
 class _Seen:
     """What :func:`fold` keeps per entry while it reads the runs: what decides the entry it builds."""
 
-    __slots__ = ("first_ts", "imported", "kept_path", "last", "prompted")
+    __slots__ = ("first_ts", "imported", "kept_path", "last", "prompted", "renewed")
 
     def __init__(self) -> None:
         self.last: dict[tuple[str, str], EventType] = {}
+        self.renewed: dict[tuple[str, str], Renewed] = {}  # each entry's last renewal
         self.prompted: dict[tuple[str, str], EventType] = {}
         self.kept_path: dict[tuple[str, str], str | None] = {}  # the localPath a failed event keeps
         self.first_ts: dict[tuple[str, str], str] = {}
@@ -126,6 +151,8 @@ class _Seen:
         """Take in one run (its keys given), with C-level dict updates where it can."""
         last = self.last
         types = list(map(type, run))
+        if Renewed in types or Policy in types:
+            keys, run, types = self._entry_events(keys, run, types)
         known = len(last)
         sets_prompt = map(_SETS_PROMPT.__contains__, types)
         self.prompted.update(itertools.compress(zip(keys, run, strict=True), sets_prompt))
@@ -141,6 +168,20 @@ class _Seen:
             imports = [event for event in run if isinstance(event, Imported)]
             self.imported.update(zip(map(_key_of, imports), map(_created_of, imports), strict=True))
 
+    def _entry_events(
+        self, keys: list[tuple[str, str]], run: list[EventType], types: list[type]
+    ) -> tuple[list[tuple[str, str]], list[EventType], list[type]]:
+        """The run without its ``renewed`` and ``policy`` events (each entry's last renewal kept)."""
+        for key, event in zip(keys, run, strict=True):
+            if isinstance(event, Renewed):
+                self.renewed[key] = event
+        keep = [t is not Renewed and t is not Policy for t in types]
+        return (
+            list(itertools.compress(keys, keep)),
+            list(itertools.compress(run, keep)),
+            list(itertools.compress(types, keep)),
+        )
+
     def _before_failed(
         self, run: list[EventType], keys: list[tuple[str, str]], types: list[type], entries: Entries
     ) -> None:
@@ -153,7 +194,7 @@ class _Seen:
             if previous is None:
                 entry = entries.get(key)
                 self.kept_path[key] = None if entry is None else entry.local_path
-            elif not isinstance(previous, Failed):
+            elif isinstance(previous, Pending | Generating | Ready | Imported):
                 self.kept_path[key] = previous.local_path
         last.update(zip(keys[done:], run[done:], strict=True))
 
@@ -199,6 +240,7 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
             error=event.error,
             updated_at=event.ts,
         )
+    assert isinstance(event, Pending | Generating)  # renewed and policy events never reach here
     return VideoMetadata(
         spot_id=event.spot_id,
         era_id=event.era_id,
@@ -207,9 +249,16 @@ def _after(event: EventType, prompt: str, kept_path: str | None, created: str | 
         status=event.STATUS,
         created_at=created,
         updated_at=event.ts,
-        # an attempt is numbered by its generating event's seq from format 2 on (before, it had no number)
-        attempt=event.seq if event.v >= 2 and isinstance(event, Generating) else None,
+        attempt=_number(event),
     )
+
+
+def _number(event: Pending | Generating) -> int | None:
+    """The attempt a ``pending``/``generating`` event leaves on its entry: the number it names (format 3);
+    else a format-2 ``generating`` event's own ``seq`` (format 1 numbered no attempt)."""
+    if event.attempt is not None:
+        return event.attempt
+    return event.seq if event.v >= 2 and isinstance(event, Generating) else None
 
 
 def as_of(events: Iterable[EventType], *, seq: int | None = None, ts: str | None = None) -> Entries:
@@ -220,6 +269,8 @@ def as_of(events: Iterable[EventType], *, seq: int | None = None, ts: str | None
     for event in events:
         if (seq is not None and event.seq > seq) or (ts is not None and event.ts > ts):
             break
+        if isinstance(event, Policy):
+            continue
         key = (event.spot_id, event.era_id)
         entries[key] = apply(entries.get(key), event)
     return entries

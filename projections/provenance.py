@@ -13,7 +13,18 @@ from typing import Literal
 
 import msgspec
 
-from ledger.events import AttemptRef, EventType, Failed, Generating, Provenance, Ready, Usage, Worker
+from ledger.events import (
+    AttemptRef,
+    EventType,
+    Failed,
+    Generating,
+    Policy,
+    Provenance,
+    Ready,
+    Renewed,
+    Usage,
+    Worker,
+)
 
 __all__ = (
     "AttemptRecord",
@@ -92,9 +103,13 @@ class Attempts:
 
     def add(self, event: EventType) -> AttemptRecord | None:
         key = (event.spot_id, event.era_id)
+        if isinstance(event, Renewed | Policy):
+            return None  # a lease renewed, or no entry's event: no attempt starts or ends
         if isinstance(event, Generating):
-            number = self.count.get(key, 0) + 1
-            self.count[key] = number
+            # the attempt's own number, as the entry and every view name it (format 3: counted per entry;
+            # format 2: its event's seq); an attempt of format 1 had none: its place
+            number = event.attempt or (event.seq if event.v >= 2 else self.count.get(key, 0) + 1)
+            self.count[key] = self.count.get(key, 0) + 1
             started = AttemptRecord(
                 spot_id=event.spot_id, era_id=event.era_id, attempt=number, seq=event.seq,
                 started=event.ts, prompt=event.prompt, worker=event.worker, provenance=event.provenance,

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-from ledger.events import EventType, Failed, Generating, Imported, Ready, Status
+from ledger.events import EventType, Failed, Generating, Imported, Policy, Ready, Renewed, Status
 from projections import provenance as provenance_view
 from projections import timeline as timeline_view  # a module import: safe whichever is imported first
 
@@ -186,6 +186,8 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
     it = iter(events)
     for event in itertools.chain.from_iterable(iter(lambda: _next_run(it, skew), [])):
         count += 1
+        if isinstance(event, Policy):  # no entry's event
+            continue
         key = (event.spot_id, event.era_id)
         status[key] = event.new_status
         match event:
@@ -202,7 +204,7 @@ def stats(events: Iterable[EventType], *, top: int = 5) -> Stats:
                 failures[event.error[:200]] += 1
             case Imported():
                 attempts[key] += 0 if event.status == "pending" else 1
-        if not isinstance(event, Generating | Ready | Failed):
+        if not isinstance(event, Generating | Ready | Failed | Renewed):
             started.pop(key, None)
     per_entry: Counter[int] = Counter(attempts[key] for key in status)
     result: dict[str, Any] = {

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready
+from ledger.events import EventType, Failed, Generating, Imported, Pending, Ready, Worker
 
 __all__ = ("Attempt", "Timeline", "seconds_between", "timeline")
 
@@ -26,6 +26,7 @@ class Attempt:
     ended: str | None = None
     outcome: str | None = None  # "ready" or "failed"; None while running
     detail: str | None = None  # the file (ready) or the error (failed)
+    worker: Worker | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -59,7 +60,10 @@ def add(story: Timeline, event: EventType) -> Timeline:
         case Pending():
             story.queued.append((event.ts, event.prompt))
         case Generating():
-            story.attempts.append(Attempt(len(story.attempts) + 1, event.ts, event.prompt))
+            # the attempt's own number (format 3: counted per entry; format 2: its event's seq), as the
+            # entry, job.attempt and takeover= name it; an attempt of format 1 had none: its place
+            number = event.attempt or (event.seq if event.v >= 2 else len(story.attempts) + 1)
+            story.attempts.append(Attempt(number, event.ts, event.prompt, worker=event.worker))
         case Ready() | Failed():
             if story.attempts and story.attempts[-1].outcome is None:
                 attempt = story.attempts[-1]

@@ -70,10 +70,10 @@ def test_a_finisher_of_an_attempt_that_is_no_longer_current_is_refused(ledger_di
             clock.now += dt.timedelta(hours=3)
             assert [r.key for r in b.reap(dt.timedelta(hours=2))] == [("s", "e")]
             with b.generation("s", "e", "p") as job_b:
-                assert job_b.attempt == 3
+                assert job_b.attempt == 2
                 _video(ledger_dir / "a.mp4", b"A")
                 before = files_state(ledger_dir)
-                with pytest.raises(IllegalTransitionError, match=r"attempt 3 is running"):
+                with pytest.raises(IllegalTransitionError, match=r"attempt 2 is running"):
                     job_a.ready(ledger_dir / "a.mp4", local_path="v.mp4")
                 assert files_state(ledger_dir) == before
                 assert b.get_video_metadata("s", "e").status == "generating"  # type: ignore[union-attr]
@@ -84,10 +84,10 @@ def test_a_finisher_of_an_attempt_that_is_no_longer_current_is_refused(ledger_di
         worker_a()
     # A's block ended with an error: its failed, naming attempt 1, was refused too (and logged)
     assert [(e.type, getattr(e, "attempt", None)) for e in b.history()] == [
-        ("generating", None),
+        ("generating", 1),
         ("failed", 1),
-        ("generating", None),
-        ("ready", 3),
+        ("generating", 2),
+        ("ready", 2),
     ]
     assert b.get_video_metadata("s", "e").status == "ready"  # type: ignore[union-attr]
     assert b.verify_files().ok
@@ -101,8 +101,8 @@ def test_takeover_names_the_abandoned_attempt(ledger: Ledger, ledger_dir: Path) 
     with pytest.raises(AttemptInProgressError, match="attempt 1 is live"):
         ledger.begin_attempt("s", "e", "p", takeover=7)  # not the live one: refused
     with ledger.generation("s", "e", "p", takeover=1) as job:
-        assert job.attempt == 3
-        with pytest.raises(AttemptInProgressError, match="attempt 3 is live"):
+        assert job.attempt == 2
+        with pytest.raises(AttemptInProgressError, match="attempt 2 is live"):
             ledger.begin_attempt("s", "e", "p", takeover=1)  # the same takeover twice: the second loses
         with pytest.raises(IllegalTransitionError, match="attempt 1"):
             ledger.mark_video_ready("s", "e", "old.mp4", attempt=1)
@@ -113,7 +113,7 @@ def test_takeover_names_the_abandoned_attempt(ledger: Ledger, ledger_dir: Path) 
     assert isinstance(events[1], Failed) and events[1].attempt == 1
     assert events[1].error.startswith("abandoned: taken over by a new attempt")
     # nothing live: takeover changes nothing, a new attempt starts
-    assert ledger.begin_attempt("s", "e", "p", takeover=3).attempt == 5
+    assert ledger.begin_attempt("s", "e", "p", takeover=2, regenerate=True).attempt == 3
 
 
 def test_the_card_functions_name_the_current_attempt_and_stay_retry_safe(ledger: Ledger) -> None:
@@ -130,15 +130,15 @@ def test_the_card_functions_name_the_current_attempt_and_stay_retry_safe(ledger:
     ledger.mark_video_failed("colosseum", "rome-80ad", "boom")
     events = list(ledger.history())
     assert [(e.type, getattr(e, "attempt", None)) for e in events] == [
-        ("generating", None),
+        ("generating", 1),
         ("ready", 1),
-        ("generating", None),
-        ("failed", 3),
+        ("generating", 2),
+        ("failed", 2),
     ]
-    assert all(e.v == FORMAT_VERSION == 2 for e in events)
+    assert all(e.v == FORMAT_VERSION == 3 for e in events)
 
 
-def test_a_format_1_log_is_continued_in_format_2(tmp_path: Path) -> None:
+def test_a_format_1_log_is_continued_in_the_current_format(tmp_path: Path) -> None:
     """The v1 golden log ends with akropolis generating (an attempt with no number): it is still live for
     generation(), the card functions end it, and the log verifies and replays as before."""
     directory = tmp_path / "v1"
@@ -154,10 +154,10 @@ def test_a_format_1_log_is_continued_in_format_2(tmp_path: Path) -> None:
             ledger.mark_video_ready("akropolis", "athens-430bc", "v.mp4", attempt=9)
         ended = ledger.mark_video_ready("akropolis", "athens-430bc", "videos/akropolis.mp4")
         assert ended.attempt is None
-        with ledger.generation("akropolis", "athens-430bc", "again") as job:
-            assert job.attempt == 12
+        with ledger.generation("akropolis", "athens-430bc", "again", regenerate=True) as job:
+            assert job.attempt == 1  # its earlier attempts had no number: the count starts at 1
             job.ready(_video(directory / "videos" / "a.mp4", b"a"), local_path="videos/a.mp4")
-        assert [e.v for e in ledger.history()] == [1] * 10 + [2] * 3
+        assert [e.v for e in ledger.history()] == [1] * 10 + [FORMAT_VERSION] * 3
         assert ledger.verify().ok
         ledger.rebuild()
         assert ledger.verify().ok
@@ -168,10 +168,11 @@ def test_a_format_1_checkpoint_is_replaced_on_the_first_open(tmp_path: Path) -> 
     shutil.copytree(ROOT / "tests" / "golden" / "v1", directory)
     Ledger(directory).close()
     checkpoint = directory / "checkpoint.json"
-    assert checkpoint.read_bytes().startswith(b'{"v":2,')
-    checkpoint.write_bytes(checkpoint.read_bytes().replace(b'{"v":2,', b'{"v":1,'))  # format 1 code
+    current = b'{"v":%d,' % FORMAT_VERSION
+    assert checkpoint.read_bytes().startswith(current)
+    checkpoint.write_bytes(checkpoint.read_bytes().replace(current, b'{"v":1,'))  # format 1 code
     Ledger(directory).close()
-    assert checkpoint.read_bytes().startswith(b'{"v":2,')
+    assert checkpoint.read_bytes().startswith(current)
     assert (directory / "generated-videos.json").read_bytes() == (
         ROOT / "tests" / "golden" / "v1" / "generated-videos.json"
     ).read_bytes()

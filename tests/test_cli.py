@@ -21,6 +21,7 @@ COMMANDS = [
     "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
     "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy", "report",
     "status", "metrics", "provenance", "requeue",
+    "claim", "heartbeat", "policy",
 ]  # fmt: skip
 
 

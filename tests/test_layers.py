@@ -33,6 +33,9 @@ ALLOWED = {
         "projections.provenance",
     },
     "ledger.mp4": BASE,
+    "ledger.retry": BASE | {"ledger.events"},
+    "ledger.queue": BASE | {"ledger.events", "ledger.retry"},
+    "ledger.heartbeat": BASE,
     "ledger.backend": BASE | {"ledger.events"},
     "ledger.memory": BASE | {"ledger.events", "ledger.backend"},
     "ledger.logfile": BASE | {"ledger.events", "ledger.fileops", "ledger.backend"},
@@ -110,7 +113,14 @@ ALLOWED = {
         "projections.files",
     },
     "ledger.pipeline": BASE
-    | {"ledger.events", "ledger.media", "ledger.provenance", "projections", "projections.provenance"},
+    | {
+        "ledger.events",
+        "ledger.heartbeat",
+        "ledger.media",
+        "ledger.provenance",
+        "projections",
+        "projections.provenance",
+    },
     "ledger.importing": BASE | {"ledger", "ledger.events", "ledger.fileops", "ledger.lifecycle"},
     "ledger.writer": BASE
     | {
@@ -136,6 +146,21 @@ ALLOWED = {
         "projections.entries",
         "projections.stats",
     },
+    # the work loop: claims, leases, requeue and the policy, planned here and committed by the writer
+    "ledger.claiming": BASE
+    | {
+        "ledger",
+        "ledger.backend",
+        "ledger.events",
+        "ledger.lifecycle",
+        "ledger.pipeline",
+        "ledger.queue",
+        "ledger.requests",
+        "ledger.retry",
+        "ledger.writer",
+        "projections",
+        "projections.stats",
+    },
     # the façade: wiring and one call into a room per method; no backend, file operations or log
     "ledger.provenance_api": BASE
     | {
@@ -156,6 +181,9 @@ ALLOWED = {
     | {
         "ledger",
         "ledger.audit",
+        "ledger.claiming",
+        "ledger.queue",
+        "ledger.retry",
         "ledger.events",
         "ledger.importing",
         "ledger.layout",
@@ -205,7 +233,7 @@ ALLOWED = {
     # the report page: library reads, then one atomic write of the page
     "ledger.report": BASE
     | {"ledger.events", "ledger.fileops", "ledger.store", "projections", "projections.timeline"},
-    "ledger.cliparse": BASE | {"ledger.layout", "ledger.stores"},
+    "ledger.cliparse": BASE | {"ledger.layout", "ledger.retry", "ledger.stores"},
     "ledger.output": BASE
     | {
         "ledger.health",
@@ -215,7 +243,10 @@ ALLOWED = {
         "ledger.report",
         "ledger.events",
         "ledger.layout",
+        "ledger.pipeline",
+        "ledger.queue",
         "ledger.requests",
+        "ledger.retry",
         "ledger.store",
         "ledger.stores",
         "projections",
@@ -319,6 +350,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
 
     assert set(ledger.__all__) == {n for n in dir(ledger) if not n.startswith("_")} - {
         "backend",
+        "claiming",
         "cli",
         "cliparse",
         "copy",
@@ -328,6 +360,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "fileops",
         "groupcommit",
         "health",
+        "heartbeat",
         "layout",
         "lifecycle",
         "audit",
@@ -347,9 +380,11 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "projector",
         "provenance",
         "provenance_api",
+        "queue",
         "recovery",
         "report",
         "requests",
+        "retry",
         "reuse",
         "scan",
         "schema",

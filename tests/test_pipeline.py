@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ledger import (
+    AlreadyReadyError,
     EntryNotFoundError,
     IllegalTransitionError,
     InvalidEntryError,
@@ -83,8 +84,10 @@ def test_generate_and_store_video(ledger: Ledger, tmp_path: Path) -> None:
     def broken() -> str:
         raise OSError("GPU fell off the bus")
 
+    with pytest.raises(AlreadyReadyError, match=r"s/e is already ready .*regenerate=True"):
+        ledger.generate_and_store_video("s", "e", "p", broken)  # its video exists: not made again by default
     with pytest.raises(OSError, match="GPU"):
-        ledger.generate_and_store_video("s", "e", "p", broken)
+        ledger.generate_and_store_video("s", "e", "p", broken, regenerate=True)
     assert ledger.get_video_metadata("s", "e").status == "failed"  # type: ignore[union-attr]
     assert [e.type for e in ledger.history()] == ["generating", "ready", "generating", "failed"]
 
@@ -357,27 +360,64 @@ def test_the_demo_end_to_end(tmp_path: Path) -> None:
     assert Ledger(directory, readonly=True).verify_files(media=directory / "videos").ok
 
 
-@pytest.mark.parametrize(
-    ("where", "local_path", "message"),
-    [
-        ("outside", None, "outside the ledger directory"),
-        ("inside", "/srv/media/v.mp4", "is absolute"),
-        ("inside", "../v.mp4", "leaves the ledger directory"),
-        ("inside", "videos/../../v.mp4", "leaves the ledger directory"),
-    ],
-)
-def test_ready_refuses_a_host_path_for_the_app(
-    ledger: Ledger, tmp_path: Path, where: str, local_path: str | None, message: str
-) -> None:
-    """What the app gets is relative and under the root, never a host path."""
-    video = _video((tmp_path if where == "outside" else ledger.directory) / "v.mp4")
-    with pytest.raises(InvalidEntryError, match=message), ledger.generation("s", "e", "p") as job:
-        job.ready(video, local_path=local_path)
+def test_ready_refuses_a_video_outside_the_root_without_a_local_path(ledger: Ledger, tmp_path: Path) -> None:
+    """Given no local_path, a video outside the media root (the ledger directory) is refused: no host path
+    lands in the app's file unasked."""
+    video = _video(tmp_path / "v.mp4")
+    with (
+        pytest.raises(InvalidEntryError, match="outside the ledger directory"),
+        ledger.generation("s", "e", "p") as job,
+    ):
+        job.ready(video)
     entry = ledger.get_video_metadata("s", "e")
     assert entry is not None and entry.status == "failed" and entry.local_path is None
-    with pytest.raises(InvalidEntryError, match=message):
-        ledger.generate_and_store_video("s", "e", "p", lambda: video, local_path=local_path)
+    with pytest.raises(InvalidEntryError, match="outside the ledger directory"):
+        ledger.generate_and_store_video("s", "e", "p", lambda: video, regenerate=True)
     assert str(tmp_path) not in (ledger.directory / "generated-videos.json").read_text()
+
+
+def test_the_seeds_layout_end_to_end(tmp_path: Path) -> None:
+    """The app keeps its JSON in src/lib/data and serves the videos from static/videos as /videos/...: the
+    ledger in src/lib/data records the URL path the app uses, through generate_and_store_video,
+    generation() and claim() alike, and verify --files maps /videos/ to static/videos (size and SHA-256),
+    reads nothing else, and calls a path it cannot map unchecked, not damage."""
+    data, static = tmp_path / "src" / "lib" / "data", tmp_path / "static" / "videos"
+    static.mkdir(parents=True)
+    stored_size = _video(tmp_path / "probe.mp4").stat().st_size
+    with Ledger(data) as ledger:
+        stored = ledger.generate_and_store_video(
+            "colosseum",
+            "rome",
+            "p",
+            lambda: _video(static / "colosseum.mp4"),
+            local_path=lambda p: f"/videos/{p.name}",
+        )
+        assert stored.local_path == "/videos/colosseum.mp4"
+        with ledger.generation("acropolis", "athens", "p") as job:
+            job.ready(_video(static / "acropolis.mp4"), local_path="/videos/acropolis.mp4")
+        ledger.set_video_metadata(
+            {"spotId": "petra", "eraId": "nabataea", "prompt": "p", "status": "pending"}
+        )
+        claimed = ledger.claim()
+        assert claimed is not None
+        with claimed:
+            claimed.ready(_video(static / "petra.mp4"), local_path="../../../static/videos/petra.mp4")
+        assert [e.local_path for e in ledger.get_all_video_metadata()] == [
+            "/videos/acropolis.mp4", "/videos/colosseum.mp4", "../../../static/videos/petra.mp4",
+        ]  # fmt: skip
+        files = ledger.verify_files(prefixes={"/videos/": static})
+        assert (files.checked, files.problems, len(files.unchecked)) == (2, [], 1), files
+        assert "petra" in files.unchecked[0], "leaves the media root: not read, not damage"
+        assert ledger.verify_files().unchecked and ledger.verify_files().ok, "no map: nothing read, no damage"
+        (static / "colosseum.mp4").write_bytes(b"changed")
+        assert ledger.verify_files(prefixes={"/videos/": static}).problems == [
+            f"colosseum/rome: /videos/colosseum.mp4: size is 7 bytes, {stored_size} when it became ready"
+        ]
+    out = subprocess.run(
+        [sys.executable, "-m", "ledger", "--dir", str(data), "verify", "--files", "--map", f"/videos={static}"],  # noqa: E501
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "files: 2 checked, 1 problems, 1 unchecked" in out.stdout, out
 
 
 def test_ready_records_a_path_relative_to_the_ledger_directory(ledger: Ledger, tmp_path: Path) -> None:
