@@ -166,26 +166,7 @@ def verify_files(
             continue
         entries[event.key] = entries_view.apply(entries.get(event.key), event)
         files_view.note(files, event)
-    problems: list[str] = []
-    unchecked: list[str] = []
-    for key in sorted(files):
-        ready = files[key]
-        if "\0" in ready.local_path:  # writers refuse it; a line written by hand may hold one
-            problems.append(
-                f"{key[0]}/{key[1]}: {ready.local_path}: holds a NUL byte, which no file name can (not read)"
-            )
-            continue
-        placed = where.place(ready.local_path)
-        if placed is None:
-            unchecked.append(
-                f"{key[0]}/{key[1]}: {ready.local_path}: not under the media root or a mapped prefix"
-            )
-            continue
-        problem = check_file(ops, placed, ready)
-        if problem is None and c2pa:  # the file is the one recorded: its manifest is worth reading
-            problem = _disclosure_problem(placed, ready, trust_anchors)
-        if problem is not None:
-            problems.append(f"{key[0]}/{key[1]}: {ready.local_path}: {problem}")
+    problems, unchecked = _check_ready(files, where, ops, trust_anchors if c2pa else None, c2pa=c2pa)
     unreferenced: list[Path] = []
     if media is not None:
         referenced = {
@@ -204,6 +185,35 @@ def verify_files(
         checked=len(files) - len(unchecked), problems=problems, unreferenced=sorted(unreferenced),
         unchecked=unchecked,
     )  # fmt: skip
+
+
+def _check_ready(
+    files: files_view.ReadyFiles,
+    where: MediaMap,
+    ops: FileOps,
+    trust_anchors: str | os.PathLike[str] | None,
+    *,
+    c2pa: bool,
+) -> tuple[list[str], list[str]]:
+    """The problems with the ready entries' files, and the entries whose ``localPath`` maps to no file."""
+    problems: list[str] = []
+    unchecked: list[str] = []
+    for key in sorted(files):
+        ready = files[key]
+        where_said = f"{key[0]}/{key[1]}: {ready.local_path}"
+        if "\0" in ready.local_path:  # writers refuse it; a line written by hand may hold one
+            problems.append(f"{where_said}: holds a NUL byte, which no file name can (not read)")
+            continue
+        placed = where.place(ready.local_path)
+        if placed is None:
+            unchecked.append(f"{where_said}: not under the media root or a mapped prefix")
+            continue
+        problem = check_file(ops, placed, ready)
+        if problem is None and c2pa:  # the file is the one recorded: its manifest is worth reading
+            problem = _disclosure_problem(placed, ready, trust_anchors)
+        if problem is not None:
+            problems.append(f"{where_said}: {problem}")
+    return problems, unchecked
 
 
 def _disclosure_problem(

@@ -46,7 +46,8 @@ def _log(*makers: object) -> list[EventType]:
 
 def test_every_attempt_of_an_entry_the_current_one_first() -> None:
     records = provenance(_golden("v2-provenance"), "colosseum", "rome-80ad")
-    assert [(r.attempt, r.seq, r.outcome) for r in records] == [(2, 4, "ready"), (1, 2, "failed")]
+    # a format-2 log: each attempt is numbered as its entry, job.attempt and takeover= name it (its seq)
+    assert [(r.attempt, r.seq, r.outcome) for r in records] == [(4, 4, "ready"), (2, 2, "failed")]
     current, first = records
     assert current.worker is not None and current.worker.name == "gpu-b"
     assert current.provenance is not None and current.provenance.seed == 987654321  # completed at ready
