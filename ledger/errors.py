@@ -23,7 +23,10 @@ __all__ = (
     "LedgerError",
     "LedgerIOError",
     "NoLedgerError",
+    "NoteError",
+    "ProofError",
     "ReadOnlyLedgerError",
+    "SigningUnavailableError",
     "SnapshotUpdateError",
     "StaleHeadError",
     "UnimportedSnapshotError",
@@ -173,6 +176,22 @@ class UnimportedSnapshotError(LedgerError):
     """The snapshot holds entries the log does not (the app's own ``generated-videos.json`` before it was
     imported): it is not overwritten. Import it first (``Ledger.import_entries`` or ``video-ledger
     import``); nothing was written."""
+
+
+class ProofError(LedgerError):
+    """A Merkle proof, a proof bundle or a log's tree does not check: the claim it makes is not shown
+    (an inclusion or consistency proof that does not lead to the signed root, a line that is not the leaf
+    it names, a log that does not extend an older signed tree). Nothing was written."""
+
+
+class NoteError(LedgerError):
+    """A signed note, checkpoint or key is malformed, or carries no valid signature by the key it is
+    checked with. Nothing was written."""
+
+
+class SigningUnavailableError(LedgerError):
+    """Signing or checking a note needs the ``cryptography`` package (Ed25519), which is not installed:
+    ``pip install 'video-ledger[sign]'``."""
 
 
 SYMLINK_REFUSED = "it is a symbolic link (refused; pass follow_symlinks=True to allow it)"
