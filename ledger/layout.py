@@ -13,6 +13,8 @@ __all__ = (
     "LOG_NAME",
     "SNAPSHOT_LOCK_NAME",
     "SNAPSHOT_NAME",
+    "TREE_INDEX_NAME",
+    "TREE_NAME",
     "WATCH_LOCK_NAME",
     "Layout",
     "default_directory",
@@ -23,11 +25,13 @@ LOG_NAME: Final = "events.jsonl"
 SNAPSHOT_NAME: Final = "generated-videos.json"
 CHECKPOINT_NAME: Final = "checkpoint.json"
 SNAPSHOT_LOCK_NAME: Final = "snapshot.lock"
+TREE_NAME: Final = "merkle.tree"
+TREE_INDEX_NAME: Final = "merkle.index"
 WATCH_LOCK_NAME: Final = "watch.lock"
 """Held (shared) by every running ``watch`` for its whole life: ``status`` tells whether one runs."""
 
 
-_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME)
+_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME, TREE_NAME, TREE_INDEX_NAME)
 """The ledger's own files; ``events.jsonl.*`` and ``checkpoint.json.*`` are theirs too (companions, temp
 files)."""
 

@@ -40,6 +40,7 @@ from ledger.errors import (
 from ledger.events import FORMAT_VERSION, EventType, VideoMetadata, crc32, line_hash, normalize_id
 from ledger.fileops import TEMP_MARK, FileLock, FileOps, atomic_write, file_kind, temp_files
 from ledger.model import Model
+from ledger.tree import TreeFile
 from projections import entries as entries_view
 
 __all__ = (
@@ -519,6 +520,8 @@ class Projector:
         """The keys in the snapshot on disk when no checkpoint vouched for it."""
         self._projecting = False
         """This projector holds the projection lock (so the snapshot and checkpoint stand still)."""
+        self.tree = TreeFile(checkpoint.parent)
+        """The Merkle tree beside the snapshot, brought up to the store after each snapshot written."""
 
     @property
     def entries(self) -> entries_view.Entries:
@@ -714,6 +717,7 @@ class Projector:
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
+        self.tree.keep(self.store)
 
     def _replace_untrusted(self, old: bytes) -> None:
         """Before the snapshot's bytes ``old``, which no checkpoint vouched for, are replaced: refuse if it

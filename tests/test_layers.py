@@ -80,6 +80,8 @@ ALLOWED = {
     "projections.stats": {"ledger.events", "projections", "projections.provenance", "projections.timeline"},
     "projections.history": {"ledger.events"},
     "ledger.model": BASE | {"ledger.events", "ledger.backend", "projections", "projections.entries"},
+    "ledger.tree": BASE
+    | {"ledger.merkle", "ledger.backend", "ledger.events", "ledger.fileops", "ledger.layout"},
     # the edge where the entries view meets the disk, and the live side: ledger modules over the stores
     "ledger.projector": BASE
     | {
@@ -87,6 +89,7 @@ ALLOWED = {
         "ledger.backend",
         "ledger.fileops",
         "ledger.model",
+        "ledger.tree",
         "projections",
         "projections.entries",
     },
@@ -379,6 +382,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "merkle",
         "note",
         "output",
+        "tree",
         "pipeline",
         "postgres",
         "projector",

@@ -1,0 +1,297 @@
+"""The Merkle tree of a store's log, kept as two derived files beside the snapshot.
+
+Like the snapshot, the tree is derived: rebuilt from the log whenever it is missing, damaged or of
+another log, and never trusted on its own. It is kept current as the projector writes the snapshot
+(:meth:`TreeFile.follow` reads only the records after the tree's head through the store's ``read``), so
+a proof costs O(log n) reads and no read of the log.
+
+- ``merkle.tree``: a header (:data:`HEADER_SIZE` bytes: magic, tree size, the store's head at the last
+  leaf, the compact range's hashes, CRC-32), then every node hash of the tree in post-order, 32 bytes
+  each: leaf ``i`` and the complete subtrees it completes are appended after leaf ``i - 1``'s, so node
+  ``(level, index)`` is at slot ``2j - popcount(j) + level`` with ``j = (index + 1) * 2**level - 1``.
+- ``merkle.index``: per leaf, 24 bytes: an 8-byte digest of its entry's key (to find an entry's records)
+  and the store head (seq and bookmark) to read its record from.
+
+Neither is fsynced: a crash at any point leaves files that either check (header CRC, file sizes, the
+compact range read back from the node slots equal to the header's, the store holding the header's head)
+or are rebuilt. Damage the checks cannot see (an interior node changed in place) is caught where it
+matters: every proof is checked against the compact range's root before it is given out
+(:mod:`ledger.proofs`), and a proof that fails sends the tree to :meth:`TreeFile.rebuild`.
+
+Writers hold the projection lock (the snapshot's), so one process at a time extends the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Final, NamedTuple
+
+from ledger.backend import GENESIS, Batch, EventStore, Head, Record
+from ledger.errors import CorruptLogError, LedgerError, LedgerIOError, StaleHeadError, io_error
+from ledger.events import GENESIS_HASH
+from ledger.fileops import FileOps
+from ledger.layout import TREE_INDEX_NAME, TREE_NAME
+from ledger.merkle import CompactRange, leaf_hash
+
+__all__ = ("INDEX_NAME", "TREE_NAME", "TreeFile", "key_digest", "node_slot")
+
+log = logging.getLogger("ledger")
+
+INDEX_NAME: Final = TREE_INDEX_NAME
+HEADER_SIZE: Final = 4096
+_MAGIC: Final = b"VLTREE01"
+_FIXED = struct.Struct("<8sQQ32s40s")  # magic, size, bookmark at the last leaf, its line hash, its time
+_INDEX = struct.Struct("<8sQQ")  # key digest, seq and bookmark of the head to read the leaf's record after
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+def key_digest(spot_id: str, era_id: str) -> bytes:
+    """The 8 bytes that stand for an entry's key ``(spotId, eraId)`` (NFC, as stored) in the index."""
+    return hashlib.sha256(f"{spot_id}\x00{era_id}".encode()).digest()[:8]
+
+
+def node_slot(level: int, index: int) -> int:
+    """The post-order slot of the complete subtree ``(level, index)``."""
+    last = ((index + 1) << level) - 1
+    return 2 * last - last.bit_count() + level
+
+
+def _nodes(size: int) -> int:
+    """How many node hashes the tree of ``size`` leaves stores."""
+    return 2 * size - size.bit_count()
+
+
+class _Header(NamedTuple):
+    head: Head
+    compact: CompactRange
+
+
+def _encode_header(head: Head, compact: CompactRange) -> bytes:
+    line_hash = bytes.fromhex(head.hash) if head.seq else bytes(32)
+    body = _FIXED.pack(_MAGIC, compact.size, head.at, line_hash, head.ts.encode()) + b"".join(compact.peaks)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _decode_header(data: bytes) -> _Header | None:
+    if len(data) < _FIXED.size + 4:
+        return None
+    magic, size, at, line_hash, ts = _FIXED.unpack_from(data)
+    end = _FIXED.size + 32 * size.bit_count()
+    if magic != _MAGIC or len(data) < end + 4:
+        return None
+    if struct.unpack_from("<I", data, end)[0] != zlib.crc32(data[:end]):
+        return None
+    peaks = [data[i : i + 32] for i in range(_FIXED.size, end, 32)]
+    hash_hex = line_hash.hex() if size else GENESIS_HASH
+    head = Head(size, hash_hex, ts.rstrip(b"\0").decode(), at) if size else GENESIS
+    return _Header(head, CompactRange(size, peaks))
+
+
+class TreeFile:
+    """The tree files of one ledger directory. Open with the projection lock held; :meth:`follow` brings
+    them up to the store, :meth:`node` and :meth:`leaves_of` read them."""
+
+    def __init__(self, directory: Path, ops: FileOps | None = None) -> None:
+        self.tree_path = directory / TREE_NAME
+        self.index_path = directory / INDEX_NAME
+        self.ops = ops or FileOps()
+        self.head: Head = GENESIS
+        """The store's head at the last leaf (``head.seq`` is the tree's size)."""
+        self.compact = CompactRange()
+        self._known: bytes | None = None  # the header as this handle last read or wrote it
+
+    @property
+    def size(self) -> int:
+        return self.compact.size
+
+    def root(self) -> bytes:
+        return self.compact.root()
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def _open(self, path: Path, write: bool) -> int:
+        flags = (os.O_RDWR | os.O_CREAT) if write else os.O_RDONLY
+        return self.ops.open_regular(path, flags | _NOFOLLOW, 0o644)
+
+    def _read(self, path: Path, size: int, offset: int) -> bytes:
+        try:
+            fd = self._open(path, False)
+        except FileNotFoundError:
+            return b""
+        try:
+            return self.ops.pread(fd, size, offset)
+        finally:
+            self.ops.close(fd)
+
+    def load(self) -> bool | None:
+        """Read the header and check it against the node slots and the file sizes. Returns ``None`` when
+        the header is the one this handle last read or wrote (the state stands), ``True`` when the files
+        hold a whole tree (read into the state), ``False`` when not (the state is the empty tree)."""
+        try:
+            data = self._read(self.tree_path, HEADER_SIZE, 0)
+        except OSError as exc:
+            raise io_error("read", self.tree_path, exc) from None
+        if self._known is not None and data[: len(self._known)] == self._known:
+            return None
+        header = _decode_header(data)
+        self.head, self.compact, self._known = GENESIS, CompactRange(), None
+        if header is None:
+            return not data
+        size = header.compact.size
+        try:
+            tree_size = os.stat(self.tree_path).st_size
+            index_size = os.stat(self.index_path).st_size if size else 0
+        except OSError:
+            return False
+        if tree_size < HEADER_SIZE + 32 * _nodes(size) or index_size < _INDEX.size * size:
+            return False
+        peaks = [self.node(level, index) for level, index in CompactRange.peak_ids(size)]
+        if peaks != header.compact.peaks:
+            return False
+        self.head, self.compact = header.head, header.compact
+        self._known = _encode_header(self.head, self.compact)
+        return True
+
+    def node(self, level: int, index: int) -> bytes:
+        """The hash of the complete subtree ``(level, index)`` as the file holds it (a
+        :data:`ledger.merkle.NodeSource`)."""
+        try:
+            data = self._read(self.tree_path, 32, HEADER_SIZE + 32 * node_slot(level, index))
+        except OSError as exc:
+            raise io_error("read", self.tree_path, exc) from None
+        if len(data) != 32:
+            raise LedgerIOError(f"{self.tree_path} ends before node ({level}, {index})")
+        return data
+
+    def _index(self, first: int, count: int) -> bytes:
+        try:
+            return self._read(self.index_path, _INDEX.size * count, _INDEX.size * first)
+        except OSError as exc:
+            raise io_error("read", self.index_path, exc) from None
+
+    def leaves_of(self, spot_id: str, era_id: str) -> list[int]:
+        """The leaves whose records the index says are of entry ``(spot_id, era_id)`` (a digest match:
+        the caller checks each record's key). Reads the index's key column once."""
+        data = self._index(0, self.size)
+        digest = key_digest(spot_id, era_id)
+        found: list[int] = []
+        at = data.find(digest)
+        while at >= 0:
+            if at % _INDEX.size == 0:
+                found.append(at // _INDEX.size)
+            at = data.find(digest, at + 1)
+        return found
+
+    def records(self, store: EventStore, leaves: Iterable[int]) -> Iterator[tuple[int, Record]]:
+        """The store's records of ``leaves`` (leaf ``i`` is record ``i + 1``), read from the heads the
+        index names: each record is read after the one its batch started after."""
+        wanted = sorted(set(leaves))
+        starts: dict[tuple[int, int], set[int]] = {}
+        for leaf in wanted:
+            _, seq, at = _INDEX.unpack(self._index(leaf, 1))
+            starts.setdefault((seq, at), set()).add(leaf + 1)
+        for (seq, at), seqs in sorted(starts.items()):
+            after = store.at(Head(seq, "", "", at)) if seq else GENESIS
+            if after is None:
+                raise StaleHeadError(f"the store holds no record {seq}, where the tree's index reads from")
+            last = max(seqs)
+            for record in store.records(after):
+                if record.seq in seqs:
+                    yield record.seq - 1, record
+                if record.seq >= last:
+                    break
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def follow(self, store: EventStore) -> int:
+        """Bring the files up to the end of ``store``: the records after :attr:`head`, as the store's
+        ``read`` yields them, appended as leaves. If the files hold no whole tree, or the store does not
+        hold their head (another log, rewritten, cut short: checked through ``at`` whenever the header is
+        not the one this handle wrote), they are rebuilt from the start. Returns how many leaves were
+        added."""
+        loaded = self.load()
+        if loaded is False or (loaded and self.head.seq and _differs(store.at(self.head), self.head)):
+            self._reset()
+        added = 0
+        try:
+            for batch in store.read(self.head):
+                added += self._append(batch)
+        except (StaleHeadError, CorruptLogError):
+            if not added and not self.head.seq:
+                raise  # the store's own damage, from its first record: the reader's error
+            self._reset()  # the tree's head is no place in this log (replaced, rewritten): start again
+            return self.follow(store)
+        return added
+
+    def keep(self, store: EventStore) -> None:
+        """:meth:`follow`, as the projector calls it after each snapshot it writes: a tree that cannot be
+        written now (a full disk...) is left behind, with a warning, and catches up next time; the
+        snapshot's write stands."""
+        try:
+            self.follow(store)
+        except (LedgerError, OSError) as exc:  # OSError: a store's read through a failing disk
+            self._known = None
+            log.warning("%s is behind the log: %s", self.tree_path, exc)
+
+    def rebuild(self, store: EventStore) -> int:
+        """Start again from the empty tree and follow the whole store."""
+        self._reset()
+        return self.follow(store)
+
+    def _reset(self) -> None:
+        self.head, self.compact = GENESIS, CompactRange()
+        self._write(b"", b"", truncate=True)
+
+    def _append(self, batch: Batch) -> int:
+        """Take in ``batch`` where it continues the tree (records at or before :attr:`head` skipped)."""
+        first = batch.events[0].seq if batch.events else 0
+        skip = self.head.seq + 1 - first
+        if not batch.events or skip >= len(batch.events):
+            return 0
+        if skip < 0:  # a gap: these records do not continue the tree
+            return 0
+        lines, events = batch.lines[skip:], batch.events[skip:]
+        nodes: list[bytes] = []
+        for line in lines:
+            nodes += self.compact.append(leaf_hash(line))
+        start = struct.pack("<QQ", self.head.seq, self.head.at)  # each record is read after this head
+        index = b"".join(key_digest(e.spot_id, e.era_id) + start for e in events)
+        self.head = batch.end
+        self._write(b"".join(nodes), index)
+        return len(lines)
+
+    def _write(self, nodes: bytes, index: bytes, *, truncate: bool = False) -> None:
+        """Write the new nodes and index records after the ones the files hold, then the header."""
+        size = self.compact.size
+        added = len(index) // _INDEX.size
+        header = _encode_header(self.head, self.compact)
+        try:
+            tree = self._open(self.tree_path, True)
+            try:
+                index_fd = self._open(self.index_path, True)
+                try:
+                    if truncate:
+                        self.ops.ftruncate(tree, HEADER_SIZE)
+                        self.ops.ftruncate(index_fd, 0)
+                    if nodes:
+                        self.ops.pwrite(tree, nodes, HEADER_SIZE + 32 * _nodes(size) - len(nodes))
+                        self.ops.pwrite(index_fd, index, _INDEX.size * (size - added))
+                    self.ops.pwrite(tree, header, 0)
+                finally:
+                    self.ops.close(index_fd)
+            finally:
+                self.ops.close(tree)
+        except OSError as exc:
+            self._known = None
+            raise io_error("write", self.tree_path, exc) from None
+        self._known = header
+
+
+def _differs(found: Head | None, head: Head) -> bool:
+    return found is None or found[:3] != head[:3]

@@ -1,0 +1,220 @@
+"""The tree files beside the snapshot (ledger/tree.py): kept current as the projector writes, on every
+store; their root is the one anyone recomputes from the log's lines; damage, a torn write, a replaced log
+or a full disk never leave a wrong tree in use."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger
+from ledger.backend import EventStore
+from ledger.fileops import FileOps
+from ledger.memory import MemoryStore
+from ledger.merkle import CompactRange, inclusion_proof, leaf_hash, root, verify_inclusion
+from ledger.stores import open_store
+from ledger.tree import HEADER_SIZE, INDEX_NAME, TREE_NAME, TreeFile, key_digest, node_slot
+
+from .conftest import FakeClock, entry
+from .pg import OnPostgres
+
+
+def write_some(ledger: Ledger, n: int, *, spots: int = 5) -> None:
+    """``n`` events (each a new prompt) over ``spots`` entries, the first of them after the last event."""
+    start = ledger.head().seq
+    for i in range(n):
+        ledger.set_video_metadata(entry(f"spot-{i % spots}", "era", status="pending", prompt=f"p{start + i}"))
+
+
+def log_root(directory: Path) -> bytes:
+    """The root recomputed from events.jsonl with nothing of the ledger but the two hash rules."""
+    lines = (directory / "events.jsonl").read_bytes().split(b"\n")[:-1]
+    return root([leaf_hash(line) for line in lines])
+
+
+def test_the_post_order_slots() -> None:
+    assert [node_slot(0, i) for i in range(4)] == [0, 1, 3, 4]
+    assert (node_slot(1, 0), node_slot(1, 1), node_slot(2, 0)) == (2, 5, 6)
+
+
+def test_the_tree_follows_every_append_and_its_root_is_the_logs(tmp_path: Path) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        for n in range(1, 40):
+            write_some(ledger, 1)
+            tree = TreeFile(tmp_path)
+            assert tree.load() and tree.size == n
+            assert tree.root() == log_root(tmp_path)
+        ledger.set_many([entry(f"bulk-{i}", "era", status="pending") for i in range(300)])
+    tree = TreeFile(tmp_path)
+    assert tree.load() and tree.size == 339 and tree.root() == log_root(tmp_path)
+    assert tree.head.seq == 339
+    # every node in the file is the tree's
+    leaves = [leaf_hash(line) for line in (tmp_path / "events.jsonl").read_bytes().split(b"\n")[:-1]]
+    for index in range(0, 339, 7):
+        proof = inclusion_proof(index, 339, tree.node)
+        verify_inclusion(index, 339, leaves[index], proof, tree.root())
+
+
+def test_the_tree_is_kept_on_the_memory_store(tmp_path: Path) -> None:
+    store = MemoryStore()
+    with Ledger(tmp_path, store=store, clock=FakeClock()) as ledger:
+        write_some(ledger, 25)
+        lines = [r.line for r in store.records()]
+    tree = TreeFile(tmp_path)
+    assert tree.load() and tree.size == 25 and tree.root() == root([leaf_hash(x) for x in lines])
+
+
+class TestOnPostgres(OnPostgres):
+    def test_the_tree_is_kept_on_postgres(self, tmp_path: Path) -> None:
+        store = self.create_store()
+        with Ledger(tmp_path, store=store, clock=FakeClock()) as ledger:
+            write_some(ledger, 25)
+            lines = [r.line for r in store.records()]
+        tree = TreeFile(tmp_path)
+        assert tree.load() and tree.size == 25 and tree.root() == root([leaf_hash(x) for x in lines])
+        other, again = TreeFile(tmp_path), self.reopen(store)
+        try:
+            assert other.load() and [leaf for leaf, _ in other.records(again, [0, 7, 24])] == [0, 7, 24]
+        finally:
+            again.close()
+
+
+def test_an_entrys_records_are_found_through_the_index(tmp_path: Path) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 30, spots=4)
+        ledger.set_many([entry(f"bulk-{i}", "era", status="pending") for i in range(50)])
+        write_some(ledger, 6, spots=4)
+    store = open_store(tmp_path)
+    try:
+        tree = TreeFile(tmp_path)
+        tree.load()
+        leaves = tree.leaves_of("spot-1", "era")
+        assert leaves == [i for i in range(30) if i % 4 == 1] + [80 + i for i in range(6) if i % 4 == 1]
+        records = dict(tree.records(store, leaves))
+        assert sorted(records) == leaves
+        for leaf, record in records.items():
+            assert record.seq == leaf + 1 and record.event.key == ("spot-1", "era")
+            assert leaf_hash(record.line) == tree.node(0, leaf)
+        assert key_digest("spot-1", "era") != key_digest("spot-1", "era2")
+    finally:
+        store.close()
+
+
+def _follow(directory: Path) -> TreeFile:
+    store = open_store(directory)
+    try:
+        tree = TreeFile(directory)
+        tree.follow(store)
+        return tree
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["header byte", "peak", "tree cut short", "index cut short", "tree gone", "index gone", "garbage"],
+)
+def test_damaged_tree_files_are_rebuilt_from_the_log(tmp_path: Path, damage: str) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 21)
+    tree_path, index_path = tmp_path / TREE_NAME, tmp_path / INDEX_NAME
+    data = bytearray(tree_path.read_bytes())
+    if damage == "header byte":
+        data[20] ^= 0xFF
+        tree_path.write_bytes(data)
+    elif damage == "peak":
+        slot = node_slot(*CompactRange.peak_ids(21)[-1])
+        data[HEADER_SIZE + 32 * slot] ^= 0x01
+        tree_path.write_bytes(data)
+    elif damage == "tree cut short":
+        tree_path.write_bytes(data[:-32])
+    elif damage == "index cut short":
+        index_path.write_bytes(index_path.read_bytes()[:-1])
+    elif damage == "tree gone":
+        tree_path.unlink()
+    elif damage == "index gone":
+        index_path.unlink()
+    else:
+        tree_path.write_bytes(b"not a tree at all" * 100)
+    damaged = TreeFile(tmp_path)
+    assert damaged.load() is False or damaged.size == 0  # not taken as a tree of 21 leaves
+    tree = _follow(tmp_path)
+    assert tree.size == 21 and tree.root() == log_root(tmp_path)
+    again = TreeFile(tmp_path)
+    assert again.load() and again.root() == log_root(tmp_path)
+
+
+def test_a_tree_of_another_log_is_rebuilt(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    with Ledger(one, clock=FakeClock()) as a, Ledger(two, clock=FakeClock()) as b:
+        write_some(a, 10)
+        write_some(b, 12, spots=2)
+    (two / TREE_NAME).replace(one / TREE_NAME)
+    (two / INDEX_NAME).replace(one / INDEX_NAME)
+    tree = _follow(one)
+    assert tree.size == 10 and tree.root() == log_root(one)
+
+
+def test_a_tree_ahead_of_a_log_cut_short_is_rebuilt(tmp_path: Path) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 10)
+    log = tmp_path / "events.jsonl"
+    lines = log.read_bytes().split(b"\n")[:-1]
+    log.write_bytes(b"\n".join(lines[:6]) + b"\n")
+    (tmp_path / "events.jsonl.sync.lock").unlink(missing_ok=True)
+    tree = _follow(tmp_path)
+    assert tree.size == 6 and tree.root() == log_root(tmp_path)
+
+
+class FullDisk(FileOps):
+    def __init__(self) -> None:
+        self.full = True
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return super().pwrite(fd, data, offset)
+
+
+def test_a_full_disk_leaves_the_tree_behind_and_the_write_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 5)
+        ops = FullDisk()
+        ledger._view.tree = TreeFile(tmp_path, ops)  # the tree's files on a disk that is full
+        with caplog.at_level(logging.WARNING, logger="ledger"):
+            write_some(ledger, 3)
+        assert ledger.head().seq == 8
+        assert any("merkle.tree is behind the log" in r.getMessage() for r in caplog.records)
+        stuck = TreeFile(tmp_path)
+        assert stuck.load() is not False and stuck.size <= 8
+        ops.full = False
+        write_some(ledger, 1)
+    tree = TreeFile(tmp_path)
+    assert tree.load() and tree.size == 9 and tree.root() == log_root(tmp_path)
+
+
+def test_follow_reads_only_what_is_new(tmp_path: Path) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 50)
+
+    store: EventStore = open_store(tmp_path)
+    try:
+        read: list[int] = []
+        real = store.read
+
+        def counting_read(after=None):  # type: ignore[no-untyped-def]
+            for batch in real(after) if after is not None else real():
+                read.extend(e.seq for e in batch.events)
+                yield batch
+
+        store.read = counting_read  # type: ignore[method-assign]
+        tree = TreeFile(tmp_path)
+        assert tree.follow(store) == 0 and read == []
+    finally:
+        store.close()
