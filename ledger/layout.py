@@ -14,7 +14,9 @@ __all__ = (
     "SNAPSHOT_LOCK_NAME",
     "SNAPSHOT_NAME",
     "TREE_INDEX_NAME",
+    "TREE_KEYS_NAME",
     "TREE_NAME",
+    "TREE_NOTE_NAME",
     "WATCH_LOCK_NAME",
     "Layout",
     "default_directory",
@@ -27,11 +29,18 @@ CHECKPOINT_NAME: Final = "checkpoint.json"
 SNAPSHOT_LOCK_NAME: Final = "snapshot.lock"
 TREE_NAME: Final = "merkle.tree"
 TREE_INDEX_NAME: Final = "merkle.index"
+TREE_KEYS_NAME: Final = "merkle.keys"
+TREE_NOTE_NAME: Final = "merkle.note"
 WATCH_LOCK_NAME: Final = "watch.lock"
 """Held (shared) by every running ``watch`` for its whole life: ``status`` tells whether one runs."""
 
 
-_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME, TREE_NAME, TREE_INDEX_NAME)
+_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME) + (
+    TREE_NAME,
+    TREE_INDEX_NAME,
+    TREE_KEYS_NAME,
+    TREE_NOTE_NAME,
+)
 """The ledger's own files; ``events.jsonl.*`` and ``checkpoint.json.*`` are theirs too (companions, temp
 files)."""
 

@@ -41,6 +41,7 @@ __all__ = (
     "generate_key",
     "key_id",
     "open_note",
+    "parse_note",
     "sign",
 )
 
@@ -248,7 +249,9 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def _split_note(data: bytes) -> Note:
+def parse_note(data: bytes) -> Note:
+    """A note's text and signature lines, parsed and NOT checked (:func:`open_note` checks them):
+    :class:`~ledger.errors.NoteError` if it is not a note."""
     text = _decode(data)
     cut = text.rfind("\n\n")
     if cut < 0 or not text.endswith("\n"):
@@ -274,7 +277,7 @@ def open_note(data: bytes, verifiers: Sequence[Verifier], *, need: int = 1) -> N
     (another name or id) are ignored; a signature by a known key that does not check, or signatures by
     fewer than ``need`` of them (one by default; ``len(verifiers)``: all), raise
     :class:`~ledger.errors.NoteError`."""
-    note = _split_note(data)
+    note = parse_note(data)
     known = {(v.name, v.id): v for v in verifiers}
     for name, kid, sig in note.signatures:
         verifier = known.get((name, kid))
@@ -308,7 +311,7 @@ def sign(text: bytes, signer: Signer, *, stamp: int | None = None) -> bytes:
 
 def cosign(data: bytes, signer: Signer, *, stamp: int | None = None) -> bytes:
     """``data``, a signed note, with ``signer``'s signature added (any earlier one of its replaced)."""
-    note = _split_note(data)
+    note = parse_note(data)
     sig = signer.signature(note.text, stamp)
     kid = signer.verifier.id
     others = tuple(s for s in note.signatures if (s[0], s[1]) != (signer.name, kid))

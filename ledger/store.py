@@ -40,6 +40,7 @@ from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.layout import Layout
 from ledger.media import FilesReport, MediaMap, verify_files
 from ledger.projector import encode_entries, save_entries
+from ledger.proofs import Proofs
 from ledger.provenance import event_records
 from ledger.provenance_api import ProvenanceAPI
 from ledger.stores import EventStore, FileOps, Head, open_chosen, warn_if_beside
@@ -484,6 +485,11 @@ class Ledger(ProvenanceAPI, WorkLoop):
         log may have grown since), else that is the problem reported. A whole log rewritten with its chain
         recomputed passes every other check, but not this one."""
         return audit.verify(self._projector, expect_head=expect_head)
+
+    def proofs(self) -> Proofs:
+        """Signed checkpoints, consistency and inclusion proofs over this ledger's Merkle tree
+        (:mod:`ledger.proofs`)."""
+        return Proofs(self._projector)
 
     # -- lifecycle of the handle ---------------------------------------------------------------------
 

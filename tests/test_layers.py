@@ -93,6 +93,18 @@ ALLOWED = {
         "projections",
         "projections.entries",
     },
+    "ledger.proofs": BASE
+    | {
+        "ledger.events",
+        "ledger.fileops",
+        "ledger.layout",
+        "ledger.merkle",
+        "ledger.note",
+        "ledger.projector",
+        "ledger.tree",
+        "projections",
+        "projections.entries",
+    },
     "ledger.watch": BASE
     | {
         "ledger.events",
@@ -195,6 +207,7 @@ ALLOWED = {
         "ledger.media",
         "ledger.pipeline",
         "ledger.projector",
+        "ledger.proofs",
         "ledger.requests",
         "ledger.stores",
         "ledger.watch",
@@ -382,6 +395,7 @@ def test_the_package_exports_only_what_a_user_needs() -> None:
         "merkle",
         "note",
         "output",
+        "proofs",
         "tree",
         "pipeline",
         "postgres",
