@@ -67,6 +67,7 @@ from ledger.errors import (
 from ledger.events import EVENT_TAGS, STATUSES
 from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
+from ledger.note import COSIGNATURE, ED25519, generate_key
 from ledger.output import (
     HISTORY_HEADER,
     CopyProgress,
@@ -75,16 +76,20 @@ from ledger.output import (
     flag_names,
     json_line,
     message,
+    print_bundle,
     print_claimed,
+    print_consistency,
     print_copied,
     print_demo_run,
     print_entries,
     print_entry_list,
+    print_extension,
     print_files,
     print_followed,
     print_history,
     print_imported,
     print_policy,
+    print_proven,
     print_provenance,
     print_reaped,
     print_rebuilt,
@@ -100,6 +105,16 @@ from ledger.output import (
     timeline_json,
     verify_json,
     write_csv,
+)
+from ledger.proofs import (
+    MAX_BUNDLE_BYTES,
+    encode_bundle,
+    load_signer,
+    load_verifier,
+    read_file,
+    save_signer,
+    verify_bundle,
+    write_file,
 )
 from ledger.requests import no_entry
 from ledger.store import (
@@ -187,6 +202,11 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
         force_clock=args.force_clock,
         store=_url(args),
     )
+
+
+def _read(name: str) -> bytes:
+    """A note or bundle the user names, read whole (at most :data:`~ledger.proofs.MAX_BUNDLE_BYTES`)."""
+    return read_file(name, MAX_BUNDLE_BYTES)
 
 
 def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
@@ -537,14 +557,34 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     help="a head an earlier verify printed, kept elsewhere: fail unless the log's event SEQ still has "
     "that hash (the log may have grown since)",
 )  # fmt: skip
+@option(
+    "--previous", metavar="NOTE",
+    help="a checkpoint signed earlier (checkpoint --key): check by a consistency proof, without a replay, "
+    "that the log extends its tree (a rollback or a fork fails); needs --key",
+)  # fmt: skip
+@option(
+    "--key", metavar="VERIFIER", action="append",
+    help="with --previous: the log's verifier key (keygen printed it), or a file holding it; repeat it "
+    "for each witness whose cosignature the note must carry",
+)  # fmt: skip
 @option("--json", action="store_true", help="print the findings as one JSON object")
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if (args.media or args.root or args.map or args.c2pa) and not args.files:
         raise UsageError("--media, --root, --map and --c2pa go with --files")
     if args.c2pa_trust and not args.c2pa:
         raise UsageError("--c2pa-trust goes with --c2pa")
+    if (args.previous is None) != (args.key is None):
+        raise UsageError("--previous and --key go together")
     if args.expect_head is not None:
         parse_head(args.expect_head)  # bad usage (exit 2) before anything is opened
+    if args.previous is not None:
+        verifiers, note = [load_verifier(k) for k in args.key], _read(args.previous)
+        if not (args.files or args.expect_head):  # the consistency check alone: no replay
+            with _open(args, readonly=False) as ledger:
+                print_extension(ledger.proofs().extends(note, verifiers), out, json=args.json)
+            return EXIT_OK
+        with _open(args, readonly=False) as ledger:
+            print_extension(ledger.proofs().extends(note, verifiers), err if args.json else out, json=False)
     with _open(args, readonly=True) as ledger:
         report, where = ledger.verify(expect_head=args.expect_head), _log_name(args, ledger)
         if not args.json:
@@ -566,6 +606,128 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         out.write(json_line(verify_json(report, where, files)))
     return EXIT_OK if ok else EXIT_PROBLEM
+
+
+@commands.command(
+    "keygen",
+    "Make an Ed25519 key pair for signing checkpoints: the private key into KEYFILE (never overwritten), "
+    "the verifier key printed (give it to whoever checks).",
+    "keygen videos.example.com/ledger --out ledger.key",
+)
+@option("name", metavar="NAME", help="the key's name, like a host and path without scheme (no spaces or '+')")
+@option("--out", metavar="KEYFILE", required=True, type=path, help="the new file for the private key")
+@option("--witness", action="store_true", help="a witness's key, for checkpoint --cosign (tlog-cosignature)")
+def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    signer = generate_key(args.name, COSIGNATURE if args.witness else ED25519)
+    save_signer(args.out, signer)
+    out.write(f"{signer.verifier}\n")
+    return EXIT_OK
+
+
+@commands.command(
+    "checkpoint",
+    "Print a signed checkpoint of the log's Merkle tree (origin, size, root, the snapshot's SHA-256); "
+    "with --cosign, a witness's cosignature of the last one signed.",
+    "checkpoint --key ledger.key --out checkpoint.note",
+)
+@option("--key", metavar="KEYFILE", required=True, type=path, help="the private key (keygen --out)")
+@option("--origin", metavar="NAME", help="the log's name on the first line (default: the key's name)")
+@option("--out", metavar="FILE", type=path, help="also write the signed note to FILE")
+@option("--no-snapshot", action="store_true", help="do not bind generated-videos.json's SHA-256")
+@option(
+    "--cosign", action="store_true",
+    help="KEYFILE is a witness's key: cosign the last checkpoint signed in the directory (or --note) "
+    "once a consistency proof shows it extends the last one this witness cosigned; needs --log-key",
+)  # fmt: skip
+@option("--log-key", metavar="VERIFIER", help="with --cosign: the log's verifier key, or a file holding it")
+@option("--note", metavar="NOTE", help="with --cosign: the signed checkpoint to cosign")
+@option(
+    "--state", metavar="FILE", type=path,
+    help="with --cosign: the witness's last cosigned checkpoint (default: KEYFILE.witnessed)",
+)  # fmt: skip
+def _checkpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.cosign and (args.log_key or args.note or args.state):
+        raise UsageError("--log-key, --note and --state go with --cosign")
+    if args.cosign and (args.log_key is None or args.origin or args.no_snapshot):
+        raise UsageError(
+            "--cosign needs --log-key; --origin and --no-snapshot are the log's, not a witness's"
+        )
+    signer = load_signer(args.key)
+    with _open(args, readonly=False) as ledger:
+        if args.cosign:
+            state = Path(args.state or f"{args.key}.witnessed")
+            note = None if args.note is None else _read(args.note)
+            signed = ledger.proofs().cosign(signer, load_verifier(args.log_key), state, note)
+        else:
+            signed = ledger.proofs().sign(signer, args.origin, bind_snapshot=not args.no_snapshot)
+    if args.out is not None:
+        write_file(args.out, signed)
+    out.write(signed.decode())
+    return EXIT_OK
+
+
+@commands.command(
+    "consistency",
+    "Print the consistency proof that the log's tree of NEW records extends its tree of OLD records "
+    "(both roots, then the proof's hashes, base64).",
+    "consistency 1000 1250 --json",
+)
+@option("old", metavar="OLD", type=int_at_least(0), help="the older tree size (0 or more)")
+@option("new", metavar="NEW", type=int_at_least(0), help="the newer tree size (OLD or more)")
+@option("--json", action="store_true", help='print {"old": …, "new": …, "oldRoot", "newRoot", "proof": […]}')
+def _consistency(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.old > args.new:
+        raise UsageError(f"OLD ({args.old}) is more than NEW ({args.new})")
+    with _open(args, readonly=False) as ledger:
+        old_root, new_root, proof = ledger.proofs().consistency(args.old, args.new)
+    print_consistency(args.old, args.new, old_root, new_root, proof, out, json=args.json)
+    return EXIT_OK
+
+
+@commands.command(
+    "prove",
+    "Write a proof bundle of an entry: its records' lines, leaf indexes and inclusion proofs, and the "
+    "signed checkpoint they are proven against (checked offline by verify-proof).",
+    "prove colosseum rome-80ad --key ledger.key --out colosseum.proof.json",
+)
+@_ENTRY
+@option(
+    "--key", metavar="KEYFILE", type=path,
+    help="sign a new checkpoint of the tree now (default: prove against the last one signed here)",
+)  # fmt: skip
+@option("--out", metavar="FILE", type=path, help="write the bundle to FILE and print a summary")
+@option("--json", action="store_true", help="print the bundle (one JSON object) on stdout")
+def _prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if (args.out is None) == (not args.json):
+        raise UsageError("give --out FILE (the bundle to a file) or --json (the bundle on stdout)")
+    signer = None if args.key is None else load_signer(args.key)
+    with _open(args, readonly=False) as ledger:
+        bundle = ledger.proofs().prove(args.spot, args.era, signer=signer)
+    data = encode_bundle(bundle)
+    if args.json:
+        out.write(data.decode())
+        return EXIT_OK
+    write_file(args.out, data)
+    print_bundle(bundle, args.out, len(data), out)
+    return EXIT_OK
+
+
+@commands.command(
+    "verify-proof",
+    "Check a proof bundle offline, with nothing but the bundle and the verifier key, and print the entry "
+    "as proven (exit 1 if any check fails).",
+    "verify-proof colosseum.proof.json --key 'videos.example.com/ledger+1a2b3c4d+AXg…'",
+)
+@option("bundle", metavar="BUNDLE", type=path, help="the bundle prove wrote")
+@option(
+    "--key", metavar="VERIFIER", action="append", required=True,
+    help="the log's verifier key (or a file holding it); repeat it for each witness that must have cosigned",
+)  # fmt: skip
+@option("--json", action="store_true", help="print the proven entry and checkpoint as one JSON object")
+def _verify_proof(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    proven = verify_bundle(_read(args.bundle), [load_verifier(k) for k in args.key])
+    print_proven(proven, out, json=args.json)
+    return EXIT_OK
 
 
 @commands.command(

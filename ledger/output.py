@@ -8,6 +8,7 @@ so for a terminal without ``--wide``); piped, every cell is printed in full.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import csv
@@ -37,6 +38,7 @@ from ledger.events import (
 )
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
 from ledger.pipeline import Job
+from ledger.proofs import Bundle, Extension, Proven
 from ledger.queue import attempt_text, worker_text
 from ledger.retry import RetryPolicy, policy_text
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
@@ -58,15 +60,19 @@ __all__ = (
     "history_row",
     "json_line",
     "message",
+    "print_bundle",
     "print_claimed",
+    "print_consistency",
     "print_copied",
     "print_demo_run",
     "print_entries",
+    "print_extension",
     "print_files",
     "print_followed",
     "print_history",
     "print_imported",
     "print_policy",
+    "print_proven",
     "print_provenance",
     "print_reaped",
     "print_recalled",
@@ -556,6 +562,71 @@ def snapshot_lag(report: VerifyReport) -> int | None:
     if report.head is None or report.checkpoint_seq is None or not report.ok:
         return None
     return max(0, int(report.head.partition(":")[0]) - report.checkpoint_seq)
+
+
+# -- proofs --------------------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def print_extension(extension: Extension, out: TextIO, *, json: bool) -> None:
+    """``verify --previous``: the log extends the signed checkpoint."""
+    old = extension.old
+    if json:
+        out.write(json_line({
+            "ok": True, "origin": old.origin, "previousSize": old.size, "previousRoot": _b64(old.root),
+            "size": extension.size, "root": _b64(extension.root), "proof": [_b64(h) for h in extension.proof],
+        }))  # fmt: skip
+        return
+    out.write(
+        f"ok: the log ({extension.size} records, root {_b64(extension.root)}) extends the signed checkpoint "
+        f"of {old.origin} at {old.size} records (a consistency proof of {len(extension.proof)} hashes)\n"
+    )
+
+
+def print_consistency(
+    old: int, new: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes], out: TextIO, *, json: bool
+) -> None:
+    """``consistency OLD NEW``: both roots, then the proof's hashes, one per line (base64)."""
+    if json:
+        out.write(json_line({
+            "old": old, "new": new, "oldRoot": _b64(old_root), "newRoot": _b64(new_root),
+            "proof": [_b64(h) for h in proof],
+        }))  # fmt: skip
+        return
+    out.write(f"old {old} {_b64(old_root)}\nnew {new} {_b64(new_root)}\n")
+    out.writelines(f"{_b64(h)}\n" for h in proof)
+
+
+def print_bundle(bundle: Bundle, where: str, size: int, out: TextIO) -> None:
+    """``prove --out``: what the bundle written to ``where`` proves."""
+    lines = bundle.checkpoint.split("\n")
+    seqs = ", ".join(str(r.index + 1) for r in bundle.records)
+    out.write(
+        f"proved {len(bundle.records)} records of {bundle.spot_id}/{bundle.era_id} (events {seqs}) against "
+        f"the checkpoint of {lines[0]} at {lines[1]} records; {where}: {size} bytes\n"
+    )
+
+
+def print_proven(proven: Proven, out: TextIO, *, json: bool) -> None:
+    """``verify-proof``: the entry as its proven records make it, and what they are proven against."""
+    checkpoint = proven.checkpoint
+    signers = sorted(v.name for v in proven.note.verified)
+    if json:
+        out.write(json_line({
+            "entry": proven.entry, "seqs": [e.seq for e in proven.events], "origin": checkpoint.origin,
+            "size": checkpoint.size, "root": _b64(checkpoint.root), "extensions": list(checkpoint.extensions),
+            "signedBy": signers,
+        }))  # fmt: skip
+        return
+    print_entries([proven.entry], out)
+    out.write(
+        f"proven: events {', '.join(str(e.seq) for e in proven.events)} are in the log of "
+        f"{checkpoint.origin} at {checkpoint.size} records (root {_b64(checkpoint.root)}), "
+        f"signed by {', '.join(signers)}\n"
+    )
 
 
 def print_files(files: FilesReport, out: TextIO) -> None:

@@ -24,6 +24,7 @@ import binascii
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple, TypeVar
@@ -38,7 +39,7 @@ from ledger.errors import (
     io_error,
 )
 from ledger.events import EventType, VideoMetadata, check_line, decode_event, normalize_id
-from ledger.fileops import atomic_write
+from ledger.fileops import FileOps, atomic_write
 from ledger.layout import TREE_NOTE_NAME
 from ledger.merkle import (
     EMPTY_ROOT,
@@ -63,7 +64,12 @@ __all__ = (
     "Proofs",
     "Proven",
     "encode_bundle",
+    "load_signer",
+    "load_verifier",
+    "read_file",
+    "save_signer",
     "verify_bundle",
+    "write_file",
 )
 
 log = logging.getLogger("ledger")
@@ -75,6 +81,7 @@ SNAPSHOT_EXTENSION: Final = "snapshot-sha256 "
 MAX_NOTE_BYTES: Final = 1 << 20
 MAX_BUNDLE_BYTES: Final = 1 << 26
 _T = TypeVar("_T")
+_plain = FileOps()
 
 
 class BundleRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -389,6 +396,61 @@ class Proofs:
                 f"refused: the checkpoint of {new.size} records does not extend the one of {old.size} "
                 "cosigned before (a fork)"
             ) from None
+
+
+def read_file(path: str | os.PathLike[str], max_size: int = MAX_BUNDLE_BYTES) -> bytes:
+    """A note or bundle file read whole (at most ``max_size`` bytes; a FIFO or device refused)."""
+    try:
+        return _plain.read_regular(Path(path), max_size, follow_symlinks=True)
+    except OSError as exc:
+        raise io_error("read", Path(path), exc) from None
+
+
+def write_file(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace the file ``path`` with ``data`` atomically (a note or a bundle)."""
+    try:
+        atomic_write(_plain, Path(path), data, label="proof file")
+    except OSError as exc:
+        raise io_error("write", Path(path), exc) from None
+
+
+def load_signer(path: str | os.PathLike[str]) -> Signer:
+    """The private key in the file ``path`` (``PRIVATE+KEY+...``, as :func:`save_signer` writes it)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NoteError(
+            f"cannot read the key {os.fspath(path)}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return Signer.parse(text.strip())
+
+
+def save_signer(path: str | os.PathLike[str], signer: Signer) -> None:
+    """Write ``signer`` to a new file ``path``, readable by its owner only; an existing file is never
+    replaced (a key lost that way cannot be had back)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        raise NoteError(
+            f"{os.fspath(path)} exists: a key is never overwritten (choose another file)"
+        ) from None
+    except OSError as exc:
+        raise io_error("create", Path(path), exc) from None
+    try:
+        os.write(fd, f"{signer}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_verifier(text: str) -> Verifier:
+    """A verifier key given as itself (``NAME+HEXID+BASE64``) or as the path of a file that holds it."""
+    if "+" not in text or os.path.isfile(text):
+        try:
+            text = Path(text).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NoteError(f"{text!r} is neither a verifier key nor a readable file of one: {exc}") from None
+    return Verifier.parse(text)
 
 
 def encode_bundle(bundle: Bundle) -> bytes:

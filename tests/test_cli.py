@@ -22,6 +22,7 @@ COMMANDS = [
     "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy", "report",
     "status", "metrics", "provenance", "requeue",
     "claim", "heartbeat", "policy",
+    "keygen", "checkpoint", "consistency", "prove", "verify-proof",
 ]  # fmt: skip
 
 

@@ -270,6 +270,7 @@ ALLOWED = {
         "projections",
         "projections.provenance",
         "projections.stats",
+        "ledger.proofs",
     },
     "ledger.cli": BASE
     | {
@@ -288,6 +289,8 @@ ALLOWED = {
         "ledger.schema",
         "ledger.store",
         "ledger.stores",
+        "ledger.note",
+        "ledger.proofs",
     },
 }
 
