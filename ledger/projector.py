@@ -520,8 +520,8 @@ class Projector:
         """The keys in the snapshot on disk when no checkpoint vouched for it."""
         self._projecting = False
         """This projector holds the projection lock (so the snapshot and checkpoint stand still)."""
-        self.tree = TreeFile(checkpoint.parent)
-        """The Merkle tree beside the snapshot, brought up to the store after each snapshot written."""
+        self.tree = TreeFile(checkpoint.parent, ops)
+        """The Merkle tree beside the snapshot, kept up with the store as each snapshot is written."""
 
     @property
     def entries(self) -> entries_view.Entries:
@@ -717,7 +717,7 @@ class Projector:
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
-        self.tree.keep(self.store)
+        self.tree.keep(self.store, model.head)
 
     def _replace_untrusted(self, old: bytes) -> None:
         """Before the snapshot's bytes ``old``, which no checkpoint vouched for, are replaced: refuse if it

@@ -1,16 +1,19 @@
 """The Merkle tree of a store's log, kept as two derived files beside the snapshot.
 
 Like the snapshot, the tree is derived: rebuilt from the log whenever it is missing, damaged or of
-another log, and never trusted on its own. It is kept current as the projector writes the snapshot
-(:meth:`TreeFile.follow` reads only the records after the tree's head through the store's ``read``), so
-a proof costs O(log n) reads and no read of the log.
+another log, and never trusted on its own. It is kept current as the projector writes the snapshot,
+in steps of :data:`KEEP_LAG` records (:meth:`TreeFile.keep`; :meth:`TreeFile.follow` reads only the
+records after the tree's head through the store's ``read``), so a proof reads O(log n) hashes and fewer
+than :data:`KEEP_LAG` records of the log, never the whole log.
 
 - ``merkle.tree``: a header (:data:`HEADER_SIZE` bytes: magic, tree size, the store's head at the last
   leaf, the compact range's hashes, CRC-32), then every node hash of the tree in post-order, 32 bytes
   each: leaf ``i`` and the complete subtrees it completes are appended after leaf ``i - 1``'s, so node
   ``(level, index)`` is at slot ``2j - popcount(j) + level`` with ``j = (index + 1) * 2**level - 1``.
-- ``merkle.index``: per leaf, 24 bytes: an 8-byte digest of its entry's key (to find an entry's records)
-  and the store head (seq and bookmark) to read its record from.
+- ``merkle.keys``: per leaf, an 8-byte digest of its entry's key (to find an entry's records: one scan
+  of 8 bytes a record).
+- ``merkle.index``: per leaf, 16 bytes: the store head (seq and bookmark, little-endian) to read its
+  record after.
 
 Neither is fsynced: a crash at any point leaves files that either check (header CRC, file sizes, the
 compact range read back from the node slots equal to the header's, the store holding the header's head)
@@ -23,6 +26,7 @@ Writers hold the projection lock (the snapshot's), so one process at a time exte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -35,19 +39,23 @@ from typing import Final, NamedTuple
 from ledger.backend import GENESIS, Batch, EventStore, Head, Record
 from ledger.errors import CorruptLogError, LedgerError, LedgerIOError, StaleHeadError, io_error
 from ledger.events import GENESIS_HASH
-from ledger.fileops import FileOps
-from ledger.layout import TREE_INDEX_NAME, TREE_NAME
+from ledger.fileops import FileOps, OwnedFd
+from ledger.layout import TREE_INDEX_NAME, TREE_KEYS_NAME, TREE_NAME
 from ledger.merkle import CompactRange, leaf_hash
 
-__all__ = ("INDEX_NAME", "TREE_NAME", "TreeFile", "key_digest", "node_slot")
+__all__ = ("INDEX_NAME", "KEEP_LAG", "KEYS_NAME", "TREE_NAME", "TreeFile", "key_digest", "node_slot")
 
 log = logging.getLogger("ledger")
 
 INDEX_NAME: Final = TREE_INDEX_NAME
+KEYS_NAME: Final = TREE_KEYS_NAME
 HEADER_SIZE: Final = 4096
 _MAGIC: Final = b"VLTREE01"
 _FIXED = struct.Struct("<8sQQ32s40s")  # magic, size, bookmark at the last leaf, its line hash, its time
-_INDEX = struct.Struct("<8sQQ")  # key digest, seq and bookmark of the head to read the leaf's record after
+_INDEX = struct.Struct("<QQ")  # seq and bookmark of the head to read the leaf's record after
+_KEY: Final = 8
+KEEP_LAG: Final = 128
+"""How far the projector lets the tree fall behind the log before it brings it up (:meth:`TreeFile.keep`)."""
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -100,11 +108,13 @@ class TreeFile:
     def __init__(self, directory: Path, ops: FileOps | None = None) -> None:
         self.tree_path = directory / TREE_NAME
         self.index_path = directory / INDEX_NAME
+        self.keys_path = directory / KEYS_NAME
         self.ops = ops or FileOps()
         self.head: Head = GENESIS
         """The store's head at the last leaf (``head.seq`` is the tree's size)."""
         self.compact = CompactRange()
         self._known: bytes | None = None  # the header as this handle last read or wrote it
+        self._fds = {path: OwnedFd(self) for path in (self.tree_path, self.keys_path, self.index_path)}
 
     @property
     def size(self) -> int:
@@ -115,19 +125,46 @@ class TreeFile:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _open(self, path: Path, write: bool) -> int:
-        flags = (os.O_RDWR | os.O_CREAT) if write else os.O_RDONLY
-        return self.ops.open_regular(path, flags | _NOFOLLOW, 0o644)
+    def _open(self, path: Path, create: bool) -> int | None:
+        """This handle's descriptor of ``path``, opened once and kept (``None``: the file is missing and
+        not to be created)."""
+        owned = self._fds[path]
+        fd = owned.get()
+        if fd is None:
+            flags = os.O_RDWR | _NOFOLLOW | (os.O_CREAT if create else 0)
+            try:
+                fd = owned.fd = self.ops.open_regular(path, flags, 0o644)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+        return fd
+
+    def close(self) -> None:
+        """Let go of the descriptors this handle keeps (also done when it is garbage-collected)."""
+        for owned in self._fds.values():
+            fd = owned.get()
+            owned.fd = None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    self.ops.close(fd)
+
+    def _same_files(self) -> bool:
+        """Whether the descriptors kept are still of the files at the paths (none removed or replaced)."""
+        for path, owned in self._fds.items():
+            fd = owned.get()
+            if fd is None:
+                continue
+            try:
+                if os.stat(path).st_ino != self.ops.fstat(fd).st_ino:
+                    return False
+            except OSError:
+                return False
+        return True
 
     def _read(self, path: Path, size: int, offset: int) -> bytes:
-        try:
-            fd = self._open(path, False)
-        except FileNotFoundError:
-            return b""
-        try:
-            return self.ops.pread(fd, size, offset)
-        finally:
-            self.ops.close(fd)
+        fd = self._open(path, False)
+        return b"" if fd is None else self.ops.pread(fd, size, offset)
 
     def load(self) -> bool | None:
         """Read the header and check it against the node slots and the file sizes. Returns ``None`` when
@@ -139,6 +176,9 @@ class TreeFile:
             raise io_error("read", self.tree_path, exc) from None
         if self._known is not None and data[: len(self._known)] == self._known:
             return None
+        if not self._same_files():  # removed or replaced behind this handle: open them again
+            self.close()
+            data = self._read(self.tree_path, HEADER_SIZE, 0)
         header = _decode_header(data)
         self.head, self.compact, self._known = GENESIS, CompactRange(), None
         if header is None:
@@ -147,9 +187,10 @@ class TreeFile:
         try:
             tree_size = os.stat(self.tree_path).st_size
             index_size = os.stat(self.index_path).st_size if size else 0
+            keys_size = os.stat(self.keys_path).st_size if size else 0
         except OSError:
             return False
-        if tree_size < HEADER_SIZE + 32 * _nodes(size) or index_size < _INDEX.size * size:
+        if tree_size < HEADER_SIZE + 32 * _nodes(size) or min(index_size // 2, keys_size) < _KEY * size:
             return False
         peaks = [self.node(level, index) for level, index in CompactRange.peak_ids(size)]
         if peaks != header.compact.peaks:
@@ -177,14 +218,17 @@ class TreeFile:
 
     def leaves_of(self, spot_id: str, era_id: str) -> list[int]:
         """The leaves whose records the index says are of entry ``(spot_id, era_id)`` (a digest match:
-        the caller checks each record's key). Reads the index's key column once."""
-        data = self._index(0, self.size)
+        the caller checks each record's key). Reads ``merkle.keys`` once, 8 bytes a record."""
+        try:
+            data = self._read(self.keys_path, _KEY * self.size, 0)
+        except OSError as exc:
+            raise io_error("read", self.keys_path, exc) from None
         digest = key_digest(spot_id, era_id)
         found: list[int] = []
         at = data.find(digest)
         while at >= 0:
-            if at % _INDEX.size == 0:
-                found.append(at // _INDEX.size)
+            if at % _KEY == 0:
+                found.append(at // _KEY)
             at = data.find(digest, at + 1)
         return found
 
@@ -194,18 +238,13 @@ class TreeFile:
         wanted = sorted(set(leaves))
         starts: dict[tuple[int, int], set[int]] = {}
         for leaf in wanted:
-            _, seq, at = _INDEX.unpack(self._index(leaf, 1))
+            seq, at = _INDEX.unpack(self._index(leaf, 1))
             starts.setdefault((seq, at), set()).add(leaf + 1)
         for (seq, at), seqs in sorted(starts.items()):
             after = store.at(Head(seq, "", "", at)) if seq else GENESIS
             if after is None:
                 raise StaleHeadError(f"the store holds no record {seq}, where the tree's index reads from")
-            last = max(seqs)
-            for record in store.records(after):
-                if record.seq in seqs:
-                    yield record.seq - 1, record
-                if record.seq >= last:
-                    break
+            yield from _read(store, after, seqs)  # each group read whole before the caller sees it
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -220,8 +259,7 @@ class TreeFile:
             self._reset()
         added = 0
         try:
-            for batch in store.read(self.head):
-                added += self._append(batch)
+            added = self._take(store)
         except (StaleHeadError, CorruptLogError):
             if not added and not self.head.seq:
                 raise  # the store's own damage, from its first record: the reader's error
@@ -229,10 +267,32 @@ class TreeFile:
             return self.follow(store)
         return added
 
-    def keep(self, store: EventStore) -> None:
-        """:meth:`follow`, as the projector calls it after each snapshot it writes: a tree that cannot be
-        written now (a full disk...) is left behind, with a warning, and catches up next time; the
-        snapshot's write stands."""
+    def _take(self, store: EventStore) -> int:
+        """Append what the store yields after :attr:`head`. A write that fails stops the writing, not the
+        reading: the store's reader is read to its end before the error is raised, so it never stays
+        suspended with its files open (its cleanup would run at the collector's moment, unreported)."""
+        added = 0
+        failed: BaseException | None = None
+        try:
+            for batch in store.read(self.head):
+                if failed is None:
+                    try:
+                        added += self._append(batch)
+                    except BaseException as exc:
+                        failed = exc
+        finally:
+            if failed is not None:
+                raise failed
+        return added
+
+    def keep(self, store: EventStore, head: Head) -> None:
+        """What the projector calls after each snapshot it writes, at the store's ``head``: :meth:`follow`
+        once the tree is :data:`KEEP_LAG` records behind (or on this handle's first call), so an append
+        pays for the tree's upkeep in batches, and a proof reads fewer than that many records of the log
+        (it follows the tree to the end first). A tree that cannot be written now (a full disk...) is left
+        behind, with a warning, and catches up next time; the snapshot's write stands."""
+        if self._known is not None and head.seq - self.head.seq < KEEP_LAG:
+            return
         try:
             self.follow(store)
         except (LedgerError, OSError) as exc:  # OSError: a store's read through a failing disk
@@ -246,7 +306,7 @@ class TreeFile:
 
     def _reset(self) -> None:
         self.head, self.compact = GENESIS, CompactRange()
-        self._write(b"", b"", truncate=True)
+        self._write(b"", b"", b"", truncate=True)
 
     def _append(self, batch: Batch) -> int:
         """Take in ``batch`` where it continues the tree (records at or before :attr:`head` skipped)."""
@@ -260,37 +320,63 @@ class TreeFile:
         nodes: list[bytes] = []
         for line in lines:
             nodes += self.compact.append(leaf_hash(line))
-        start = struct.pack("<QQ", self.head.seq, self.head.at)  # each record is read after this head
-        index = b"".join(key_digest(e.spot_id, e.era_id) + start for e in events)
+        keys = b"".join(key_digest(e.spot_id, e.era_id) for e in events)
+        index = _INDEX.pack(self.head.seq, self.head.at) * len(events)  # each read after this head
         self.head = batch.end
-        self._write(b"".join(nodes), index)
+        self._write(b"".join(nodes), keys, index)
         return len(lines)
 
-    def _write(self, nodes: bytes, index: bytes, *, truncate: bool = False) -> None:
-        """Write the new nodes and index records after the ones the files hold, then the header."""
+    def _write(self, nodes: bytes, keys: bytes, index: bytes, *, truncate: bool = False) -> None:
+        """Write the new nodes, keys and index records after the ones the files hold, then the header."""
         size = self.compact.size
-        added = len(index) // _INDEX.size
+        added = len(keys) // _KEY
         header = _encode_header(self.head, self.compact)
         try:
-            tree = self._open(self.tree_path, True)
-            try:
-                index_fd = self._open(self.index_path, True)
-                try:
-                    if truncate:
-                        self.ops.ftruncate(tree, HEADER_SIZE)
-                        self.ops.ftruncate(index_fd, 0)
-                    if nodes:
-                        self.ops.pwrite(tree, nodes, HEADER_SIZE + 32 * _nodes(size) - len(nodes))
-                        self.ops.pwrite(index_fd, index, _INDEX.size * (size - added))
-                    self.ops.pwrite(tree, header, 0)
-                finally:
-                    self.ops.close(index_fd)
-            finally:
-                self.ops.close(tree)
+            tree, keys_fd, index_fd = (
+                self._open(path, True) for path in (self.tree_path, self.keys_path, self.index_path)
+            )
+            assert tree is not None and keys_fd is not None and index_fd is not None
+            if truncate:
+                for fd, length in ((tree, HEADER_SIZE), (keys_fd, 0), (index_fd, 0)):
+                    self.ops.ftruncate(fd, length)
+            if nodes:
+                self.ops.pwrite(tree, nodes, HEADER_SIZE + 32 * _nodes(size) - len(nodes))
+                self.ops.pwrite(keys_fd, keys, _KEY * (size - added))
+                self.ops.pwrite(index_fd, index, _INDEX.size * (size - added))
+            self.ops.pwrite(tree, header, 0)
         except OSError as exc:
             self._known = None
+            self.close()
             raise io_error("write", self.tree_path, exc) from None
         self._known = header
+
+
+@contextlib.contextmanager
+def _reading(store: EventStore, after: Head) -> Iterator[Iterator[Batch]]:
+    """``store.read(after)``, closed on leaving (a generator left to the collector would run its cleanup
+    at some later moment, where nothing can report what it raises)."""
+    batches = store.read(after)
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _read(store: EventStore, after: Head, seqs: set[int]) -> list[tuple[int, Record]]:
+    """The records ``seqs`` of ``store``, read after ``after`` up to the last of them, as (leaf, record),
+    gathered before any is handed on (the store's reader is closed here, not left suspended)."""
+    last = max(seqs)
+    found: list[tuple[int, Record]] = []
+    with _reading(store, after) as batches:
+        for batch in batches:
+            for line, event in zip(batch.lines, batch.events, strict=True):
+                if event.seq in seqs:
+                    found.append((event.seq - 1, Record(event.seq, line, event)))
+                if event.seq >= last:
+                    return found
+    return found
 
 
 def _differs(found: Head | None, head: Head) -> bool:

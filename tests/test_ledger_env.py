@@ -23,7 +23,8 @@ def test_a_url_opens_the_postgresql_store(tmp_path: Path, pg_url: str) -> None:
         ledger.set_video_metadata(entry("colosseum", "rome-80ad", "pending"))
         assert ledger.verify().ok
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "checkpoint.json", "generated-videos.json", "merkle.index", "merkle.tree", "snapshot.lock",
+        "checkpoint.json", "generated-videos.json", "merkle.index", "merkle.keys", "merkle.tree",
+        "snapshot.lock",
     ]  # fmt: skip
     with Ledger(tmp_path / "b", store=pg_url, readonly=True) as other:  # another host's directory
         assert [e.spot_id for e in other.get_all_video_metadata()] == ["colosseum"]

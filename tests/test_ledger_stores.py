@@ -60,7 +60,8 @@ class LedgerOverStore(abc.ABC):
             assert ledger.rebuild().events == n
             lines = [line for line, _ in ledger.history_lines()]
         assert sorted(p.name for p in directory.iterdir()) == [
-            "checkpoint.json", "generated-videos.json", "merkle.index", "merkle.tree", "snapshot.lock",
+            "checkpoint.json", "generated-videos.json", "merkle.index", "merkle.keys", "merkle.tree",
+        "snapshot.lock",
         ]  # fmt: skip
         with Ledger(tmp_path / "file", clock=FakeClock()) as file_ledger:  # the same writes, the same clock
             workload(file_ledger)
