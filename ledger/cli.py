@@ -567,24 +567,30 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     help="with --previous: the log's verifier key (keygen printed it), or a file holding it; repeat it "
     "for each witness whose cosignature the note must carry",
 )  # fmt: skip
+@option(
+    "--full", action="store_true",
+    help="with --previous: rebuild the Merkle tree from the log first (a replay), so the tree is checked too",
+)  # fmt: skip
 @option("--json", action="store_true", help="print the findings as one JSON object")
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if (args.media or args.root or args.map or args.c2pa) and not args.files:
         raise UsageError("--media, --root, --map and --c2pa go with --files")
     if args.c2pa_trust and not args.c2pa:
         raise UsageError("--c2pa-trust goes with --c2pa")
-    if (args.previous is None) != (args.key is None):
-        raise UsageError("--previous and --key go together")
+    if (args.previous is None) != (args.key is None) or (args.full and args.previous is None):
+        raise UsageError("--previous and --key go together; --full goes with them")
     if args.expect_head is not None:
         parse_head(args.expect_head)  # bad usage (exit 2) before anything is opened
     if args.previous is not None:
         verifiers, note = [load_verifier(k) for k in args.key], _read(args.previous)
         if not (args.files or args.expect_head):  # the consistency check alone: no replay
             with _open(args, readonly=False) as ledger:
-                print_extension(ledger.proofs().extends(note, verifiers), out, json=args.json)
+                extension = ledger.proofs().extends(note, verifiers, full=args.full)
+                print_extension(extension, out, json=args.json)
             return EXIT_OK
         with _open(args, readonly=False) as ledger:
-            print_extension(ledger.proofs().extends(note, verifiers), err if args.json else out, json=False)
+            extension = ledger.proofs().extends(note, verifiers, full=args.full)
+            print_extension(extension, err if args.json else out, json=False)
     with _open(args, readonly=True) as ledger:
         report, where = ledger.verify(expect_head=args.expect_head), _log_name(args, ledger)
         if not args.json:

@@ -139,3 +139,19 @@ def test_the_commands_as_a_real_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     checked = cli("verify-proof", str(tmp_path / "p.json"), "--key", vkey)
     assert checked.returncode == 0 and "proven: events 1 " in checked.stdout, checked.stderr
+
+
+def test_verify_previous_full_rebuilds_the_tree_from_the_log(
+    run_cli: Run, ledger_dir: Path, tmp_path: Path
+) -> None:
+    key = tmp_path / "k"
+    vkey = run_cli("keygen", "log.example", "--out", str(key))[1].strip()
+    _fill(run_cli, 6)
+    note = tmp_path / "n"
+    run_cli("checkpoint", "--key", str(key), "--out", str(note))
+    _fill(run_cli, 3, start=6)
+    (ledger_dir / "merkle.tree").unlink()
+    (ledger_dir / "merkle.keys").write_bytes(b"")
+    code, out, err = run_cli("verify", "--previous", str(note), "--key", vkey, "--full")
+    assert (code, err) == (0, "") and out.startswith("ok: the log (9 records")
+    assert run_cli("verify", "--full")[0] == 2  # --full goes with --previous

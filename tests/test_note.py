@@ -164,3 +164,11 @@ def test_without_cryptography_signing_says_how_to_install_it(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "pip install 'video-ledger[sign]'" in result.stdout
     assert issubclass(SigningUnavailableError, Exception)
+
+
+def test_the_checkpoint_in_docs_format_md_verifies_with_the_key_it_names() -> None:
+    page = (ROOT / "docs" / "format.md").read_text().split("## Signed checkpoints", 1)[1]
+    example = page.split("```text\n", 1)[1].split("```", 1)[0].encode()
+    vkey = page.split("signed by the key `", 1)[1].split("`", 1)[0]
+    opened = note.open_note(example, [note.Verifier.parse(vkey)])
+    assert note.Checkpoint.parse(opened.text).size == 5
