@@ -22,6 +22,7 @@ from ledger.proofs import SNAPSHOT_EXTENSION, encode_bundle, verify_bundle
 from ledger.tree import HEADER_SIZE, TREE_NAME, node_slot
 
 from .conftest import FakeClock, entry
+from .pg import OnPostgres
 
 ORIGIN = "ledger.example/videos"
 
@@ -310,3 +311,17 @@ def test_a_witness_refuses_a_host_that_rewrote_its_log(tmp_path: Path, key: Sign
         with pytest.raises(ProofError, match="a fork"):
             ledger.proofs().cosign(witness, key.verifier, state, rewritten)
     assert b"witness.example" in state.read_bytes() and b"\n10\n" in state.read_bytes()
+
+
+class TestOnPostgres(OnPostgres):
+    def test_sign_extend_and_prove_over_postgres(self, tmp_path: Path, key: Signer) -> None:
+        with Ledger(tmp_path, store=self.create_store(), clock=FakeClock()) as ledger:
+            write_some(ledger, 9, spots=3)
+            old = ledger.proofs().sign(key)
+            write_some(ledger, 140, spots=3)  # past the projector's step: the tree kept up on the way
+            assert ledger.proofs().extends(old, [key.verifier]).size == 149
+            proven = verify_bundle(
+                encode_bundle(ledger.proofs().prove("spot-1", "era", signer=key)), [key.verifier]
+            )
+            assert proven.entry == ledger.get_video_metadata("spot-1", "era")
+            assert [e.seq for e in proven.events] == [e.seq for e in ledger.history("spot-1")]
