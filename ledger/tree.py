@@ -114,6 +114,7 @@ class TreeFile:
         """The store's head at the last leaf (``head.seq`` is the tree's size)."""
         self.compact = CompactRange()
         self._known: bytes | None = None  # the header as this handle last read or wrote it
+        self._retry_at = 0  # after a failed keep, the head from which the next one tries
         self._fds = {path: OwnedFd(self) for path in (self.tree_path, self.keys_path, self.index_path)}
 
     @property
@@ -257,15 +258,14 @@ class TreeFile:
         loaded = self.load()
         if loaded is False or (loaded and self.head.seq and _differs(store.at(self.head), self.head)):
             self._reset()
-        added = 0
+        start = self.head.seq
         try:
-            added = self._take(store)
+            return self._take(store)
         except (StaleHeadError, CorruptLogError):
-            if not added and not self.head.seq:
-                raise  # the store's own damage, from its first record: the reader's error
-            self._reset()  # the tree's head is no place in this log (replaced, rewritten): start again
-            return self.follow(store)
-        return added
+            if not start:
+                raise  # read from the first record: the store's own damage, the reader's error
+        self._reset()  # the tree's head is no place in this log (replaced, rewritten): start again, once
+        return self._take(store)
 
     def _take(self, store: EventStore) -> int:
         """Append what the store yields after :attr:`head`. A write that fails stops the writing, not the
@@ -290,13 +290,15 @@ class TreeFile:
         once the tree is :data:`KEEP_LAG` records behind (or on this handle's first call), so an append
         pays for the tree's upkeep in batches, and a proof reads fewer than that many records of the log
         (it follows the tree to the end first). A tree that cannot be written now (a full disk...) is left
-        behind, with a warning, and catches up next time; the snapshot's write stands."""
-        if self._known is not None and head.seq - self.head.seq < KEEP_LAG:
+        behind, with a warning, and tried again :data:`KEEP_LAG` records later (a proof brings it up at
+        once); the snapshot's write stands."""
+        if head.seq < self._retry_at or (self._known is not None and head.seq - self.head.seq < KEEP_LAG):
             return
         try:
             self.follow(store)
         except (LedgerError, OSError) as exc:  # OSError: a store's read through a failing disk
             self._known = None
+            self._retry_at = head.seq + KEEP_LAG  # not again at every append: a damaged log stays so
             log.warning("%s is behind the log: %s", self.tree_path, exc)
 
     def rebuild(self, store: EventStore) -> int:

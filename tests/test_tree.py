@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger
+from ledger import CorruptLogError, Ledger
 from ledger.backend import EventStore
 from ledger.fileops import FileOps
 from ledger.memory import MemoryStore
@@ -221,7 +221,8 @@ def test_a_full_disk_leaves_the_tree_behind_and_the_write_recorded(
         stuck = TreeFile(tmp_path)
         assert stuck.load() is not False and stuck.size <= 8
         ops.full = False
-        write_some(ledger, 1)  # the tree behind after a failure: the next snapshot's write brings it up
+        write_some(ledger, 1)
+        assert ledger.proofs().head() == (9, log_root(tmp_path))  # a proof brings the tree up at once
     tree = TreeFile(tmp_path)
     assert tree.load() and tree.size == 9 and tree.root() == log_root(tmp_path)
 
@@ -250,3 +251,16 @@ def test_follow_reads_only_what_is_new(tmp_path: Path) -> None:
         assert 1 <= added <= 3 and read == list(range(54 - added, 54))  # only what is new to the tree
     finally:
         store.close()
+
+
+def test_a_damaged_line_in_the_log_is_the_readers_error_once_not_a_loop(tmp_path: Path) -> None:
+    with Ledger(tmp_path, clock=FakeClock()) as ledger:
+        write_some(ledger, 6)
+    _follow(tmp_path)
+    lines = log_lines(tmp_path)
+    lines[2] = lines[2].replace(b'"pending"', b'"pendinG"')  # same length: its crc fails
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / TREE_NAME).write_bytes(b"")  # the tree rebuilt: it reads the damaged line
+    with pytest.raises(CorruptLogError) as info:
+        _follow(tmp_path)
+    assert info.value.line == 3
