@@ -35,7 +35,11 @@ WATCH_LOCK_NAME: Final = "watch.lock"
 """Held (shared) by every running ``watch`` for its whole life: ``status`` tells whether one runs."""
 
 
-_OWN_NAMES: Final = (LOG_NAME, CHECKPOINT_NAME, SNAPSHOT_LOCK_NAME, WATCH_LOCK_NAME) + (
+_OWN_NAMES: Final = (
+    LOG_NAME,
+    CHECKPOINT_NAME,
+    SNAPSHOT_LOCK_NAME,
+    WATCH_LOCK_NAME,
     TREE_NAME,
     TREE_INDEX_NAME,
     TREE_KEYS_NAME,
