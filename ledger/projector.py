@@ -710,6 +710,7 @@ class Projector:
             if old is not None and old != data:
                 self._replace_untrusted(old)
         self.remove_temp_files()
+        self.tree.keep(self.store, model.head)  # first: once the snapshot shows a record, so may a proof
         try:
             if first is None:
                 first = read_checkpoint(self.checkpoint_path, self.ops) is None
@@ -717,7 +718,6 @@ class Projector:
         except OSError as exc:
             raise io_error("write the snapshot", self.snapshot_path, exc) from None
         self.problem = None
-        self.tree.keep(self.store, model.head)
 
     def _replace_untrusted(self, old: bytes) -> None:
         """Before the snapshot's bytes ``old``, which no checkpoint vouched for, are replaced: refuse if it

@@ -286,7 +286,7 @@ class TreeFile:
         return added
 
     def keep(self, store: EventStore, head: Head) -> None:
-        """What the projector calls after each snapshot it writes, at the store's ``head``: :meth:`follow`
+        """What the projector calls as it writes each snapshot, at the store's ``head``: :meth:`follow`
         once the tree is :data:`KEEP_LAG` records behind (or on this handle's first call), so an append
         pays for the tree's upkeep in batches, and a proof reads fewer than that many records of the log
         (it follows the tree to the end first). A tree that cannot be written now (a full disk...) is left

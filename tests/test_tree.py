@@ -213,7 +213,7 @@ def test_a_full_disk_leaves_the_tree_behind_and_the_write_recorded(
     with Ledger(tmp_path, clock=FakeClock()) as ledger:
         write_some(ledger, 5)
         ops = FullDisk()
-        ledger._view.tree = TreeFile(tmp_path, ops)  # the tree's files on a disk that is full
+        ledger._projector.tree = TreeFile(tmp_path, ops)  # the tree's files on a disk that is full
         with caplog.at_level(logging.WARNING, logger="ledger"):
             write_some(ledger, 3)
         assert ledger.head().seq == 8
