@@ -54,6 +54,7 @@ from ledger.cliparse import (
     parse,
     path,
     seconds,
+    seconds_at_least,
     span,
     together,
 )
@@ -891,10 +892,10 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option(
     "--interval",
-    type=seconds,
+    type=seconds_at_least(1),
     default=15.0,
     metavar="SECONDS",
-    help="--textfile: rewrite at least this often",
+    help="--textfile: rewrite at least this often, 1 or more (default 15)",
 )
 def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stop = threading.Event()

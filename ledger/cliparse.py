@@ -44,6 +44,7 @@ __all__ = (
     "option",
     "path",
     "seconds",
+    "seconds_at_least",
     "span",
     "subparsers",
 )
@@ -400,6 +401,18 @@ def address(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (such as 127.0.0.1:9464)")
     return host, int(port)
+
+
+def seconds_at_least(low: float) -> Callable[[str], float]:
+    """:func:`seconds`, and no fewer than ``low``."""
+
+    def parse(text: str) -> float:
+        value = seconds(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is too small: it must be at least {low:g}")
+        return value
+
+    return parse
 
 
 def seconds(text: str) -> float:

@@ -83,7 +83,7 @@ def status(
         checkpoint = read_checkpoint(layout.checkpoint)
         statuses, start, problems = _trusted_base(layout, events, checkpoint)
         head, first_ts, unseen = _tail(events, start, statuses)
-    lag = 0 if checkpoint is None else max(0, head.seq - checkpoint.seq)
+    lag = unseen if checkpoint is None else max(0, head.seq - checkpoint.seq)
     if checkpoint is None:
         problems.append("the app's file has no checkpoint: no write or watch has projected this ledger yet")
     lag_seconds = 0.0 if first_ts is None or not lag else _age(first_ts, moment)
@@ -97,7 +97,7 @@ def status(
         head_seq=head.seq,
         head_time=head.ts or None,
         snapshot_seq=None if checkpoint is None else checkpoint.seq,
-        lag_events=lag if checkpoint is not None else unseen,
+        lag_events=lag,
         lag_seconds=lag_seconds,
         last_event_age_seconds=_age(head.ts, moment) if head.ts else None,
         entries=len(statuses),
@@ -136,23 +136,32 @@ def _trusted_base(
     vouches for the file and the store holds the checkpoint's record; else nothing, from the start."""
     if checkpoint is None:
         return {}, GENESIS, []
-    try:
-        data = layout.snapshot.read_bytes()
+    try:  # a regular file of the size the checkpoint names, or no more: never a FIFO read or a device
+        data = FileOps().read_regular(layout.snapshot, checkpoint.snapshot_size, follow_symlinks=True)
     except OSError as exc:
-        return {}, GENESIS, [f"the app's file {layout.snapshot} cannot be read ({exc.strerror})"]
-    if not describes(checkpoint, data):
+        return {}, GENESIS, [f"the app's file {layout.snapshot} cannot be read ({exc.strerror or exc})"]
+    rows = _decoded(data) if describes(checkpoint, data) else None
+    if rows is None:
         return {}, GENESIS, [f"the app's file {layout.snapshot} is not the one its checkpoint names"]
     held = holds(events, checkpoint)
     if held is None:
-        return (
-            {},
-            GENESIS,
-            [
-                f"the checkpoint names event {checkpoint.seq}, which the log does not hold as it says "
-                "(a rewritten or cut log: run verify)"
-            ],
+        problem = (
+            f"the checkpoint names event {checkpoint.seq}, which the log does not hold as it says "
+            "(a rewritten or cut log: run verify)"
         )
-    return {(r.spot_id, r.era_id): r.status for r in _rows.decode(data)}, held, []
+        return {}, GENESIS, [problem]
+    return rows, held, []
+
+
+def _decoded(data: bytes) -> dict[tuple[str, str], str] | None:
+    """Each entry's status as the snapshot ``data`` says, or ``None`` if it is not a snapshot the ledger
+    writes (its checkpoint is a checksum, not a seal: a file and checkpoint written by hand to agree)."""
+    try:
+        rows = _rows.decode(data)
+    except msgspec.MsgspecError:
+        return None
+    found = {(r.spot_id, r.era_id): r.status for r in rows}
+    return found if len(found) == len(rows) and set(found.values()) <= set(STATUSES) else None
 
 
 def _tail(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from ledger import health
 from ledger.backend import GENESIS, EventStore
 from ledger.errors import StaleHeadError
-from ledger.fileops import FileOps, atomic_write
+from ledger.fileops import FileOps, atomic_write, temp_files
 from projections.metrics import Counters
 
 __all__ = ("Exporter", "keep_textfile", "serve")
@@ -124,14 +125,20 @@ def _escape(value: str) -> str:
 
 
 def serve(exporter: Exporter, host: str, port: int, stop: threading.Event) -> None:
-    """Answer ``GET /metrics`` (and ``/``) on ``host:port`` until ``stop`` is set."""
+    """Answer ``GET /metrics`` (and ``/``) on ``host:port`` (IPv4 or IPv6) until ``stop`` is set. Each
+    connection has its own thread and a 10-second read timeout, so an idle client holds up neither other
+    scrapes nor the stop; renders take turns."""
+    rendering = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 10.0
+
         def do_GET(self) -> None:
             if self.path not in ("/", "/metrics"):
                 self.send_error(404)
                 return
-            body = exporter.render().encode()
+            with rendering:
+                body = exporter.render().encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
@@ -141,16 +148,23 @@ def serve(exporter: Exporter, host: str, port: int, stop: threading.Event) -> No
         def log_message(self, format: str, *args: object) -> None:
             pass  # a scrape every few seconds is not news
 
-    with http.server.HTTPServer((host, port), Handler) as server:
-        server.timeout = 0.2
-        while not stop.is_set():
-            server.handle_request()
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    with Server((host, port), Handler) as server:
+        running = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        running.start()
+        stop.wait()
+        server.shutdown()
 
 
 def keep_textfile(exporter: Exporter, path: Path, stop: threading.Event, *, interval: float = 15.0) -> None:
     """Write the metrics to ``path`` (atomically: the collector reads a whole file) now and whenever the
     log moves or ``interval`` seconds pass, until ``stop`` is set."""
     ops = FileOps()
+    for leftover in temp_files(path):  # a writer killed between its write and its rename
+        leftover.unlink(missing_ok=True)
     while True:
         atomic_write(ops, path, exporter.render().encode(), label="metrics", durable=False)
         waited = 0.0

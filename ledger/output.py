@@ -150,12 +150,23 @@ def counted(n: int, one: str, many: str | None = None) -> str:
 def write_csv(
     header: list[str] | None, rows: Iterable[list[str]], out: TextIO, *, delimiter: str = ","
 ) -> None:
-    """CSV (or, with ``delimiter="\\t"``, TSV): a value holding the delimiter, a quote or a line break
-    is quoted, as spreadsheets and ``csv`` readers expect."""
+    """CSV: a value holding a comma, a quote or a line break is quoted, as spreadsheets and ``csv``
+    readers expect. TSV (``delimiter="\\t"``): never quoted; a backslash, tab, newline or carriage
+    return in a value is written ``\\\\``, ``\\t``, ``\\n``, ``\\r`` (PostgreSQL's text format), so every row
+    is one line of tab-separated fields for ``cut`` and ``awk``."""
+    if delimiter == "\t":
+        for row in [header] if header is not None else []:
+            out.write("\t".join(row) + "\n")
+        for row in rows:
+            out.write("\t".join(v.translate(_TSV_ESCAPES) for v in row) + "\n")
+        return
     writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
     if header is not None:
         writer.writerow(header)
     writer.writerows(rows)
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 # -- entries -------------------------------------------------------------------------------------------
@@ -805,7 +816,8 @@ def print_status(found: health.Status, out: TextIO, *, json: bool) -> None:
     out.write(f" at {found.head_time}\n" if found.head_time else " (empty)\n")
     behind = f"{counted(found.lag_events, 'event')} behind" if found.lag_events else "current"
     waited = f", the oldest waiting {found.lag_seconds:.1f} s" if found.lag_events else ""
-    out.write(f"app's file: at event {found.snapshot_seq}, {behind}{waited}\n")
+    at = "no checkpoint yet" if found.snapshot_seq is None else f"at event {found.snapshot_seq}"
+    out.write(f"app's file: {at}, {behind}{waited}\n")
     if found.last_event_age_seconds is not None:
         out.write(f"last event: {duration_text(found.last_event_age_seconds)} ago\n")
     by_status = ", ".join(f"{s}: {n}" for s, n in found.by_status.items())

@@ -735,3 +735,12 @@ def test_counts_are_said_with_their_plural(run_cli: Run) -> None:
     assert run_cli("stats")[1].startswith("1 event, 1 entry\n")
     run_cli("set", "t", "e", "--status", "generating", "--prompt", "p")
     assert run_cli("verify")[1].startswith("ok: 2 events, 2 entries, chain intact")
+
+
+def test_tsv_is_one_line_per_entry_with_its_breaks_escaped(run_cli: Run) -> None:
+    run_cli("set", "a", "e", "--status", "generating", "--prompt", "line1\tTAB\nline2 \\ end", "-q")
+    code, out, _ = run_cli("list", "--tsv")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and '"' not in out
+    row = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=True))
+    assert row["prompt"] == "line1\\tTAB\\nline2 \\\\ end"

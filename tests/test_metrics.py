@@ -178,3 +178,76 @@ def test_gpu_seconds_are_counted_by_the_outcome_of_the_attempt_that_spent_them(l
         found = samples(exporter.render())
     assert found["video_ledger_gpu_seconds_total", (("outcome", "ready"),)] == 30.25
     assert found["video_ledger_gpu_seconds_total", (("outcome", "failed"),)] == 9.5
+
+
+def test_an_idle_connection_holds_up_neither_scrapes_nor_the_stop(ledger_dir: Path) -> None:
+    _record(ledger_dir)
+    port = _free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--serve", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+    )
+    try:
+        _scrape(port)
+        with socket.create_connection(("127.0.0.1", port)):  # connected, sends nothing
+            assert samples(_scrape(port, timeout=10))["video_ledger_head_seq", ()] == 7
+            server.terminate()
+            assert server.wait(timeout=5) == 0  # at once, the idle client still connected
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_serve_listens_on_an_ipv6_address(ledger_dir: Path) -> None:
+    if not _ipv6_loopback():
+        import pytest
+
+        pytest.skip("no IPv6 loopback here")
+    _record(ledger_dir)
+    port = _free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--serve", f"[::1]:{port}"], cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=5) as answer:
+                    assert "video_ledger_head_seq 7" in answer.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server never answered"
+                time.sleep(0.05)
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+
+
+def test_textfile_refuses_a_busy_interval_and_clears_a_dead_writers_temp_file(
+    ledger_dir: Path, tmp_path: Path, run_cli: object
+) -> None:
+    from ledger.cli import main
+
+    _record(ledger_dir)
+    target = tmp_path / "v.prom"
+    assert main(["--dir", str(ledger_dir), "metrics", "--textfile", str(target), "--interval", "0"]) == 2
+    leftover = tmp_path / "v.prom.tmp-0123456789ab"
+    leftover.write_text("half")
+    writer = subprocess.Popen(
+        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--textfile", str(target)], cwd=ROOT
+    )
+    try:
+        _until(lambda: target.exists())
+    finally:
+        writer.terminate()
+        assert writer.wait(timeout=30) == 0
+    assert not leftover.exists()

@@ -131,3 +131,63 @@ def test_verify_says_how_far_the_app_file_lags(ledger_dir: Path, run_cli: Run) -
     code, out, _ = run_cli("verify")
     assert code == 0 and "lag: the app's file is 1 event behind the log" in out
     assert json.loads(run_cli("verify", "--json")[1])["snapshotLag"] == 1
+
+
+def _forge(ledger_dir: Path, snapshot: bytes) -> None:
+    """A snapshot and a checkpoint written by hand to agree (the checkpoint is a checksum, not a seal)."""
+    import zlib
+
+    (ledger_dir / "generated-videos.json").write_bytes(snapshot)
+    checkpoint = ledger_dir / "checkpoint.json"
+    fields = json.loads(checkpoint.read_text())
+    fields["snapshotSize"], fields["snapshotCrc32"] = len(snapshot), f"{zlib.crc32(snapshot):08x}"
+    checkpoint.write_text(json.dumps(fields))
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        b'[{"spotId":"x","eraId":"y","status":"bogus"}]',
+        b'[{"spotId":"x","eraId":"y","status":"ready"},{"spotId":1}]',
+    ],
+)
+def test_a_snapshot_forged_with_its_checkpoint_is_a_problem_not_a_crash(
+    ledger_dir: Path, run_cli: Run, forged: bytes
+) -> None:
+    with Ledger(ledger_dir, clock=recent_clock()) as ledger:
+        ledger.set_video_metadata(entry("a", "one"))
+    _forge(ledger_dir, forged)
+    code, out, err = run_cli("status")
+    assert code == 1 and "is not the one its checkpoint names" in out and err == ""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_snapshot_that_is_no_regular_file_is_a_problem_at_once(ledger_dir: Path, kind: str) -> None:
+    import os
+
+    with Ledger(ledger_dir, clock=recent_clock()) as ledger:
+        ledger.set_video_metadata(entry("a", "one"))
+    snapshot = ledger_dir / "generated-videos.json"
+    snapshot.unlink()
+    if kind == "fifo":
+        os.mkfifo(snapshot)
+    else:
+        snapshot.symlink_to("/dev/zero")
+    began = time.monotonic()
+    found = status(ledger_dir)
+    assert time.monotonic() - began < 10
+    assert not found.healthy and "cannot be read" in found.problems[0]
+
+
+def test_without_a_checkpoint_the_lag_is_the_whole_log_and_said_plainly(tmp_path: Path, run_cli: Run) -> None:
+    from ledger.copy import copy_ledger
+
+    source = tmp_path / "source"
+    with Ledger(source, clock=recent_clock()) as ledger:
+        ledger.set_video_metadata(entry("a", "one"))
+        ledger.set_video_metadata(entry("b", "one"))
+    copy_ledger(source, tmp_path / "ledger")  # a copy holds the log only
+    found = status(tmp_path / "ledger")
+    assert (found.snapshot_seq, found.lag_events) == (None, 2) and found.lag_seconds > 3600
+    code, out, _ = run_cli("status")
+    assert code == 1 and "app's file: no checkpoint yet, 2 events behind" in out and "None" not in out
