@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +53,30 @@ def ledger_dir(tmp_path: Path) -> Path:
 def ledger(ledger_dir: Path, clock: FakeClock) -> Iterator[Ledger]:
     with Ledger(ledger_dir, clock=clock) as opened:
         yield opened
+
+
+def need_tool(name: str, purpose: str) -> str:
+    """The path of the program ``name`` the calling test needs; without it the test skips, and fails under
+    ``CI=true`` (CI installs what its tests need and must never pass by skipping them)."""
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is needed for {purpose} under CI=true", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def js_from_doc(doc: Path, directory: Path, module: str, harness: str) -> Path:
+    """The one ```js block of ``doc`` written to ``directory/module`` beside ``harness.mjs``: the docs'
+    JavaScript as node runs it, so a page cannot drift from what its test checks."""
+    blocks = re.findall(r"^```js\n(.*?)^```", doc.read_text(), re.S | re.M)
+    assert blocks, f"{doc.name} has no ```js block"
+    directory.mkdir()
+    (directory / module).write_text(blocks[0])
+    (directory / "harness.mjs").write_text(harness)
+    return directory
 
 
 def entry(

@@ -7,9 +7,7 @@ tested. Without node the tests skip, and fail under ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import re
 import shutil
 import subprocess
 import threading
@@ -20,7 +18,7 @@ import pytest
 
 from ledger import Ledger
 
-from .conftest import PYTHON, ROOT, entry
+from .conftest import PYTHON, ROOT, entry, js_from_doc, need_tool
 
 GUIDE = ROOT / "docs" / "app-guide.md"
 NODE = shutil.which("node")
@@ -46,17 +44,8 @@ if (mode === "load") {
 
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
-    if NODE is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("node is needed for the app guide's tests under CI=true", pytrace=False)
-        pytest.skip("node is not installed")
-    blocks = re.findall(r"^```js\n(.*?)^```", GUIDE.read_text(), re.S | re.M)
-    assert blocks, "docs/app-guide.md has no ```js block"
-    js = tmp_path / "js"
-    js.mkdir()
-    (js / "videos.mjs").write_text(blocks[0])
-    (js / "harness.mjs").write_text(HARNESS)
-    return js
+    need_tool("node", "the app guide's tests")
+    return js_from_doc(GUIDE, tmp_path / "js", "videos.mjs", HARNESS)
 
 
 def _load_with_node(js: Path, snapshot: Path) -> object:

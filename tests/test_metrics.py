@@ -100,6 +100,11 @@ def test_failure_reasons_stay_few() -> None:
     assert len(counters.failures) == MAX_REASONS + 1 and counters.failures["other"] == 10
 
 
+def _metrics(ledger_dir: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``video-ledger metrics`` with ``options``, running as its own process."""
+    return subprocess.Popen([PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", *options], cwd=ROOT)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,10 +115,7 @@ def _free_port() -> int:
 def test_serve_answers_scrapes_and_follows_the_log(ledger_dir: Path) -> None:
     _record(ledger_dir)
     port = _free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--serve", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-    )
+    server = _metrics(ledger_dir, "--serve", f"127.0.0.1:{port}")
     try:
         body = _scrape(port)
         assert samples(body)["video_ledger_attempts_total", ()] == 3
@@ -141,9 +143,7 @@ def _scrape(port: int, timeout: float = 30.0) -> str:
 def test_textfile_is_kept_current_for_the_collector(ledger_dir: Path, tmp_path: Path) -> None:
     _record(ledger_dir)
     target = tmp_path / "video_ledger.prom"
-    writer = subprocess.Popen(
-        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--textfile", str(target)], cwd=ROOT
-    )
+    writer = _metrics(ledger_dir, "--textfile", str(target))
     try:
         _until(lambda: target.exists() and samples(target.read_text())["video_ledger_head_seq", ()] == 7)
         with Ledger(ledger_dir) as ledger:
@@ -183,10 +183,7 @@ def test_gpu_seconds_are_counted_by_the_outcome_of_the_attempt_that_spent_them(l
 def test_an_idle_connection_holds_up_neither_scrapes_nor_the_stop(ledger_dir: Path) -> None:
     _record(ledger_dir)
     port = _free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--serve", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-    )
+    server = _metrics(ledger_dir, "--serve", f"127.0.0.1:{port}")
     try:
         _scrape(port)
         with socket.create_connection(("127.0.0.1", port)):  # connected, sends nothing
@@ -214,9 +211,7 @@ def test_serve_listens_on_an_ipv6_address(ledger_dir: Path) -> None:
         pytest.skip("no IPv6 loopback here")
     _record(ledger_dir)
     port = _free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--serve", f"[::1]:{port}"], cwd=ROOT
-    )
+    server = _metrics(ledger_dir, "--serve", f"[::1]:{port}")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -242,9 +237,7 @@ def test_textfile_refuses_a_busy_interval_and_clears_a_dead_writers_temp_file(
     assert main(["--dir", str(ledger_dir), "metrics", "--textfile", str(target), "--interval", "0"]) == 2
     leftover = tmp_path / "v.prom.tmp-0123456789ab"
     leftover.write_text("half")
-    writer = subprocess.Popen(
-        [PYTHON, "-m", "ledger", "--dir", str(ledger_dir), "metrics", "--textfile", str(target)], cwd=ROOT
-    )
+    writer = _metrics(ledger_dir, "--textfile", str(target))
     try:
         _until(lambda: target.exists())
     finally:

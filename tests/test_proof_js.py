@@ -5,8 +5,6 @@ bundles the ledger proved, and against tampered ones. Without node the tests ski
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +15,7 @@ from ledger import Ledger
 from ledger.note import Verifier, generate_key, sign
 from ledger.proofs import encode_bundle, verify_bundle
 
-from .conftest import ROOT, FakeClock, entry
+from .conftest import ROOT, FakeClock, entry, js_from_doc, need_tool
 
 PAGE = ROOT / "docs" / "proofs.md"
 NODE = shutil.which("node")
@@ -39,17 +37,8 @@ try {
 
 @pytest.fixture
 def js(tmp_path: Path) -> Path:
-    if NODE is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("node is needed for the JavaScript verifier's tests under CI=true", pytrace=False)
-        pytest.skip("node is not installed")
-    blocks = re.findall(r"^```js\n(.*?)^```", PAGE.read_text(), re.S | re.M)
-    assert len(blocks) == 1, "docs/proofs.md has one ```js block"
-    directory = tmp_path / "js"
-    directory.mkdir()
-    (directory / "verify-proof.mjs").write_text(blocks[0])
-    (directory / "harness.mjs").write_text(HARNESS)
-    return directory
+    need_tool("node", "the JavaScript verifier's tests")
+    return js_from_doc(PAGE, tmp_path / "js", "verify-proof.mjs", HARNESS)
 
 
 def _node(js: Path, bundle: bytes, vkey: str) -> subprocess.CompletedProcess[str]:

@@ -5,9 +5,7 @@ against the ledger, and a screenshot kept (in the test's tmp directory). Without
 from __future__ import annotations
 
 import html.parser
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +16,7 @@ from ledger import Ledger
 from ledger.events import Usage
 from ledger.report import gather, render
 
-from .conftest import FakeClock, entry
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from .conftest import FakeClock, entry, need_tool
 
 
 def _ledger(directory: Path) -> Ledger:
@@ -38,11 +34,7 @@ def _ledger(directory: Path) -> Ledger:
 
 @pytest.fixture
 def chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is needed for the report's tests under CI=true", pytrace=False)
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return CHROMIUM
+    return need_tool("chromium", "the report's tests (Debian's chromium package)")
 
 
 def _browse(chromium: str, page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from ledger import Ledger
 from ledger.errors import LedgerError
 from ledger.schema import documents
 
-from .conftest import ROOT, FakeClock, entry
+from .conftest import ROOT, FakeClock, entry, need_tool
 
 JSON2TS = "15.0.4"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "video-ledger-tests" / "json2ts"
@@ -33,11 +32,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "video-
 def json2ts() -> Path:
     tool = CACHE / "node_modules" / ".bin" / "json2ts"
     if not tool.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("npm is needed for the schema's TypeScript tests under CI=true", pytrace=False)
-            pytest.skip("npm is not installed")
+        npm = need_tool("npm", "the schema's TypeScript tests")
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [npm, "install", "--silent", "--no-audit", "--no-fund", f"json-schema-to-typescript@{JSON2TS}"],
