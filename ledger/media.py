@@ -170,14 +170,14 @@ def verify_files(
     unreferenced: list[Path] = []
     if media is not None:
         referenced = {
-            os.path.normpath(root / e.local_path) for e in entries.values() if e.local_path is not None
+            os.path.abspath(root / e.local_path) for e in entries.values() if e.local_path is not None
         }
         for dirpath, _, names in os.walk(media):
             for name in sorted(names):
                 candidate = Path(dirpath) / name
                 if (
                     candidate.suffix.lower() in VIDEO_SUFFIXES
-                    and os.path.normpath(candidate) not in referenced
+                    and os.path.abspath(candidate) not in referenced  # a relative DIR as an absolute root
                 ):
                     unreferenced.append(candidate)
         problems.extend(f"{p}: not referred to by any entry" for p in sorted(unreferenced))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -429,3 +430,19 @@ def test_ready_records_a_path_relative_to_the_ledger_directory(ledger: Ledger, t
         "t", "e", "p", lambda: _video(tmp_path / "b.mp4"), local_path="b.mp4"
     )
     assert stored.local_path == "b.mp4"
+
+
+def test_the_readmes_demo_with_a_relative_directory_finds_every_video(tmp_path: Path) -> None:
+    """As the README runs it: ``--dir demo-data``, relative to where the command runs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger", "--dir", "demo-data", "demo"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env,
+    )  # fmt: skip
+    ready = sum(
+        1
+        for e in Ledger(tmp_path / "demo-data", readonly=True).get_all_video_metadata()
+        if e.status == "ready"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"files: {ready} checked, 0 problems\n" in result.stdout
