@@ -49,11 +49,13 @@ class Exporter:
         """Fold what was appended since the last refresh (the whole log the first time; again, from the
         start, if the log was replaced)."""
         try:
-            batches = list(self.store.read(self.head))
-        except StaleHeadError:
+            self._fold()
+        except StaleHeadError:  # what was folded is another log's: start again
             self.head, self.counters = GENESIS, Counters()
-            batches = list(self.store.read(GENESIS))
-        for batch in batches:
+            self._fold()
+
+    def _fold(self) -> None:
+        for batch in self.store.read(self.head):  # a batch at a time: memory stays bounded
             self.counters.add(batch.events)
             self.head = batch.end
 
