@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,10 +14,33 @@ import pytest
 
 from ledger import Ledger
 from ledger.cli import _build_parser, main
+from ledger.schema import documents as schema_documents
+from ledger.stores import STORE_ENV
 
 from .conftest import ROOT, files_state
+from .pg import require_psycopg
+
+require_psycopg()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
 
 Run = Callable[..., tuple[int, str, str]]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def cli_process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
 COMMANDS = [
     "set", "fail", "get", "list", "history", "rebuild", "verify", "reap", "import", "demo",
     "timeline", "snapshot", "stats", "watch", "wait", "schema", "completion", "init", "copy", "report",
@@ -176,3 +200,46 @@ def test_real_process_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr == "video-ledger: error: no entry for spotId='x' eraId='y'\n"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert re.fullmatch(r"video-ledger \S+\n", capsys.readouterr().out)
+    result = cli_process("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("video-ledger ")
+
+
+def test_set_prints_the_seq_it_recorded_for_wait(run_cli: Run) -> None:
+    code, out, _ = run_cli("set", "s", "e", "--status", "generating", "--prompt", "p")
+    assert (code, out.splitlines()[-1]) == (0, "recorded event 1")
+    code, out, _ = run_cli("set", "s", "e", "--status", "generating")
+    assert out.splitlines()[-1] == "nothing recorded: s/e already is generating"
+    assert run_cli("set", "s", "e", "--status", "ready", "--local-path", "v.mp4", "--quiet") == (0, "", "")
+    assert run_cli("fail", "s", "e", "late", "-q")[0] == 2  # a ready entry has no running attempt
+    code, out, _ = run_cli("wait", "--seq", "2", "--timeout", "5")
+    assert (code, out) == (0, "the snapshot includes event 2\n")
+
+
+def test_license_and_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    for kind in ("event", "snapshot"):
+        assert main(["schema", kind]) == 0
+        printed = capsys.readouterr().out.encode()
+        assert printed == schema_documents()[f"{kind}.schema.json"]
+        assert printed == (ROOT / "docs" / "schema" / f"{kind}.schema.json").read_bytes()
+    result = cli_process("schema", "snapshot")
+    assert json.loads(result.stdout)["title"] == "GeneratedVideosJson"
+
+
+def test_the_help_names_the_store_option_its_variable_init_and_copy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0 and "--store STORE" in out and STORE_ENV in out
+    assert "init" in out and "copy" in out
+    code, out, _ = cli(capsys, "init", "--help")
+    assert code == 0 and "--app-role ROLE" in out and "video-ledger --store postgresql://" in out
+    code, out, _ = cli(capsys, "copy", "--help")
+    assert code == 0 and "--from SRC" in out and "--to DST" in out and "video-ledger copy --from" in out

@@ -6,25 +6,57 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import os
+import pty
+import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from ledger import Ledger
 from ledger.backend import EventStore
+from ledger.cli import main
 from ledger.copy import CopyRefusedError, copy_ledger
 from ledger.errors import ConflictError, CorruptLogError
 from ledger.memory import MemoryStore
+from ledger.postgres import (
+    init,
+)
 from ledger.stores import open_store
 
-from .conftest import FakeClock, entry, files_state
+from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
 from .pg import PgServer, require_psycopg, tamper
 
 require_psycopg()
 
-from ledger.postgres import init  # noqa: E402
+
+HEAD = r"\d+:[0-9a-f]{64}"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("video-ledger: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def small_ledger(directory: Path, n: int = 12) -> bytes:
+    with Ledger(directory, clock=FakeClock()) as ledger:
+        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(n))
+    return (directory / "events.jsonl").read_bytes()
+
+
+require_psycopg()
+
 
 N = 2500  # more than two batches of 1,000
 
@@ -42,7 +74,6 @@ def make_ledger(directory: Path, *, spots: str = "spot", n: int = N) -> bytes:
 
 def rows(url: str) -> list[tuple[Any, ...]]:
     """Every event row and the head row, as the superuser reads them: to prove nothing changed."""
-    import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         events = conn.execute("SELECT seq, line, request_id FROM ledger_events ORDER BY seq").fetchall()
@@ -253,3 +284,89 @@ def test_a_refused_directory_target_with_a_torn_tail_is_left_as_it_was(tmp_path:
     with pytest.raises(CopyRefusedError, match="nothing was written"):
         copy_ledger(tmp_path / "source", tmp_path / "target")
     assert files_state(tmp_path / "target") == before
+
+
+def test_copy_prints_one_summary_line_and_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    source = small_ledger(tmp_path / "src")
+    assert cli(capsys, "--store", pg_url, "init")[0] == 0
+    code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", pg_url)
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        rf"copied 12 records from {tmp_path / 'src'} to {re.escape(pg_url)}; head {HEAD}\n", out
+    )
+    code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
+    assert code == 0 and (tmp_path / "back" / "events.jsonl").read_bytes() == source
+    code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
+    assert code == 0 and "copied 0 records" in out and "resumed after the 12 already there" in out
+    head = out.rsplit("head ", 1)[1].strip()
+    code, out, _ = cli(capsys, "--dir", str(tmp_path / "back"), "verify", "--expect-head", head)
+    assert code == 0, out
+
+
+def test_copy_refusals_are_one_line_exit_1_and_change_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    small_ledger(tmp_path / "src")
+    with Ledger(tmp_path / "other", clock=FakeClock()) as other:
+        other.set_video_metadata(entry("elsewhere", "era", "pending"))
+    before = files_state(tmp_path / "other")
+    code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "other"))
+    assert (code, out) == (1, "") and "differs from the source's" in one_line_error(err)
+    assert files_state(tmp_path / "other") == before
+    code, _, err = cli(capsys, "copy", "--from", str(tmp_path / "missing"), "--to", str(tmp_path / "x"))
+    assert code == 1 and "no ledger at" in one_line_error(err)
+    assert not (tmp_path / "x").exists()
+
+
+def on_a_terminal(command: list[str]) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run ``command`` with its standard error on a terminal (a pty): the result, and what the terminal
+    showed."""
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=follower, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    return result, shown
+
+
+def test_copy_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    small_ledger(tmp_path / "src", 5)
+    command = [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src")]
+    piped = subprocess.run(
+        [*command, "--to", str(tmp_path / "a")], capture_output=True, text=True, timeout=60
+    )
+    assert (piped.returncode, piped.stderr) == (0, "")
+    result, shown = on_a_terminal([*command, "--to", str(tmp_path / "b")])
+    assert result.returncode == 0 and result.stdout.startswith(b"copied 5 records")
+    assert b"\rcopying: 0/5 records" in shown and b"\rcopying: 5/5 records" in shown
+
+
+def test_a_copy_that_fails_before_any_progress_is_one_line_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal, the progress line's closing newline was written even when no progress was shown: a
+    damaged source gave an empty line, then the error."""
+    small_ledger(tmp_path / "src", 3)
+    log = tmp_path / "src" / "events.jsonl"
+    data = bytearray(log.read_bytes())
+    data[30] ^= 1  # line 1 damaged
+    log.write_bytes(bytes(data))
+    result, shown = on_a_terminal(
+        [PYTHON, "-m", "ledger", "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "dst")]
+    )
+    assert result.returncode == 1
+    assert shown.startswith(b"video-ledger: error: ") and shown.count(b"\n") == 1, shown
+    assert not (tmp_path / "dst").exists()

@@ -11,6 +11,16 @@ import pytest
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.timeout(120)
+
+
+def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
@@ -102,3 +112,15 @@ def test_every_test_the_docs_name_exists() -> None:
         ):
             missing.append(f"{doc}: {file}::{name}{'…' if prefix else ''}")
     assert missing == []
+
+
+def test_docs_link_only_to_files_in_the_repository() -> None:
+    link = re.compile(r"\]\(([^)#\s]+)")
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        for target in link.findall(text):
+            if re.match(r"https?://", target):
+                continue
+            path = (doc.parent / target).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), f"{doc.name} links to {target}"
+        assert "../shared" not in text, f"{doc.name} points outside the repository"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
+import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -13,8 +17,19 @@ from typing import Any
 import pytest
 
 from ledger import Ledger
+from ledger.cli import main
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, recent_clock
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
 
 NFC = "caf\u00e9"
 DECOMPOSED = unicodedata.normalize("NFD", NFC)
@@ -123,3 +138,60 @@ def test_the_cli_follow_finds_an_nfc_id_given_decomposed(ledger_dir: Path) -> No
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert [json.loads(text)["seq"] for text in out.splitlines()] == mine == [3, 6]
+
+
+def test_history_follow_combines_with_the_filters(tmp_path: Path) -> None:
+    directory = tmp_path / "ledger"
+    writer = Ledger(directory)
+    writer.set_video_metadata({"spotId": "s", "eraId": "e", "prompt": "p", "status": "generating"})
+    argv = ["--dir", str(directory), "history", "s", "e", "--follow", "--type", "failed", "--json"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "ledger", *argv],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as follower:  # fmt: skip
+        assert follower.stdout is not None and follower.stderr is not None
+        assert "caught up at event 1" in follower.stderr.readline()
+        writer.mark_video_failed("s", "e", "boom")  # 2: shown
+        writer.set_video_metadata({"spotId": "t", "eraId": "e", "prompt": "p", "status": "generating"})
+        writer.mark_video_failed("t", "e", "other entry")  # 4: another entry
+        writer.set_video_metadata({"spotId": "s", "eraId": "e", "prompt": "p", "status": "generating"})
+        writer.mark_video_failed("s", "e", "again")  # 6: shown
+        got = [json.loads(follower.stdout.readline()) for _ in range(2)]
+        follower.send_signal(signal.SIGTERM)
+        follower.communicate(timeout=20)
+    assert follower.returncode == 0
+    assert [(e["seq"], e["error"]) for e in got] == [(2, "boom"), (6, "again")]
+
+
+def test_history_follow_finds_an_id_given_in_another_unicode_form_as_history_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``history`` and ``history --follow`` are one filter: an id typed decomposed (``cafe`` and a
+    combining accent) finds the entry stored in NFC (``café``) both ways, and no other entry's events."""
+    directory = tmp_path / "ledger"
+    writer = Ledger(directory)
+    writer.set_video_metadata({"spotId": "caf\u00e9", "eraId": "e", "prompt": "p", "status": "generating"})
+    writer.set_video_metadata({"spotId": "cafe", "eraId": "e", "prompt": "p", "status": "generating"})
+    writer.mark_video_failed("caf\u00e9", "e", "boom")
+    typed = ["history", "cafe\u0301", "e", "--since-seq", "0", "--json"]
+    assert main(["--dir", str(directory), *typed]) == 0
+    printed = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert printed == [1, 3]
+    with subprocess.Popen(
+        [sys.executable, "-m", "ledger", "--dir", str(directory), *typed, "--follow"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as follower:  # fmt: skip
+        assert follower.stdout is not None and follower.stderr is not None
+        assert "caught up at event 3" in follower.stderr.readline()
+        writer.mark_video_failed("cafe", "e", "another entry")  # 4: not shown
+        writer.set_video_metadata(
+            {"spotId": "caf\u00e9", "eraId": "e", "prompt": "p", "status": "generating"}
+        )
+        data, deadline = b"", time.monotonic() + 30  # three lines, or the follower missed one
+        while data.count(b"\n") < 3 and time.monotonic() < deadline:
+            if select.select([follower.stdout], [], [], 1)[0]:
+                data += os.read(follower.stdout.fileno(), 65536) or b"\n\n\n"
+        follower.send_signal(signal.SIGTERM)
+        follower.communicate(timeout=20)
+    assert follower.returncode == 0
+    assert [json.loads(line)["seq"] for line in data.splitlines() if line] == [1, 3, 5]
