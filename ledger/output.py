@@ -839,6 +839,7 @@ def print_status(found: health.Status, out: TextIO, *, json: bool) -> None:
     by_status = ", ".join(f"{s}: {n}" for s, n in found.by_status.items())
     out.write(f"{counted(found.entries, 'entry', 'entries')} ({by_status}); ")
     watch = "running" if found.watcher else "not running"
-    out.write(f"{counted(found.live_attempts, 'live attempt')}; watch {watch}\n")
+    expired = f" ({found.expired_leases} of them with an expired lease)" if found.expired_leases else ""
+    out.write(f"{counted(found.live_attempts, 'live attempt')}{expired}; watch {watch}\n")
     for problem in found.problems:
         out.write(f"problem: {problem}\n")
