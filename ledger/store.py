@@ -211,6 +211,8 @@ class Ledger(ProvenanceAPI, WorkLoop):
         """The entry for ``(spot_id, era_id)``, or ``None``."""
         key = requests.key(spot_id, era_id)
         with self._mutex:
+            if _fresh_reader(self):
+                return _one_entry(self.history(spot_id, era_id))
             self._writer.catch_up()
             self._writer.refuse_unimported()
             entries = self._model.entries
@@ -522,6 +524,22 @@ class Ledger(ProvenanceAPI, WorkLoop):
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.directory)!r}, snapshot={str(self.snapshot_path)!r})"
+
+
+def _fresh_reader(ledger: Ledger) -> bool:
+    """A read-only handle on a host with no snapshot yet, before its first fold: one entry is read from
+    that entry's records alone (a store with an index by entry reads no other row)."""
+    return (
+        ledger.readonly
+        and not ledger._model.loaded
+        and not ledger.checkpoint_path.exists()
+        and not ledger.snapshot_path.exists()
+    )
+
+
+def _one_entry(events: Iterator[EventType]) -> VideoMetadata | None:
+    entries = entries_view.fold(events)
+    return next(iter(entries.values()), None)
 
 
 def watch(
