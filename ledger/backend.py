@@ -13,6 +13,7 @@ backend runs it (:mod:`ledger.log` the file, :mod:`ledger.memory` the reference 
 - :meth:`EventStore.append`: plan and write under the store's lock, all or nothing, durable on return.
 - :meth:`EventStore.wait`: block until a record after a seq is durable, or a timeout.
 - :meth:`EventStore.check`: every record, its framing, crc, seq and chain checked; damage named at its line.
+- :meth:`EventStore.newest_first`: the durable records newest first, read from the end (``history --last``).
 - :meth:`EventStore.close`.
 
 Why ``append`` takes a ``decide`` callback rather than an expected head: the file backend commits in groups
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -51,6 +52,7 @@ __all__ = (
     "TornTail",
     "check_continues",
     "checked_event",
+    "counted_down",
 )
 
 
@@ -173,6 +175,18 @@ class EventStore(abc.ABC):
         from the store); see :class:`Audit`. Changes nothing."""
 
     @abc.abstractmethod
+    def newest_first(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """The durable records' lines and events, newest first, read from the end of the store as the
+        caller takes them (the last few cost a few reads, never the whole log). As of the call, like
+        :meth:`read`; each line checked as :meth:`read` checks it (framing, crc, ``seq``, and the chain
+        where consecutive records are read), damage raised as
+        :class:`~ledger.errors.CorruptLogError` at its line once the reader gets there. A store that can
+        find one entry's records without reading the others (``spot_id`` and ``era_id`` both given) may
+        give only those, as :meth:`lines_of` does; the caller filters what it gets."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Let go of what this handle holds open. The data stays."""
 
@@ -212,6 +226,31 @@ def checked_event(where: Path, n: int, line: bytes, prev: str | None = None) -> 
     if prev is not None and event.prev != prev:
         raise CorruptLogError(where, n, "chain broken: prev does not match the line before")
     return event
+
+
+def counted_down(where: Path, lines: Iterable[bytes], top: int) -> Iterator[tuple[bytes, EventType]]:
+    """Records ``top``, ``top - 1`` … 1 from their ``lines`` given newest first (a store read backward),
+    each checked by :func:`checked_event` as a forward reader checks it: record ``n`` is yielded once
+    record ``n - 1``'s line is read, whose hash its ``prev`` must be (record 1's: the genesis hash). Fewer
+    lines than ``top`` is a missing start: :class:`~ledger.errors.CorruptLogError` at line 1."""
+    n, later = top, None
+    for line in lines:
+        if later is not None:
+            try:
+                event = checked_event(where, n, later, line_hash(line))
+            except CorruptLogError:
+                checked_event(where, n - 1, line)  # a damaged line breaks the next one's chain: named first
+                raise
+            yield later, event
+            n -= 1
+        later = line
+        if n == 1:
+            break
+    if later is not None:
+        event = checked_event(where, n, later, GENESIS_HASH if n == 1 else None)
+        if n != 1:
+            raise CorruptLogError(where, 1, f"seq is {n}, expected 1")
+        yield later, event
 
 
 def check_continues(records: Sequence[Record], tip: Head) -> Head:

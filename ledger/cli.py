@@ -304,7 +304,7 @@ def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @commands.command(
     "history",
     "Show the events, oldest first (all, or one entry's), filtered, or follow them as they come.",
-    "history colosseum rome-80ad --follow --type failed",
+    "history --last 5 --type failed",
 )
 @option("spot", metavar="SPOT", nargs="?", help="spotId")
 @option("era", metavar="ERA", nargs="?", help="eraId")
@@ -315,6 +315,8 @@ def _list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @option("--since", metavar="TIME", help="only events at or after TIME (RFC 3339; no zone means UTC)")
 @option("--until", metavar="TIME", help="only events at or before TIME")
 @option("--since-seq", type=int_at_least(0), metavar="N", help="only events after event N")
+@option("--last", type=int_at_least(1), metavar="N", help="only the last N of those (read from the end)")
+@option("--reverse", action="store_true", help="newest first")
 @option("--follow", action="store_true", help="then print events as they are appended, like tail -f")
 def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if (args.spot is None) != (args.era is None):
@@ -322,9 +324,13 @@ def _history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json and args.csv:
         raise UsageError("choose one of --json and --csv")
     if args.follow:
+        if args.last is not None or args.reverse:
+            raise UsageError("--follow prints events as they come: not with --last or --reverse")
         return _follow(args, out, err)
     with _open(args, readonly=True) as ledger:
-        records = ledger.history_lines(args.spot, args.era, **_history_filters(args))
+        records = ledger.history_lines(
+            args.spot, args.era, last=args.last, reverse=args.reverse, **_history_filters(args)
+        )
         print_history(records, out, json=args.json, csv=args.csv)
     return EXIT_OK
 

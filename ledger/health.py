@@ -1,8 +1,12 @@
 """``video-ledger status``: the ledger's health, cheap at any log size (a monitor's 15-second scrape).
 
-It reads the checkpoint, the snapshot it vouches for (only the ids and status of each entry), and the log
-after the checkpoint's record (what the snapshot lacks), found through the store's bookmark: its cost
-grows with the snapshot's lag, never with the log's length. Nothing is created or written.
+It reads the checkpoint, the snapshot it vouches for (only the ids, status and update time of each entry),
+and the log after the checkpoint's record (what the snapshot lacks), found through the store's bookmark:
+its cost grows with the snapshot's lag, never with the log's length. Leases are not in the snapshot: for
+the attempts it shows running, the log is read back from its end to where each of them started
+(:meth:`~ledger.backend.EventStore.newest_first`), and the work loop's index
+(:class:`~ledger.queue.WorkIndex`) counts the expired ones; that reads back as far as the oldest running
+attempt, never further. Nothing is created or written.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import msgspec
 
 from ledger.backend import GENESIS, EventStore, Head
 from ledger.errors import NoLedgerError
-from ledger.events import STATUSES
+from ledger.events import STATUSES, EventType, Generating, Imported, format_ts
 from ledger.fileops import FileOps, lock_is_held
 from ledger.layout import Layout
 from ledger.log import EventLog
 from ledger.projector import Checkpoint, describes, holds, read_checkpoint
+from ledger.queue import WorkIndex
 from ledger.stores import open_chosen
 
 __all__ = ("MAX_LAG", "Status", "open_readonly", "status", "timestamp")
@@ -48,6 +53,8 @@ class Status(msgspec.Struct, kw_only=True, rename="camel"):
     by_status: dict[str, int]
     live_attempts: int
     """Entries generating now."""
+    expired_leases: int
+    """Running attempts whose lease ran out and which nothing has reaped yet (failed or requeued)."""
     watcher: bool
     """A ``video-ledger watch`` runs on this directory."""
     problems: list[str] = []
@@ -82,7 +89,14 @@ def status(
     with open_readonly(directory, snapshot, store) as (layout, events):
         checkpoint = read_checkpoint(layout.checkpoint)
         statuses, start, problems = _trusted_base(layout, events, checkpoint)
-        head, first_ts, unseen = _tail(events, start, statuses)
+        index = _running_before(events, start, [k for k, s in statuses.items() if s == "generating"])
+        head, first_ts, unseen = _tail(events, start, statuses, index)
+    expired = len(index.expired(format_ts(moment)))
+    if expired:
+        problems.append(
+            f"{expired} running attempt{'' if expired == 1 else 's'} outlived the lease and nothing reaped "
+            f"{'it' if expired == 1 else 'them'}: a worker gone, and no claim or reap since?"
+        )
     lag = unseen if checkpoint is None else max(0, head.seq - checkpoint.seq)
     if checkpoint is None:
         problems.append("the app's file has no checkpoint: no write or watch has projected this ledger yet")
@@ -103,6 +117,7 @@ def status(
         entries=len(statuses),
         by_status={s: counts.get(s, 0) for s in STATUSES},
         live_attempts=counts.get("generating", 0),
+        expired_leases=expired,
         watcher=lock_is_held(FileOps(), layout.watch_lock),
         problems=problems,
     )
@@ -164,15 +179,35 @@ def _decoded(data: bytes) -> dict[tuple[str, str], str] | None:
     return found if len(found) == len(rows) and set(found.values()) <= set(STATUSES) else None
 
 
+def _running_before(events: EventStore, start: Head, running: list[tuple[str, str]]) -> WorkIndex:
+    """The work index of the attempts ``running`` at ``start`` (the snapshot's ``generating`` entries):
+    each one's events from its start (its ``generating`` event, or an import) on, found reading the log
+    back from its end, no further back than the oldest of them started."""
+    index, wanted, found = WorkIndex(), set(running), list[EventType]()
+    if wanted:
+        for _, event in events.newest_first():
+            if event.seq > start.seq:  # the tail: folded after these
+                continue
+            if event.key in wanted:
+                found.append(event)
+                if isinstance(event, Generating | Imported):
+                    wanted.discard(event.key)
+                    if not wanted:
+                        break
+    index.fold(reversed(found))
+    return index
+
+
 def _tail(
-    events: EventStore, start: Head, statuses: dict[tuple[str, str], str]
+    events: EventStore, start: Head, statuses: dict[tuple[str, str], str], index: WorkIndex
 ) -> tuple[Head, str | None, int]:
-    """Fold the records after ``start`` into ``statuses``: the head, the first such record's time, and how
-    many there were."""
+    """Fold the records after ``start`` into ``statuses`` and ``index``: the head, the first such record's
+    time, and how many there were."""
     head, first_ts, count = start, None, 0
     for batch in events.read(start):
         if first_ts is None:
             first_ts = batch.events[0].ts
+        index.fold(batch.events)
         for event in batch.events:
             statuses[event.spot_id, event.era_id] = event.new_status
         count += len(batch.events)

@@ -1,13 +1,15 @@
 """The file store: ``events.jsonl`` behind the event-store interface (:mod:`ledger.backend`).
 
 :class:`EventLog` implements the verbs (``head``, ``read``, ``at``, ``append``, ``wait``, ``check``,
-``close``) and wires the rooms that do the work, each readable on its own:
+``close``, ``newest_first``) and wires the rooms that do the work, each readable on its own:
 
 - :mod:`ledger.logfile`: the file itself, its descriptors, one write of whole lines;
 - :mod:`ledger.syncstate`: the fsynced-size record, how far the log is known to be durable;
 - :mod:`ledger.scan`: reading whole, checked lines after a place, and judging what the log ends with;
 - :mod:`ledger.recovery`: creating the log, finding where its whole lines end, setting a torn tail aside;
 - :mod:`ledger.groupcommit`: the locks, the staging file, and one write and fsync for a group of writers.
+
+:meth:`EventLog.newest_first` reads the other way, from the durable end back, for the newest events.
 
 Readers take the sync lock shared and read up to the fsynced size on record, so they never take in a line
 whose fsync is not done (not even one a leader that died before its fsync left). A place in the log is a
@@ -24,9 +26,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record
+from ledger.backend import GENESIS, Audit, Batch, Decide, EventStore, Head, Record, counted_down
 from ledger.errors import ConflictError, CorruptLogError, LedgerIOError, StaleHeadError
-from ledger.events import line_hash
+from ledger.events import EventType, line_hash
 from ledger.fileops import FileOps
 from ledger.groupcommit import GroupCommit, Ticket
 from ledger.logfile import Identity, LogFile
@@ -241,6 +243,21 @@ class EventLog(EventStore):
 
     def check(self) -> Audit:
         return _FileAudit(self)
+
+    def newest_first(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """From the fsynced size on record backward (:meth:`LogFile.lines_backward`), each line checked
+        with its chain (:func:`~ledger.backend.counted_down`); the newest line says which seq it is. Where
+        no sound line ends there (no record, a torn tail, damage), a forward pass (:meth:`head`) finds
+        where the whole lines end, or names the damage, as :meth:`read` would."""
+        with self.reading():
+            size = self.file.size()
+            durable = self.record.durable_end(0, size)
+        top = self.file.head_at(size if durable is None else durable)
+        if top is None:
+            top = self.head()
+        return counted_down(self.path, self.file.lines_backward(top.at), top.seq)
 
     def close(self) -> None:
         self.file.close()

@@ -13,13 +13,14 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
 from ledger.backend import GENESIS, Head
-from ledger.errors import LedgerIOError, io_error, symlink_refused
+from ledger.errors import LedgerIOError, StaleHeadError, io_error, symlink_refused
 from ledger.events import MAX_LINE_BYTES, check_line, decode_event, line_hash
 from ledger.fileops import FileOps, OwnedFd, file_kind
 
@@ -184,6 +185,38 @@ class LogFile:
         finally:
             if own:
                 self.ops.close(fd)
+
+    def lines_backward(self, end: int, *, chunk: int = 1 << 16) -> Iterator[bytes]:
+        """The lines that end at or before ``end`` (a line boundary: after a newline), newest first, each
+        without its newline, read ``chunk`` bytes at a time from ``end`` towards the start as the caller
+        takes them. Bytes, not events: the caller checks each line. A piece that runs past the longest a
+        line may be without a newline is yielded as it is (it fails its check) and the reading stops."""
+        if end <= 0:
+            return
+        try:
+            fd = self.ops.open(self.path, os.O_RDONLY | self.nofollow | NONBLOCK)
+        except OSError as exc:
+            raise io_error("read", self.path, exc) from None
+        try:
+            # the newline at ``end - 1`` ends the newest line; ``carry``: the bytes after the last one seen
+            at, carry = end - 1, b""
+            while at > 0:
+                start = max(0, at - chunk)
+                data = self.ops.pread(fd, at - start, start)
+                if len(data) != at - start:
+                    raise StaleHeadError(f"{self.path} was cut short while it was read: read it again")
+                at = start
+                pieces = (data + carry).split(b"\n")
+                carry = pieces[0]
+                yield from reversed(pieces[1:])
+                if len(carry) > MAX_LINE_BYTES:
+                    yield carry
+                    return
+            yield carry  # the first line of the file
+        except OSError as exc:
+            raise io_error("read", self.path, exc) from None
+        finally:
+            self.ops.close(fd)
 
     def head_at(self, offset: int, fd: int | None = None) -> Head | None:
         """The place after the whole line that ends at ``offset`` (its event's seq, hash and time, and

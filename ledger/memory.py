@@ -110,6 +110,14 @@ class MemoryStore(EventStore):
     def check(self) -> Audit:
         return _MemoryAudit(self.log)
 
+    def newest_first(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        log = self.log
+        with log.changed:  # as of the call
+            end = len(log.lines)
+        return ((log.lines[i], log.events[i]) for i in range(end - 1, -1, -1))
+
     def close(self) -> None:
         self._closed = True
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import contextvars
-import csv
 import errno
 import re
 from collections import Counter
@@ -84,6 +83,7 @@ __all__ = (
     "print_verify",
     "print_written",
     "torn_note",
+    "unformula",
     "verify_json",
     "write_csv",
 )
@@ -153,17 +153,33 @@ def write_csv(
     """CSV: a value holding a comma, a quote or a line break is quoted, as spreadsheets and ``csv``
     readers expect. TSV (``delimiter="\\t"``): never quoted; a backslash, tab, newline or carriage
     return in a value is written ``\\\\``, ``\\t``, ``\\n``, ``\\r`` (PostgreSQL's text format), so every row
-    is one line of tab-separated fields for ``cut`` and ``awk``."""
+    is one line of tab-separated fields for ``cut`` and ``awk``. In both, a value a spreadsheet would
+    run as a formula gets a leading ``'`` (:func:`unformula`)."""
     if delimiter == "\t":
         for row in [header] if header is not None else []:
             out.write("\t".join(row) + "\n")
         for row in rows:
-            out.write("\t".join(v.translate(_TSV_ESCAPES) for v in row) + "\n")
+            out.write("\t".join(unformula(v).translate(_TSV_ESCAPES) for v in row) + "\n")
         return
-    writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(rows)
+    special = (delimiter, '"', "\n", "\r")  # csv.writer leaves a lone carriage return unquoted
+
+    def cell(value: str) -> str:
+        return '"' + value.replace('"', '""') + '"' if any(c in value for c in special) else value
+
+    for row in [header] if header is not None else []:
+        out.write(delimiter.join(map(cell, row)) + "\n")
+    for row in rows:
+        out.write(delimiter.join(cell(unformula(v)) for v in row) + "\n")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def unformula(value: str) -> str:
+    """``value`` as a spreadsheet cell shows it and never runs it: with a ``'`` in front when it starts
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's advice on CSV injection: an
+    error message or prompt such as ``=HYPERLINK(...)`` would otherwise be a formula)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -823,6 +839,7 @@ def print_status(found: health.Status, out: TextIO, *, json: bool) -> None:
     by_status = ", ".join(f"{s}: {n}" for s, n in found.by_status.items())
     out.write(f"{counted(found.entries, 'entry', 'entries')} ({by_status}); ")
     watch = "running" if found.watcher else "not running"
-    out.write(f"{counted(found.live_attempts, 'live attempt')}; watch {watch}\n")
+    expired = f" ({found.expired_leases} of them with an expired lease)" if found.expired_leases else ""
+    out.write(f"{counted(found.live_attempts, 'live attempt')}{expired}; watch {watch}\n")
     for problem in found.problems:
         out.write(f"problem: {problem}\n")

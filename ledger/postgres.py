@@ -70,6 +70,7 @@ from ledger.backend import (
     Record,
     check_continues,
     checked_event,
+    counted_down,
 )
 from ledger.errors import (
     CorruptLogError,
@@ -117,6 +118,13 @@ _OF_ENTRY = (
     "SELECT seq, line FROM ledger_events WHERE ledger_line_json(line) ->> 'spotId' = %s"
     " AND ledger_line_json(line) ->> 'eraId' = %s ORDER BY seq"
 )
+_NEWEST = "SELECT seq, line FROM ledger_events WHERE seq < %s ORDER BY seq DESC LIMIT %s"
+_OF_ENTRY_NEWEST = (
+    "SELECT seq, line FROM ledger_events WHERE ledger_line_json(line) ->> 'spotId' = %s"
+    " AND ledger_line_json(line) ->> 'eraId' = %s AND seq < %s ORDER BY seq DESC LIMIT %s"
+)
+_ABOVE_ALL = 2**63 - 1
+"""Above every seq (a ``bigint``): where a read newest first starts."""
 _IF_TIP = (  # the one round trip's statement: move the head row only if it is the caller's head, then insert
     b"WITH moved AS ("
     b" UPDATE ledger_head SET seq = %s, hash = %s, ts = %s"
@@ -805,6 +813,41 @@ class PostgresStore(EventStore):
             stored = bytes(line)
             yield stored, _check_stored(self.where, seq, seq, stored)
 
+    def newest_first(
+        self, spot_id: str | None = None, era_id: str | None = None
+    ) -> Iterator[tuple[bytes, EventType]]:
+        """``ORDER BY seq DESC`` a batch at a time, each row checked with its chain as :meth:`read` checks
+        it; one entry's (both ids given) through the index by entry, each line checked as
+        :meth:`lines_of` checks it."""
+        if spot_id is not None and era_id is not None:
+            return self._entry_newest_first(spot_id, era_id)
+        rows = self._query(_NEWEST, (_ABOVE_ALL, _BATCH))  # as of the call: the newest row now is the top
+        if not rows:
+            return iter(())
+        return counted_down(self.where, self._lines_down(rows), rows[0][0])
+
+    def _lines_down(self, rows: list[tuple[Any, ...]]) -> Iterator[bytes]:
+        """The lines of ``rows`` (newest first) and of the rows before them, a batch at a time, each row
+        the seq before the one read before it (a gap: :class:`CorruptLogError` at the missing record)."""
+        n = rows[0][0] + 1
+        while rows:
+            for seq, line in rows:
+                n -= 1
+                _check_row(self.where, n, seq)
+                yield bytes(line)
+            rows = self._query(_NEWEST, (n, _BATCH)) if n > 1 else []
+
+    def _entry_newest_first(self, spot_id: str, era_id: str) -> Iterator[tuple[bytes, EventType]]:
+        below = _ABOVE_ALL
+        while True:
+            rows = self._query(_OF_ENTRY_NEWEST, (spot_id, era_id, below, _BATCH))
+            for seq, line in rows:
+                stored = bytes(line)
+                yield stored, _check_stored(self.where, seq, seq, stored)
+            if len(rows) < _BATCH:
+                return
+            below = rows[-1][0]
+
     def find(self, request: uuid.UUID) -> Head | None:
         """The place after the records request ``request`` appended, or ``None`` if it appended nothing
         (for a request a :class:`DurabilityError` left in doubt)."""
@@ -892,9 +935,14 @@ def settle_command(url: str, request: uuid.UUID) -> str:
 
 def _check_stored(where: Path, n: int, seq: int, line: bytes) -> EventType:
     """Record ``n`` as stored (row ``seq``, ``line``), or :class:`CorruptLogError` naming line ``n``."""
+    _check_row(where, n, seq)
+    return checked_event(where, n, line)
+
+
+def _check_row(where: Path, n: int, seq: int) -> None:
+    """Refuse row ``seq`` read where record ``n`` belongs (:class:`CorruptLogError`: ``n`` is missing)."""
     if seq != n:
         raise CorruptLogError(where, n, f"record {n} is missing (the next stored is {seq})")
-    return checked_event(where, n, line)
 
 
 class _PostgresAudit(Audit):

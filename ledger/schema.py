@@ -129,7 +129,21 @@ def _with_crc(name: str, definition: dict[str, Any]) -> None:
         definition["required"] = [*definition.get("required", []), "crc"]
 
 
+SNAPSHOT_RULES: dict[str, Any] = {
+    "if": {"properties": {"status": {"const": "failed"}}},
+    "else": {
+        "not": {"required": ["error"]},
+        "if": {"properties": {"status": {"const": "ready"}}},
+        "then": {"required": ["localPath", "completedAt"]},
+    },
+}
+"""What a snapshot entry's status says of its other members, as one ``if``/``else`` (code generators
+leave a bare conditional out of the type, where ``allOf`` would replace the interface): ``error`` is there
+only on a failed entry; a ready one has its ``localPath`` and ``completedAt``."""
+
+
 def _snapshot_required(name: str, definition: dict[str, Any]) -> None:
     if name == "VideoMetadata":
         required = definition.setdefault("required", [])
         required.extend(m for m in ALWAYS_IN_SNAPSHOT if m not in required)
+        definition.update(SNAPSHOT_RULES)

@@ -49,7 +49,7 @@ from projections import entries as entries_view
 from projections import history as history_view
 from projections import stats as stats_view
 from projections import timeline as timeline_view
-from projections.history import HistoryFilters
+from projections.history import HistoryFilters, HistoryOptions
 
 GROUP_BY: Final = stats_view.GROUP_BY
 """What ``stats_by`` groups attempts by: ``model``, ``era``, ``spot``."""
@@ -211,6 +211,8 @@ class Ledger(ProvenanceAPI, WorkLoop):
         """The entry for ``(spot_id, era_id)``, or ``None``."""
         key = requests.key(spot_id, era_id)
         with self._mutex:
+            if _fresh_reader(self):
+                return _one_entry(self.history(spot_id, era_id))
             self._writer.catch_up()
             self._writer.refuse_unimported()
             entries = self._model.entries
@@ -387,20 +389,22 @@ class Ledger(ProvenanceAPI, WorkLoop):
     # -- history, rebuild, verify --------------------------------------------------------------------
 
     def history(
-        self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryFilters]
+        self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryOptions]
     ) -> Iterator[EventType]:
         """Every event in log order, optionally only one spot's, one era's or one entry's, and only those
         that pass ``filters``: after event ``since_seq``; between the times ``since`` and ``until`` (both
-        included); that leave an entry with ``status``; of event ``type`` (``pending`` ... ``imported``)."""
+        included); that leave an entry with ``status``; of event ``type`` (``pending`` ... ``imported``).
+        ``last=N``: only the last N of those; ``reverse=True``: newest first (both read from the end)."""
         return map(operator.itemgetter(1), self.history_lines(spot_id, era_id, **filters))
 
     def history_lines(
-        self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryFilters]
+        self, spot_id: str | None = None, era_id: str | None = None, **filters: Unpack[HistoryOptions]
     ) -> Iterator[tuple[bytes, EventType]]:
         """Like :meth:`history`, with each event's line exactly as stored (newline excluded)."""
         self._writer.refuse_app_file()
-        wanted = history_view.event_filter(spot_id, era_id, **filters)
-        return history_view.filtered(self._store.lines_of(wanted.spot_id, wanted.era_id), wanted)
+        if (filters.get("last") or 0) < 0:
+            raise InvalidEntryError(f"last must be 0 or more, not {filters.get('last')}")
+        return history_view.history(self._store, spot_id, era_id, **filters)
 
     # -- other views of the same events ----------------------------------------------------------------
 
@@ -520,6 +524,22 @@ class Ledger(ProvenanceAPI, WorkLoop):
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.directory)!r}, snapshot={str(self.snapshot_path)!r})"
+
+
+def _fresh_reader(ledger: Ledger) -> bool:
+    """A read-only handle on a host with no snapshot yet, before its first fold: one entry is read from
+    that entry's records alone (a store with an index by entry reads no other row)."""
+    return (
+        ledger.readonly
+        and not ledger._model.loaded
+        and not ledger.checkpoint_path.exists()
+        and not ledger.snapshot_path.exists()
+    )
+
+
+def _one_entry(events: Iterator[EventType]) -> VideoMetadata | None:
+    entries = entries_view.fold(events)
+    return next(iter(entries.values()), None)
 
 
 def watch(

@@ -18,6 +18,7 @@ store refused by ``read`` (:class:`~ledger.errors.StaleHeadError`).
 from __future__ import annotations
 
 import abc
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -366,5 +367,65 @@ class EventStoreContract(abc.ABC):
                 for _ in audit:
                     pass
             assert caught.value.line == 3
+        finally:
+            store.close()
+
+    # -- newest_first ------------------------------------------------------------------------------------
+
+    reads_check_lines = True
+    """Whether the store's reads check each stored line (the memory store holds its events decoded and
+    does not: it has no damage of its own to find)."""
+
+    def test_newest_first_gives_every_record_newest_first_byte_for_byte(self) -> None:
+        store = self.create_store()
+        try:
+            assert list(store.newest_first()) == []
+            head = store.append(GENESIS, appender(1))
+            head = store.append(head, appender(4500))  # past a batch and a chunk of the file
+            store.append(head, appender(7, spot="acropolis"))
+            forward = [(r.line, r.event) for r in everything(store)]
+            assert list(store.newest_first()) == forward[::-1]
+        finally:
+            store.close()
+
+    def test_newest_first_is_a_view_as_of_the_call(self) -> None:
+        store = self.create_store()
+        other = self.reopen(store)
+        try:
+            head = store.append(GENESIS, appender(3))
+            newest = store.newest_first()
+            other.append(head, appender(2))  # after the call: not part of that read
+            assert [event.seq for _, event in newest] == [3, 2, 1]
+            assert [event.seq for _, event in store.newest_first()] == [5, 4, 3, 2, 1]
+        finally:
+            store.close()
+            other.close()
+
+    def test_newest_first_of_one_entry_holds_its_records_newest_first(self) -> None:
+        store = self.create_store()
+        try:
+            head = store.append(GENESIS, appender(5))
+            head = store.append(head, appender(1, spot="acropolis"))
+            store.append(head, appender(3))
+            mine = [(r.line, r.event) for r in everything(store) if r.event.key == ("acropolis", "era-6")]
+            newest = store.newest_first("acropolis", "era-6")
+            got = [item for item in newest if item[1].spot_id == "acropolis"]
+            assert got == mine and len(got) == 1
+        finally:
+            store.close()
+
+    def test_taking_the_newest_never_reads_the_oldest_and_reading_on_names_damage_at_its_line(self) -> None:
+        if not self.reads_check_lines:
+            pytest.skip("this store's reads check no stored line")
+        store = self.create_store()
+        try:
+            store.append(GENESIS, appender(300))
+            self.damage(store, 2)
+            newest = store.newest_first()
+            assert [event.seq for _, event in itertools.islice(newest, 5)] == [300, 299, 298, 297, 296]
+            with pytest.raises(CorruptLogError) as caught:
+                for _ in newest:
+                    pass
+            assert caught.value.line == 2
         finally:
             store.close()

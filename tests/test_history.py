@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,91 @@ def test_history_follow_finds_an_id_given_in_another_unicode_form_as_history_doe
         follower.communicate(timeout=20)
     assert follower.returncode == 0
     assert [json.loads(line)["seq"] for line in data.splitlines() if line] == [1, 3, 5]
+
+
+LASTS = [None, 1, 2, 100]
+
+
+def _forward(ledger: Ledger, ids: tuple[str, ...], filters: dict[str, Any]) -> list[int]:
+    return [event.seq for event in ledger.history(*ids, **filters)]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=repr)
+@pytest.mark.parametrize("ids", [(), (DECOMPOSED, "era"), ("other", "era")], ids=repr)
+def test_last_and_reverse_take_every_filter_and_agree_with_the_whole_history(
+    ledger_dir: Path, ids: tuple[str, ...], filters: dict[str, Any]
+) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+        whole = _forward(ledger, ids, filters)
+        for last in LASTS:
+            tail = whole if last is None else whole[-last:]
+            assert [e.seq for e in ledger.history(*ids, last=last, **filters)] == tail
+            assert [e.seq for e in ledger.history(*ids, last=last, reverse=True, **filters)] == tail[::-1]
+
+
+def test_last_and_reverse_over_postgresql_read_newest_first(pg_url: str, ledger_dir: Path) -> None:
+    """The same answers over PostgreSQL (``ORDER BY seq DESC``; one entry's through the index by entry)."""
+    from ledger.postgres import init
+
+    init(pg_url)
+    with Ledger(ledger_dir, store=pg_url, clock=FakeClock()) as ledger:
+        _story(ledger)
+        for ids in [(), (DECOMPOSED, "era")]:
+            for filters in FILTERS:
+                whole = _forward(ledger, ids, filters)
+                assert [e.seq for e in ledger.history(*ids, last=2, **filters)] == whole[-2:]
+                assert [e.seq for e in ledger.history(*ids, reverse=True, **filters)] == whole[::-1]
+
+
+def test_history_last_stops_reading_where_it_has_what_it_needs(ledger_dir: Path) -> None:
+    """``--last``/``--reverse`` read from the end and no further than needed: a damaged line near the start
+    of the log is never met by the last events nor by a time range after it, and is named by a whole
+    reverse read (which reaches it)."""
+    from ledger.errors import CorruptLogError
+
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+    log = ledger_dir / "events.jsonl"
+    data = bytearray(log.read_bytes())
+    data[data.index(b"\n") + 20] ^= 1  # line 2
+    log.write_bytes(bytes(data))
+    with Ledger(ledger_dir, readonly=True) as ledger:
+        assert [e.seq for e in ledger.history(last=3)] == [6, 7, 8]
+        assert [e.seq for e in ledger.history(NFC, "era", last=1)] == [7]
+        assert [e.seq for e in ledger.history(since_seq=4, reverse=True)] == [8, 7, 6, 5]
+        with pytest.raises(CorruptLogError) as caught:
+            list(ledger.history(reverse=True))
+        assert caught.value.line == 2
+
+
+def test_history_last_refuses_a_negative_count(ledger_dir: Path) -> None:
+    from ledger.errors import InvalidEntryError
+
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+        with pytest.raises(InvalidEntryError, match="last must be 0 or more"):
+            list(ledger.history(last=-1))
+        assert list(ledger.history(last=0)) == []
+
+
+def test_the_cli_history_last_and_reverse_print_lines_as_stored(
+    ledger_dir: Path, run_cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    with Ledger(ledger_dir, clock=FakeClock()) as ledger:
+        _story(ledger)
+    stored = (ledger_dir / "events.jsonl").read_text().splitlines()
+    code, out, _ = run_cli("history", "--last", "2", "--json")
+    assert code == 0 and out.splitlines() == stored[-2:]
+    code, out, _ = run_cli("history", "--reverse", "--json", "--type", "generating")
+    assert code == 0
+    assert [json.loads(line)["seq"] for line in out.splitlines()] == [6, 3, 2]
+    assert out.splitlines() == [stored[5], stored[2], stored[1]]
+    code, out, _ = run_cli("history", DECOMPOSED, "era", "--last", "1", "--csv")
+    assert code == 0 and out.splitlines()[0].startswith("seq,") and out.splitlines()[1].startswith("7,")
+    code, out, _ = run_cli("history", "--last", "2")
+    assert code == 0 and [row.split()[0] for row in out.splitlines()] == ["seq", "7", "8"]
+    code, _, err = run_cli("history", "--last", "0")
+    assert code == 2 and "--last" in err
+    code, _, err = run_cli("history", "--last", "1", "--follow")
+    assert code == 2 and "not with --last or --reverse" in err

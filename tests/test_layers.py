@@ -242,6 +242,7 @@ ALLOWED = {
         "ledger.layout",
         "ledger.log",
         "ledger.projector",
+        "ledger.queue",
         "ledger.stores",
     },
     "projections.metrics": {"ledger.events"},

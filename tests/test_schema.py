@@ -91,6 +91,7 @@ def test_the_golden_logs_and_snapshots_validate(golden: Path) -> None:
 
 def test_a_member_the_schema_does_not_know_is_refused_and_null_is_not_a_value() -> None:
     good = {"spotId": "a", "eraId": "b", "prompt": "", "status": "ready", "createdAt": "t", "updatedAt": "t"}
+    good |= {"localPath": "v.mp4", "completedAt": "t"}
     _validator("snapshot.schema.json").validate([good])
     with pytest.raises(jsonschema.ValidationError, match="Additional properties"):
         _validator("snapshot.schema.json").validate([{**good, "extra": 1}])
@@ -98,6 +99,37 @@ def test_a_member_the_schema_does_not_know_is_refused_and_null_is_not_a_value() 
         _validator("snapshot.schema.json").validate([{**good, "localPath": None}])
     with pytest.raises(jsonschema.ValidationError, match="'updatedAt' is a required property"):
         _validator("snapshot.schema.json").validate([{k: v for k, v in good.items() if k != "updatedAt"}])
+
+
+ENTRY = {"spotId": "a", "eraId": "b", "prompt": "p", "createdAt": "2026-11-24T09:00:00.000000Z"}
+ENTRY |= {"updatedAt": "2026-11-24T09:00:01.000000Z"}
+DONE = {"completedAt": "2026-11-24T09:00:01.000000Z"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ({**ENTRY, "status": "ready", **DONE}, "'localPath' is a required property"),
+        ({**ENTRY, "status": "ready", "localPath": "v.mp4"}, "'completedAt' is a required property"),
+        ({**ENTRY, "status": "ready", "localPath": "v.mp4", **DONE, "error": "e"}, "should not be valid"),
+        ({**ENTRY, "status": "pending", "error": "e"}, "should not be valid"),
+        ({**ENTRY, "status": "generating", "error": "e"}, "should not be valid"),
+    ],
+    ids=["ready-without-localPath", "ready-without-completedAt", "error-on-ready", "error-on-pending",
+         "error-on-generating"],
+)  # fmt: skip
+def test_a_snapshot_breaking_a_rule_of_its_status_fails_validation(entry: dict[str, str], why: str) -> None:
+    """The snapshot's ``if``/``else``: ``error`` only on a failed entry; ``localPath`` and ``completedAt``
+    on a ready one."""
+    with pytest.raises(jsonschema.ValidationError, match=why):
+        _validator("snapshot.schema.json").validate([entry])
+
+
+def test_the_entries_each_status_leaves_validate() -> None:
+    validator = _validator("snapshot.schema.json")
+    validator.validate([{**ENTRY, "status": "pending"}, {**ENTRY, "status": "generating", "attempt": 1}])
+    validator.validate([{**ENTRY, "status": "ready", "localPath": "v.mp4", **DONE}])
+    validator.validate([{**ENTRY, "status": "failed", "error": "e", **DONE, "localPath": "partial.mp4"}])
 
 
 steps = st.lists(
