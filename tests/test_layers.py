@@ -291,6 +291,7 @@ ALLOWED = {
         "ledger.stores",
         "ledger.note",
         "ledger.proofs",
+        "ledger.provenance",
     },
 }
 
