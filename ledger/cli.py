@@ -65,7 +65,7 @@ from ledger.errors import (
     LedgerError,
     ReadOnlyLedgerError,
 )
-from ledger.events import EVENT_TAGS, STATUSES
+from ledger.events import EVENT_TAGS, STATUSES, InputRef, ModelRef, Provenance, Usage, Worker
 from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
 from ledger.note import COSIGNATURE, ED25519, generate_key
@@ -117,6 +117,7 @@ from ledger.proofs import (
     verify_bundle,
     write_file,
 )
+from ledger.provenance import this_worker
 from ledger.requests import no_entry
 from ledger.store import (
     GROUP_BY,
@@ -234,6 +235,71 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 # -- the commands, in the order --help lists them ------------------------------------------------------
 
 
+def _input(text: str) -> InputRef:
+    role, equals, digest = text.partition("=")
+    if not (role and equals and digest):
+        raise argparse.ArgumentTypeError(f"{text!r} is not ROLE=SHA256, like reference-image=<64 hex digits>")
+    return InputRef(role=role, sha256=digest)
+
+
+_PROVENANCE_FLAGS = (
+    "model",
+    "model_version",
+    "weights_digest",
+    "seed",
+    "parameters",
+    "prompt_template",
+    "input",
+)
+_USAGE_FLAGS = ("gpu_seconds", "gpu_type", "cost", "currency", "wall_seconds")
+# Where each record goes: the events the API records it on (generation()/begin_attempt, ready, failed).
+_RECORDS_AT = {"provenance": ("generating", "ready"), "usage": ("ready", "failed"), "worker": ("generating",)}
+
+
+def _attempt_records(args: argparse.Namespace) -> tuple[Provenance | None, Usage | None, Worker | None]:
+    """``set``'s provenance, usage and worker options as records (checked when recorded), refusing each on
+    a status whose event does not carry it."""
+    given = {
+        "provenance": [f for f in _PROVENANCE_FLAGS if getattr(args, f) is not None],
+        "usage": [f for f in _USAGE_FLAGS if getattr(args, f) is not None],
+        "worker": ["worker"] if args.worker is not None else [],
+    }
+    for record, flags in given.items():
+        if flags and args.status not in _RECORDS_AT[record]:
+            names = ", ".join("--" + f.replace("_", "-") for f in flags)
+            raise UsageError(f"{names} go with --status {' or '.join(_RECORDS_AT[record])}")
+    if args.model is None and (args.model_version or args.weights_digest):
+        raise UsageError("--model-version and --weights-digest go with --model")
+    if (given["provenance"] or given["usage"]) and args.status == "ready" and args.local_path is None:
+        raise UsageError("--status ready needs --local-path")
+    if given["usage"] and args.status == "failed" and args.error is None:
+        raise UsageError("--status failed needs --error")
+    provenance = usage = worker = None
+    if given["provenance"]:
+        model = args.model and ModelRef(
+            name=args.model, version=args.model_version, weights_digest=args.weights_digest
+        )
+        provenance = Provenance(
+            model=model, seed=args.seed, parameters=args.parameters, prompt_template=args.prompt_template,
+            inputs=tuple(args.input or ()),
+        )  # fmt: skip
+    if given["usage"]:
+        usage = Usage(
+            wall_seconds=args.wall_seconds, gpu_seconds=args.gpu_seconds, gpu_type=args.gpu_type,
+            cost=args.cost, currency=args.currency,
+        )  # fmt: skip
+    if args.worker is not None:
+        worker = this_worker(args.worker)
+    return provenance, usage, worker
+
+
+def _current_prompt(ledger: Ledger, spot: str, era: str) -> str:
+    current = ledger.get_video_metadata(spot, era)
+    if current is None:
+        raise InvalidEntryError(f"{spot}/{era} is a new entry: a prompt is required")
+    return current.prompt
+
+
 @commands.command(
     "set",
     "Add or update an entry (one event, checked against the lifecycle).",
@@ -245,13 +311,41 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @option("--local-path", metavar="PATH", help="the video file (required for ready)")
 @option("--error", help="error message (only with --status failed)")
 @option("--attempt", metavar="N", type=int_at_least(1), help="with ready or failed: the attempt it ends")
+@option("--model", metavar="NAME", help="provenance (generating, ready): the model that makes the video")
+@option("--model-version", metavar="V", help="provenance: the model's version")
+@option("--weights-digest", metavar="ALG:HEX", help="provenance: the digest of its weights (sha256:...)")
+@option("--seed", metavar="N", type=int, help="provenance: the seed")
+@option("--parameters", metavar="JSON", help="provenance: the settings, one JSON object")
+@option("--prompt-template", metavar="TEXT", help="provenance: the template the prompt was made from")
+@option("--input", metavar="ROLE=SHA256", action="append", type=_input, help="provenance: an input file")
+@option("--worker", metavar="NAME", help="with generating: who runs the attempt (host and pid: this one)")
+@option("--gpu-seconds", metavar="S", type=seconds, help="usage (ready, failed): GPU time it took")
+@option("--gpu-type", metavar="TYPE", help="usage: the GPU, such as L4")
+@option("--cost", metavar="C", type=seconds, help="usage: what it cost, in --currency")
+@option("--currency", metavar="CODE", help="usage: ISO 4217, such as EUR")
+@option("--wall-seconds", metavar="S", type=seconds, help="usage: the attempt's wall time")
 @_WRITTEN
 def _set(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    provenance, usage, worker = _attempt_records(args)
     with _open(args, readonly=False) as ledger, flag_names():
-        entry = ledger.update_entry(
-            args.spot, args.era, args.status,
-            prompt=args.prompt, local_path=args.local_path, error=args.error, attempt=args.attempt,
-        )  # fmt: skip
+        if provenance is None and usage is None and worker is None:
+            entry = ledger.update_entry(
+                args.spot, args.era, args.status,
+                prompt=args.prompt, local_path=args.local_path, error=args.error, attempt=args.attempt,
+            )  # fmt: skip
+        elif args.status == "generating":  # a new attempt, its records on its generating event
+            prompt = args.prompt if args.prompt is not None else _current_prompt(ledger, args.spot, args.era)
+            entry = ledger.begin_attempt(
+                args.spot, args.era, prompt, local_path=args.local_path, provenance=provenance, worker=worker
+            )
+        elif args.status == "ready":
+            entry = ledger.mark_video_ready(
+                args.spot, args.era, args.local_path, attempt=args.attempt, provenance=provenance, usage=usage
+            )
+        else:
+            entry = ledger.mark_video_failed(
+                args.spot, args.era, args.error, attempt=args.attempt, usage=usage
+            )
         print_written(entry, ledger.last_seq, out, json=args.json, quiet=args.quiet)
     return EXIT_OK
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -17,12 +16,13 @@ from typing import Any, Unpack
 
 from ledger import pipeline
 from ledger.audit import VerifyReport
-from ledger.events import EventType, VideoMetadata
+from ledger.events import EventType, Usage, VideoMetadata, Worker
 from ledger.layout import default_directory
 from ledger.store import HistoryFilters, Ledger, RebuildReport
 from ledger.stores import is_url, store_spec
 
 __all__ = (
+    "claim",
     "default_ledger",
     "generate_and_store_video",
     "generation",
@@ -68,9 +68,11 @@ def set_video_metadata(entry: VideoMetadata | Mapping[str, Any]) -> VideoMetadat
     return default_ledger().set_video_metadata(entry)
 
 
-def mark_video_failed(spot_id: str, era_id: str, error: str, *, attempt: int | None = None) -> VideoMetadata:
+def mark_video_failed(
+    spot_id: str, era_id: str, error: str, *, attempt: int | None = None, usage: Usage | None = None
+) -> VideoMetadata:
     """:meth:`Ledger.mark_video_failed` on the default ledger."""
-    return default_ledger().mark_video_failed(spot_id, era_id, error, attempt=attempt)
+    return default_ledger().mark_video_failed(spot_id, era_id, error, attempt=attempt, usage=usage)
 
 
 def history(
@@ -98,32 +100,57 @@ def mark_video_ready(
     size: int | None = None,
     sha256: str | None = None,
     attempt: int | None = None,
+    **records: Unpack[pipeline.EndRecords],
 ) -> VideoMetadata:
-    """:meth:`Ledger.mark_video_ready` on the default ledger."""
+    """:meth:`Ledger.mark_video_ready` on the default ledger (``records``: ``provenance``, ``usage``)."""
     return default_ledger().mark_video_ready(
-        spot_id, era_id, local_path, size=size, sha256=sha256, attempt=attempt
+        spot_id, era_id, local_path, size=size, sha256=sha256, attempt=attempt, **records
     )
 
 
 def generation(
-    spot_id: str, era_id: str, prompt: str, *, local_path: str | None = None, takeover: int | None = None
+    spot_id: str,
+    era_id: str,
+    prompt: str,
+    *,
+    local_path: str | None = None,
+    takeover: int | None = None,
+    **options: Unpack[pipeline.AttemptOptions],
 ) -> contextlib.AbstractContextManager[pipeline.Job]:
-    """:meth:`Ledger.generation` on the default ledger."""
-    return default_ledger().generation(spot_id, era_id, prompt, local_path=local_path, takeover=takeover)
+    """:meth:`Ledger.generation` on the default ledger (``options``: ``provenance``, ``worker``, ``signer``,
+    ``regenerate``)."""
+    return default_ledger().generation(
+        spot_id, era_id, prompt, local_path=local_path, takeover=takeover, **options
+    )
 
 
 def generate_and_store_video(
     spot_id: str,
     era_id: str,
     prompt: str,
-    generate: Callable[[], str | os.PathLike[str]],
+    generate: Callable[[], pipeline.Generated],
     *,
     local_path: str | Callable[[Path], str] | None = None,
+    **options: Unpack[pipeline.StoreOptions],
 ) -> VideoMetadata:
-    """:meth:`Ledger.generate_and_store_video` on the default ledger."""
-    return default_ledger().generate_and_store_video(spot_id, era_id, prompt, generate, local_path=local_path)
+    """:meth:`Ledger.generate_and_store_video` on the default ledger (``options``: those of
+    :func:`generation`, and ``reuse``)."""
+    return default_ledger().generate_and_store_video(
+        spot_id, era_id, prompt, generate, local_path=local_path, **options
+    )
 
 
-def reap(older_than: dt.timedelta, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
+def claim(
+    *,
+    worker: str | Worker | None = None,
+    lease: float | str | None = None,
+    spot: str | None = None,
+    era: str | None = None,
+) -> pipeline.Job | None:
+    """:meth:`Ledger.claim` on the default ledger: the next job, or ``None``."""
+    return default_ledger().claim(worker=worker, lease=lease, spot=spot, era=era)
+
+
+def reap(older_than: dt.timedelta | None = None, *, now: dt.datetime | None = None) -> list[VideoMetadata]:
     """:meth:`Ledger.reap` on the default ledger."""
     return default_ledger().reap(older_than, now=now)

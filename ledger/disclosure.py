@@ -30,9 +30,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from ledger.errors import InvalidEntryError, LedgerError
+from ledger.errors import InvalidEntryError, LedgerError, MissingExtraError
 from ledger.events import Provenance
-from ledger.stores import MissingExtraError
 
 __all__ = (
     "C2PA_EXTRA",

@@ -22,6 +22,7 @@ __all__ = (
     "LedgerClosedError",
     "LedgerError",
     "LedgerIOError",
+    "MissingExtraError",
     "NoLedgerError",
     "NoteError",
     "ProofError",
@@ -187,6 +188,12 @@ class ProofError(LedgerError):
 class NoteError(LedgerError):
     """A signed note, checkpoint or key is malformed, or carries no valid signature by the key it is
     checked with. Nothing was written."""
+
+
+class MissingExtraError(LedgerError):
+    """What was asked for needs an optional extra that is not installed (the PostgreSQL store: psycopg;
+    the disclosure inside the file: c2pa-python). Nothing was opened or changed; the message says what to
+    install."""
 
 
 class SigningUnavailableError(LedgerError):

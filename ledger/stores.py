@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from ledger.backend import EventStore, Head
-from ledger.errors import InvalidEntryError, LedgerError, LedgerIOError, NoLedgerError, io_error
+from ledger.errors import (
+    InvalidEntryError,
+    LedgerError,
+    LedgerIOError,
+    MissingExtraError,
+    NoLedgerError,
+    io_error,
+)
 from ledger.fileops import FileOps
 from ledger.layout import Layout
 from ledger.log import EventLog
@@ -59,11 +66,6 @@ POSTGRES_EXTRA: Final = "pip install 'video-ledger[postgres]'"
 
 _SCHEMES: Final = ("postgresql", "postgres")
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-class MissingExtraError(LedgerError):
-    """The store named needs an optional extra that is not installed (the PostgreSQL store: psycopg).
-    Nothing was opened; the message says what to install."""
 
 
 def is_url(spec: str | os.PathLike[str]) -> bool:

@@ -292,6 +292,7 @@ ALLOWED = {
         "ledger.stores",
         "ledger.note",
         "ledger.proofs",
+        "ledger.provenance",
     },
 }
 
