@@ -677,7 +677,8 @@ class Projector:
             ends: list[Head] = [GENESIS]
 
             def runs() -> Iterator[list[EventType]]:
-                for batch in self.store.read(GENESIS):  # durable records only
+                # durable records only; a tree of another log (or none) is built in the same pass
+                for batch in self.tree.along(self.store, self.store.read(GENESIS)):
                     ends.append(batch.end)
                     yield batch.events
 

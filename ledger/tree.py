@@ -27,8 +27,11 @@ Writers hold the projection lock (the snapshot's), so one process at a time exte
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import itertools
 import logging
+import operator
 import os
 import struct
 import zlib
@@ -57,8 +60,10 @@ _KEY: Final = 8
 KEEP_LAG: Final = 128
 """How far the projector lets the tree fall behind the log before it brings it up (:meth:`TreeFile.keep`)."""
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_key_of = operator.attrgetter("spot_id", "era_id")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a replay meets each entry's key many times
 def key_digest(spot_id: str, era_id: str) -> bytes:
     """The 8 bytes that stand for an entry's key ``(spotId, eraId)`` (NFC, as stored) in the index."""
     return hashlib.sha256(f"{spot_id}\x00{era_id}".encode()).digest()[:8]
@@ -301,6 +306,26 @@ class TreeFile:
             self._retry_at = head.seq + KEEP_LAG  # not again at every append: a damaged log stays so
             log.warning("%s is behind the log: %s", self.tree_path, exc)
 
+    def along(self, store: EventStore, batches: Iterable[Batch]) -> Iterator[Batch]:
+        """``batches`` (a read of ``store`` from its first record) as they are; on the way, when the files
+        hold no whole tree of ``store``, each is taken in as leaves, so that a replay from the start builds
+        the tree in its own pass instead of :meth:`follow` reading the log again. A tree that cannot be
+        written now is left behind (:meth:`keep` tries again and says why); the batches pass all the same."""
+        try:
+            loaded = self.load()
+            if loaded is False or (loaded and self.head.seq and _differs(store.at(self.head), self.head)):
+                self._reset()
+            building = not self.head.seq
+        except (LedgerError, OSError):
+            building = False
+        for batch in batches:
+            if building:
+                try:
+                    self._append(batch)
+                except (LedgerError, OSError):
+                    building = False
+            yield batch
+
     def rebuild(self, store: EventStore) -> int:
         """Start again from the empty tree and follow the whole store."""
         self._reset()
@@ -322,7 +347,7 @@ class TreeFile:
         nodes: list[bytes] = []
         for line in lines:
             nodes += self.compact.append(leaf_hash(line))
-        keys = b"".join(key_digest(e.spot_id, e.era_id) for e in events)
+        keys = b"".join(itertools.starmap(key_digest, map(_key_of, events)))
         index = _INDEX.pack(self.head.seq, self.head.at) * len(events)  # each read after this head
         self.head = batch.end
         self._write(b"".join(nodes), keys, index)
