@@ -73,6 +73,7 @@ from ledger.output import (
     HISTORY_HEADER,
     CopyProgress,
     DemoProgress,
+    TerminalProgress,
     fit_to,
     flag_names,
     json_line,
@@ -410,8 +411,11 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the figures as one JSON object (with --by, an array)")
 def _stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with _open(args, readonly=True) as ledger:
-        figures = ledger.stats() if args.by is None else ledger.stats_by(args.by)
+    with (
+        _open(args, readonly=True) as ledger,
+        TerminalProgress(err, "stats", shown=not args.json) as progress,
+    ):
+        figures = ledger.stats(progress=progress) if args.by is None else ledger.stats_by(args.by)
     if args.json:
         out.write(json_line(figures))
     elif isinstance(figures, list):
@@ -525,7 +529,8 @@ def _wait(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @commands.command("rebuild", "Replay the whole log into a fresh generated-videos.json.", "rebuild")
 def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
-        report = ledger.rebuild()
+        with TerminalProgress(err, "rebuild") as progress:
+            report = ledger.rebuild(progress=progress)
         print_rebuilt(report, ledger.snapshot_path, out)
     return EXIT_OK
 
@@ -599,7 +604,9 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             extension = ledger.proofs().extends(note, verifiers, full=args.full)
             print_extension(extension, err if args.json else out, json=False)
     with _open(args, readonly=True) as ledger:
-        report, where = ledger.verify(expect_head=args.expect_head), _log_name(args, ledger)
+        with TerminalProgress(err, "verify", shown=not args.json) as progress:
+            report = ledger.verify(expect_head=args.expect_head, progress=progress)
+        where = _log_name(args, ledger)
         if not args.json:
             print_verify(report, where, out)
         files = (
@@ -831,10 +838,15 @@ def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("path", metavar="PATH", help="the generated-videos.json to import ('-': read it from standard input)")
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    # before the ledger is opened: a refused file leaves DIR as it was
-    checked = read_import_stream(sys.stdin.buffer) if args.path == "-" else read_import(args.path)
-    with _open(args, readonly=False) as ledger:
-        report = ledger.import_entries(checked)
+    with TerminalProgress(err, "import") as progress:
+        checking, recording = progress.step("checking", "entries"), progress.step("recording", "entries")
+        # before the ledger is opened: a refused file leaves DIR as it was
+        if args.path == "-":
+            checked = read_import_stream(sys.stdin.buffer, progress=checking)
+        else:
+            checked = read_import(args.path, progress=checking)
+        with _open(args, readonly=False) as ledger:
+            report = ledger.import_entries(checked, progress=recording)
     print_imported(report, out, err, PROG)
     return EXIT_OK
 

@@ -7,7 +7,7 @@ either; :func:`store_spec` reads the spec from an explicit value or ``$VIDEO_LED
 :func:`describe_store` shows a spec in a message without its password. psycopg is imported only when a URL
 is opened, so the file store needs nothing beyond the core install. :func:`resolve_store` is the one rule
 for which directory and which store a ledger uses; :func:`store_name` names a store in messages.
-``EventStore``, ``Head`` and ``FileOps`` are re-exported for the store API's annotations.
+``EventStore``, ``Head``, ``FileOps``, ``Progress`` and ``reported`` are re-exported for the store API.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from ledger.backend import EventStore, Head
+from ledger.backend import EventStore, Head, Progress, reported
 from ledger.errors import InvalidEntryError, LedgerError, LedgerIOError, NoLedgerError, io_error
 from ledger.fileops import FileOps
 from ledger.layout import Layout
@@ -33,6 +33,7 @@ __all__ = (
     "FileOps",
     "Head",
     "MissingExtraError",
+    "Progress",
     "StoreChoice",
     "check_store_spec",
     "describe_store",
@@ -41,6 +42,7 @@ __all__ = (
     "make_directory",
     "open_chosen",
     "open_store",
+    "reported",
     "resolve_store",
     "same_directory",
     "store_name",
