@@ -130,10 +130,10 @@ from ledger.store import (
     watch,
 )
 from ledger.stores import (
-    describe_store,
     init_postgres,
     is_url,
     resolve_store,
+    store_name,
     store_spec,
 )
 
@@ -212,9 +212,9 @@ def _read(name: str) -> bytes:
 
 
 def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
-    """Where the events are, as verify names it: the log file, or the store's URL without its password."""
+    """Where the events are, as every message names the store (:func:`~ledger.stores.store_name`)."""
     url = _url(args)
-    return describe_store(url) if url is not None else str(ledger.log_path)
+    return str(store_name(url)) if url is not None else str(ledger.log_path)
 
 
 @contextlib.contextmanager
@@ -498,7 +498,7 @@ def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     stop, url = threading.Event(), _url(args)
     with _stop_on_signals(stop):
-        over = f" over {describe_store(url)}" if url is not None else ""
+        over = f" over {store_name(url)}" if url is not None else ""
         err.write(f"{PROG}: watching {args.dir or default_directory()}{over} (Ctrl-C to stop)\n")
         err.flush()
         written = watch(
@@ -866,7 +866,7 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.store is not None and is_url(args.store):
         version = init_postgres(args.store, app_role=args.app_role)
         granted = f"; role {args.app_role} granted what the app needs" if args.app_role else ""
-        out.write(f"ledger schema version {version} in {describe_store(args.store)}{granted}\n")
+        out.write(f"ledger schema version {version} in {store_name(args.store)}{granted}\n")
         return EXIT_OK
     directory = args.dir if args.dir is not None else default_directory()
     if args.app_role is not None:

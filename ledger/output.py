@@ -43,7 +43,7 @@ from ledger.proofs import Bundle, Extension, Proven
 from ledger.queue import attempt_text, worker_text
 from ledger.retry import RetryPolicy, policy_text
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
-from ledger.stores import describe_store
+from ledger.stores import store_name
 from projections.provenance import AttemptRecord, model_label
 from projections.stats import GroupBy, GroupStats, Stats, describe_span
 
@@ -779,7 +779,7 @@ def print_copied(report: CopyReport, source: str, target: str, out: TextIO) -> N
     head = report.head
     resumed = f", resumed after the {report.resumed} already there" if report.resumed else ""
     out.write(
-        f"copied {counted(report.copied, 'record')} from {describe_store(source)} to {describe_store(target)}"
+        f"copied {counted(report.copied, 'record')} from {store_name(source)} to {store_name(target)}"
         f"{resumed}; head {head.seq}:{head.hash}\n"
     )
 

@@ -13,7 +13,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.cli import main
-from ledger.stores import STORE_ENV, describe_store, open_store
+from ledger.stores import STORE_ENV, describe_store, open_store, store_name
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
 from .pg import PgServer, free_port, require_psycopg
@@ -73,7 +73,8 @@ def test_init_creates_the_schema_grants_the_app_role_and_runs_again_safely(
     assert (code, err) == (0, "")
     assert (
         out
-        == f"ledger schema version {SCHEMA_VERSION} in {pg_url}; role copy_app granted what the app needs\n"
+        == f"ledger schema version {SCHEMA_VERSION} in {store_name(pg_url)}; role copy_app granted what the "
+        "app needs\n"
     )
     app_url = pg_server.database_url(pg_url.rsplit("/", 1)[1], "copy_app")
     store = open_store(app_url)  # the app role reads the empty ledger
@@ -93,7 +94,7 @@ def test_init_takes_the_store_from_the_environment(
 ) -> None:
     monkeypatch.setenv(STORE_ENV, pg_url)
     code, out, _ = cli(capsys, "init")
-    assert code == 0 and pg_url in out
+    assert code == 0 and str(store_name(pg_url)) in out
 
 
 def test_init_on_a_directory_creates_the_ledger_and_says_it_has_no_schema(
@@ -174,7 +175,9 @@ def test_copy_prints_one_summary_line_and_resumes(
     code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", pg_url)
     assert (code, err) == (0, "")
     assert re.fullmatch(
-        rf"copied 12 records from {tmp_path / 'src'} to {re.escape(pg_url)}; head {HEAD}\n", out
+        rf"copied 12 records from {re.escape(str(tmp_path / 'src' / 'events.jsonl'))} to "
+        rf"{re.escape(str(store_name(pg_url)))}; head {HEAD}\n",
+        out,
     )
     code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
     assert code == 0 and (tmp_path / "back" / "events.jsonl").read_bytes() == source
