@@ -18,7 +18,7 @@ from typing import Final, NamedTuple
 
 from ledger import lifecycle
 from ledger import projector as projector_room
-from ledger.backend import Audit, EventStore, Head, TornTail
+from ledger.backend import Audit, EventStore, Head, Progress, TornTail, reported
 from ledger.errors import CorruptLogError, InvalidEntryError
 from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, Status, normalize_id
 from projections import entries as entries_view
@@ -124,7 +124,9 @@ class _Walk(NamedTuple):
     """The hash of the anchored event's line where the walk met it."""
 
 
-def verify(projector: projector_room.Projector, *, expect_head: str | None = None) -> VerifyReport:
+def verify(
+    projector: projector_room.Projector, *, expect_head: str | None = None, progress: Progress | None = None
+) -> VerifyReport:
     """Walk the whole store of ``projector`` checking every record and change, then its checkpoint and its
     snapshot against the store (:meth:`Ledger.verify <ledger.store.Ledger.verify>` says what is checked).
     Reports the first problem; changes nothing."""
@@ -133,7 +135,7 @@ def verify(projector: projector_room.Projector, *, expect_head: str | None = Non
     pair = _read_pair(projector)
     probe = _probe(pair, projector.checkpoint_path)
     audit = store.check()
-    walk = _walk(audit, probe, anchor)
+    walk = _walk(audit, probe, anchor, progress)
     end = audit.end
     problem, note = walk.problem, None
     durable = _durable_head(store, end) if problem is None else None
@@ -170,13 +172,16 @@ def _probe(pair: _Pair, checkpoint_path: Path) -> _SnapshotProbe | None:
     return _SnapshotProbe(snapshot, 0, at_end=True)
 
 
-def _walk(audit: Audit, probe: _SnapshotProbe | None, anchor: tuple[int, str] | None) -> _Walk:
-    """Every record of ``audit`` checked, its runs lawful, shown to ``probe`` as far as it needs."""
+def _walk(
+    audit: Audit, probe: _SnapshotProbe | None, anchor: tuple[int, str] | None, progress: Progress | None
+) -> _Walk:
+    """Every record of ``audit`` checked, its runs lawful, shown to ``probe`` as far as it needs; ``progress``
+    told as the records are read."""
     anchor_seen: list[str] = []  # the hash of the anchored event's line, once the walk meets it
     statuses: dict[tuple[str, str], Status] = {}  # each entry's status so far
     problems: list[tuple[str, int]] = []
     skew = stats_view.SkewWatch()
-    lawful_ = lawful_runs((b.events for b in audit), statuses, problems)
+    lawful_ = lawful_runs(reported((b.events for b in audit), progress), statuses, problems)
     runs = _skew_watched((events for _, events in lawful_), skew)
     if anchor is not None:
         runs = _anchored(runs, anchor[0], anchor_seen)

@@ -48,11 +48,13 @@ __all__ = (
     "Decide",
     "EventStore",
     "Head",
+    "Progress",
     "Record",
     "TornTail",
     "check_continues",
     "checked_event",
     "counted_down",
+    "reported",
 )
 
 
@@ -112,6 +114,24 @@ empty sequence appends nothing. If it raises, nothing is appended and ``append``
 run it more than once: first on the caller's head with nothing unseen, without the lock, and again under
 the lock when that head turned out not to be the tip (:mod:`ledger.postgres`); only the last run's records
 land, and only the last run's error is raised."""
+
+
+Progress = Callable[[int, int | None], None]
+"""``progress(done, total)``: how far a long call (a whole read of the log, an import) has got: records
+read (or entries checked) so far, of ``total`` when it is known. Called as it goes, once per batch or so;
+the library reports, a caller (the command line) decides whether and how to show it."""
+
+
+def reported(runs: Iterable[list[EventType]], progress: Progress | None) -> Iterator[list[EventType]]:
+    """``runs`` of events read from the start of a log, as they come, ``progress`` told after each how
+    many records have been read (the last one's ``seq``)."""
+    if progress is None:
+        yield from runs
+        return
+    for run in runs:
+        yield run
+        if run:
+            progress(run[-1].seq, None)
 
 
 class Audit(abc.ABC):

@@ -73,6 +73,7 @@ from ledger.output import (
     HISTORY_HEADER,
     CopyProgress,
     DemoProgress,
+    TerminalProgress,
     fit_to,
     flag_names,
     json_line,
@@ -130,10 +131,10 @@ from ledger.store import (
     watch,
 )
 from ledger.stores import (
-    describe_store,
     init_postgres,
     is_url,
     resolve_store,
+    store_name,
     store_spec,
 )
 
@@ -212,9 +213,9 @@ def _read(name: str) -> bytes:
 
 
 def _log_name(args: argparse.Namespace, ledger: Ledger) -> str:
-    """Where the events are, as verify names it: the log file, or the store's URL without its password."""
+    """Where the events are, as every message names the store (:func:`~ledger.stores.store_name`)."""
     url = _url(args)
-    return describe_store(url) if url is not None else str(ledger.log_path)
+    return str(store_name(url)) if url is not None else str(ledger.log_path)
 
 
 @contextlib.contextmanager
@@ -504,8 +505,11 @@ def _snapshot(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the figures as one JSON object (with --by, an array)")
 def _stats(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with _open(args, readonly=True) as ledger:
-        figures = ledger.stats() if args.by is None else ledger.stats_by(args.by)
+    with (
+        _open(args, readonly=True) as ledger,
+        TerminalProgress(err, "stats", shown=not args.json) as progress,
+    ):
+        figures = ledger.stats(progress=progress) if args.by is None else ledger.stats_by(args.by)
     if args.json:
         out.write(json_line(figures))
     elif isinstance(figures, list):
@@ -588,7 +592,7 @@ def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     stop, url = threading.Event(), _url(args)
     with _stop_on_signals(stop):
-        over = f" over {describe_store(url)}" if url is not None else ""
+        over = f" over {store_name(url)}" if url is not None else ""
         err.write(f"{PROG}: watching {args.dir or default_directory()}{over} (Ctrl-C to stop)\n")
         err.flush()
         written = watch(
@@ -619,7 +623,8 @@ def _wait(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @commands.command("rebuild", "Replay the whole log into a fresh generated-videos.json.", "rebuild")
 def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _open(args, readonly=False) as ledger:
-        report = ledger.rebuild()
+        with TerminalProgress(err, "rebuild") as progress:
+            report = ledger.rebuild(progress=progress)
         print_rebuilt(report, ledger.snapshot_path, out)
     return EXIT_OK
 
@@ -693,7 +698,9 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             extension = ledger.proofs().extends(note, verifiers, full=args.full)
             print_extension(extension, err if args.json else out, json=False)
     with _open(args, readonly=True) as ledger:
-        report, where = ledger.verify(expect_head=args.expect_head), _log_name(args, ledger)
+        with TerminalProgress(err, "verify", shown=not args.json) as progress:
+            report = ledger.verify(expect_head=args.expect_head, progress=progress)
+        where = _log_name(args, ledger)
         if not args.json:
             print_verify(report, where, out)
         files = (
@@ -925,10 +932,15 @@ def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("path", metavar="PATH", help="the generated-videos.json to import ('-': read it from standard input)")
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    # before the ledger is opened: a refused file leaves DIR as it was
-    checked = read_import_stream(sys.stdin.buffer) if args.path == "-" else read_import(args.path)
-    with _open(args, readonly=False) as ledger:
-        report = ledger.import_entries(checked)
+    with TerminalProgress(err, "import") as progress:
+        checking, recording = progress.step("checking", "entries"), progress.step("recording", "entries")
+        # before the ledger is opened: a refused file leaves DIR as it was
+        if args.path == "-":
+            checked = read_import_stream(sys.stdin.buffer, progress=checking)
+        else:
+            checked = read_import(args.path, progress=checking)
+        with _open(args, readonly=False) as ledger:
+            report = ledger.import_entries(checked, progress=recording)
     print_imported(report, out, err, PROG)
     return EXIT_OK
 
@@ -948,7 +960,7 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.store is not None and is_url(args.store):
         version = init_postgres(args.store, app_role=args.app_role)
         granted = f"; role {args.app_role} granted what the app needs" if args.app_role else ""
-        out.write(f"ledger schema version {version} in {describe_store(args.store)}{granted}\n")
+        out.write(f"ledger schema version {version} in {store_name(args.store)}{granted}\n")
         return EXIT_OK
     directory = args.dir if args.dir is not None else default_directory()
     if args.app_role is not None:

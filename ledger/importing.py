@@ -8,6 +8,7 @@ records it (:func:`ledger.requests.adopt`) and reports an :class:`ImportReport`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -59,11 +60,17 @@ MAX_IMPORT_BYTES: Final = 1 << 32
 about 300 MB)."""
 
 
-def read_import(source: str | os.PathLike[str] | bytes, *, ops: FileOps | None = None) -> ImportFile:
+def read_import(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    ops: FileOps | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> ImportFile:
     """Read and check a ``generated-videos.json`` to import (a path, or its bytes) without touching any
     ledger: every entry valid, with its ``createdAt``, each ``(spotId, eraId)`` once. Raises
     :class:`~ledger.errors.InvalidEntryError` naming the entry's index, or
-    :class:`~ledger.errors.LedgerIOError`; :meth:`Ledger.import_entries` takes the result."""
+    :class:`~ledger.errors.LedgerIOError`; :meth:`Ledger.import_entries` takes the result. ``progress``
+    (:data:`~ledger.backend.Progress`) is told the entries checked, of all, every 1,024 and at the end."""
     ops = ops or FileOps()
     data = source if isinstance(source, bytes) else _read_import(ops, Path(os.fsdecode(source)))
     items = _decode_import(data)
@@ -86,6 +93,8 @@ def read_import(source: str | os.PathLike[str] | bytes, *, ops: FileOps | None =
         except InvalidEntryError as exc:
             raise InvalidEntryError(f"entry {index}: {exc}") from None
         entries.append(entry)
+        if progress is not None and (index % 1024 == 1023 or index == len(items) - 1):
+            progress(index + 1, len(items))
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         dup = next(k for k in keys if keys.count(k) > 1)
@@ -95,13 +104,15 @@ def read_import(source: str | os.PathLike[str] | bytes, *, ops: FileOps | None =
     return ImportFile(entries=tuple(entries), dropped=dropped)
 
 
-def read_import_stream(stream: BinaryIO) -> ImportFile:
+def read_import_stream(
+    stream: BinaryIO, *, progress: Callable[[int, int | None], None] | None = None
+) -> ImportFile:
     """:func:`read_import` of what ``stream`` holds (``import -``: standard input), within the same size
     limit as a file."""
     data = stream.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
         raise InvalidEntryError(f"the file to import holds more than {MAX_IMPORT_BYTES} bytes")
-    return read_import(data)
+    return read_import(data, progress=progress)
 
 
 def _read_import(ops: FileOps, path: Path) -> bytes:

@@ -98,6 +98,7 @@ __all__ = (
     "PostgresStore",
     "SchemaVersionError",
     "init",
+    "name_of",
     "schema_version",
     "settle_command",
 )
@@ -241,6 +242,12 @@ def _where(url: str) -> Path:
 
 
 _WHERE = (("host", ""), ("port", 5432), ("dbname", ""))
+
+
+def name_of(url: str) -> Path:
+    """How every message names the store at ``url`` (:func:`ledger.stores.store_name`): its host, port and
+    database, never the user, a password or a parameter."""
+    return _where(url)
 
 
 def _shown(value: str) -> str:

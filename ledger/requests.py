@@ -11,6 +11,7 @@ spelling the entry is held under (the ids in NFC, or an older exact spelling, ``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = (
     "no_entry",
     "reap",
     "reap_if_unchanged",
+    "reporting",
     "start_attempt",
     "stored_key",
     "to",
@@ -239,3 +241,23 @@ def stored_key(
     if given == nfc or any(nfc in entries for entries in held) or not any(given in e for e in held):
         return nfc
     return given
+
+
+def reporting(batch: list[Request], progress: Callable[[int, int | None], None] | None) -> list[Request]:
+    """``batch`` whose plans tell ``progress`` how many of them have run, of all (every 1,024, and the
+    last): an import's progress while it is planned."""
+    if progress is None:
+        return batch
+    done, total = itertools.count(1), len(batch)
+
+    def told(plan: Plan) -> Plan:
+        def run(current: VideoMetadata | None) -> lifecycle.Change | None:
+            change = plan(current)
+            n = next(done)
+            if n % 1024 == 0 or n == total:
+                progress(n, total)
+            return change
+
+        return run
+
+    return [(key, told(plan)) for key, plan in batch]

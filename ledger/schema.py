@@ -131,6 +131,7 @@ def _with_crc(name: str, definition: dict[str, Any]) -> None:
 
 SNAPSHOT_RULES: dict[str, Any] = {
     "if": {"properties": {"status": {"const": "failed"}}},
+    "then": {"required": ["error"]},
     "else": {
         "not": {"required": ["error"]},
         "if": {"properties": {"status": {"const": "ready"}}},
@@ -139,7 +140,7 @@ SNAPSHOT_RULES: dict[str, Any] = {
 }
 """What a snapshot entry's status says of its other members, as one ``if``/``else`` (code generators
 leave a bare conditional out of the type, where ``allOf`` would replace the interface): ``error`` is there
-only on a failed entry; a ready one has its ``localPath`` and ``completedAt``."""
+on a failed entry and only there; a ready one has its ``localPath`` and ``completedAt``."""
 
 
 def _snapshot_required(name: str, definition: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import operator
 import os
@@ -43,7 +44,7 @@ from ledger.projector import encode_entries, save_entries
 from ledger.proofs import Proofs
 from ledger.provenance import event_records
 from ledger.provenance_api import ProvenanceAPI
-from ledger.stores import EventStore, FileOps, Head, open_chosen, warn_if_beside
+from ledger.stores import EventStore, FileOps, Head, Progress, open_chosen, reported, warn_if_beside
 from ledger.writer import MAX_CLOCK_LEAD, Writer
 from projections import entries as entries_view
 from projections import history as history_view
@@ -356,15 +357,18 @@ class Ledger(ProvenanceAPI, WorkLoop):
             self, spot_id, era_id, prompt, generate, local_path=local_path, **options
         )
 
-    def import_entries(self, source: str | os.PathLike[str] | bytes | ImportFile) -> ImportReport:
+    def import_entries(
+        self, source: str | os.PathLike[str] | bytes | ImportFile, *, progress: Progress | None = None
+    ) -> ImportReport:
         """Turn an existing ``generated-videos.json`` (a path, its bytes, or what :func:`read_import` made
         of it) into ``imported`` events that keep each entry's timestamps. Entries already in the ledger are
         left as they are, so importing the same file twice changes nothing the second time. An invalid
         entry raises :class:`~ledger.errors.InvalidEntryError` naming its index in the array, and nothing is
         imported. To leave a directory without a ledger as it was when the file is refused, call
-        :func:`read_import` before opening the ledger (what ``video-ledger import`` does)."""
+        :func:`read_import` before opening the ledger (what ``video-ledger import`` does). ``progress``
+        (:data:`~ledger.backend.Progress`) is told the entries planned, of all."""
         checked = source if isinstance(source, ImportFile) else read_import(source, ops=self._projector.ops)
-        batch = [(e.key, requests.adopt(e)) for e in checked.entries]
+        batch = requests.reporting([(e.key, requests.adopt(e)) for e in checked.entries], progress)
         outcomes = self._writer.commit(batch, importing=True)
         imported = sum(o.recorded for o in outcomes)
         return ImportReport(
@@ -429,11 +433,12 @@ class Ledger(ProvenanceAPI, WorkLoop):
             raise requests.no_entry(spot_id, era_id)
         return story
 
-    def stats(self) -> stats_view.Stats:
+    def stats(self, *, progress: Progress | None = None) -> stats_view.Stats:
         """Entries per status and era, attempts, success rate, generation times, frequent failures: one
-        pass over the log in bounded memory."""
+        pass over the log in bounded memory (``progress`` told the records read as it goes)."""
         self._writer.refuse_app_file()
-        return stats_view.stats(self._store.events())
+        runs = reported((batch.events for batch in self._store.read()), progress)
+        return stats_view.stats(itertools.chain.from_iterable(runs))
 
     def wait_for(
         self, seq: int, *, timeout: float | None = None, stop_event: watch_room.StopEvent | None = None
@@ -465,16 +470,17 @@ class Ledger(ProvenanceAPI, WorkLoop):
         )  # fmt: skip
         return history_view.filtered(items, wanted, ends=False)
 
-    def rebuild(self) -> RebuildReport:
+    def rebuild(self, *, progress: Progress | None = None) -> RebuildReport:
         """Replay the whole log into a fresh snapshot (same bytes as the one kept current), checking each
         event's time order and lifecycle change as :meth:`verify` does: :class:`CorruptLogError` names
-        the first line that breaks them, and the snapshot is left as it is."""
+        the first line that breaks them, and the snapshot is left as it is. ``progress``: as :meth:`stats`."""
         self._writer.check_writable()
         with self._mutex:
-            head = self._projector.rebuild(audit.lawful(self._projector.where))
+            lawful = audit.lawful(self._projector.where)
+            head = self._projector.rebuild(lambda runs: lawful(reported(runs, progress)))
             return RebuildReport(events=head.seq, entries=len(self._model.entries))
 
-    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
+    def verify(self, *, expect_head: str | None = None, progress: Progress | None = None) -> VerifyReport:
         """Walk the whole log checking every line's crc, ``seq``, chain hash, time order and lifecycle
         change, then the checkpoint and the snapshot against it. Reports the first problem; changes nothing.
 
@@ -487,8 +493,8 @@ class Ledger(ProvenanceAPI, WorkLoop):
         ``expect_head`` is a head ``SEQ:HASH`` an earlier verify reported (:attr:`VerifyReport.head`), kept
         where the ledger's host cannot rewrite it: the log's event ``SEQ`` must still hash to ``HASH`` (the
         log may have grown since), else that is the problem reported. A whole log rewritten with its chain
-        recomputed passes every other check, but not this one."""
-        return audit.verify(self._projector, expect_head=expect_head)
+        recomputed passes every other check, but not this one. ``progress``: as :meth:`stats`."""
+        return audit.verify(self._projector, expect_head=expect_head, progress=progress)
 
     def proofs(self) -> Proofs:
         """Signed checkpoints, consistency and inclusion proofs over this ledger's Merkle tree

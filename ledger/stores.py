@@ -4,10 +4,11 @@ A store is named by a *spec*: a ``postgresql://`` (or ``postgres://``) URL names
 (:class:`ledger.postgres.PostgresStore`, ``pip install 'video-ledger[postgres]'``); anything else is a
 directory, whose ``events.jsonl`` is the file store (:class:`ledger.log.EventLog`). :func:`open_store` opens
 either; :func:`store_spec` reads the spec from an explicit value or ``$VIDEO_LEDGER_STORE``;
-:func:`describe_store` shows a spec in a message without its password. psycopg is imported only when a URL
-is opened, so the file store needs nothing beyond the core install. :func:`resolve_store` is the one rule
-for which directory and which store a ledger uses; :func:`store_name` names a store in messages.
-``EventStore``, ``Head`` and ``FileOps`` are re-exported for the store API's annotations.
+:func:`store_name` names a store in every message, in one spelling; :func:`describe_store` shows a spec
+as it was given, without its password (for a spec that names no store). psycopg is imported only when a
+URL is opened, so the file store needs nothing beyond the core install. :func:`resolve_store` is the one
+rule for which directory and which store a ledger uses. ``EventStore``, ``Head``, ``FileOps``,
+``Progress`` and ``reported`` are re-exported for the store API.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from ledger.backend import EventStore, Head
+from ledger.backend import EventStore, Head, Progress, reported
 from ledger.errors import (
     InvalidEntryError,
     LedgerError,
@@ -40,6 +41,7 @@ __all__ = (
     "FileOps",
     "Head",
     "MissingExtraError",
+    "Progress",
     "StoreChoice",
     "check_store_spec",
     "describe_store",
@@ -48,6 +50,7 @@ __all__ = (
     "make_directory",
     "open_chosen",
     "open_store",
+    "reported",
     "resolve_store",
     "same_directory",
     "store_name",
@@ -266,7 +269,7 @@ def open_store(
             return PostgresStore(url) if retry_for is None else PostgresStore(url, retry_for=retry_for)
         except NoLedgerError:
             raise NoLedgerError(
-                f"no ledger in {describe_store(url)}: create its schema first "
+                f"no ledger in {store_name(url)}: create its schema first "
                 "(video-ledger --store URL init, or ledger.postgres.init)"
             ) from None
     check_store_spec(where)
@@ -362,8 +365,18 @@ def open_chosen(
     return directory, open_store(spec, readonly=readonly, ops=ops, follow_symlinks=follow_symlinks), True
 
 
-def store_name(store: EventStore) -> Path:
-    """How messages name ``store``: its file (the file store), or what it calls itself."""
+def store_name(store: EventStore | str | os.PathLike[str]) -> Path:
+    """How every message names a store, in one spelling: the file store by its log file
+    (``DIR/events.jsonl``), a PostgreSQL store as ``postgresql:HOST:PORT/DATABASE`` (never its user, a
+    password or a parameter), another by what it calls itself. Given a spec (a URL, a directory), the
+    store it names, without opening it."""
+    if not isinstance(store, EventStore):
+        if is_url(store):
+            _require_psycopg()
+            from ledger.postgres import name_of
+
+            return name_of(str(store))
+        return Layout.of(store).log
     where = getattr(store, "path", None) or getattr(store, "where", None)
     return where if isinstance(where, Path) else Path(f"<{type(store).__name__}>")
 

@@ -16,7 +16,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.cli import main
-from ledger.stores import RETRY_ENV
+from ledger.stores import RETRY_ENV, store_name
 
 from .conftest import PYTHON, ROOT, FakeClock, entry
 from .pg import CuttingProxy, PgServer, free_port, require_psycopg
@@ -41,7 +41,7 @@ _MASKS = (
 def _mask(text: str, directory: Path, url: str | None) -> str:
     text = text.replace(str(directory / "events.jsonl"), "LOG").replace(str(directory), "DIR")
     if url is not None:
-        text = text.replace(url, "LOG")
+        text = text.replace(url, "LOG").replace(str(store_name(url)), "LOG")  # how messages name it
     for pattern, replacement in _MASKS:
         text = pattern.sub(replacement, text)
     return text

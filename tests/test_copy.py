@@ -26,7 +26,7 @@ from ledger.memory import MemoryStore
 from ledger.postgres import (
     init,
 )
-from ledger.stores import open_store
+from ledger.stores import open_store, store_name
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
 from .pg import PgServer, require_psycopg, tamper
@@ -294,7 +294,9 @@ def test_copy_prints_one_summary_line_and_resumes(
     code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", pg_url)
     assert (code, err) == (0, "")
     assert re.fullmatch(
-        rf"copied 12 records from {tmp_path / 'src'} to {re.escape(pg_url)}; head {HEAD}\n", out
+        rf"copied 12 records from {re.escape(str(tmp_path / 'src' / 'events.jsonl'))} to "
+        rf"{re.escape(str(store_name(pg_url)))}; head {HEAD}\n",
+        out,
     )
     code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
     assert code == 0 and (tmp_path / "back" / "events.jsonl").read_bytes() == source

@@ -114,9 +114,10 @@ DONE = {"completedAt": "2026-11-24T09:00:01.000000Z"}
         ({**ENTRY, "status": "ready", "localPath": "v.mp4", **DONE, "error": "e"}, "should not be valid"),
         ({**ENTRY, "status": "pending", "error": "e"}, "should not be valid"),
         ({**ENTRY, "status": "generating", "error": "e"}, "should not be valid"),
+        ({**ENTRY, "status": "failed", **DONE}, "'error' is a required property"),
     ],
     ids=["ready-without-localPath", "ready-without-completedAt", "error-on-ready", "error-on-pending",
-         "error-on-generating"],
+         "error-on-generating", "failed-without-error"],
 )  # fmt: skip
 def test_a_snapshot_breaking_a_rule_of_its_status_fails_validation(entry: dict[str, str], why: str) -> None:
     """The snapshot's ``if``/``else``: ``error`` only on a failed entry; ``localPath`` and ``completedAt``
