@@ -26,9 +26,19 @@ import msgspec
 from ledger import lifecycle, requests
 from ledger.backend import GENESIS, Head
 from ledger.errors import IllegalTransitionError, InvalidEntryError, StaleHeadError
-from ledger.events import EventType, Policy, Renewed, VideoMetadata, Worker, format_ts, validate_entry
-from ledger.pipeline import Job, Recorder
-from ledger.queue import Work, WorkIndex, lease_current, lease_expiry
+from ledger.events import (
+    EventType,
+    Policy,
+    Provenance,
+    Renewed,
+    VideoMetadata,
+    Worker,
+    format_ts,
+    validate_entry,
+)
+from ledger.pipeline import Job, Recorder, Signer
+from ledger.provenance import event_records
+from ledger.queue import Work, WorkIndex, claim_key, lease_current, lease_expiry
 from ledger.retry import RetryPolicy, parse_duration
 from ledger.writer import POLICY_KEY, Writer
 from projections.stats import describe_span
@@ -87,9 +97,14 @@ class Claims:
             self.sync()
             return self.index.policy, self.index.policy_seq
 
-    def claim(self, worker: Worker, lease: float, spot: str | None, era: str | None) -> Job | None:
+    def claim(
+        self, worker: Worker, lease: float, spot: str | None, era: str | None, *,
+        provenance: Provenance | None = None, signer: Signer | None = None,
+    ) -> Job | None:  # fmt: skip
         """See :meth:`WorkLoop.claim`."""
         writer = self.writer
+        records = event_records(provenance=provenance, worker=worker)  # checked before the lock
+        made = records.get("provenance")
         with writer.mutex:
             for _ in range(_PICKS):
                 self.sync()
@@ -101,11 +116,14 @@ class Claims:
                 if not keys:
                     return None
                 took: list[tuple[str, str]] = []
-                batch = [(key, self._take(key, keys[0], took, lease, worker)) for key in keys]
+                batch = [(key, self._take(key, keys[0], took, lease, records)) for key in keys]
                 outcomes = writer.commit(batch)
                 for entry, recorded in outcomes:
                     if recorded and entry is not None and entry.attempt is not None:
-                        return Job(self.recorder, entry.spot_id, entry.era_id, entry.attempt, lease=lease)
+                        return Job(
+                            self.recorder, entry.spot_id, entry.era_id, entry.attempt, lease=lease,
+                            provenance=made, signer=signer,
+                        )  # fmt: skip
             return None
 
     def _take(
@@ -114,7 +132,7 @@ class Claims:
         first: tuple[str, str],
         took: list[tuple[str, str]],
         lease: float,
-        who: Worker,
+        records: dict[str, object],
     ) -> requests.Plan:
         """The plan that starts ``key``'s attempt if no entry offered before it in this commit was taken
         and the entry is as the index saw it (else it records nothing). ``took`` holds the one taken in
@@ -130,11 +148,23 @@ class Claims:
             start = msgspec.structs.replace(current, status="generating", error=None, attempt=None)
             change = lifecycle.plan_change(current, validate_entry(start))
             assert change is not None  # pending or failed to generating is a change
-            change.fields.update(lease=lease, worker=who)
+            change.fields.update(records, lease=lease)
             took.append(key)
             return change
 
         return plan
+
+    def settled(self, spot_id: str, era_id: str) -> bool:
+        """Whether the entry is done as far as the work loop goes: ``ready``, or ``failed`` with no attempt
+        left under the retry policy (or an error it does not retry); ``False`` for one that is not there."""
+        with self.writer.mutex:
+            self.sync()
+            work = self.index.work(requests.key(spot_id, era_id))
+        if work is None:
+            return False
+        return work.status == "ready" or (
+            work.status == "failed" and claim_key(work, self.index.policy) is None
+        )
 
     def heartbeat(self, spot_id: str, era_id: str, attempt: int, lease: float | None) -> None:
         """See :meth:`WorkLoop.heartbeat`."""
@@ -260,6 +290,8 @@ class WorkLoop:
         lease: float | str | None = None,
         spot: str | None = None,
         era: str | None = None,
+        provenance: Provenance | None = None,
+        signer: Signer | None = None,
     ) -> Job | None:
         """Take the next job: start an attempt on the entry that waited longest among those that are
         ``pending``, or ``failed`` with attempts left under the retry policy and their backoff passed;
@@ -274,9 +306,13 @@ class WorkLoop:
                 with job:
                     job.ready(render(job.spot_id, job.era_id))
 
+        ``provenance`` (what the worker knows before it knows the job: its model, say) goes on the attempt's
+        ``generating`` event, and ``job.ready(provenance=...)`` completes it; with a ``signer``, ``ready``
+        embeds the disclosure first (as :meth:`generation` does).
+
         A running attempt whose lease ran out is first recorded ``failed`` (as :meth:`reap` does)."""
         who = worker if isinstance(worker, Worker) else this_worker(worker)
-        return self.claims.claim(who, check_lease(lease), spot, era)
+        return self.claims.claim(who, check_lease(lease), spot, era, provenance=provenance, signer=signer)
 
     def heartbeat(
         self: _Host, spot_id: str, era_id: str, attempt: int, *, lease: float | str | None = None

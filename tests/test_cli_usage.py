@@ -713,7 +713,7 @@ def test_interrupting_the_demo_stops_its_workers_promptly(
     assert [e for e in entries if e.status == "generating"] == []
     interrupted = [e for e in entries if e.error == "interrupted by SIGTERM"]
     assert 1 <= len(interrupted) <= 2
-    assert len(entries) < 84
+    assert any(e.status == "pending" for e in entries), "stopped before every queued job was claimed"
 
 
 def test_import_dash_reads_standard_input(tmp_path: Path) -> None:
