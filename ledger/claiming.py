@@ -16,6 +16,7 @@ snapshot); each later claim reads only the records after the last one it read.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ import msgspec
 
 from ledger import lifecycle, requests
 from ledger.backend import GENESIS, Head
-from ledger.errors import IllegalTransitionError, InvalidEntryError, StaleHeadError
+from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError, StaleHeadError
 from ledger.events import (
     EventType,
     Policy,
@@ -36,14 +37,27 @@ from ledger.events import (
     format_ts,
     validate_entry,
 )
+from ledger.fileops import atomic_write
+from ledger.layout import CHECKPOINT_NAME
 from ledger.pipeline import Job, Recorder, Signer
 from ledger.provenance import event_records
-from ledger.queue import Work, WorkIndex, claim_key, lease_current, lease_expiry
+from ledger.queue import Work, WorkIndex, claim_key, decode_state, encode_state, lease_current, lease_expiry
 from ledger.retry import RetryPolicy, parse_duration
 from ledger.writer import POLICY_KEY, Writer
 from projections.stats import describe_span
 
-__all__ = ("DEFAULT_LEASE", "MAX_LEASE", "POLICY_KEY", "Claims", "WorkLoop", "check_lease", "this_worker")
+__all__ = (
+    "DEFAULT_LEASE",
+    "MAX_LEASE",
+    "POLICY_KEY",
+    "WORK_STATE_NAME",
+    "Claims",
+    "WorkLoop",
+    "check_lease",
+    "this_worker",
+)
+
+log = logging.getLogger("ledger")
 
 DEFAULT_LEASE: Final = 60.0
 """Seconds of a claimed attempt's lease unless the claim says otherwise."""
@@ -53,6 +67,12 @@ _PICKS: Final = 100
 _OFFERED: Final = 16
 """Entries one claim's commit offers, best first: it takes the first of them still as the index saw it,
 so claimers that picked the same top entry at once do not all go round again (one commit, not one each)."""
+WORK_STATE_NAME: Final = CHECKPOINT_NAME + ".work"
+"""The work state file beside the checkpoint: the work loop's index as of a place in the log, so that a
+fresh handle's first claim reads only the log after it (:meth:`Claims.sync`)."""
+_SAVE_AFTER: Final = 2048
+"""A sync that folded at least this many records (a fresh handle catching up) saves the work state."""
+_MAX_STATE: Final = 1 << 30
 
 
 def this_worker(name: str | None = None) -> Worker:
@@ -78,18 +98,58 @@ class Claims:
         self.writer, self.recorder = writer, recorder
         self.index = WorkIndex()
         self.head: Head = GENESIS
+        self._seeded = False
+        self.state_path = writer.directory / WORK_STATE_NAME
 
     def sync(self) -> None:
-        """Fold the records after :attr:`head` into the index (the first call reads the whole log)."""
-        store = self.writer.store
+        """Fold the records after :attr:`head` into the index. The first call starts from the work state
+        file where the store holds its place exactly (:meth:`seed`), else from the start; one that folded
+        many records (:data:`_SAVE_AFTER`) saves the state for the next fresh handle."""
+        if not self._seeded:
+            self._seeded = True
+            self.seed()
+        store, before = self.writer.store, self.head.seq
         try:
             batches = list(store.read(self.head))
         except StaleHeadError:  # the store was replaced under this handle: start again
-            self.index, self.head = WorkIndex(), GENESIS
+            self.index, self.head, before = WorkIndex(), GENESIS, 0
             batches = list(store.read(GENESIS))
         for batch in batches:
             self.index.fold(batch.events)
             self.head = batch.end
+        if self.head.seq - before >= _SAVE_AFTER and not self.writer.readonly:
+            self.save()
+
+    def seed(self) -> None:
+        """Start the index from the work state file if it is whole (its CRC-32) and the store holds the
+        record it is as of exactly (``seq``, hash and time, as a checkpoint is checked: its records before
+        are then the ones the state was folded from, the chain says); else leave it empty. A cache: any
+        doubt reads the log instead."""
+        try:
+            restored = decode_state(self.writer.ops.read_regular(self.state_path, _MAX_STATE))
+        except OSError:
+            return
+        if restored is None:
+            return
+        index, place = restored
+        head = Head(*place)
+        try:
+            found = self.writer.store.at(head)
+        except LedgerError:
+            return  # the full read reports what is wrong with the store
+        if found is not None and found[:3] == head[:3]:
+            self.index, self.head = index, found
+
+    def save(self) -> None:
+        """Write the work state file as of :attr:`head` (no fsync: a cache, checked when read); a failure
+        is logged, not raised (the next fresh handle reads the log)."""
+        try:
+            atomic_write(
+                self.writer.ops, self.state_path, encode_state(self.index, self.head), label="work_state",
+                durable=False,
+            )  # fmt: skip
+        except (OSError, LedgerError) as exc:
+            log.warning("could not save the work state %s: %s", self.state_path, exc)
 
     def policy(self) -> tuple[RetryPolicy, int]:
         """The retry policy in force and the ``seq`` of the ``policy`` event that set it (0: the default)."""

@@ -169,6 +169,8 @@ ALLOWED = {
         "ledger",
         "ledger.backend",
         "ledger.events",
+        "ledger.fileops",
+        "ledger.layout",
         "ledger.lifecycle",
         "ledger.pipeline",
         "ledger.provenance",
