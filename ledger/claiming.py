@@ -16,6 +16,7 @@ snapshot); each later claim reads only the records after the last one it read.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -25,15 +26,38 @@ import msgspec
 
 from ledger import lifecycle, requests
 from ledger.backend import GENESIS, Head
-from ledger.errors import IllegalTransitionError, InvalidEntryError, StaleHeadError
-from ledger.events import EventType, Policy, Renewed, VideoMetadata, Worker, format_ts, validate_entry
-from ledger.pipeline import Job, Recorder
-from ledger.queue import Work, WorkIndex, lease_current, lease_expiry
+from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError, StaleHeadError
+from ledger.events import (
+    EventType,
+    Policy,
+    Provenance,
+    Renewed,
+    VideoMetadata,
+    Worker,
+    format_ts,
+    validate_entry,
+)
+from ledger.fileops import atomic_write
+from ledger.layout import CHECKPOINT_NAME
+from ledger.pipeline import Job, Recorder, Signer
+from ledger.provenance import event_records
+from ledger.queue import Work, WorkIndex, claim_key, decode_state, encode_state, lease_current, lease_expiry
 from ledger.retry import RetryPolicy, parse_duration
 from ledger.writer import POLICY_KEY, Writer
 from projections.stats import describe_span
 
-__all__ = ("DEFAULT_LEASE", "MAX_LEASE", "POLICY_KEY", "Claims", "WorkLoop", "check_lease", "this_worker")
+__all__ = (
+    "DEFAULT_LEASE",
+    "MAX_LEASE",
+    "POLICY_KEY",
+    "WORK_STATE_NAME",
+    "Claims",
+    "WorkLoop",
+    "check_lease",
+    "this_worker",
+)
+
+log = logging.getLogger("ledger")
 
 DEFAULT_LEASE: Final = 60.0
 """Seconds of a claimed attempt's lease unless the claim says otherwise."""
@@ -43,6 +67,12 @@ _PICKS: Final = 100
 _OFFERED: Final = 16
 """Entries one claim's commit offers, best first: it takes the first of them still as the index saw it,
 so claimers that picked the same top entry at once do not all go round again (one commit, not one each)."""
+WORK_STATE_NAME: Final = CHECKPOINT_NAME + ".work"
+"""The work state file beside the checkpoint: the work loop's index as of a place in the log, so that a
+fresh handle's first claim reads only the log after it (:meth:`Claims.sync`)."""
+_SAVE_AFTER: Final = 2048
+"""A sync that folded at least this many records (a fresh handle catching up) saves the work state."""
+_MAX_STATE: Final = 1 << 30
 
 
 def this_worker(name: str | None = None) -> Worker:
@@ -68,18 +98,58 @@ class Claims:
         self.writer, self.recorder = writer, recorder
         self.index = WorkIndex()
         self.head: Head = GENESIS
+        self._seeded = False
+        self.state_path = writer.directory / WORK_STATE_NAME
 
     def sync(self) -> None:
-        """Fold the records after :attr:`head` into the index (the first call reads the whole log)."""
-        store = self.writer.store
+        """Fold the records after :attr:`head` into the index. The first call starts from the work state
+        file where the store holds its place exactly (:meth:`seed`), else from the start; one that folded
+        many records (:data:`_SAVE_AFTER`) saves the state for the next fresh handle."""
+        if not self._seeded:
+            self._seeded = True
+            self.seed()
+        store, before = self.writer.store, self.head.seq
         try:
             batches = list(store.read(self.head))
         except StaleHeadError:  # the store was replaced under this handle: start again
-            self.index, self.head = WorkIndex(), GENESIS
+            self.index, self.head, before = WorkIndex(), GENESIS, 0
             batches = list(store.read(GENESIS))
         for batch in batches:
             self.index.fold(batch.events)
             self.head = batch.end
+        if self.head.seq - before >= _SAVE_AFTER and not self.writer.readonly:
+            self.save()
+
+    def seed(self) -> None:
+        """Start the index from the work state file if it is whole (its CRC-32) and the store holds the
+        record it is as of exactly (``seq``, hash and time, as a checkpoint is checked: its records before
+        are then the ones the state was folded from, the chain says); else leave it empty. A cache: any
+        doubt reads the log instead."""
+        try:
+            restored = decode_state(self.writer.ops.read_regular(self.state_path, _MAX_STATE))
+        except OSError:
+            return
+        if restored is None:
+            return
+        index, place = restored
+        head = Head(*place)
+        try:
+            found = self.writer.store.at(head)
+        except LedgerError:
+            return  # the full read reports what is wrong with the store
+        if found is not None and found[:3] == head[:3]:
+            self.index, self.head = index, found
+
+    def save(self) -> None:
+        """Write the work state file as of :attr:`head` (no fsync: a cache, checked when read); a failure
+        is logged, not raised (the next fresh handle reads the log)."""
+        try:
+            atomic_write(
+                self.writer.ops, self.state_path, encode_state(self.index, self.head), label="work_state",
+                durable=False,
+            )  # fmt: skip
+        except (OSError, LedgerError) as exc:
+            log.warning("could not save the work state %s: %s", self.state_path, exc)
 
     def policy(self) -> tuple[RetryPolicy, int]:
         """The retry policy in force and the ``seq`` of the ``policy`` event that set it (0: the default)."""
@@ -87,9 +157,14 @@ class Claims:
             self.sync()
             return self.index.policy, self.index.policy_seq
 
-    def claim(self, worker: Worker, lease: float, spot: str | None, era: str | None) -> Job | None:
+    def claim(
+        self, worker: Worker, lease: float, spot: str | None, era: str | None, *,
+        provenance: Provenance | None = None, signer: Signer | None = None,
+    ) -> Job | None:  # fmt: skip
         """See :meth:`WorkLoop.claim`."""
         writer = self.writer
+        records = event_records(provenance=provenance, worker=worker)  # checked before the lock
+        made = records.get("provenance")
         with writer.mutex:
             for _ in range(_PICKS):
                 self.sync()
@@ -101,11 +176,14 @@ class Claims:
                 if not keys:
                     return None
                 took: list[tuple[str, str]] = []
-                batch = [(key, self._take(key, keys[0], took, lease, worker)) for key in keys]
+                batch = [(key, self._take(key, keys[0], took, lease, records)) for key in keys]
                 outcomes = writer.commit(batch)
                 for entry, recorded in outcomes:
                     if recorded and entry is not None and entry.attempt is not None:
-                        return Job(self.recorder, entry.spot_id, entry.era_id, entry.attempt, lease=lease)
+                        return Job(
+                            self.recorder, entry.spot_id, entry.era_id, entry.attempt, lease=lease,
+                            provenance=made, signer=signer,
+                        )  # fmt: skip
             return None
 
     def _take(
@@ -114,7 +192,7 @@ class Claims:
         first: tuple[str, str],
         took: list[tuple[str, str]],
         lease: float,
-        who: Worker,
+        records: dict[str, object],
     ) -> requests.Plan:
         """The plan that starts ``key``'s attempt if no entry offered before it in this commit was taken
         and the entry is as the index saw it (else it records nothing). ``took`` holds the one taken in
@@ -130,11 +208,23 @@ class Claims:
             start = msgspec.structs.replace(current, status="generating", error=None, attempt=None)
             change = lifecycle.plan_change(current, validate_entry(start))
             assert change is not None  # pending or failed to generating is a change
-            change.fields.update(lease=lease, worker=who)
+            change.fields.update(records, lease=lease)
             took.append(key)
             return change
 
         return plan
+
+    def settled(self, spot_id: str, era_id: str) -> bool:
+        """Whether the entry is done as far as the work loop goes: ``ready``, or ``failed`` with no attempt
+        left under the retry policy (or an error it does not retry); ``False`` for one that is not there."""
+        with self.writer.mutex:
+            self.sync()
+            work = self.index.work(requests.key(spot_id, era_id))
+        if work is None:
+            return False
+        return work.status == "ready" or (
+            work.status == "failed" and claim_key(work, self.index.policy) is None
+        )
 
     def heartbeat(self, spot_id: str, era_id: str, attempt: int, lease: float | None) -> None:
         """See :meth:`WorkLoop.heartbeat`."""
@@ -260,6 +350,8 @@ class WorkLoop:
         lease: float | str | None = None,
         spot: str | None = None,
         era: str | None = None,
+        provenance: Provenance | None = None,
+        signer: Signer | None = None,
     ) -> Job | None:
         """Take the next job: start an attempt on the entry that waited longest among those that are
         ``pending``, or ``failed`` with attempts left under the retry policy and their backoff passed;
@@ -274,9 +366,13 @@ class WorkLoop:
                 with job:
                     job.ready(render(job.spot_id, job.era_id))
 
+        ``provenance`` (what the worker knows before it knows the job: its model, say) goes on the attempt's
+        ``generating`` event, and ``job.ready(provenance=...)`` completes it; with a ``signer``, ``ready``
+        embeds the disclosure first (as :meth:`generation` does).
+
         A running attempt whose lease ran out is first recorded ``failed`` (as :meth:`reap` does)."""
         who = worker if isinstance(worker, Worker) else this_worker(worker)
-        return self.claims.claim(who, check_lease(lease), spot, era)
+        return self.claims.claim(who, check_lease(lease), spot, era, provenance=provenance, signer=signer)
 
     def heartbeat(
         self: _Host, spot_id: str, era_id: str, attempt: int, *, lease: float | str | None = None

@@ -1069,8 +1069,8 @@ def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @commands.command(
     "demo",
-    "Run a small real pipeline against the ledger: worker processes generate placeholder videos "
-    "through generation(), some fail and are retried once.",
+    "Run a small real pipeline against the ledger: worker processes claim queued entries and make tiny "
+    "MP4 videos, some fail and the retry policy runs them again.",
     "demo --dir demo-data --spots 6 --eras 4 --workers 3",
 )
 @option(
@@ -1089,13 +1089,26 @@ def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     "--fail-rate", type=fraction, default=0.2, metavar="P", help="chance an attempt fails, 0..1 (default 0.2)"
 )
 @option("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
+@option(
+    "--no-sign", action="store_true",
+    help="do not sign the videos (default, with the c2pa extra: a throwaway development CA in DIR/dev-ca)",
+)  # fmt: skip
+@option("--c2pa-chain", metavar="PEM", type=path, help="sign with this certificate chain (and --c2pa-key)")
+@option("--c2pa-key", metavar="PEM", type=path, help="the chain's private key (ed25519)")
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if (args.c2pa_chain is None) != (args.c2pa_key is None) or (args.c2pa_chain and args.no_sign):
+        raise UsageError("--c2pa-chain and --c2pa-key go together, and not with --no-sign")
     directory = args.dir if args.dir is not None else default_directory()
+    sign = not args.no_sign
+
+    def signer() -> demo.DemoSigner:  # made once the demo made the ledger: a refusal is the ledger's
+        return demo.demo_signer(directory, chain=args.c2pa_chain, key=args.c2pa_key, sign=sign)
+
     progress = DemoProgress(out, total=args.spots * args.eras)
     try:
         result = demo.run_demo(
-            directory, spots=args.spots, eras=args.eras, workers=args.workers,
-            fail_rate=args.fail_rate, seed=args.seed, progress=progress, store=_url(args),
+            directory, spots=args.spots, eras=args.eras, workers=args.workers, fail_rate=args.fail_rate,
+            seed=args.seed, progress=progress, store=_url(args), signer=signer,
         )  # fmt: skip
     except demo.DemoInterrupted as exc:
         progress.end()
@@ -1110,8 +1123,13 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print_status_counts(entries, out)
         report = ledger.verify()
         print_verify(report, _log_name(args, ledger), out)
-        files = ledger.verify_files(media=Path(directory) / "videos")
+        files = ledger.verify_files(
+            media=Path(directory) / "videos",
+            c2pa=result.signed.signer is not None,
+            trust_anchors=result.signed.trust_anchor,
+        )
         print_files(files, out)
+    out.write(f"retry policy: {result.policy_note}\nvideos: {result.signed.how}\n")
     return EXIT_OK if report.ok and files.ok else EXIT_PROBLEM
 
 

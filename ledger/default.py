@@ -16,8 +16,9 @@ from typing import Any, Unpack
 
 from ledger import pipeline
 from ledger.audit import VerifyReport
-from ledger.events import EventType, Usage, VideoMetadata, Worker
+from ledger.events import EventType, Provenance, Usage, VideoMetadata, Worker
 from ledger.layout import default_directory
+from ledger.pipeline import Job, Signer
 from ledger.store import HistoryFilters, Ledger, RebuildReport
 from ledger.stores import is_url, store_spec
 
@@ -146,9 +147,13 @@ def claim(
     lease: float | str | None = None,
     spot: str | None = None,
     era: str | None = None,
-) -> pipeline.Job | None:
+    provenance: Provenance | None = None,
+    signer: Signer | None = None,
+) -> Job | None:
     """:meth:`Ledger.claim` on the default ledger: the next job, or ``None``."""
-    return default_ledger().claim(worker=worker, lease=lease, spot=spot, era=era)
+    return default_ledger().claim(
+        worker=worker, lease=lease, spot=spot, era=era, provenance=provenance, signer=signer
+    )
 
 
 def reap(older_than: dt.timedelta | None = None, *, now: dt.datetime | None = None) -> list[VideoMetadata]:

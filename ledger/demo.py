@@ -1,9 +1,15 @@
 """A real, small generation pipeline against a ledger: the first thing a new user runs.
 
-K worker processes take (spot, era) jobs from a queue and run each through ``Ledger.generation()``. A
-stand-in generator waits a short random time, writes a small placeholder video under ``DIR/videos/``, and
-fails at a chosen rate; a failed job is retried once. Everything it records is real: the same fsynced,
-hash-chained events and snapshot a production pipeline would write.
+The demo queues ``spots * eras`` entries (``pending``) and starts K worker processes, each looping
+``Ledger.claim()`` → a stand-in generator → ``ready`` or ``failed``, as a production worker does
+(``docs/pipeline-guide.md``). The ledger's retry policy decides what is tried again and when: the demo has no
+retry code (on a ledger without a policy it records :data:`DEMO_POLICY`: 2 attempts, 0.2 s apart). The
+stand-in generator waits a short random time, fails at a chosen rate, and otherwise writes a tiny real MP4
+container under ``DIR/videos/`` (:mod:`ledger.mp4`); each attempt records its provenance (the stand-in
+model, seed, parameters, the prompt's digest) and usage (wall time, stand-in GPU-seconds), and with a
+signer (:class:`ledger.disclosure.C2paSigner`) each video carries a C2PA manifest naming its entry.
+Everything it records is real: the same fsynced, hash-chained events and snapshot a production pipeline
+would write.
 """
 
 from __future__ import annotations
@@ -17,23 +23,52 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Final
 
-from ledger.errors import IllegalTransitionError, InvalidEntryError, LedgerError
-from ledger.events import Failed
-from ledger.pipeline import Terminated
+from ledger.disclosure import C2PA_EXTRA, C2paMissingError, C2paSigner, make_development_ca, require_c2pa
+from ledger.errors import InvalidEntryError, LedgerError
+from ledger.events import Failed, Generating, ModelRef, Provenance, Usage, VideoMetadata
+from ledger.mp4 import write_mp4
+from ledger.pipeline import Job, Signer, Terminated
+from ledger.provenance import canonical_json, text_sha256
+from ledger.retry import RetryPolicy, policy_text
 from ledger.store import Ledger
 
-__all__ = ("ERAS", "SPOTS", "DemoInterrupted", "DemoResult", "JobResult", "run_demo")
+__all__ = (
+    "DEMO_POLICY",
+    "ERAS",
+    "MODEL",
+    "SPOTS",
+    "DemoInterrupted",
+    "DemoResult",
+    "DemoSigner",
+    "JobResult",
+    "demo_signer",
+    "outcome_counts",
+    "prompt_of",
+    "run_demo",
+)
 
 SPOTS = (
     "colosseum", "acropolis", "forbidden-city", "machu-picchu", "petra", "angkor-wat", "great-pyramid",
     "hagia-sophia", "alhambra", "chichen-itza", "stonehenge", "notre-dame", "taj-mahal", "kyoto-kinkaku-ji",
 )  # fmt: skip
 ERAS = ("founding", "golden-age", "decline", "rediscovery", "today", "far-future")
+DEMO_POLICY: Final = RetryPolicy(max_attempts=2, backoff=0.2, backoff_factor=1.0)
+"""The policy the demo records on a ledger that has none: a failed entry is tried once more, 0.2 s on."""
+MODEL: Final = ModelRef(name="stand-in", version="1")
+"""The stand-in generator, as the provenance records name it."""
+_FRAME: Final = (16, 16, 1.0)
+"""The stand-in's videos: width, height (pixels) and seconds; its parameters, as provenance records them."""
+_LEASE: Final = 30.0
+_POLL: Final = 0.02
+"""Seconds a worker waits before it claims again when nothing is claimable yet (a retry's backoff)."""
 
 
 class StandInFailure(Exception):
@@ -45,13 +80,27 @@ class JobResult:
     spot_id: str
     era_id: str
     attempt: int
-    outcome: str  # "ready", "failed" (the generator failed), "refused" (another attempt was live) or "error"
+    outcome: str
+    """``ready``; ``failed`` (the generator failed); ``error`` (the ledger refused its ready); or, found
+    when queueing, ``refused`` (another attempt on the entry was live) or ``skipped`` (already ready)."""
     detail: str = ""
+    retried: bool = False
+    """Whether the ledger's retry policy runs the entry again (a failed attempt with attempts left)."""
 
     @property
     def final(self) -> bool:
-        """Whether the job is finished (only a failed first attempt is retried)."""
-        return not (self.outcome == "failed" and self.attempt == 1)
+        """Whether the job is finished (a failed attempt that the policy retries is not)."""
+        return not self.retried
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSigner:
+    """What signs the demo's videos: the signer (``None``: nothing does), why in words, and the root
+    certificate to verify its manifests against (a throwaway CA's; ``None`` for a given one)."""
+
+    signer: C2paSigner | None
+    how: str
+    trust_anchor: Path | None = None
 
 
 @dataclass(slots=True)
@@ -63,92 +112,161 @@ class DemoResult:
     """Entries the ledger held before the demo started."""
     live: int = 0
     """Of those, entries with an attempt running (another pipeline, or another demo, is at work)."""
+    policy: RetryPolicy = DEMO_POLICY
+    """The retry policy the workers followed (the ledger's)."""
+    policy_recorded: bool = False
+    """Whether the demo recorded :data:`DEMO_POLICY` (the ledger had no policy)."""
+    signed: DemoSigner = field(default_factory=lambda: DemoSigner(None, "not signed"))
+    """What signed the videos (and what it is, in words)."""
+
+    @property
+    def policy_note(self) -> str:
+        """The retry policy the workers followed, and whose it is."""
+        whose = "the demo's, recorded: the ledger had none" if self.policy_recorded else "the ledger's"
+        return f"{policy_text(self.policy)} ({whose})"
 
     @property
     def retried(self) -> int:
-        return sum(1 for r in self.results if r.attempt == 2)
+        """Attempts that failed and that the policy ran again."""
+        return sum(1 for r in self.results if r.retried)
 
     @property
     def refused(self) -> int:
-        """Jobs the ledger refused because another worker's attempt on the entry was live."""
+        """Jobs left alone because another worker's attempt on the entry was live."""
         return sum(1 for r in self.results if r.outcome == "refused")
 
     @property
     def finished(self) -> int:
-        """Jobs finished so far (a failed first attempt is not one: it is retried)."""
+        """Jobs finished so far (a failed attempt that is retried is not one)."""
         return sum(1 for r in self.results if r.final)
 
 
 class DemoInterrupted(Exception):
     """SIGINT (Ctrl-C) or SIGTERM stopped the demo: its workers were stopped, each recording its running
-    attempt as failed. ``signum`` is the signal, ``stopped`` the attempts recorded as failed because of it,
+    attempt as failed. ``signum`` is the signal, ``stopped`` the attempts recorded as failed because of it
+    (counted from the log), ``left`` those still ``generating`` (0 unless a worker had to be killed),
     ``result`` what finished before."""
 
-    def __init__(self, signum: int, stopped: int, result: DemoResult) -> None:
+    def __init__(self, signum: int, stopped: int, result: DemoResult, left: int = 0) -> None:
         name = signal.Signals(signum).name
+        still = f"; {left} left generating (a worker was killed: reap them)" if left else ""
         super().__init__(
-            f"interrupted by {name}: stopped the workers; {stopped} running attempt(s) recorded as failed, "
-            f"{result.finished} of {result.jobs} jobs finished"
+            f"interrupted by {name}: stopped the workers; {stopped} running attempt(s) recorded as failed"
+            f"{still}, {result.finished} of {result.jobs} jobs finished"
         )
-        self.signum, self.stopped, self.result = signum, stopped, result
+        self.signum, self.stopped, self.result, self.left = signum, stopped, result, left
 
 
-def _placeholder(rng: random.Random) -> bytes:
-    # An ISO-BMFF-looking header and some bytes: a file that is small, distinct, and obviously not a video.
-    return b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + rng.randbytes(rng.randint(512, 4096))
+def prompt_of(spot: str, era: str) -> str:
+    """The demo's prompt for an entry."""
+    return f"{spot.replace('-', ' ').title()} in its {era.replace('-', ' ')}, cinematic, eight seconds"
+
+
+def demo_signer(
+    directory: str | os.PathLike[str],
+    *,
+    chain: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None,
+    sign: bool = True,
+) -> DemoSigner:
+    """The demo's signer: the certificate ``chain`` and ``key`` files when given (the ``c2pa`` extra
+    needed: :class:`~ledger.disclosure.C2paMissingError` without it); else, unless ``sign`` is false and
+    when the extra is installed, a throwaway development CA in ``directory/dev-ca`` (made once, then
+    reused, so every video of the directory verifies against one root); else none, saying why."""
+    if chain is not None and key is not None:
+        require_c2pa()
+        return DemoSigner(C2paSigner(Path(chain), Path(key)), f"signed with the certificate chain {chain}")
+    if not sign:
+        return DemoSigner(None, "not signed (--no-sign)")
+    try:
+        require_c2pa()
+    except C2paMissingError:
+        return DemoSigner(None, f"not signed: C2PA disclosure needs the c2pa extra: {C2PA_EXTRA}")
+    folder = Path(directory) / "dev-ca"
+    root, chain_file, key_file = folder / "root.pem", folder / "chain.pem", folder / "signer.key"
+    if root.is_file() and chain_file.is_file() and key_file.is_file():
+        made = C2paSigner(chain_file, key_file)
+    else:
+        try:
+            made, root = make_development_ca(folder, days=3650)
+        except OSError as exc:
+            return DemoSigner(None, f"not signed: cannot make a development CA in {folder}: {exc.strerror}")
+    how = f"signed (C2PA) by a throwaway development CA in {folder}: not for published videos"
+    return DemoSigner(made, how, root)
+
+
+# -- the worker ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    directory: str
+    store: str | None
+    fail_rate: float
+    seed: int
+    delay: tuple[float, float]
+    signer: Signer | None
 
 
 def _worker(
-    directory: str, jobs: multiprocessing.Queue, results: multiprocessing.Queue,  # type: ignore[type-arg]
-    fail_rate: float, seed: int, delay: tuple[float, float], store: str | None = None,
-) -> None:  # fmt: skip
-    # Ctrl-C reaches every process of the terminal's group: the parent alone decides, and stops the workers
-    # with SIGTERM, which (inside generation()) records the running attempt as failed and exits with 143.
+    setup: _Setup,
+    number: int,
+    results: multiprocessing.Queue,  # type: ignore[type-arg]
+    done: Event,
+) -> None:
+    """Claim, generate, record, until the parent says every job is done or a signal says stop.
+
+    Ctrl-C reaches every process of the terminal's group: the parent alone decides, and stops the workers
+    with SIGTERM. Outside a job's block SIGTERM is only noted (a claim's commit is never cut short); a job
+    claimed meanwhile, or running when it came, records ``failed`` ("interrupted by SIGTERM") and the
+    worker exits with 143."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    entering = False  # recording `generating`: a SIGTERM now waits for the block, which records failed
     stop: list[int] = []
-
-    def terminated(signum: int, frame: object) -> None:
-        if not entering:
-            raise Terminated(signum)
-        stop.append(signum)
-
-    signal.signal(signal.SIGTERM, terminated)
-    ledger = Ledger(directory, store=store)
-    videos = Path(directory) / "videos"
-    while (job := jobs.get()) is not None:
-        spot, era, attempt = job
-        rng = random.Random(f"{seed}/{spot}/{era}/{attempt}")
-        prompt = f"{spot.replace('-', ' ').title()} in its {era.replace('-', ' ')}, cinematic, eight seconds"
-        try:
-            entering = True
-            with ledger.generation(spot, era, prompt) as run:
-                entering = False
-                if stop:
-                    raise Terminated(stop[0])
-                time.sleep(rng.uniform(*delay))
-                if rng.random() < fail_rate:
-                    raise StandInFailure(f"stand-in generator failed (simulated, attempt {attempt})")
-                name = f"{spot}--{era}.mp4"
-                videos.mkdir(exist_ok=True)
-                (videos / name).write_bytes(_placeholder(rng))
-                run.ready(videos / name, local_path=f"videos/{name}")
-            results.put(JobResult(spot, era, attempt, "ready"))
-        except StandInFailure as exc:
-            results.put(JobResult(spot, era, attempt, "failed", str(exc)))
-        except IllegalTransitionError as exc:  # another worker's attempt: not ours to record
-            results.put(JobResult(spot, era, attempt, "refused", str(exc)))
-        except LedgerError as exc:
-            results.put(JobResult(spot, era, attempt, "error", str(exc)))
-        finally:
-            entering = False
-        if stop:
-            raise Terminated(stop[0])
-    ledger.close()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    width, height, seconds = _FRAME
+    parameters = canonical_json({"width": width, "height": height, "seconds": seconds})
+    made = Provenance(model=MODEL, parameters=parameters)
+    with Ledger(setup.directory, store=setup.store) as ledger:
+        while not stop:
+            job = ledger.claim(worker=f"demo-{number}", lease=_LEASE, provenance=made, signer=setup.signer)
+            if job is None:
+                done.wait(_POLL)
+                if done.is_set():
+                    break
+                continue
+            results.put(_generate(ledger, job, setup, stop))
+    if stop:
+        raise Terminated(stop[0])
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
+def _generate(ledger: Ledger, job: Job, setup: _Setup, stop: list[int]) -> JobResult:
+    """Run the stand-in generator in ``job``'s block; what happened, for the parent."""
+    spot, era, attempt = job.spot_id, job.era_id, job.attempt
+    rng = random.Random(f"{setup.seed}/{spot}/{era}/{attempt}")
+    try:
+        with job:
+            if stop:  # the signal came while the claim was being recorded
+                raise Terminated(stop[0])
+            took = rng.uniform(*setup.delay)
+            time.sleep(took)
+            job.usage = Usage(gpu_seconds=round(took, 3), gpu_type="stand-in")  # what it cost, if it fails
+            if rng.random() < setup.fail_rate:
+                raise StandInFailure(f"stand-in generator failed (simulated, attempt {attempt})")
+            seed = rng.getrandbits(32)
+            path = Path(setup.directory) / "videos" / f"{spot}--{era}.mp4"
+            width, height, seconds = _FRAME
+            payload = random.Random(seed).randbytes(rng.randint(512, 4096))
+            write_mp4(path, payload, width=width, height=height, seconds=seconds)
+            done = Provenance(seed=seed, prompt_sha256=text_sha256(prompt_of(spot, era)))
+            job.ready(path, local_path=f"videos/{path.name}", provenance=done, usage=job.usage)
+        return JobResult(spot, era, attempt, "ready")
+    except StandInFailure as exc:
+        return JobResult(spot, era, attempt, "failed", str(exc), not ledger.claims.settled(spot, era))
+    except LedgerError as exc:  # the ledger refused the ready (the attempt was reaped meanwhile, say)
+        return JobResult(spot, era, attempt, "error", str(exc), not ledger.claims.settled(spot, era))
+
+
+# -- the parent ----------------------------------------------------------------------------------------
 
 
 def run_demo(
@@ -162,45 +280,45 @@ def run_demo(
     delay: tuple[float, float] = (0.05, 0.3),
     progress: Callable[[DemoResult, JobResult], None] | None = None,
     store: str | None = None,
+    signer: DemoSigner | Callable[[], DemoSigner] | None = None,
 ) -> DemoResult:
-    """Run ``spots * eras`` generation jobs on ``workers`` processes against the ledger in ``directory``
-    (its events in ``store`` when given: a URL, as :class:`~ledger.store.Ledger` takes it).
+    """Queue ``spots * eras`` entries in the ledger in ``directory`` (its events in ``store`` when given: a
+    URL, as :class:`~ledger.store.Ledger` takes it) and work them off on ``workers`` processes, each
+    looping ``claim()``; with ``signer`` (or a function that makes it, called once the ledger is open), each
+    video is signed.
 
-    SIGINT or SIGTERM (in the main thread) stops the workers at once, each recording its running attempt
-    as failed, and raises :class:`DemoInterrupted`. Bad numbers raise
-    :class:`~ledger.errors.InvalidEntryError` naming the one at fault."""
+    An entry already ready is left as it is, one with a live attempt is left to it, a failed one is
+    requeued. SIGINT or SIGTERM (in the main thread, once or twice) stops the workers at once, each
+    recording its running attempt as failed, and raises :class:`DemoInterrupted` with their number as the
+    log shows it. Bad numbers raise :class:`~ledger.errors.InvalidEntryError` naming the one at fault."""
     _check_numbers(spots, eras, workers, fail_rate)
-    with Ledger(directory, store=store) as ledger:  # create the ledger before the workers race to
-        start_seq = ledger.head().seq
-        before = ledger.get_all_video_metadata()
-    main = threading.current_thread() is threading.main_thread()
     todo = [(s, e) for s in SPOTS[:spots] for e in ERAS[:eras]]
-    procs, jobs, results = _workers(workers, (os.fspath(directory), fail_rate, seed, delay, store))
+    result = DemoResult(jobs=len(todo))
+    with Ledger(directory, store=store) as ledger:  # created before the workers race to
+        start_seq = ledger.head().seq
+        queued = _queue(ledger, todo, result)
+    result.signed = signer() if callable(signer) else signer or result.signed
+    for found in result.results:
+        if progress is not None:
+            progress(result, found)
+    setup = _Setup(os.fspath(directory), store, fail_rate, seed, delay, result.signed.signer)
+    procs, results, done = _workers(workers, setup)
+    main = threading.current_thread() is threading.main_thread()
     started = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
-    result = DemoResult(
-        jobs=len(todo), existing=len(before), live=sum(1 for e in before if e.status == "generating")
-    )
     try:
         _start(procs, main)
-        for spot, era in todo:  # after the forks: no queue feeder thread runs while this process forks
-            jobs.put((spot, era, 1))
-        _collect(procs, jobs, results, result, progress)
+        _collect(procs, results, queued, result, progress)
     except (KeyboardInterrupt, Terminated) as exc:
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-        _stop(procs, jobs)
-        with Ledger(directory, readonly=True, store=store) as ledger:
-            stopped = sum(
-                1
-                for e in ledger.history(since_seq=start_seq, type="failed")
-                if isinstance(e, Failed) and e.error.startswith("interrupted")
-            )
-        raise DemoInterrupted(signum, stopped, result) from None
+        with _signals_held(main):  # a second signal a few ms on must not cut the count short
+            _stop(procs)
+            stopped, left = _interrupted(directory, store, start_seq)
+        raise DemoInterrupted(signum, stopped, result, left) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        for _ in procs:
-            jobs.put(None)
+        done.set()
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
@@ -209,22 +327,57 @@ def run_demo(
     return result
 
 
-def _workers(
-    count: int, args: tuple[object, ...]
-) -> tuple[list[BaseProcess], multiprocessing.Queue, multiprocessing.Queue]:  # type: ignore[type-arg]
-    """``count`` worker processes (not started) over a jobs and a results queue, each given ``args``.
+def _queue(ledger: Ledger, todo: Sequence[tuple[str, str]], result: DemoResult) -> set[tuple[str, str]]:
+    """Record the demo's policy if the ledger has none, queue the jobs, and return those queued; an entry
+    already ready or live is a result at once."""
+    policy, seq = ledger.claims.policy()
+    if seq == 0:
+        ledger.set_retry_policy(DEMO_POLICY)
+        policy, result.policy_recorded = DEMO_POLICY, True
+    result.policy = policy
+    before = {e.key: e for e in ledger.get_all_video_metadata()}
+    result.existing = len(before)
+    result.live = sum(1 for e in before.values() if e.status == "generating")
+    new, queued = [], set()
+    for key in todo:
+        entry = before.get(key)
+        if entry is None:
+            new.append({"spotId": key[0], "eraId": key[1], "prompt": prompt_of(*key), "status": "pending"})
+        elif entry.status in ("generating", "ready"):
+            result.results.append(_found(entry))
+            continue
+        elif entry.status == "failed":
+            ledger.requeue(*key)
+        queued.add(key)
+    if new:
+        ledger.set_many(new)
+    return queued
 
-    Forked where there is fork: its queues' semaphores are unlinked at once, so no resource-tracker
+
+def _found(entry: VideoMetadata) -> JobResult:
+    """An entry the demo leaves alone: ``ready`` already, or another attempt live on it."""
+    attempt = entry.attempt or 0
+    if entry.status == "ready":
+        detail = f"already ready ({entry.local_path}): left as it is; `requeue` it to make it again"
+        return JobResult(entry.spot_id, entry.era_id, attempt, "skipped", detail)
+    detail = f"{entry.spot_id}/{entry.era_id}: attempt {attempt} is live: another worker's, left to it"
+    return JobResult(entry.spot_id, entry.era_id, attempt, "refused", detail)
+
+
+def _workers(count: int, setup: _Setup) -> tuple[list[BaseProcess], multiprocessing.Queue, Event]:  # type: ignore[type-arg]
+    """``count`` worker processes (not started), the queue they report on, and the event that ends them.
+
+    Forked where there is fork: the queue's semaphores are unlinked at once, so no resource-tracker
     process is started (with spawn, an interrupted demo could end with the tracker's "leaked semaphore"
     warning on stderr); the workers open their own ledger handles, and this process holds none open."""
     get_context = multiprocessing.get_context
     context = get_context("fork") if sys.platform == "linux" else get_context("spawn")
-    jobs: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
-    directory, *rest = args
-    full = (directory, jobs, results, *rest)
-    procs: list[BaseProcess] = [context.Process(target=_worker, args=full, daemon=True) for _ in range(count)]
-    return procs, jobs, results
+    done = context.Event()
+    procs: list[BaseProcess] = [
+        context.Process(target=_worker, args=(setup, n + 1, results, done), daemon=True) for n in range(count)
+    ]
+    return procs, results, done
 
 
 def _check_numbers(spots: int, eras: int, workers: int, fail_rate: float) -> None:
@@ -236,6 +389,10 @@ def _check_numbers(spots: int, eras: int, workers: int, fail_rate: float) -> Non
         raise InvalidEntryError(f"--workers must be at least 1, not {workers}")
     if not 0.0 <= fail_rate <= 1.0:  # also refuses nan
         raise InvalidEntryError(f"--fail-rate must be between 0 and 1, not {fail_rate}")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 def _start(procs: Sequence[BaseProcess], main: bool) -> None:
@@ -252,13 +409,13 @@ def _start(procs: Sequence[BaseProcess], main: bool) -> None:
 
 def _collect(
     procs: Sequence[BaseProcess],
-    jobs: multiprocessing.Queue,  # type: ignore[type-arg]
     results: multiprocessing.Queue,  # type: ignore[type-arg]
+    queued: set[tuple[str, str]],
     result: DemoResult,
     progress: Callable[[DemoResult, JobResult], None] | None,
 ) -> None:
-    """Take the workers' results until every job has its last attempt (a failed first one is retried)."""
-    open_jobs = result.jobs
+    """Take the workers' results until every queued job has its last attempt."""
+    open_jobs = set(queued)
     while open_jobs:
         try:
             done: JobResult = results.get(timeout=1.0)
@@ -267,17 +424,29 @@ def _collect(
                 raise RuntimeError("every demo worker exited with jobs left") from None
             continue
         result.results.append(done)
-        if done.outcome == "failed" and done.attempt == 1:
-            jobs.put((done.spot_id, done.era_id, 2))  # retry once
-        else:
-            open_jobs -= 1
+        if done.final:
+            open_jobs.discard((done.spot_id, done.era_id))
         if progress is not None:
             progress(result, done)
 
 
-def _stop(procs: Sequence[BaseProcess], jobs: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """SIGTERM every worker (each records its running attempt as failed) and wait for them to exit."""
-    jobs.cancel_join_thread()  # jobs no one will take must not keep this process from exiting
+@contextmanager
+def _signals_held(main: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM noted and dropped inside the block (main thread only): the demo is stopping."""
+    if not main:
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop(procs: Sequence[BaseProcess]) -> None:
+    """SIGTERM every worker (each records its running attempt as failed) and wait for them to exit; one
+    that has not within 10 s is killed (its attempt is left to its lease and ``reap``)."""
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
@@ -287,6 +456,26 @@ def _stop(procs: Sequence[BaseProcess], jobs: multiprocessing.Queue) -> None:  #
         if proc.is_alive():
             proc.kill()
             proc.join()
+
+
+def _interrupted(directory: str | os.PathLike[str], store: str | None, start_seq: int) -> tuple[int, int]:
+    """The attempts recorded failed by an interruption since ``start_seq``, and the entries the demo's
+    workers left ``generating`` (as the log shows them: the count the demo says is this one)."""
+    with Ledger(directory, readonly=True, store=store) as ledger:
+        stopped = sum(
+            1
+            for e in ledger.history(since_seq=start_seq, type="failed")
+            if isinstance(e, Failed) and e.error.startswith("interrupted")
+        )
+        ours = {
+            e.key
+            for e in ledger.history(since_seq=start_seq, type="generating")
+            if isinstance(e, Generating)
+            and e.worker is not None
+            and (e.worker.name or "").startswith("demo-")
+        }
+        left = sum(1 for e in ledger.get_all_video_metadata() if e.key in ours and e.status == "generating")
+    return stopped, left
 
 
 def outcome_counts(result: DemoResult) -> Counter[str]:

@@ -175,9 +175,13 @@ class Job:
         if self._stack is not None:
             raise RuntimeError("a job's block is entered once")
         stack = self._stack = contextlib.ExitStack()
-        stack.enter_context(_sigterm_raises())
-        if self.lease is not None:
-            self._heartbeat = stack.enter_context(Heartbeat(self.ledger, self, self.lease))
+        try:
+            if self.lease is not None:
+                self._heartbeat = stack.enter_context(Heartbeat(self.ledger, self, self.lease))
+            stack.enter_context(_sigterm_raises())
+        except BaseException as exc:  # a SIGTERM before the block began: its end is recorded all the same
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def __exit__(
@@ -265,7 +269,12 @@ def _sigterm_raises() -> Iterator[None]:
         yield
         return
 
+    raised: list[int] = []
+
     def handler(signum: int, frame: FrameType | None) -> Any:
+        if raised:  # a second SIGTERM a few ms on: the block is already ending for the first
+            return
+        raised.append(signum)
         raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)

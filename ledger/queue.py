@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
+import msgspec
+
+from ledger.errors import InvalidEntryError
 from ledger.events import (
     EventType,
     Failed,
@@ -35,15 +37,19 @@ from ledger.events import (
     Renewed,
     Status,
     Worker,
+    crc32,
 )
 from ledger.retry import DEFAULT_POLICY, RetryPolicy, shift
 
 __all__ = (
+    "STATE_VERSION",
     "Work",
     "WorkIndex",
     "advance",
     "attempt_text",
     "claim_key",
+    "decode_state",
+    "encode_state",
     "lease_current",
     "lease_expiry",
     "worker_text",
@@ -54,9 +60,9 @@ Filter = tuple[str | None, str | None]
 _ALL: Final[Filter] = (None, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Work:
-    """What the work loop knows of one entry after its events so far."""
+class Work(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What the work loop knows of one entry after its events so far (a list of its fields in the work
+    state file, :func:`encode_state`)."""
 
     status: Status
     ts: str
@@ -143,6 +149,17 @@ class WorkIndex:
         """The ``seq`` of the ``policy`` event in force (0: none, the default)."""
         self._queues: dict[Filter, list[tuple[str, int, Key]]] = {_ALL: []}
         self._leases: list[tuple[str, int, Key]] = []
+
+    @classmethod
+    def restore(cls, works: dict[Key, Work], policy: RetryPolicy, policy_seq: int) -> WorkIndex:
+        """The index of ``works`` under ``policy`` (set by event ``policy_seq``), its heaps built again."""
+        index = cls(policy)
+        index.works, index.policy_seq = works, policy_seq
+        index._queues = {_ALL: index._build(_ALL)}
+        leases = [(expiry, w.seq, key) for key, w in works.items() if (expiry := lease_expiry(w)) is not None]
+        heapq.heapify(leases)
+        index._leases = leases
+        return index
 
     def fold(self, events: Iterable[EventType]) -> None:
         """Take in ``events`` (in log order)."""
@@ -241,6 +258,59 @@ class WorkIndex:
 
     def work(self, key: Key) -> Work | None:
         return self.works.get(key)
+
+
+STATE_VERSION: Final = 1
+"""The format of the work state file (:func:`encode_state`)."""
+
+
+Place = tuple[int, str, str, int]
+"""A place in the log as the work state keeps it: ``seq``, hash, time, the store's bookmark (a
+:class:`ledger.backend.Head`'s fields)."""
+
+
+class _Saved(msgspec.Struct, frozen=True, array_like=True):
+    head: Place
+    policy: tuple[int, float, float, float | None, tuple[str, ...]]
+    policy_seq: int
+    works: list[tuple[str, str, Work]]
+
+
+class _Header(msgspec.Struct, frozen=True):
+    v: int
+    size: int
+    crc32: str
+
+
+def encode_state(index: WorkIndex, head: Place) -> bytes:
+    """The bytes of the work state file: the index as of ``head`` (every entry's :class:`Work` and the
+    policy), a cache that spares a fresh handle reading the whole log. One header line (format, size and
+    CRC-32 of the body), then the body (JSON)."""
+    p = index.policy
+    policy = (p.max_attempts, float(p.backoff), float(p.backoff_factor), p.backoff_max, p.not_retried)
+    works = [(spot, era, work) for (spot, era), work in index.works.items()]
+    body = msgspec.json.encode(_Saved((head[0], head[1], head[2], head[3]), policy, index.policy_seq, works))
+    header = msgspec.json.encode(_Header(STATE_VERSION, len(body), f"{crc32(body):08x}"))
+    return header + b"\n" + body
+
+
+def decode_state(data: bytes) -> tuple[WorkIndex, Place] | None:
+    """The index and the head it is as of, from :func:`encode_state`'s bytes; ``None`` for anything else
+    (another format, a torn or damaged file, values no log could have made). Whether the head is the
+    store's is for the caller to check before it trusts any of it."""
+    first, _, body = data.partition(b"\n")
+    try:
+        header = msgspec.json.decode(first, type=_Header)
+        if header.v != STATE_VERSION or header.size != len(body) or header.crc32 != f"{crc32(body):08x}":
+            return None
+        saved = msgspec.json.decode(body, type=_Saved)
+        policy = RetryPolicy(*saved.policy)
+    except (msgspec.DecodeError, InvalidEntryError, TypeError):
+        return None
+    works = {(spot, era): work for spot, era, work in saved.works}
+    if len(works) != len(saved.works) or saved.head[0] < 0:
+        return None
+    return WorkIndex.restore(works, policy, saved.policy_seq), saved.head
 
 
 def worker_text(worker: Worker | None) -> str:

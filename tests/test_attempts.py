@@ -244,16 +244,16 @@ for r in result.results:
 
 
 def test_a_second_demo_into_the_same_directory_refuses_the_live_entries(ledger_dir: Path) -> None:
-    """Two demos into one directory used to merge silently: the second's job joined the first's live
-    attempt, overwrote its video and recorded nothing. Now the second demo's job is refused, and the
-    first demo's video is the one the ledger describes."""
+    """A second demo into a directory where the first's attempt is live leaves that entry to it (refused
+    when queueing: its workers never claim a live entry), and the first demo's video is the one the ledger
+    describes."""
     first = subprocess.Popen(
         [PYTHON, "-c", DEMO, str(ledger_dir), "4"], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     deadline = time.monotonic() + 60
     log = ledger_dir / "events.jsonl"
-    while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the first demo's attempt is live (it then waits 4 s before its video)
+    while not (log.exists() and b'"generating"' in log.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the first demo's attempt is live (it then waits 4 s before its video)
     second = subprocess.run(
         [PYTHON, "-c", DEMO, str(ledger_dir), "0"], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
@@ -261,7 +261,7 @@ def test_a_second_demo_into_the_same_directory_refuses_the_live_entries(ledger_d
     assert out_first.startswith("ready"), out_first
     assert second.stdout.startswith("refused colosseum/founding: attempt 1 is live"), second.stdout
     with Ledger(ledger_dir, readonly=True) as ledger:
-        assert [e.type for e in ledger.history()] == ["generating", "ready"]
+        assert [e.type for e in ledger.history()] == ["policy", "pending", "generating", "ready"]
         assert ledger.verify_files().ok
 
 

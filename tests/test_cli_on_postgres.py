@@ -121,7 +121,7 @@ def test_every_command_prints_the_same_over_postgresql_as_over_a_directory(
     assert "FILE colosseum/rome-80ad: videos/c.mp4: missing" in over_directory["verify files"][1]
     assert "demo" in over_directory and "1 jobs on 1 workers" in over_directory["demo"][1]
     assert sorted(p.name for p in (tmp_path / "pg").iterdir()) == [
-        "checkpoint.json", "generated-videos.json", "merkle.index", "merkle.keys", "merkle.tree",
+        "checkpoint.json", "dev-ca", "generated-videos.json", "merkle.index", "merkle.keys", "merkle.tree",
         "snapshot.lock", "videos",
     ]  # fmt: skip
 

@@ -169,8 +169,11 @@ ALLOWED = {
         "ledger",
         "ledger.backend",
         "ledger.events",
+        "ledger.fileops",
+        "ledger.layout",
         "ledger.lifecycle",
         "ledger.pipeline",
+        "ledger.provenance",
         "ledger.queue",
         "ledger.requests",
         "ledger.retry",
@@ -232,7 +235,16 @@ ALLOWED = {
         "ledger.stores",
     },
     # on top: the demo and the CLI go through the store API only (no log, file operations or projector)
-    "ledger.demo": BASE | {"ledger.events", "ledger.pipeline", "ledger.store"},
+    "ledger.demo": BASE
+    | {
+        "ledger.disclosure",
+        "ledger.events",
+        "ledger.mp4",
+        "ledger.pipeline",
+        "ledger.provenance",
+        "ledger.retry",
+        "ledger.store",
+    },
     # the health view: the checkpoint, the snapshot's statuses, the log after the checkpoint
     "ledger.health": BASE
     | {

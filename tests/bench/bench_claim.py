@@ -13,11 +13,11 @@ advance), under a policy of ``--attempts`` attempts and no backoff. Checked from
 ``generating`` on an entry that was ready or running, no attempt started twice, every entry ready or failed
 with its attempts used, and the attempts exactly what the failures explain. Prints claims per second.
 
-``latency``: ``--queued`` entries queued, then one handle claims 500 times; the first claim of a handle
-reads the log once (its index: reported apart as *cold*), each later one reads only the records after the
-last it read. Beside it, the floor: one line's write and fsync in the same directory (a claim is durable
-when it returns, so no claim is faster than that). The handles record with ``projection="deferred"`` (a ``watch`` process projects): an inline
-projection rewrites the whole snapshot at every write, which at 100,000 entries is that write's cost.
+``latency``: ``--queued`` entries queued; in each of ``--rounds`` interleaved rounds (tests/bench/protocol.py,
+rounds above ``--max-load`` dropped), a fresh handle's first claim with no work state (it reads the whole
+log, and saves the state), another fresh handle's first claim (from the work state: only the log after it),
+then ``--claims`` claims on one handle, each split into the time its fsyncs took (timed through the
+ledger's file operations) and the rest: what a claim costs beyond making its record durable.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ledger import Generating, Ledger, RetryPolicy  # noqa: E402
+from ledger.claiming import WORK_STATE_NAME  # noqa: E402
+from ledger.fileops import FileOps  # noqa: E402
 from ledger.stores import init_postgres  # noqa: E402
 from projections import entries as entries_view  # noqa: E402
+from tests.bench.protocol import Protocol  # noqa: E402
 
 
 class SimulatedFailure(Exception):
@@ -170,8 +173,20 @@ def _check(events: list, keys: list, fail: float, attempts: int, result: Result)
         result.failed += entry.status == "failed"
 
 
-def latency(queued: int, claims: int = 500, directory: Path | None = None) -> dict[str, float]:
-    """claim() times (ms) with ``queued`` entries queued: the cold first claim, median and p99 of the rest."""
+class TimedOps(FileOps):
+    """The ledger's file operations, timing each fsync: how much of a claim is the disk's."""
+
+    def __init__(self) -> None:
+        self.fsync_seconds = 0.0
+
+    def fsync(self, fd: int) -> None:
+        started = time.perf_counter()
+        super().fsync(fd)
+        self.fsync_seconds += time.perf_counter() - started
+
+
+def build(queued: int, directory: Path | None = None) -> Path:
+    """A ledger with ``queued`` pending entries (recorded 10,000 at a time, projection deferred)."""
     directory = directory or Path(tempfile.mkdtemp(prefix="bench-claim-"))
     with Ledger(directory, projection="deferred") as ledger:
         for start in range(0, queued, 10_000):
@@ -179,41 +194,63 @@ def latency(queued: int, claims: int = 500, directory: Path | None = None) -> di
                 [{"spotId": f"spot-{i:06d}", "eraId": "era", "prompt": "p", "status": "pending"}
                  for i in range(start, min(start + 10_000, queued))]
             )  # fmt: skip
-    with Ledger(directory, projection="deferred") as ledger:
-        started = time.perf_counter()
-        assert ledger.claim(lease=600) is not None
-        cold = time.perf_counter() - started
-        times = []
+    return directory
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 99 // 100) - 1)]
+
+
+def latency(directory: Path, claims: int = 200, prefix: str = "") -> dict[str, float]:
+    """One round (ms): a fresh handle's first claim with the work state removed (the whole log read, the
+    state saved), another fresh handle's first claim (from the state), then ``claims`` claims on it, each
+    split into its fsync time and the rest. The handles record with ``projection="deferred"``: an inline
+    projection rewrites the whole snapshot at every write, which at 100,000 entries is that write's cost."""
+    (directory / WORK_STATE_NAME).unlink(missing_ok=True)
+    figures: dict[str, float] = {}
+    for name in ("cold_full_ms", "cold_seeded_ms"):
+        with Ledger(directory, projection="deferred") as ledger:
+            started = time.perf_counter()
+            assert ledger.claim(lease=600) is not None
+            figures[prefix + name] = 1000 * (time.perf_counter() - started)
+    ops = TimedOps()
+    total, fsync = [], []
+    with Ledger(directory, projection="deferred", ops=ops) as ledger:
+        assert ledger.claim(lease=600) is not None  # its first: from the state, not timed here
         for _ in range(claims):
+            before = ops.fsync_seconds
             started = time.perf_counter()
             job = ledger.claim(lease=600)
-            times.append(time.perf_counter() - started)
+            total.append(1000 * (time.perf_counter() - started))
+            fsync.append(1000 * (ops.fsync_seconds - before))
             assert job is not None
-    floor = _fsync_floor(directory, claims)
-    times.sort()
-    return {
-        "queued": queued,
-        "cold_ms": 1000 * cold,
-        "median_ms": 1000 * statistics.median(times),
-        "p99_ms": 1000 * times[int(len(times) * 0.99) - 1],
-        "fsync_median_ms": 1000 * statistics.median(floor),
-        "fsync_p99_ms": 1000 * floor[int(len(floor) * 0.99) - 1],
-    }
+    rest = [t - f for t, f in zip(total, fsync, strict=True)]
+    figures |= {
+        prefix + "median_ms": statistics.median(total), prefix + "p99_ms": _p99(total),
+        prefix + "fsync_share": sum(fsync) / sum(total), prefix + "fsync_median_ms": statistics.median(fsync),
+        prefix + "rest_median_ms": statistics.median(rest), prefix + "rest_p99_ms": _p99(rest),
+    }  # fmt: skip
+    return figures
 
 
-def _fsync_floor(directory: Path, count: int) -> list[float]:
-    """The floor of an acknowledged claim: a line's write and fsync to a file in the same directory."""
-    times = []
-    fd = os.open(directory / "floor.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        for _ in range(count):
-            started = time.perf_counter()
-            os.write(fd, b"x" * 300 + b"\n")
-            os.fsync(fd)
-            times.append(time.perf_counter() - started)
-    finally:
-        os.close(fd)
-    return sorted(times)
+def latency_rounds(queued: list[int], claims: int, rounds: int, max_load: float) -> None:
+    """:func:`latency` at each size of ``queued``, in ``rounds`` interleaved rounds (tests/bench/protocol.py);
+    prints each figure's median, quartiles and range over the rounds kept."""
+    built = {n: build(n) for n in queued}
+    protocol = Protocol(rounds, max_load)
+    cases = [(f"{n}", lambda r, n=n: latency(built[n], claims, f"{n}:")) for n in queued]
+    protocol.run(cases, lambda line: print(line, file=sys.stderr))
+    print(protocol.header())
+    print("| queued | figure | median | q1..q3 | min..max |")
+    print("|---|---|---|---|---|")
+    for n in queued:
+        for name in ("cold_full_ms", "cold_seeded_ms", "median_ms", "p99_ms", "fsync_share", "fsync_median_ms",
+                     "rest_median_ms", "rest_p99_ms"):  # fmt: skip
+            got = protocol.summary(f"{n}:{name}")
+            if got is not None:
+                print(f"| {n:,} | {name} | {got.median:.3f} | {got.q1:.3f}..{got.q3:.3f} | "
+                      f"{got.low:.3f}..{got.high:.3f} |")  # fmt: skip
 
 
 def _claim_and_hang(directory: str, lease: float, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
@@ -261,7 +298,9 @@ def main() -> None:
     r.add_argument("--postgres", action="store_true")
     la = sub.add_parser("latency")
     la.add_argument("--queued", type=int, nargs="+", default=[10_000, 100_000])
-    la.add_argument("--claims", type=int, default=500)
+    la.add_argument("--claims", type=int, default=200, help="timed claims per round")
+    la.add_argument("--rounds", type=int, default=12)
+    la.add_argument("--max-load", type=float, default=3.0)
     k = sub.add_parser("kill")
     k.add_argument("--lease", type=float, default=2.0)
     sub.add_parser("tiny")
@@ -269,13 +308,12 @@ def main() -> None:
     if args.what == "run":
         _print_run(args.workers, args.entries, args.fail, args.attempts, args.postgres)
     elif args.what == "latency":
-        for n in args.queued:
-            print(json.dumps(latency(n, args.claims)))
+        latency_rounds(args.queued, args.claims, args.rounds, args.max_load)
     elif args.what == "kill":
         print(json.dumps(kill(args.lease)))
     else:
         _print_run(2, 20, 0.3, 3, False)
-        print(json.dumps(latency(200, 20)))
+        print(json.dumps(latency(build(200), 20)))
         print(json.dumps(kill(0.5)))
 
 
