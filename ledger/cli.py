@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, health, metrics, report, schema
+from ledger import demo, health
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -58,7 +58,6 @@ from ledger.cliparse import (
     span,
     together,
 )
-from ledger.copy import copy_ledger, follow_copy
 from ledger.errors import (
     IllegalTransitionError,
     InvalidEntryError,
@@ -68,7 +67,6 @@ from ledger.errors import (
 from ledger.events import EVENT_TAGS, STATUSES, InputRef, ModelRef, Provenance, Usage, Worker
 from ledger.importing import read_import_stream
 from ledger.layout import DIR_ENV, LOG_NAME, default_directory
-from ledger.note import COSIGNATURE, ED25519, generate_key
 from ledger.output import (
     HISTORY_HEADER,
     CopyProgress,
@@ -108,16 +106,6 @@ from ledger.output import (
     verify_json,
     write_csv,
 )
-from ledger.proofs import (
-    MAX_BUNDLE_BYTES,
-    encode_bundle,
-    load_signer,
-    load_verifier,
-    read_file,
-    save_signer,
-    verify_bundle,
-    write_file,
-)
 from ledger.provenance import this_worker
 from ledger.requests import no_entry
 from ledger.store import (
@@ -137,6 +125,9 @@ from ledger.stores import (
     store_name,
     store_spec,
 )
+
+# a command that alone uses a room (copy, metrics, proofs, report, schema) imports it in its body, so that
+# a short command (get, set, claim) pays for the store and the printers only (tests/test_start.py)
 
 __all__ = ("main",)
 
@@ -209,6 +200,8 @@ def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
 
 def _read(name: str) -> bytes:
     """A note or bundle the user names, read whole (at most :data:`~ledger.proofs.MAX_BUNDLE_BYTES`)."""
+    from ledger.proofs import MAX_BUNDLE_BYTES, read_file
+
     return read_file(name, MAX_BUNDLE_BYTES)
 
 
@@ -679,6 +672,8 @@ def _rebuild(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the findings as one JSON object")
 def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.proofs import load_verifier
+
     if (args.media or args.root or args.map or args.c2pa) and not args.files:
         raise UsageError("--media, --root, --map and --c2pa go with --files")
     if args.c2pa_trust and not args.c2pa:
@@ -732,6 +727,9 @@ def _verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @option("--out", metavar="KEYFILE", required=True, type=path, help="the new file for the private key")
 @option("--witness", action="store_true", help="a witness's key, for checkpoint --cosign (tlog-cosignature)")
 def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.note import COSIGNATURE, ED25519, generate_key
+    from ledger.proofs import save_signer
+
     signer = generate_key(args.name, COSIGNATURE if args.witness else ED25519)
     save_signer(args.out, signer)
     out.write(f"{signer.verifier}\n")
@@ -760,6 +758,8 @@ def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     help="with --cosign: the witness's last cosigned checkpoint (default: KEYFILE.witnessed)",
 )  # fmt: skip
 def _checkpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.proofs import load_signer, load_verifier, write_file
+
     if not args.cosign and (args.log_key or args.note or args.state):
         raise UsageError("--log-key, --note and --state go with --cosign")
     if args.cosign and (args.log_key is None or args.origin or args.no_snapshot):
@@ -812,6 +812,8 @@ def _consistency(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @option("--out", metavar="FILE", type=path, help="write the bundle to FILE and print a summary")
 @option("--json", action="store_true", help="print the bundle (one JSON object) on stdout")
 def _prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.proofs import encode_bundle, load_signer, write_file
+
     if (args.out is None) == (not args.json):
         raise UsageError("give --out FILE (the bundle to a file) or --json (the bundle on stdout)")
     signer = None if args.key is None else load_signer(args.key)
@@ -839,6 +841,8 @@ def _prove(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )  # fmt: skip
 @option("--json", action="store_true", help="print the proven entry and checkpoint as one JSON object")
 def _verify_proof(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.proofs import load_verifier, verify_bundle
+
     proven = verify_bundle(_read(args.bundle), [load_verifier(k) for k in args.key])
     print_proven(proven, out, json=args.json)
     return EXIT_OK
@@ -1010,6 +1014,8 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     help="--textfile: rewrite at least this often, 1 or more (default 15)",
 )
 def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger import metrics
+
     stop = threading.Event()
     with metrics.Exporter(_directory(args), snapshot=args.snapshot, store=_url(args)) as exporter:
         if args.serve is not None:
@@ -1031,6 +1037,8 @@ def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("--html", dest="html", metavar="FILE", required=True, type=path, help="the page to write")
 def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger import report
+
     with _open(args, readonly=True) as ledger:
         shown = report.write(ledger, args.html)
     print_report_written(shown, args.html, out)
@@ -1052,6 +1060,8 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     "Ctrl-C or SIGTERM; then exit 0",
 )  # fmt: skip
 def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger.copy import copy_ledger, follow_copy
+
     progress = CopyProgress(err)  # on a terminal only; once shown, ended before anything else is written
     shown = progress if err.isatty() else None
     try:
@@ -1140,6 +1150,8 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 )
 @option("kind", choices=("event", "snapshot"), metavar="KIND", help="event or snapshot")
 def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger import schema
+
     out.write(schema.documents()[f"{args.kind}.schema.json"].decode())
     return EXIT_OK
 
@@ -1179,7 +1191,7 @@ def _resolve_store(args: argparse.Namespace) -> None:
 
 def _run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     try:
-        args = parse(_build_parser(out, err), argv)
+        args = parse(commands.parser(out, err, argv=argv), argv)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _resolve_store(args)

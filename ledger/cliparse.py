@@ -20,7 +20,7 @@ import difflib
 import math
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
@@ -103,6 +103,20 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+class _Version(argparse.Action):
+    """``--version``, the version looked up only when asked for (reading the installed package's metadata
+    costs a short command more than the rest of its parsing)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, look_up: Callable[[], str]) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+        self.help = "show program's version number and exit"
+        self.look_up = look_up
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        parser._print_message(f"{parser.prog} {self.look_up()}\n", sys.stdout)
+        parser.exit()
+
+
 # -- declaring commands --------------------------------------------------------------------------------
 
 
@@ -181,14 +195,20 @@ class Commands:
 
         return register
 
-    def parser(self, out: TextIO | None = None, err: TextIO | None = None) -> Parser:
+    def parser(
+        self, out: TextIO | None = None, err: TextIO | None = None, *, argv: Sequence[str] | None = None
+    ) -> Parser:
+        """The parser of every command; with ``argv``, one that parses ``argv`` the same but holds only the
+        command ``argv`` names (building every command's options costs a short command more than its own
+        work), or every command when ``argv`` names none or asks ``video-ledger`` itself for help."""
         streams = (out, err)
         parser = Parser(prog=PROG, streams=streams, **self._top)
-        parser.add_argument("--version", action="version", version=f"%(prog)s {self._version()}")
+        parser.add_argument("--version", action=_Version, look_up=self._version)
         ledger_options(parser, top=True)
+        only = None if argv is None else _only_command(parser, _glue_negative_values(argv), self._commands)
         sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
         sub.required = True
-        for c in self._commands.values():
+        for c in self._commands.values() if only is None else [self._commands[only]]:
             p = sub.add_parser(
                 c.name,
                 help=c.summary,
@@ -238,9 +258,12 @@ def _action(parser: argparse.ArgumentParser, word: str) -> argparse.Action | Non
     return next(iter(found.values())) if len(found) == 1 else None
 
 
-def _command_at(parser: argparse.ArgumentParser, words: Sequence[str]) -> int | None:
-    """Where COMMAND is in ``words``: the first command name that is not the value of a ledger option."""
-    commands = subparsers(parser)
+def _command_at(
+    parser: argparse.ArgumentParser, words: Sequence[str], commands: Collection[str] | None = None
+) -> int | None:
+    """Where COMMAND is in ``words``: the first command name (of ``commands``, default the parser's) that
+    is not the value of a ledger option."""
+    commands = subparsers(parser) if commands is None else commands
     for i, word in enumerate(words):
         if word == "--":
             return None
@@ -250,6 +273,22 @@ def _command_at(parser: argparse.ArgumentParser, words: Sequence[str]) -> int | 
         if word in commands and not is_value:
             return i
     return None
+
+
+def _only_command(
+    parser: argparse.ArgumentParser, words: Sequence[str], commands: Collection[str]
+) -> str | None:
+    """The command ``words`` name, if every word before it is a ledger option of ``parser`` (not its help or
+    version): then that command's parser alone parses ``words`` as the full one does."""
+    at = _command_at(parser, words, commands)
+    if at is None:
+        return None
+    for word in words[:at]:
+        if word.startswith("-"):
+            action = _action(parser, word)
+            if action is None or isinstance(action, argparse._HelpAction | _Version):
+                return None
+    return words[at]
 
 
 def _misplaced(parser: argparse.ArgumentParser, words: Sequence[str]) -> str | None:

@@ -18,12 +18,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 
-from ledger import demo, health, report
-from ledger.copy import CopyReport
 from ledger.errors import SYMLINK_REFUSED, IllegalTransitionError, InvalidEntryError, LedgerError
 from ledger.events import (
     STATUSES,
@@ -39,13 +37,17 @@ from ledger.events import (
 )
 from ledger.layout import CHECKPOINT_NAME, LOG_NAME, SNAPSHOT_LOCK_NAME
 from ledger.pipeline import Job
-from ledger.proofs import Bundle, Extension, Proven
 from ledger.queue import attempt_text, worker_text
 from ledger.retry import RetryPolicy, policy_text
 from ledger.store import FilesReport, ImportReport, RebuildReport, Timeline, VerifyReport, encode_entries
 from ledger.stores import store_name
 from projections.provenance import AttemptRecord, model_label
 from projections.stats import GroupBy, GroupStats, Stats, describe_span
+
+if TYPE_CHECKING:  # types only: a command that prints one of these imported its room itself
+    from ledger import demo, health, report
+    from ledger.copy import CopyReport
+    from ledger.proofs import Bundle, Extension, Proven
 
 __all__ = (
     "ENTRY_HEADER",
@@ -802,7 +804,9 @@ class DemoProgress:
         if not self.tty:
             self._out.write(demo_line(last, result.finished, self._total) + "\n")
             return
-        counts = demo.outcome_counts(result)
+        from ledger.demo import outcome_counts
+
+        counts = outcome_counts(result)
         width = 30
         filled = width * result.finished // self._total
         self._out.write(

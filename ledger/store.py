@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Unpack
 
 from ledger import audit, pipeline, requests
 from ledger import watch as watch_room
@@ -41,7 +41,6 @@ from ledger.importing import ImportFile, ImportReport, read_import
 from ledger.layout import Layout
 from ledger.media import FilesReport, MediaMap, verify_files
 from ledger.projector import encode_entries, save_entries
-from ledger.proofs import Proofs
 from ledger.provenance import event_records
 from ledger.provenance_api import ProvenanceAPI
 from ledger.stores import EventStore, FileOps, Head, Progress, open_chosen, reported, warn_if_beside
@@ -51,6 +50,9 @@ from projections import history as history_view
 from projections import stats as stats_view
 from projections import timeline as timeline_view
 from projections.history import HistoryFilters, HistoryOptions
+
+if TYPE_CHECKING:  # imported by proofs(), its one user: a command that proves nothing does not pay for it
+    from ledger.proofs import Proofs
 
 GROUP_BY: Final = stats_view.GROUP_BY
 """What ``stats_by`` groups attempts by: ``model``, ``era``, ``spot``."""
@@ -499,6 +501,8 @@ class Ledger(ProvenanceAPI, WorkLoop):
     def proofs(self) -> Proofs:
         """Signed checkpoints, consistency and inclusion proofs over this ledger's Merkle tree
         (:mod:`ledger.proofs`)."""
+        from ledger.proofs import Proofs
+
         return Proofs(self._projector)
 
     # -- lifecycle of the handle ---------------------------------------------------------------------

@@ -16,9 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
-
-import watchfiles
+from typing import TYPE_CHECKING, Protocol
 
 from ledger import projector as projector_room
 from ledger.backend import GENESIS, EventStore
@@ -29,6 +27,9 @@ from ledger.layout import CHECKPOINT_NAME, Layout
 from ledger.log import EventLog
 from ledger.model import Model
 from ledger.stores import make_directory, store_name
+
+if TYPE_CHECKING:
+    import watchfiles
 
 __all__ = ("StopEvent", "follow", "open_projector", "wait_for_seq", "watch")
 
@@ -77,6 +78,8 @@ def _changes(
     directory: Path, name: str, stop_event: StopEvent | None, *, debounce: int, step: int, idle_check_ms: int
 ) -> Iterator[None]:
     """Yield whenever ``name`` in ``directory`` changed, and at least every ``idle_check_ms``."""
+    import watchfiles  # only a watcher needs it (as in ledger.log): a command that opens a ledger does not
+
     for _ in watchfiles.watch(
         directory,
         watch_filter=_only(name),

@@ -145,6 +145,10 @@ class Writer:
         """``seq`` of the last event this handle appended (``None`` before its first)."""
         self._behind = False
         """The snapshot may be behind the log since the open (inline): :meth:`catch_up` looks."""
+        self._appended = False
+        """The store took this handle's last commit, so its log exists: a commit need not ask
+        :meth:`app_file_alone` (two path lookups) again until one meets a conflict, which is how a removed
+        or replaced log shows (the store's ``append`` finds the file it wrote to gone)."""
 
     def open(self) -> None:
         """Make the directory if missing, load the state and settle what other writers left in the store
@@ -291,7 +295,7 @@ class Writer:
         that it had not read yet; the entries and head move on only once the store says every one of those
         records is durable."""
         self.projector.ready()
-        if not importing and self.app_file_alone():  # refused before the store creates its log
+        if not importing and not self._appended and self.app_file_alone():  # before the log is created
             raise self.projector.unimported_error(self.projector.unimported(), "nothing was recorded")
         changed: entries_view.Entries = {}  # the entries the unseen records and this commit change
         outcomes: list[Outcome] = []
@@ -304,6 +308,7 @@ class Writer:
             outcomes.clear()
             return self._plan(batch, tip, changed, outcomes)
 
+        self._appended = False  # until the store has taken this commit
         try:
             head = self.store.append(self.model.head, decide)
         except ConflictError:
@@ -312,6 +317,7 @@ class Writer:
         except DurabilityError as exc:
             self.unusable = str(exc)
             raise
+        self._appended = True
         self.model.advance(changed, head)
         if any(o.recorded for o in outcomes):
             self.last_seq = head.seq
