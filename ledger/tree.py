@@ -1,37 +1,46 @@
-"""The Merkle tree of a store's log, kept as two derived files beside the snapshot.
+"""The Merkle tree of a store's log, kept as three derived files beside the snapshot.
 
 Like the snapshot, the tree is derived: rebuilt from the log whenever it is missing, damaged or of
 another log, and never trusted on its own. It is kept current as the projector writes the snapshot,
 in steps of :data:`KEEP_LAG` records (:meth:`TreeFile.keep`; :meth:`TreeFile.follow` reads only the
-records after the tree's head through the store's ``read``), so a proof reads O(log n) hashes and fewer
-than :data:`KEEP_LAG` records of the log, never the whole log.
+records after the tree's head through the store's ``read``), so a proof reads O(log n) hashes, O(log² n)
+pages of the entry index and, besides the batches that hold the entry's records, fewer than
+:data:`KEEP_LAG` + :data:`UNIT` records of the log, never the whole log.
 
 - ``merkle.tree``: a header (:data:`HEADER_SIZE` bytes: magic, tree size, the store's head at the last
   leaf, the compact range's hashes, CRC-32), then every node hash of the tree in post-order, 32 bytes
   each: leaf ``i`` and the complete subtrees it completes are appended after leaf ``i - 1``'s, so node
   ``(level, index)`` is at slot ``2j - popcount(j) + level`` with ``j = (index + 1) * 2**level - 1``.
-- ``merkle.keys``: per leaf, an 8-byte digest of its entry's key (to find an entry's records: one scan
-  of 8 bytes a record).
+- ``merkle.keys``: the entry index, which finds an entry's leaves in O(log² n) page reads. The first
+  ``UNIT * (n // UNIT)`` leaves are cut, like the compact range, into the tree's maximal complete subtrees
+  of at least :data:`UNIT` leaves; each such subtree's (key digest, leaf) pairs are kept sorted, in pages
+  of :data:`PAGE_SIZE` bytes whose CRC-32 covers the subtree's own hash (a peak of the compact range) and
+  the page's number, so a page of another subtree, another log or an older state never passes for one of
+  this tree. The last ``n % UNIT`` leaves (the tail) are not in the file: their keys are read from the log
+  itself. Each level has its own region; a step that completes one unit writes its new subtree where no
+  subtree the header names lies, then the header (a crash leaves the old state whole); a step of several
+  units may write over a subtree the old header names, which a crash then shows as pages that do not
+  check.
 - ``merkle.index``: per leaf, 16 bytes: the store head (seq and bookmark, little-endian) to read its
   record after.
 
-Neither is fsynced: a crash at any point leaves files that either check (header CRC, file sizes, the
-compact range read back from the node slots equal to the header's, the store holding the header's head)
-or are rebuilt. Damage the checks cannot see (an interior node changed in place) is caught where it
-matters: every proof is checked against the compact range's root before it is given out
-(:mod:`ledger.proofs`), and a proof that fails sends the tree to :meth:`TreeFile.rebuild`.
+None is fsynced: a crash at any point leaves files that either check (header CRC, file sizes, the
+compact range read back from the node slots equal to the header's, the store holding the header's head,
+each index page's CRC against its subtree's hash) or are rebuilt. Damage the checks cannot see (an
+interior node changed in place) is caught where it matters: every proof is checked against the compact
+range's root before it is given out (:mod:`ledger.proofs`), and a proof that fails sends the tree to
+:meth:`TreeFile.rebuild`.
 
 Writers hold the projection lock (the snapshot's), so one process at a time extends the files.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
-import itertools
 import logging
-import operator
 import os
 import struct
 import zlib
@@ -46,21 +55,41 @@ from ledger.fileops import FileOps, OwnedFd
 from ledger.layout import TREE_INDEX_NAME, TREE_KEYS_NAME, TREE_NAME
 from ledger.merkle import CompactRange, leaf_hash
 
-__all__ = ("INDEX_NAME", "KEEP_LAG", "KEYS_NAME", "TREE_NAME", "TreeFile", "key_digest", "node_slot")
+__all__ = (
+    "INDEX_NAME",
+    "KEEP_LAG",
+    "KEYS_NAME",
+    "PAGE_SIZE",
+    "TREE_NAME",
+    "UNIT",
+    "TreeFile",
+    "key_digest",
+    "node_slot",
+)
 
 log = logging.getLogger("ledger")
 
 INDEX_NAME: Final = TREE_INDEX_NAME
 KEYS_NAME: Final = TREE_KEYS_NAME
 HEADER_SIZE: Final = 4096
-_MAGIC: Final = b"VLTREE01"
+_MAGIC: Final = b"VLTREE02"
 _FIXED = struct.Struct("<8sQQ32s40s")  # magic, size, bookmark at the last leaf, its line hash, its time
 _INDEX = struct.Struct("<QQ")  # seq and bookmark of the head to read the leaf's record after
-_KEY: Final = 8
 KEEP_LAG: Final = 128
 """How far the projector lets the tree fall behind the log before it brings it up (:meth:`TreeFile.keep`)."""
+UNIT: Final = 256
+"""The smallest subtree the entry index sorts (a power of two): the last ``size % UNIT`` leaves are read
+from the log instead."""
+_UNIT_LEVEL: Final = UNIT.bit_length() - 1
+PAGE_SIZE: Final = 512
+_PAIR: Final = 16  # a key digest (8 bytes) and a leaf (u64, big-endian: bytes sort as (digest, leaf))
+_PER_PAGE: Final = 31
+_BODY: Final = _PAIR * _PER_PAGE
 _NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
-_key_of = operator.attrgetter("spot_id", "era_id")
+
+
+class _Damaged(LedgerIOError):
+    """A page of the entry index does not check: the files are rebuilt."""
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a replay meets each entry's key many times
@@ -78,6 +107,46 @@ def node_slot(level: int, index: int) -> int:
 def _nodes(size: int) -> int:
     """How many node hashes the tree of ``size`` leaves stores."""
     return 2 * size - size.bit_count()
+
+
+def _pages(level: int) -> int:
+    """How many pages the entry index's subtree of ``UNIT * 2**level`` leaves takes."""
+    return -(-(UNIT << level) // _PER_PAGE)
+
+
+def _region(level: int) -> int:
+    """Where the entry index keeps its subtree of ``UNIT * 2**level`` leaves (each level its own place)."""
+    return PAGE_SIZE * sum(_pages(j) for j in range(level))
+
+
+def _runs(units: int) -> list[tuple[int, int]]:
+    """The sorted subtrees of the first ``units * UNIT`` leaves, largest first, as (level, first unit): the
+    compact range's peaks of at least :data:`UNIT` leaves, in its order."""
+    runs, start = [], 0
+    for level in range(units.bit_length() - 1, -1, -1):
+        if units >> level & 1:
+            runs.append((level, start))
+            start += 1 << level
+    return runs
+
+
+def _extent(units: int) -> int:
+    """The size the entry index of ``units`` units has at least."""
+    return _region(units.bit_length() - 1) + PAGE_SIZE * _pages(units.bit_length() - 1) if units else 0
+
+
+def _page_crc(peak: bytes, number: int, body: bytes) -> bytes:
+    return struct.pack("<I", zlib.crc32(body, zlib.crc32(peak + number.to_bytes(8, "little"))))
+
+
+def _encode_run(level: int, peak: bytes, pairs: list[bytes]) -> bytes:
+    """The pages of one sorted subtree, each with the CRC of its subtree's hash, number and body."""
+    data = b"".join(pairs)
+    pages = []
+    for number in range(_pages(level)):
+        body = data[number * _BODY : (number + 1) * _BODY].ljust(_BODY, b"\0")
+        pages.append(body + _page_crc(peak, number, body).ljust(PAGE_SIZE - _BODY, b"\0"))
+    return b"".join(pages)
 
 
 class _Header(NamedTuple):
@@ -120,6 +189,9 @@ class TreeFile:
         self.compact = CompactRange()
         self._known: bytes | None = None  # the header as this handle last read or wrote it
         self._retry_at = 0  # after a failed keep, the head from which the next one tries
+        self._tail: list[bytes] | None = None
+        """The key digests of the leaves after the entry index's last unit, once this handle knows them
+        (appended them, or read them from the store: :meth:`follow`)."""
         self._fds = {path: OwnedFd(self) for path in (self.tree_path, self.keys_path, self.index_path)}
 
     @property
@@ -186,7 +258,7 @@ class TreeFile:
             self.close()
             data = self._read(self.tree_path, HEADER_SIZE, 0)
         header = _decode_header(data)
-        self.head, self.compact, self._known = GENESIS, CompactRange(), None
+        self.head, self.compact, self._known, self._tail = GENESIS, CompactRange(), None, None
         if header is None:
             return not data
         size = header.compact.size
@@ -196,7 +268,9 @@ class TreeFile:
             keys_size = os.stat(self.keys_path).st_size if size else 0
         except OSError:
             return False
-        if tree_size < HEADER_SIZE + 32 * _nodes(size) or min(index_size // 2, keys_size) < _KEY * size:
+        if tree_size < HEADER_SIZE + 32 * _nodes(size) or index_size < _INDEX.size * size:
+            return False
+        if keys_size < _extent(size // UNIT):
             return False
         peaks = [self.node(level, index) for level, index in CompactRange.peak_ids(size)]
         if peaks != header.compact.peaks:
@@ -222,21 +296,72 @@ class TreeFile:
         except OSError as exc:
             raise io_error("read", self.index_path, exc) from None
 
+    @property
+    def indexed(self) -> int:
+        """How many leaves the entry index holds (the tree's first ``UNIT * (size // UNIT)``)."""
+        return self.size - self.size % UNIT
+
     def leaves_of(self, spot_id: str, era_id: str) -> list[int]:
-        """The leaves whose records the index says are of entry ``(spot_id, era_id)`` (a digest match:
-        the caller checks each record's key). Reads ``merkle.keys`` once, 8 bytes a record."""
-        try:
-            data = self._read(self.keys_path, _KEY * self.size, 0)
-        except OSError as exc:
-            raise io_error("read", self.keys_path, exc) from None
+        """The leaves whose records the entry index and the tail say are of entry ``(spot_id, era_id)``, in
+        order (a digest match: the caller checks each record's key). Reads O(log n) pages of
+        ``merkle.keys`` for each of its O(log n) subtrees, each page checked against its subtree's hash
+        (a page that does not check raises :class:`~ledger.errors.LedgerIOError`); the tail's keys are the
+        ones :meth:`follow` read from the log."""
+        if self._tail is None:
+            raise LedgerIOError(f"{self.keys_path}: the tree was not brought up to its store (follow)")
         digest = key_digest(spot_id, era_id)
         found: list[int] = []
-        at = data.find(digest)
-        while at >= 0:
-            if at % _KEY == 0:
-                found.append(at // _KEY)
-            at = data.find(digest, at + 1)
+        for (level, start), peak in zip(_runs(self.size // UNIT), self.compact.peaks, strict=False):
+            found += self._find(level, start, peak, digest)
+        found += [self.indexed + i for i, tail in enumerate(self._tail) if tail == digest]
         return found
+
+    def _page(self, level: int, peak: bytes, number: int) -> bytes:
+        """Page ``number`` of the subtree at ``level`` whose hash is ``peak``, checked."""
+        try:
+            page = self._read(self.keys_path, PAGE_SIZE, _region(level) + PAGE_SIZE * number)
+        except OSError as exc:
+            raise io_error("read", self.keys_path, exc) from None
+        if len(page) != PAGE_SIZE or page[_BODY : _BODY + 4] != _page_crc(peak, number, page[:_BODY]):
+            raise _Damaged(f"{self.keys_path}: page {number} of level {level} does not check")
+        return page
+
+    def _find(self, level: int, start: int, peak: bytes, digest: bytes) -> list[int]:
+        """The leaves of ``digest`` in one sorted subtree: a binary search over its pages for the first
+        whose last pair is not below the digest, then the pairs from there while the digest holds."""
+        count, pages = UNIT << level, _pages(level)
+        read: dict[int, bytes] = {}
+        low, high = 0, pages - 1
+        while low < high:
+            middle = (low + high) // 2
+            last = min(_PER_PAGE, count - middle * _PER_PAGE) - 1
+            page = read[middle] = self._page(level, peak, middle)
+            if page[_PAIR * last : _PAIR * last + 8] < digest:
+                low = middle + 1
+            else:
+                high = middle
+        found: list[int] = []
+        first = start * UNIT
+        for number in range(low, pages):
+            page = read.get(number) or self._page(level, peak, number)
+            held = min(_PER_PAGE, count - number * _PER_PAGE)
+            pairs = [page[i : i + _PAIR] for i in range(0, _PAIR * held, _PAIR)]
+            for pair in pairs[bisect.bisect_left(pairs, digest) :]:
+                if pair[:8] != digest:
+                    return found
+                leaf = int.from_bytes(pair[8:], "big")
+                if not first <= leaf < first + count:
+                    raise _Damaged(f"{self.keys_path}: leaf {leaf} is not in its subtree's range")
+                found.append(leaf)
+        return found
+
+    def _run(self, level: int, peak: bytes) -> list[bytes]:
+        """The sorted pairs of the subtree at ``level`` whose hash is ``peak``, every page checked."""
+        count, data = UNIT << level, []
+        for number in range(_pages(level)):
+            data.append(self._page(level, peak, number)[:_BODY])
+        joined = b"".join(data)
+        return [joined[i : i + _PAIR] for i in range(0, _PAIR * count, _PAIR)]
 
     def records(self, store: EventStore, leaves: Iterable[int]) -> Iterator[tuple[int, Record]]:
         """The store's records of ``leaves`` (leaf ``i`` is record ``i + 1``), read from the heads the
@@ -265,12 +390,33 @@ class TreeFile:
             self._reset()
         start = self.head.seq
         try:
+            self._read_tail(store)
             return self._take(store)
-        except (StaleHeadError, CorruptLogError):
+        except _Damaged as exc:
+            log.warning("%s does not check (%s); rebuilding it from the log", self.keys_path, exc)
+        except (StaleHeadError, CorruptLogError) as exc:
             if not start:
                 raise  # read from the first record: the store's own damage, the reader's error
+            log.warning("%s does not check (%s); rebuilding it from the log", self.tree_path, exc)
         self._reset()  # the tree's head is no place in this log (replaced, rewritten): start again, once
         return self._take(store)
+
+    def _read_tail(self, store: EventStore) -> None:
+        """Learn the keys of the leaves after the entry index's last unit from their records in the store
+        (fewer than :data:`UNIT`), unless this handle knows them already."""
+        if self._tail is not None:
+            return
+        first = self.indexed
+        found: list[tuple[int, Record]] = []
+        if first < self.size:
+            seq, at = _INDEX.unpack(self._index(first, 1))
+            after = store.at(Head(seq, "", "", at)) if seq else GENESIS
+            if after is None:
+                raise StaleHeadError(f"the store holds no record {seq}, where the tree's index reads from")
+            found = _read(store, after, set(range(first + 1, self.size + 1)))
+        if [leaf for leaf, _ in found] != list(range(first, self.size)):
+            raise StaleHeadError(f"the store does not hold the tree's records {first + 1} to {self.size}")
+        self._tail = [key_digest(*record.event.key) for _, record in found]
 
     def _take(self, store: EventStore) -> int:
         """Append what the store yields after :attr:`head`. A write that fails stops the writing, not the
@@ -316,6 +462,8 @@ class TreeFile:
             if loaded is False or (loaded and self.head.seq and _differs(store.at(self.head), self.head)):
                 self._reset()
             building = not self.head.seq
+            if building and self._tail is None:  # nothing on disk yet: start the files empty
+                self._reset()
         except (LedgerError, OSError):
             building = False
         for batch in batches:
@@ -332,8 +480,8 @@ class TreeFile:
         return self.follow(store)
 
     def _reset(self) -> None:
-        self.head, self.compact = GENESIS, CompactRange()
-        self._write(b"", b"", b"", truncate=True)
+        self.head, self.compact, self._tail = GENESIS, CompactRange(), []
+        self._write(b"", b"", [], truncate=True)
 
     def _append(self, batch: Batch) -> int:
         """Take in ``batch`` where it continues the tree (records at or before :attr:`head` skipped)."""
@@ -344,19 +492,52 @@ class TreeFile:
         if skip < 0:  # a gap: these records do not continue the tree
             return 0
         lines, events = batch.lines[skip:], batch.events[skip:]
+        if self._tail is None:
+            raise LedgerIOError(f"{self.keys_path}: the tail's keys are not known")
+        before = CompactRange(self.compact.size, self.compact.peaks)
         nodes: list[bytes] = []
         for line in lines:
             nodes += self.compact.append(leaf_hash(line))
-        keys = b"".join(itertools.starmap(key_digest, map(_key_of, events)))
+        self._tail += [key_digest(e.spot_id, e.era_id) for e in events]
         index = _INDEX.pack(self.head.seq, self.head.at) * len(events)  # each read after this head
         self.head = batch.end
-        self._write(b"".join(nodes), keys, index)
+        self._write(b"".join(nodes), index, self._sort(before))
         return len(lines)
 
-    def _write(self, nodes: bytes, keys: bytes, index: bytes, *, truncate: bool = False) -> None:
-        """Write the new nodes, keys and index records after the ones the files hold, then the header."""
+    def _sort(self, before: CompactRange) -> list[tuple[int, bytes]]:
+        """The entry index's pages for the units the tree completed since ``before`` (offset, data): each
+        new sorted subtree is the pairs of the subtrees it takes in (read back, checked) and of the new
+        leaves, sorted, written to its level's region. Only a subtree that ``before`` does not hold is
+        written, and every subtree ``before`` holds is read before any write."""
+        old_units, units = before.size // UNIT, self.size // UNIT
+        if units == old_units:
+            return []
+        assert self._tail is not None
+        first, cut = old_units * UNIT, (units - old_units) * UNIT
+        fresh = [digest + leaf.to_bytes(8, "big") for leaf, digest in enumerate(self._tail[:cut], first)]
+        old = dict(zip(_runs(old_units), before.peaks, strict=False))
+        new = dict(zip(_runs(units), self.compact.peaks, strict=False))
+        taken = {run: self._run(run[0], peak) for run, peak in old.items() if run not in new}
+        writes = []
+        for (level, start), peak in new.items():
+            if (level, start) in old:
+                continue
+            end = start + (1 << level)
+            pairs = [pair for (_, s), run in taken.items() if start <= s < end for pair in run]
+            low, high = (start - old_units) * UNIT, (end - old_units) * UNIT
+            pairs += fresh[max(low, 0) : max(high, 0)]
+            pairs.sort()
+            writes.append((_region(level), _encode_run(level, peak, pairs)))
+        self._tail = self._tail[cut:]
+        return writes
+
+    def _write(
+        self, nodes: bytes, index: bytes, pages: list[tuple[int, bytes]], *, truncate: bool = False
+    ) -> None:
+        """Write the new nodes, index records and entry index pages where no state the header names lies,
+        then the header."""
         size = self.compact.size
-        added = len(keys) // _KEY
+        added = len(index) // _INDEX.size
         header = _encode_header(self.head, self.compact)
         try:
             tree, keys_fd, index_fd = (
@@ -368,8 +549,9 @@ class TreeFile:
                     self.ops.ftruncate(fd, length)
             if nodes:
                 self.ops.pwrite(tree, nodes, HEADER_SIZE + 32 * _nodes(size) - len(nodes))
-                self.ops.pwrite(keys_fd, keys, _KEY * (size - added))
                 self.ops.pwrite(index_fd, index, _INDEX.size * (size - added))
+            for offset, data in pages:
+                self.ops.pwrite(keys_fd, data, offset)
             self.ops.pwrite(tree, header, 0)
         except OSError as exc:
             self._known = None

@@ -5,6 +5,7 @@ cosignatures, and damaged tree files never giving a wrong proof."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from ledger.memory import MemoryStore
 from ledger.merkle import CompactRange, leaf_hash, root, verify_consistency
 from ledger.note import COSIGNATURE, Checkpoint, Signer, generate_key, open_note, sign
 from ledger.proofs import SNAPSHOT_EXTENSION, encode_bundle, verify_bundle
-from ledger.tree import HEADER_SIZE, TREE_NAME, node_slot
+from ledger.tree import HEADER_SIZE, KEYS_NAME, PAGE_SIZE, TREE_NAME, UNIT, node_slot
 
 from .conftest import FakeClock, entry
 from .pg import OnPostgres
@@ -269,6 +270,52 @@ def test_damaged_tree_files_never_give_a_wrong_proof(
         proven = verify_bundle(encode_bundle(proofs.prove("spot-1", "era", signer=key)), [key.verifier])
         assert proven.entry == ledger.get_video_metadata("spot-1", "era")
         assert [e.seq for e in proven.events] == [e.seq for e in ledger.history("spot-1")]
+    assert any("does not check" in r.getMessage() for r in caplog.records)
+
+
+def _units(ledger: Ledger, units: int) -> None:
+    """``units * UNIT`` events over spot-0..spot-3, one bulk write a unit."""
+    for _ in range(units):
+        start = ledger.head().seq
+        ledger.set_many(
+            [entry(f"spot-{i % 4}", "era", status="pending", prompt=f"b{start + i}") for i in range(UNIT)]
+        )
+
+
+@pytest.mark.parametrize("damage", ["a byte of each page", "zeroed", "an older state", "another log's"])
+def test_a_stale_or_damaged_entry_index_never_hides_a_record(
+    tmp_path: Path, key: Signer, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = tmp_path / "log" / KEYS_NAME
+    with Ledger(tmp_path / "log", clock=FakeClock()) as ledger:
+        _units(ledger, 5)  # the index: units 0-3 sorted together, unit 4 alone
+        older = keys.read_bytes()
+        _units(ledger, 1)  # units 4-5 now sorted together, where units 0-1 once were
+        write_some(ledger, 9, spots=4)
+    if damage == "an older state":
+        keys.write_bytes(older)  # every subtree it holds is whole, one of them not this tree's
+    elif damage == "another log's":
+        with Ledger(tmp_path / "other", clock=FakeClock(step=dt.timedelta(seconds=1))) as other:
+            _units(other, 6)
+            write_some(other, 9, spots=3)
+        shutil.copy(tmp_path / "other" / KEYS_NAME, keys)
+    else:
+        data = bytearray(keys.read_bytes())
+        for at in range(0, len(data), PAGE_SIZE):
+            if damage == "zeroed":
+                data[at : at + PAGE_SIZE] = bytes(len(data[at : at + PAGE_SIZE]))
+            else:
+                data[at + 5] ^= 0x10
+        keys.write_bytes(data)
+    with (
+        Ledger(tmp_path / "log", clock=FakeClock()) as ledger,
+        caplog.at_level(logging.WARNING, logger="ledger"),
+    ):
+        proven = verify_bundle(
+            encode_bundle(ledger.proofs().prove("spot-1", "era", signer=key)), [key.verifier]
+        )
+        assert [e.seq for e in proven.events] == [e.seq for e in ledger.history("spot-1")]
+        assert len(proven.events) == 6 * UNIT // 4 + 2
     assert any("does not check" in r.getMessage() for r in caplog.records)
 
 
