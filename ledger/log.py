@@ -52,11 +52,13 @@ class _FileAudit(Audit):
         scan = self._scan
         offset = 0
         identity = self._log.file.stat()[0]
+        runs = scan.runs()
         try:
-            for lines, events in scan.runs():
+            for lines, events in runs:
                 offset += sum(map(len, lines)) + len(lines)
                 yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
         finally:
+            runs.close()  # its file closed with this read, not whenever the collector gets to it
             self.end, self.torn = scan.end, scan.torn
         self._log.note_read(identity, scan.end)  # read to the end: the next head() reads on from there
 
@@ -107,18 +109,22 @@ class EventLog(EventStore):
         skip = after.seq - scan.start.seq  # records before ``after`` (none when its bookmark was used)
         join = skip > 0  # the first record yielded must chain to ``after`` (the scan checked it otherwise)
         offset = scan.start.at
-        for lines, events in scan.runs():
-            offset += sum(map(len, lines)) + len(lines)
-            if skip >= len(events):
-                skip -= len(events)
-                continue
-            if join:
-                if events[skip].prev != after.hash:
-                    raise CorruptLogError(
-                        self.path, after.seq + 1, "chain broken: prev does not match the line before"
-                    )
-                lines, events, skip, join = lines[skip:], events[skip:], 0, False
-            yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
+        runs = scan.runs()
+        try:
+            for lines, events in runs:
+                offset += sum(map(len, lines)) + len(lines)
+                if skip >= len(events):
+                    skip -= len(events)
+                    continue
+                if join:
+                    if events[skip].prev != after.hash:
+                        raise CorruptLogError(
+                            self.path, after.seq + 1, "chain broken: prev does not match the line before"
+                        )
+                    lines, events, skip, join = lines[skip:], events[skip:], 0, False
+                yield Batch(lines, events, Head(events[-1].seq, line_hash(lines[-1]), events[-1].ts, offset))
+        finally:
+            runs.close()  # its file closed with this read, not whenever the collector gets to it
         if skip:
             raise StaleHeadError(f"{self.path} holds fewer than {after.seq} events: read it again")
 

@@ -98,7 +98,7 @@ class Scan:
             pass
         return self.end
 
-    def runs(self) -> Iterator[Run]:
+    def runs(self) -> Generator[Run, None, None]:
         """The events in runs, one per chunk of the file read, each with its lines exactly as stored
         (newline excluded). ``end`` is set once the scan stops (after the last run, or at a problem).
 

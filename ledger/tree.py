@@ -466,13 +466,18 @@ class TreeFile:
                 self._reset()
         except (LedgerError, OSError):
             building = False
-        for batch in batches:
-            if building:
-                try:
-                    self._append(batch)
-                except (LedgerError, OSError):
-                    building = False
-            yield batch
+        try:
+            for batch in batches:
+                if building:
+                    try:
+                        self._append(batch)
+                    except (LedgerError, OSError):
+                        building = False
+                yield batch
+        finally:  # the read closes its file here, not whenever the collector reaches it
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def rebuild(self, store: EventStore) -> int:
         """Start again from the empty tree and follow the whole store."""
