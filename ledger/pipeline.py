@@ -190,8 +190,9 @@ class Job:
         assert self._stack is not None
         try:
             # a second SIGTERM or Ctrl-C a few ms after the first (systemd, docker, a process group) waits
-            # until the attempt's end is recorded, rather than cutting that commit short
-            with _signals_deferred(redeliver=exc is None):
+            # until the attempt's end is recorded, rather than cutting that commit short; one that is the
+            # first (the block ended for another reason) is raised again once it is recorded
+            with _signals_deferred(redeliver=not isinstance(exc, Terminated | KeyboardInterrupt)):
                 if self._heartbeat is not None:  # nothing renews an attempt that is ending
                     self._heartbeat.__exit__(None, None, None)
                 if not self.done:

@@ -19,6 +19,7 @@ The rules (``docs/lifecycle.md``, *The work loop*):
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Iterable
 from typing import Final
@@ -151,15 +152,30 @@ class WorkIndex:
         self._leases: list[tuple[str, int, Key]] = []
 
     @classmethod
-    def restore(cls, works: dict[Key, Work], policy: RetryPolicy, policy_seq: int) -> WorkIndex:
-        """The index of ``works`` under ``policy`` (set by event ``policy_seq``), its heaps built again."""
+    def restore(
+        cls, works: dict[Key, Work], policy: RetryPolicy, policy_seq: int,
+        heaps: tuple[list[tuple[str, int, Key]], list[tuple[str, int, Key]]] | None = None,
+    ) -> WorkIndex:  # fmt: skip
+        """The index of ``works`` under ``policy`` (set by event ``policy_seq``), with the unfiltered queue
+        and the leases as ``heaps`` (each a list in heap order, as :meth:`heaps` gives them), or built
+        again from ``works``."""
         index = cls(policy)
         index.works, index.policy_seq = works, policy_seq
-        index._queues = {_ALL: index._build(_ALL)}
-        leases = [(expiry, w.seq, key) for key, w in works.items() if (expiry := lease_expiry(w)) is not None]
-        heapq.heapify(leases)
-        index._leases = leases
+        if heaps is None:
+            leases = [(e, w.seq, key) for key, w in works.items() if (e := lease_expiry(w)) is not None]
+            heapq.heapify(leases)
+            heaps = (index._build(_ALL), leases)
+        index._queues, index._leases = {_ALL: heaps[0]}, heaps[1]
         return index
+
+    def heaps(self) -> tuple[list[tuple[str, int, Key]], list[tuple[str, int, Key]]]:
+        """The unfiltered queue and the leases, each without its stale items and in heap order."""
+        works, policy = self.works, self.policy
+        queue = [i for i in self._queues[_ALL] if (w := works.get(i[2])) and claim_key(w, policy) == i[:2]]
+        leases = [i for i in self._leases if (w := works.get(i[2])) and (lease_expiry(w), w.seq) == i[:2]]
+        heapq.heapify(queue)
+        heapq.heapify(leases)
+        return queue, leases
 
     def fold(self, events: Iterable[EventType]) -> None:
         """Take in ``events`` (in log order)."""
@@ -274,12 +290,18 @@ class _Saved(msgspec.Struct, frozen=True, array_like=True):
     policy: tuple[int, float, float, float | None, tuple[str, ...]]
     policy_seq: int
     works: list[tuple[str, str, Work]]
+    queue: list[tuple[str, int, tuple[str, str]]]
+    leases: list[tuple[str, int, tuple[str, str]]]
 
 
 class _Header(msgspec.Struct, frozen=True):
     v: int
     size: int
     crc32: str
+
+
+_header_decoder = msgspec.json.Decoder(_Header)
+_state_decoder = msgspec.json.Decoder(_Saved)
 
 
 def encode_state(index: WorkIndex, head: Place) -> bytes:
@@ -289,28 +311,36 @@ def encode_state(index: WorkIndex, head: Place) -> bytes:
     p = index.policy
     policy = (p.max_attempts, float(p.backoff), float(p.backoff_factor), p.backoff_max, p.not_retried)
     works = [(spot, era, work) for (spot, era), work in index.works.items()]
-    body = msgspec.json.encode(_Saved((head[0], head[1], head[2], head[3]), policy, index.policy_seq, works))
+    place = (head[0], head[1], head[2], head[3])
+    body = msgspec.json.encode(_Saved(place, policy, index.policy_seq, works, *index.heaps()))
     header = msgspec.json.encode(_Header(STATE_VERSION, len(body), f"{crc32(body):08x}"))
     return header + b"\n" + body
 
 
-def decode_state(data: bytes) -> tuple[WorkIndex, Place] | None:
+def decode_state(data: bytes | bytearray) -> tuple[WorkIndex, Place] | None:
     """The index and the head it is as of, from :func:`encode_state`'s bytes; ``None`` for anything else
     (another format, a torn or damaged file, values no log could have made). Whether the head is the
     store's is for the caller to check before it trusts any of it."""
-    first, _, body = data.partition(b"\n")
+    end = data.find(b"\n")
+    first, body = memoryview(data)[:end], memoryview(data)[end + 1 :]  # no copy of the body
+    paused = gc.isenabled()
+    gc.disable()  # hundreds of thousands of new containers, none in a cycle: no collection passes over them
     try:
-        header = msgspec.json.decode(first, type=_Header)
-        if header.v != STATE_VERSION or header.size != len(body) or header.crc32 != f"{crc32(body):08x}":
+        header = _header_decoder.decode(first)
+        whole = header.size == len(body) and header.crc32 == f"{crc32(body):08x}"
+        if end < 0 or header.v != STATE_VERSION or not whole:
             return None
-        saved = msgspec.json.decode(body, type=_Saved)
+        saved = _state_decoder.decode(body)
         policy = RetryPolicy(*saved.policy)
+        works = {(spot, era): work for spot, era, work in saved.works}
     except (msgspec.DecodeError, InvalidEntryError, TypeError):
         return None
-    works = {(spot, era): work for spot, era, work in saved.works}
+    finally:
+        if paused:
+            gc.enable()
     if len(works) != len(saved.works) or saved.head[0] < 0:
         return None
-    return WorkIndex.restore(works, policy, saved.policy_seq), saved.head
+    return WorkIndex.restore(works, policy, saved.policy_seq, (saved.queue, saved.leases)), saved.head
 
 
 def worker_text(worker: Worker | None) -> str:

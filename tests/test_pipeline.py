@@ -446,3 +446,43 @@ def test_the_readmes_demo_with_a_relative_directory_finds_every_video(tmp_path: 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"files: {ready} checked, 0 problems\n" in result.stdout
+
+
+SIGNAL_WHILE_FAILING = """
+import os, signal, sys
+from ledger import Ledger
+from ledger.fileops import FileOps
+
+class SignalOps(FileOps):
+    armed = False
+
+    def point(self, name):
+        if self.armed and name == "log.before_write":
+            self.armed = False
+            os.kill(os.getpid(), signal.SIGTERM)  # while the block's failed is being written
+
+ops = SignalOps()
+ledger = Ledger(sys.argv[1], ops=ops)
+ledger.set_video_metadata({"spotId": "s", "eraId": "e", "prompt": "p", "status": "pending"})
+job = ledger.claim()
+try:
+    with job:
+        ops.armed = True
+        raise RuntimeError("boom")
+except RuntimeError:
+    print("the SIGTERM was lost: the worker goes on", flush=True)
+"""
+
+
+def test_a_sigterm_while_an_ordinary_failure_is_recorded_is_raised_once_it_is(tmp_path: Path) -> None:
+    """A worker's block failed for its own reasons, and SIGTERM came while that failure was being written:
+    the signal waits for the record, then stops the process (it used to be dropped, and the worker went
+    on claiming until it was killed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_FAILING, str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (143, ""), done.stdout + done.stderr
+    with Ledger(tmp_path, readonly=True) as ledger:
+        current = ledger.get_video_metadata("s", "e")
+    assert current is not None and (current.status, current.error) == ("failed", "RuntimeError: boom")

@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -240,7 +241,11 @@ def latency_rounds(queued: list[int], claims: int, rounds: int, max_load: float)
     built = {n: build(n) for n in queued}
     protocol = Protocol(rounds, max_load)
     cases = [(f"{n}", lambda r, n=n: latency(built[n], claims, f"{n}:")) for n in queued]
-    protocol.run(cases, lambda line: print(line, file=sys.stderr))
+    try:
+        protocol.run(cases, lambda line: print(line, file=sys.stderr))
+    finally:
+        for directory in built.values():
+            shutil.rmtree(directory, ignore_errors=True)
     print(protocol.header())
     print("| queued | figure | median | q1..q3 | min..max |")
     print("|---|---|---|---|---|")
@@ -313,7 +318,9 @@ def main() -> None:
         print(json.dumps(kill(args.lease)))
     else:
         _print_run(2, 20, 0.3, 3, False)
-        print(json.dumps(latency(build(200), 20)))
+        tiny = build(200)
+        print(json.dumps(latency(tiny, 20)))
+        shutil.rmtree(tiny, ignore_errors=True)
         print(json.dumps(kill(0.5)))
 
 
