@@ -277,6 +277,23 @@ def ledger_appends(tmp: Path, n: int) -> tuple[float, float]:
     return n / elapsed, (cpu - ops.in_fsync) / n * 1e6
 
 
+_CHILD_APPENDS = (
+    "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import bench_ledger; "
+    "print(*bench_ledger.ledger_appends(Path(sys.argv[2]), int(sys.argv[3])))"
+)
+
+
+def tree_appends(tmp: Path, n: int, tree: Path) -> tuple[float, float]:
+    """:func:`ledger_appends` in a child process whose ``ledger`` package is the one in source tree
+    ``tree`` (``--baseline``: this tree and another one, in the same rounds)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv = [sys.executable, "-c", _CHILD_APPENDS, str(Path(__file__).resolve().parent), str(tmp), str(n)]
+    # run in tmp: a child started in a source tree would import that tree's ledger first
+    done = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, text=True, check=True)
+    rate, cpu = done.stdout.split()
+    return float(rate), float(cpu)
+
+
 def ledger_set(tmp: Path, n: int, entries: int) -> float:
     """set_video_metadata with the snapshot kept current on every write."""
     ledger = prefilled(tmp / "l", entries)
@@ -566,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, 1 round: proves the script works")
     parser.add_argument("--only", default="", help="comma-separated groups")
     parser.add_argument("--tmp-dir", default=None)
+    parser.add_argument(
+        "--baseline", metavar="DIR",
+        help="append: also this tree's and DIR's (a checkout of another commit) appends, each in a child "
+        "process, in the same rounds",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     tiny = args.tiny
     rounds = 1 if tiny else args.rounds
@@ -590,6 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         Case("append.sqlite_full", "append", "events/s", lambda t: sqlite_full(t, n)),
         Case("append.eventsourcing", "append", "events/s", lambda t: eventsourcing_save(t, n)),
         Case("append.ledger_deferred", "append", "events/s", lambda t: ledger_appends(t, n), OUTSIDE_FSYNC),
+        *[
+            Case(f"append.{name}", "append", "events/s", lambda t, tree=tree: tree_appends(t, n, tree), OUTSIDE_FSYNC)
+            for name, tree in ([("tree_child", ROOT), ("baseline_child", Path(args.baseline).resolve())] if args.baseline else [])
+        ],
         *[Case(f"set.ledger.E{e}", "set", "sets/s", lambda t, e=e: ledger_set(t, max(20, n // 5), e)) for e in sizes],
         *[Case(f"set.naive.E{e}", "set", "updates/s", lambda t, e=e: naive_rewrite(t, 10 if e > 1000 else 40, e)) for e in sizes],
         Case(f"set.io_floor.E{sizes[-1]}", "set", "sets/s", lambda t: set_io_floor(t, max(20, n // 5), sizes[-1])),
@@ -664,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         ("appends (deferred) / SQLite FULL", "append.ledger_deferred", "append.sqlite_full", "≥ 1"),
         ("appends (deferred) / eventsourcing", "append.ledger_deferred", "append.eventsourcing", "≥ 2"),
         ("CPU outside fsync per append, ledger / raw", f"append.ledger_deferred ({OUTSIDE_FSYNC})", f"append.raw_fsync ({OUTSIDE_FSYNC})", ""),
+        ("appends, this tree / --baseline (child processes)", "append.tree_child", "append.baseline_child", ""),
+        ("CPU outside fsync per append, this tree / --baseline", f"append.tree_child ({OUTSIDE_FSYNC})", f"append.baseline_child ({OUTSIDE_FSYNC})", ""),
         *[(f"set / naive rewrite, {e:,} entries", f"set.ledger.E{e}", f"set.naive.E{e}", "≥ 5" if e == 10_000 else "") for e in sizes],
         (f"a set's I/O alone / naive rewrite, {sizes[-1]:,} entries (the ceiling)", f"set.io_floor.E{sizes[-1]}", f"set.naive.E{sizes[-1]}", ""),
         (f"set / its I/O alone, {sizes[-1]:,} entries", f"set.ledger.E{sizes[-1]}", f"set.io_floor.E{sizes[-1]}", ""),
