@@ -14,7 +14,6 @@ would write.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import random
@@ -26,12 +25,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ledger.disclosure import C2PA_EXTRA, C2paMissingError, C2paSigner, make_development_ca, require_c2pa
 from ledger.errors import InvalidEntryError, LedgerError
 from ledger.events import Failed, Generating, ModelRef, Provenance, Usage, VideoMetadata
 from ledger.mp4 import write_mp4
@@ -39,6 +35,13 @@ from ledger.pipeline import Job, Signer, Terminated
 from ledger.provenance import canonical_json, text_sha256
 from ledger.retry import RetryPolicy, policy_text
 from ledger.store import Ledger
+
+if TYPE_CHECKING:  # imported where used: a short command imports this module for its option bounds
+    import multiprocessing
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.synchronize import Event
+
+    from ledger.disclosure import C2paSigner
 
 __all__ = (
     "DEMO_POLICY",
@@ -173,6 +176,8 @@ def demo_signer(
     needed: :class:`~ledger.disclosure.C2paMissingError` without it); else, unless ``sign`` is false and
     when the extra is installed, a throwaway development CA in ``directory/dev-ca`` (made once, then
     reused, so every video of the directory verifies against one root); else none, saying why."""
+    from ledger.disclosure import C2PA_EXTRA, C2paMissingError, C2paSigner, make_development_ca, require_c2pa
+
     if chain is not None and key is not None:
         require_c2pa()
         return DemoSigner(C2paSigner(Path(chain), Path(key)), f"signed with the certificate chain {chain}")
@@ -370,6 +375,8 @@ def _workers(count: int, setup: _Setup) -> tuple[list[BaseProcess], multiprocess
     Forked where there is fork: the queue's semaphores are unlinked at once, so no resource-tracker
     process is started (with spawn, an interrupted demo could end with the tracker's "leaked semaphore"
     warning on stderr); the workers open their own ledger handles, and this process holds none open."""
+    import multiprocessing
+
     get_context = multiprocessing.get_context
     context = get_context("fork") if sys.platform == "linux" else get_context("spawn")
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]

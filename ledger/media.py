@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from ledger import disclosure
 from ledger.errors import InvalidEntryError
 from ledger.events import FORMAT_VERSION, GENESIS_HASH, EventType, Ready
 from ledger.fileops import FileOps
@@ -156,6 +155,8 @@ def verify_files(
     PEM file of roots, leads to one of them), says AI-generated and names its entry and attempt
     (:func:`_disclosure_problem`) (:meth:`Ledger.verify_files <ledger.store.Ledger.verify_files>`)."""
     if c2pa:
+        from ledger import disclosure  # only here: its imports are a third of a short command's start
+
         disclosure.require_c2pa()  # the optional extra: say how to get it before reading anything
     where = root if isinstance(root, MediaMap) else MediaMap.of(root)
     root = where.root
@@ -226,6 +227,8 @@ def _disclosure_problem(
         spot, era, attempt = ready.spot_id, ready.era_id, ready.attempt
     else:
         spot, era, attempt = made.spot_id, made.era_id, made.attempt
+    from ledger import disclosure
+
     return disclosure.check_disclosure(os.path.join(*placed), spot, era, attempt, trust_anchors=trust_anchors)
 
 

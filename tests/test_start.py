@@ -19,8 +19,8 @@ from ledger.cliparse import BadUsage, parse
 from .conftest import ROOT
 
 # what a short command must not pay for: the PostgreSQL driver, the proofs and signatures, the metrics
-# server, the report page, C2PA, the watcher's inotify, the package metadata (only --version reads it),
-# and nothing a test or a benchmark uses
+# server, the report page, C2PA (and the disclosure module), the demo's worker processes, the watcher's
+# inotify, the package metadata (only --version reads it), and nothing a test or a benchmark uses
 NOT_NEEDED = (
     "ledger.postgres",
     "psycopg",
@@ -33,6 +33,8 @@ NOT_NEEDED = (
     "ledger.copy",
     "c2pa",
     "cryptography",
+    "ledger.disclosure",
+    "multiprocessing",
     "watchfiles",
     "importlib.metadata",
     "hypothesis",
