@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypedDict, TypeVar, Unpack, cast
 
-from ledger.events import EventType, normalize_id, parse_time
+from ledger.events import EventType, Policy, normalize_id, parse_time
 
 __all__ = (
     "EventFilter",
@@ -76,7 +76,7 @@ class EventFilter:
     high: str | None = None
     """Only events at or before this time."""
     status: str | None = None
-    """Only events that leave an entry with this status."""
+    """Only events that leave an entry with this status (a policy event is no entry's)."""
     type: str | None = None
     """Only events of this type (``pending`` ... ``imported``)."""
 
@@ -88,7 +88,7 @@ class EventFilter:
             and (self.since_seq is None or event.seq > self.since_seq)
             and (self.low is None or event.ts >= self.low)
             and (self.high is None or event.ts <= self.high)
-            and (self.status is None or event.new_status == self.status)
+            and (self.status is None or (event.new_status == self.status and not isinstance(event, Policy)))
             and (self.type is None or event.type == self.type)
         )
 

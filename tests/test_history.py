@@ -19,6 +19,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.cli import main
+from ledger.retry import RetryPolicy
 
 from .conftest import PYTHON, ROOT, FakeClock, entry, recent_clock
 
@@ -284,3 +285,13 @@ def test_the_cli_history_last_and_reverse_print_lines_as_stored(
     assert code == 2 and "--last" in err
     code, _, err = run_cli("history", "--last", "1", "--follow")
     assert code == 2 and "not with --last or --reverse" in err
+
+
+def test_a_status_filter_passes_no_policy_event(tmp_path: Path) -> None:
+    """A policy event belongs to no entry, so no entry's status filter lets it through (its placeholder
+    status is never an entry's); a type filter still finds it."""
+    with Ledger(tmp_path) as ledger:
+        ledger.set_retry_policy(RetryPolicy(max_attempts=3, backoff=30.0))
+        ledger.set_video_metadata(entry("s", "e", "pending"))
+        assert [e.type for e in ledger.history(status="pending")] == ["pending"]
+        assert [e.type for e in ledger.history(type="policy")] == ["policy"]
