@@ -50,7 +50,7 @@ from typing import Final, NamedTuple
 
 from ledger.backend import GENESIS, Batch, EventStore, Head, Record
 from ledger.errors import CorruptLogError, LedgerError, LedgerIOError, StaleHeadError, io_error
-from ledger.events import GENESIS_HASH
+from ledger.events import GENESIS_HASH, EventType
 from ledger.fileops import FileOps, OwnedFd
 from ledger.layout import TREE_INDEX_NAME, TREE_KEYS_NAME, TREE_NAME
 from ledger.merkle import CompactRange, leaf_hash
@@ -190,6 +190,7 @@ class TreeFile:
         self._known: bytes | None = None  # the header as this handle last read or wrote it
         self._retry_at = 0  # after a failed keep, the head from which the next one tries
         self._tail: list[bytes] | None = None
+        self._learning = False  # reading the tail's records to learn their keys (:meth:`_take`)
         """The key digests of the leaves after the entry index's last unit, once this handle knows them
         (appended them, or read them from the store: :meth:`follow`)."""
         self._fds = {path: OwnedFd(self) for path in (self.tree_path, self.keys_path, self.index_path)}
@@ -259,6 +260,7 @@ class TreeFile:
             data = self._read(self.tree_path, HEADER_SIZE, 0)
         header = _decode_header(data)
         self.head, self.compact, self._known, self._tail = GENESIS, CompactRange(), None, None
+        self._learning = False
         if header is None:
             return not data
         size = header.compact.size
@@ -307,7 +309,7 @@ class TreeFile:
         ``merkle.keys`` for each of its O(log n) subtrees, each page checked against its subtree's hash
         (a page that does not check raises :class:`~ledger.errors.LedgerIOError`); the tail's keys are the
         ones :meth:`follow` read from the log."""
-        if self._tail is None:
+        if self._tail is None or self._learning:
             raise LedgerIOError(f"{self.keys_path}: the tree was not brought up to its store (follow)")
         digest = key_digest(spot_id, era_id)
         found: list[int] = []
@@ -383,14 +385,15 @@ class TreeFile:
         """Bring the files up to the end of ``store``: the records after :attr:`head`, as the store's
         ``read`` yields them, appended as leaves. If the files hold no whole tree, or the store does not
         hold their head (another log, rewritten, cut short: checked through ``at`` whenever the header is
-        not the one this handle wrote), they are rebuilt from the start. Returns how many leaves were
-        added."""
+        not the one this handle wrote), they are rebuilt from the start; so are they when a page of the
+        entry index does not check. A handle that does not know the keys of the tail (the leaves after
+        the entry index's last unit) reads from the tail's first record instead, in the same pass.
+        Returns how many leaves were added."""
         loaded = self.load()
         if loaded is False or (loaded and self.head.seq and _differs(store.at(self.head), self.head)):
             self._reset()
         start = self.head.seq
         try:
-            self._read_tail(store)
             return self._take(store)
         except _Damaged as exc:
             log.warning("%s does not check (%s); rebuilding it from the log", self.keys_path, exc)
@@ -401,22 +404,31 @@ class TreeFile:
         self._reset()  # the tree's head is no place in this log (replaced, rewritten): start again, once
         return self._take(store)
 
-    def _read_tail(self, store: EventStore) -> None:
-        """Learn the keys of the leaves after the entry index's last unit from their records in the store
-        (fewer than :data:`UNIT`), unless this handle knows them already."""
-        if self._tail is not None:
-            return
-        first = self.indexed
-        found: list[tuple[int, Record]] = []
-        if first < self.size:
-            seq, at = _INDEX.unpack(self._index(first, 1))
-            after = store.at(Head(seq, "", "", at)) if seq else GENESIS
-            if after is None:
-                raise StaleHeadError(f"the store holds no record {seq}, where the tree's index reads from")
-            found = _read(store, after, set(range(first + 1, self.size + 1)))
-        if [leaf for leaf, _ in found] != list(range(first, self.size)):
-            raise StaleHeadError(f"the store does not hold the tree's records {first + 1} to {self.size}")
-        self._tail = [key_digest(*record.event.key) for _, record in found]
+    def _tail_head(self, store: EventStore) -> Head:
+        """Where to read from to learn the keys of the leaves after the entry index's last unit (fewer
+        than :data:`UNIT`), which this handle does not know: the head its first record is read after."""
+        self._tail, self._learning = [], True
+        if self.indexed == self.size:
+            return self.head
+        seq, at = _INDEX.unpack(self._index(self.indexed, 1))
+        after = store.at(Head(seq, "", "", at)) if seq else GENESIS
+        if after is None:
+            raise StaleHeadError(f"the store holds no record {seq}, where the tree's index reads from")
+        return after
+
+    def _learn(self, events: list[EventType]) -> None:
+        """Take in the keys of the tail's records among ``events`` (records the tree holds)."""
+        assert self._tail is not None
+        self._tail += [key_digest(e.spot_id, e.era_id) for e in events if e.seq > self.indexed]
+
+    def _learned(self) -> None:
+        """The tail's keys are all known: else the store does not hold the tree's records."""
+        self._learning = False
+        if self._tail is None or len(self._tail) != self.size - self.indexed:
+            self._tail = None
+            raise StaleHeadError(
+                f"the store does not hold the tree's records {self.indexed + 1} to {self.size}"
+            )
 
     def _take(self, store: EventStore) -> int:
         """Append what the store yields after :attr:`head`. A write that fails stops the writing, not the
@@ -424,8 +436,9 @@ class TreeFile:
         suspended with its files open (its cleanup would run at the collector's moment, unreported)."""
         added = 0
         failed: BaseException | None = None
+        after = self.head if self._tail is not None else self._tail_head(store)
         try:
-            for batch in store.read(self.head):
+            for batch in store.read(after):
                 if failed is None:
                     try:
                         added += self._append(batch)
@@ -434,6 +447,8 @@ class TreeFile:
         finally:
             if failed is not None:
                 raise failed
+        if self._learning:
+            self._learned()
         return added
 
     def keep(self, store: EventStore, head: Head) -> None:
@@ -485,17 +500,21 @@ class TreeFile:
         return self.follow(store)
 
     def _reset(self) -> None:
-        self.head, self.compact, self._tail = GENESIS, CompactRange(), []
+        self.head, self.compact, self._tail, self._learning = GENESIS, CompactRange(), [], False
         self._write(b"", b"", [], truncate=True)
 
     def _append(self, batch: Batch) -> int:
         """Take in ``batch`` where it continues the tree (records at or before :attr:`head` skipped)."""
         first = batch.events[0].seq if batch.events else 0
         skip = self.head.seq + 1 - first
+        if self._learning:  # records the tree holds, read to learn the tail's keys
+            self._learn(batch.events[: max(skip, 0)])
         if not batch.events or skip >= len(batch.events):
             return 0
         if skip < 0:  # a gap: these records do not continue the tree
             return 0
+        if self._learning:
+            self._learned()
         lines, events = batch.lines[skip:], batch.events[skip:]
         if self._tail is None:
             raise LedgerIOError(f"{self.keys_path}: the tail's keys are not known")
