@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,17 +97,53 @@ def files_state(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-@pytest.fixture
-def run_cli(ledger_dir: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run the CLI in-process against ``ledger_dir``: returns (exit code, stdout, stderr)."""
+Run = Callable[..., tuple[int, str, str]]
+
+
+def cli_in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (``main(argv)``): returns (exit code, stdout, stderr)."""
     from ledger.cli import main
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--dir", str(ledger_dir), *argv])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
-    return run
+
+def cli_process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ledger ARGS`` as a real process from the repository's root (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
+def one_line_error(err: str) -> str:
+    """``err`` if it is one line of ``video-ledger: error: …`` with no traceback (else the test fails)."""
+    assert err.count("\n") == 1 and err.startswith("video-ledger: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+def small_ledger(directory: Path, n: int = 12) -> bytes:
+    """A ledger of ``n`` pending entries in ``directory``: returns its log's bytes."""
+    with Ledger(directory, clock=FakeClock()) as ledger:
+        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(n))
+    return (directory / "events.jsonl").read_bytes()
+
+
+def seed(run_cli: Run) -> None:
+    """Two entries through ``run_cli``: one ready, one failed with a long error (for table tests)."""
+    run_cli("set", "colosseum", "rome-80ad", "--status", "generating", "--prompt", "Opening games")
+    run_cli("set", "colosseum", "rome-80ad", "--status", "ready", "--local-path", "videos/c.mp4")
+    run_cli("set", "petra", "nabataean", "--status", "generating", "--prompt", "Treasury")
+    long_error = "RuntimeError: the model refused after 3 retries; quota exceeded for project 42 (region eu)"
+    run_cli("fail", "petra", "nabataean", long_error)
+
+
+@pytest.fixture
+def run_cli(ledger_dir: Path, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run the CLI in-process against ``ledger_dir``: returns (exit code, stdout, stderr)."""
+    return lambda *argv: cli_in_process(capsys, "--dir", str(ledger_dir), *argv)
 
 
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -17,9 +16,8 @@ import pytest
 from ledger import InvalidEntryError, Ledger
 from ledger.events import GENESIS_HASH, decode_event, encode_line, line_hash
 
-from .conftest import entry, recent_clock
+from .conftest import Run, entry, recent_clock
 
-Run = Callable[..., tuple[int, str, str]]
 HEAD = re.compile(r"^head: (\d+):([0-9a-f]{64})$", re.M)
 
 

@@ -8,7 +8,6 @@ import hashlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,7 @@ import pytest
 from ledger import AttemptInProgressError, Failed, IllegalTransitionError, Ledger, Ready
 from ledger.events import FORMAT_VERSION
 
-from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import PYTHON, ROOT, FakeClock, Run, entry, files_state
 
 
 def _video(path: Path, data: bytes) -> Path:

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,13 @@ from ledger.cli import _build_parser, main
 from ledger.schema import documents as schema_documents
 from ledger.stores import STORE_ENV
 
-from .conftest import ROOT, files_state
+from .conftest import ROOT, Run, cli_in_process, cli_process, files_state
 from .pg import require_psycopg
 
 require_psycopg()
 
 
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-Run = Callable[..., tuple[int, str, str]]
-
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli_process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
 
 
 COMMANDS = [
@@ -236,10 +220,10 @@ def test_license_and_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_the_help_names_the_store_option_its_variable_init_and_copy(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, _ = cli(capsys, "--help")
+    code, out, _ = cli_in_process(capsys, "--help")
     assert code == 0 and "--store STORE" in out and STORE_ENV in out
     assert "init" in out and "copy" in out
-    code, out, _ = cli(capsys, "init", "--help")
+    code, out, _ = cli_in_process(capsys, "init", "--help")
     assert code == 0 and "--app-role ROLE" in out and "video-ledger --store postgresql://" in out
-    code, out, _ = cli(capsys, "copy", "--help")
+    code, out, _ = cli_in_process(capsys, "copy", "--help")
     assert code == 0 and "--from SRC" in out and "--to DST" in out and "video-ledger copy --from" in out

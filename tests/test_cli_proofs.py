@@ -10,14 +10,11 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from ledger.merkle import leaf_hash, root
 
-from .conftest import ROOT
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import ROOT, Run
 
 
 def _fill(run_cli: Run, n: int, start: int = 0) -> None:

@@ -4,11 +4,10 @@ set --attempt, requeue, policy, reap by lease."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from ledger.cli import EXIT_NOTHING
 
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import Run
 
 
 def test_a_shell_worker_claims_renews_and_ends_its_attempt(run_cli: Run) -> None:

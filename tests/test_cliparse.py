@@ -4,35 +4,15 @@ the flag a message names, range-checked numbers and paths."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ledger.cli import main
 
-from .conftest import ROOT, files_state
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import ROOT, Run, cli_process, files_state, seed
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
-def seed(run_cli: Run) -> None:
-    run_cli("set", "colosseum", "rome-80ad", "--status", "generating", "--prompt", "Opening games")
-    run_cli("set", "colosseum", "rome-80ad", "--status", "ready", "--local-path", "videos/c.mp4")
-    run_cli("set", "petra", "nabataean", "--status", "generating", "--prompt", "Treasury")
-    long_error = "RuntimeError: the model refused after 3 retries; quota exceeded for project 42 (region eu)"
-    run_cli("fail", "petra", "nabataean", long_error)
 
 
 NUMBER_CASES = [
@@ -64,14 +44,14 @@ def test_ledger_options_go_before_or_after_the_command(ledger_dir: Path, run_cli
     code, before, _ = run_cli("list", "--json")
     assert code == 0
     assert main(["list", "--dir", str(ledger_dir), "--json"]) == 0
-    result = cli("list", "--json", "--dir", str(ledger_dir))
+    result = cli_process("list", "--json", "--dir", str(ledger_dir))
     assert (result.returncode, result.stdout) == (0, before)
     elsewhere = ledger_dir.parent / "app.json"
-    result = cli("rebuild", "--dir", str(ledger_dir), "--snapshot", str(elsewhere))
+    result = cli_process("rebuild", "--dir", str(ledger_dir), "--snapshot", str(elsewhere))
     assert result.returncode == 0, result.stderr
     assert elsewhere.read_text() == before
     # after the command wins over before it
-    result = cli("--dir", "/nonexistent/nowhere", "list", "--json", "--dir", str(ledger_dir))
+    result = cli_process("--dir", "/nonexistent/nowhere", "list", "--json", "--dir", str(ledger_dir))
     assert (result.returncode, result.stdout) == (0, before)
 
 
@@ -207,7 +187,7 @@ def test_range_errors_from_a_real_process_are_one_line() -> None:
         ["reap", "--older-than", "99999999999d"],
         ["wait", "--seq", "-1"],
     ):
-        result = cli(*argv)
+        result = cli_process(*argv)
         assert result.returncode == 2
         assert len(result.stderr.splitlines()) == 1
         assert "Traceback" not in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,8 @@ import pytest
 from ledger import ClockSkewError, Ledger
 from ledger.store import MAX_CLOCK_LEAD
 
-from .conftest import FakeClock, entry, files_state
+from .conftest import FakeClock, Run, entry, files_state
 
-Run = Callable[..., tuple[int, str, str]]
 START = dt.datetime(2026, 11, 24, 9, 0, 0, tzinfo=dt.UTC)
 TEN_YEARS = dt.timedelta(days=3652)
 

@@ -19,7 +19,6 @@ import pytest
 
 from ledger import Ledger
 from ledger.backend import EventStore
-from ledger.cli import main
 from ledger.copy import CopyRefusedError, copy_ledger
 from ledger.errors import ConflictError, CorruptLogError
 from ledger.memory import MemoryStore
@@ -28,31 +27,22 @@ from ledger.postgres import (
 )
 from ledger.stores import open_store, store_name
 
-from .conftest import PYTHON, ROOT, FakeClock, entry, files_state
+from .conftest import (
+    PYTHON,
+    ROOT,
+    FakeClock,
+    cli_in_process,
+    entry,
+    files_state,
+    one_line_error,
+    small_ledger,
+)
 from .pg import PgServer, require_psycopg, tamper
 
 require_psycopg()
 
 
 HEAD = r"\d+:[0-9a-f]{64}"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(err: str) -> str:
-    assert err.count("\n") == 1 and err.startswith("video-ledger: error: "), err
-    assert "Traceback" not in err
-    return err
-
-
-def small_ledger(directory: Path, n: int = 12) -> bytes:
-    with Ledger(directory, clock=FakeClock()) as ledger:
-        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(n))
-    return (directory / "events.jsonl").read_bytes()
 
 
 require_psycopg()
@@ -290,20 +280,20 @@ def test_copy_prints_one_summary_line_and_resumes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
 ) -> None:
     source = small_ledger(tmp_path / "src")
-    assert cli(capsys, "--store", pg_url, "init")[0] == 0
-    code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", pg_url)
+    assert cli_in_process(capsys, "--store", pg_url, "init")[0] == 0
+    code, out, err = cli_in_process(capsys, "copy", "--from", str(tmp_path / "src"), "--to", pg_url)
     assert (code, err) == (0, "")
     assert re.fullmatch(
         rf"copied 12 records from {re.escape(str(tmp_path / 'src' / 'events.jsonl'))} to "
         rf"{re.escape(str(store_name(pg_url)))}; head {HEAD}\n",
         out,
     )
-    code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
+    code, out, _ = cli_in_process(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
     assert code == 0 and (tmp_path / "back" / "events.jsonl").read_bytes() == source
-    code, out, _ = cli(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
+    code, out, _ = cli_in_process(capsys, "copy", "--from", pg_url, "--to", str(tmp_path / "back"))
     assert code == 0 and "copied 0 records" in out and "resumed after the 12 already there" in out
     head = out.rsplit("head ", 1)[1].strip()
-    code, out, _ = cli(capsys, "--dir", str(tmp_path / "back"), "verify", "--expect-head", head)
+    code, out, _ = cli_in_process(capsys, "--dir", str(tmp_path / "back"), "verify", "--expect-head", head)
     assert code == 0, out
 
 
@@ -314,10 +304,14 @@ def test_copy_refusals_are_one_line_exit_1_and_change_nothing(
     with Ledger(tmp_path / "other", clock=FakeClock()) as other:
         other.set_video_metadata(entry("elsewhere", "era", "pending"))
     before = files_state(tmp_path / "other")
-    code, out, err = cli(capsys, "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "other"))
+    code, out, err = cli_in_process(
+        capsys, "copy", "--from", str(tmp_path / "src"), "--to", str(tmp_path / "other")
+    )
     assert (code, out) == (1, "") and "differs from the source's" in one_line_error(err)
     assert files_state(tmp_path / "other") == before
-    code, _, err = cli(capsys, "copy", "--from", str(tmp_path / "missing"), "--to", str(tmp_path / "x"))
+    code, _, err = cli_in_process(
+        capsys, "copy", "--from", str(tmp_path / "missing"), "--to", str(tmp_path / "x")
+    )
     assert code == 1 and "no ledger at" in one_line_error(err)
     assert not (tmp_path / "x").exists()
 

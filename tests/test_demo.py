@@ -27,13 +27,6 @@ from .conftest import ROOT
 pytestmark = pytest.mark.timeout(120)
 
 
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
 def test_the_demo_counts_finished_jobs_and_prints_what_the_readme_shows(
     ledger_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

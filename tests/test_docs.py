@@ -14,13 +14,6 @@ from .conftest import ROOT
 pytestmark = pytest.mark.timeout(120)
 
 
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 

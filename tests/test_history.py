@@ -26,13 +26,6 @@ from .conftest import PYTHON, ROOT, FakeClock, entry, recent_clock
 pytestmark = pytest.mark.timeout(120)
 
 
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
 NFC = "caf\u00e9"
 DECOMPOSED = unicodedata.normalize("NFD", NFC)
 assert NFC != DECOMPOSED

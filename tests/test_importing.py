@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import ROOT, Run
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
 
 
 def test_import_warns_about_dropped_fields_and_reap_sees_the_original_times(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,6 @@ from ledger.demo import run_demo
 from .conftest import ROOT
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
 
 
 def test_gitignore_covers_every_file_a_ledger_directory_holds(tmp_path: Path) -> None:

@@ -10,31 +10,13 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import ROOT, Run, seed
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
-def seed(run_cli: Run) -> None:
-    run_cli("set", "colosseum", "rome-80ad", "--status", "generating", "--prompt", "Opening games")
-    run_cli("set", "colosseum", "rome-80ad", "--status", "ready", "--local-path", "videos/c.mp4")
-    run_cli("set", "petra", "nabataean", "--status", "generating", "--prompt", "Treasury")
-    long_error = "RuntimeError: the model refused after 3 retries; quota exceeded for project 42 (region eu)"
-    run_cli("fail", "petra", "nabataean", long_error)
 
 
 def test_piped_tables_print_every_cell_in_full(run_cli: Run) -> None:

@@ -18,13 +18,6 @@ from .conftest import ROOT
 pytestmark = pytest.mark.timeout(120)
 
 
-def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledger", *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
-        **kwargs,  # type: ignore[call-overload]
-    )  # fmt: skip
-
-
 def _as_another_user(directory: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """A runner of Python (``run("-m", "ledger", ...)``) for which ``directory`` is unreachable: as root, a
     system Python of this version as user 65534 with the directory mode 700; otherwise ourselves with the

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,9 +28,7 @@ from ledger.pipeline import NOT_READY
 from ledger.projector import encode_snapshot
 from projections.entries import fold
 
-from .conftest import ROOT, FakeClock, entry, files_state, recent_clock
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import ROOT, FakeClock, Run, entry, files_state, recent_clock
 
 
 def _video(path: Path, data: bytes = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 40) -> Path:

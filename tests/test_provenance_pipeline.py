@@ -19,7 +19,7 @@ from ledger.events import Failed, Generating, ModelRef, Provenance, Ready, Usage
 from ledger.mp4 import write_mp4
 from ledger.provenance import canonical_json, text_sha256
 
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import Run
 
 WAN = ModelRef(name="wan2.1-t2v", version="14B", weights_digest="sha256:" + "ab" * 32)
 GIVEN = Provenance(

@@ -14,7 +14,8 @@ from ledger.errors import InvalidEntryError
 from ledger.events import AttemptRef, ModelRef, Pending, Provenance, Ready, decode_event
 from ledger.mp4 import write_mp4
 
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import Run
+
 WAN1, WAN2, LTX = ModelRef(name="wan", version="1"), ModelRef(name="wan", version="2"), ModelRef(name="ltx")
 
 

@@ -4,16 +4,14 @@ on the events the API records them on, refused (nothing written) on any other st
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger
 
-from .conftest import files_state
+from .conftest import Run, files_state
 
-Run = Callable[..., tuple[int, str, str]]
 DIGEST = "ab" * 32
 
 

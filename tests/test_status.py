@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,7 @@ from ledger import Ledger
 from ledger.errors import NoLedgerError
 from ledger.health import status
 
-from .conftest import PYTHON, ROOT, entry, recent_clock
-
-Run = Callable[..., tuple[int, str, str]]
+from .conftest import PYTHON, ROOT, Run, entry, recent_clock
 
 
 def _stat_all(directory: Path) -> dict[str, tuple[bytes, int]]:

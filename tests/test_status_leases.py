@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from ledger import Ledger
 from ledger.health import status
 
-from .conftest import FakeClock, entry
+from .conftest import FakeClock, Run, entry
 
-Run = Callable[..., tuple[int, str, str]]
 START = dt.datetime(2026, 11, 24, 9, 0, 0, tzinfo=dt.UTC)
 
 

@@ -10,31 +10,12 @@ from pathlib import Path
 import pytest
 
 from ledger import InvalidEntryError, Ledger
-from ledger.cli import main
 from ledger.stores import STORE_ENV, StoreChoice, describe_store, resolve_store
 
-from .conftest import PYTHON, ROOT, FakeClock, entry
+from .conftest import PYTHON, ROOT, cli_in_process, one_line_error, small_ledger
 from .pg import free_port, require_psycopg
 
 require_psycopg()
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(err: str) -> str:
-    assert err.count("\n") == 1 and err.startswith("video-ledger: error: "), err
-    assert "Traceback" not in err
-    return err
-
-
-def small_ledger(directory: Path, n: int = 12) -> bytes:
-    with Ledger(directory, clock=FakeClock()) as ledger:
-        ledger.set_many(entry(f"spot-{i}", "era", "pending") for i in range(n))
-    return (directory / "events.jsonl").read_bytes()
 
 
 URL = "postgresql://app@db.example/ledger"
@@ -82,9 +63,11 @@ def test_a_directory_store_on_the_command_line_is_the_ledger_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     small_ledger(tmp_path / "a", 2)
-    code, out, _ = cli(capsys, "--store", str(tmp_path / "a"), "list", "--json")
+    code, out, _ = cli_in_process(capsys, "--store", str(tmp_path / "a"), "list", "--json")
     assert code == 0 and '"spot-1"' in out
-    code, _, err = cli(capsys, "--store", str(tmp_path / "a"), "--dir", str(tmp_path / "b"), "list")
+    code, _, err = cli_in_process(
+        capsys, "--store", str(tmp_path / "a"), "--dir", str(tmp_path / "b"), "list"
+    )
     assert code == 2 and "give one of them" in one_line_error(err)
 
 
@@ -103,16 +86,16 @@ def test_a_directory_store_spelled_another_way_is_the_same_ledger_directory(
         ("a", str(tmp_path / "a")),
     ):
         monkeypatch.setenv(STORE_ENV, store)
-        code, out, err = cli(capsys, "--dir", directory, "list", "--json")
+        code, out, err = cli_in_process(capsys, "--dir", directory, "list", "--json")
         assert code == 0 and '"spot-1"' in out, err
         with Ledger(directory, readonly=True) as ledger:  # the API takes the environment alike
             assert ledger.head().seq == 2
         monkeypatch.delenv(STORE_ENV)
-        code, out, err = cli(capsys, "--store", store, "--dir", directory, "list", "--json")
+        code, out, err = cli_in_process(capsys, "--store", store, "--dir", directory, "list", "--json")
         assert code == 0 and '"spot-1"' in out, err
         with Ledger(directory, store=store, readonly=True) as ledger:
             assert ledger.head().seq == 2
-    code, _, err = cli(capsys, "--store", "a", "--dir", "sub", "list")
+    code, _, err = cli_in_process(capsys, "--store", "a", "--dir", "sub", "list")
     assert code == 2 and "give one of them" in one_line_error(err)
 
 
@@ -120,7 +103,7 @@ def test_commands_that_open_no_ledger_ignore_the_store(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(STORE_ENV, "postgresql://app:s3cret@db-host/ledger")
-    assert cli(capsys, "schema", "event")[0] == 0
+    assert cli_in_process(capsys, "schema", "event")[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -137,7 +120,7 @@ def test_a_bad_url_is_one_line_exit_2_without_its_password(
 ) -> None:
     small_ledger(tmp_path / "src", 1)
     for argv in (["--store", url, "init"], ["copy", "--from", str(tmp_path / "src"), "--to", url]):
-        code, out, err = cli(capsys, *argv)
+        code, out, err = cli_in_process(capsys, *argv)
         assert (code, out) == (2, "")
         assert message in one_line_error(err) and "s3cret" not in err
 
@@ -145,14 +128,14 @@ def test_a_bad_url_is_one_line_exit_2_without_its_password(
 def test_an_unreachable_server_is_one_line_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"postgresql://app:s3cret@127.0.0.1:{free_port()}/ledger"
     for argv in (["--store", url, "init"], ["copy", "--from", url, "--to", str(tmp_path / "x")]):
-        code, _, err = cli(capsys, *argv)
+        code, _, err = cli_in_process(capsys, *argv)
         assert code == 1 and "cannot connect to postgresql:127.0.0.1:" in one_line_error(err)
         assert "s3cret" not in err
     assert not (tmp_path / "x").exists()
 
 
 def test_a_database_without_the_schema_names_init(capsys: pytest.CaptureFixture[str], pg_url: str) -> None:
-    code, _, err = cli(capsys, "copy", "--from", pg_url, "--to", "unused")
+    code, _, err = cli_in_process(capsys, "copy", "--from", pg_url, "--to", "unused")
     assert code == 1 and "create its schema first (video-ledger --store URL init" in one_line_error(err)
 
 
@@ -208,7 +191,7 @@ def test_a_url_libpq_cannot_read_as_written_is_exit_2_without_any_of_its_passwor
     name in "cannot connect to ..."), and a byte that is not UTF-8 was a traceback."""
     small_ledger(tmp_path / "src", 1)
     for argv in (["--store", url, "init"], ["copy", "--from", str(tmp_path / "src"), "--to", url]):
-        code, out, err = cli(capsys, *argv)
+        code, out, err = cli_in_process(capsys, *argv)
         assert (code, out) == (2, "")
         assert message in one_line_error(err)
         assert "s3" not in err and "cret" not in err, err

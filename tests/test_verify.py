@@ -12,17 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger import Ledger, LedgerError, NoLedgerError
-from ledger.cli import main
 
-from .conftest import ROOT, FakeClock, entry
+from .conftest import ROOT, FakeClock, cli_in_process, entry
 
 Run = tuple[int, str, str]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def two_entries(directory: Path, clock: FakeClock, *, projection: str = "inline") -> None:
@@ -40,7 +33,7 @@ def test_a_wrong_snapshot_without_a_checkpoint_fails_verify(
     two_entries(ledger_dir, clock)
     (ledger_dir / "checkpoint.json").unlink()
     (ledger_dir / "generated-videos.json").write_bytes(b"[]\n")
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "verify")  # before: ok, exit 0
+    code, out, _ = cli_in_process(capsys, "--dir", str(ledger_dir), "verify")  # before: ok, exit 0
     assert code == 1 and "has no checkpoint and is not the replay of the log" in out, out
 
 
@@ -49,7 +42,7 @@ def test_a_right_snapshot_without_a_checkpoint_passes_verify(
 ) -> None:
     two_entries(ledger_dir, clock)
     (ledger_dir / "checkpoint.json").unlink()
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "verify")
+    code, out, _ = cli_in_process(capsys, "--dir", str(ledger_dir), "verify")
     assert code == 0 and "snapshot matches the log at event 2" in out, out
 
 
@@ -65,7 +58,9 @@ def test_a_wrong_snapshot_named_another_way_fails_verify(
     else:
         (tmp_path / "link").symlink_to(ledger_dir)
         other = tmp_path / "link" / "generated-videos.json"
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "--snapshot", str(other), "verify")  # before: ok
+    code, out, _ = cli_in_process(
+        capsys, "--dir", str(ledger_dir), "--snapshot", str(other), "verify"
+    )  # before: ok
     assert code == 1 and "is not the replay of the log" in out, out
 
 
@@ -76,13 +71,13 @@ def test_an_unreadable_checkpoint_and_a_snapshot_behind_the_log_are_harmless(
     with Ledger(ledger_dir, clock=clock, projection="deferred") as ledger:  # appends, does not project
         ledger.set_video_metadata(entry("c", "1", status="pending"))
     (ledger_dir / "checkpoint.json").write_bytes(b"\x00" * 40)  # what a power loss can leave
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "verify")
+    code, out, _ = cli_in_process(capsys, "--dir", str(ledger_dir), "verify")
     assert code == 0 and "snapshot matches the log at event 2" in out and "cannot be read" in out, out
     (ledger_dir / "generated-videos.json").write_bytes(b"[]\n")
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "verify")  # [] is the replay at event 0
+    code, out, _ = cli_in_process(capsys, "--dir", str(ledger_dir), "verify")  # [] is the replay at event 0
     assert code == 0 and "at event 0" in out, out
     (ledger_dir / "generated-videos.json").write_bytes(b'[\n{"spotId":"a"}\n]\n')
-    code, out, _ = cli(capsys, "--dir", str(ledger_dir), "verify")
+    code, out, _ = cli_in_process(capsys, "--dir", str(ledger_dir), "verify")
     assert code == 1 and "not the replay of the log at any event" in out, out
 
 
@@ -110,7 +105,9 @@ def test_read_only_commands_on_a_directory_without_a_ledger_exit_1_and_create_no
     directory = tmp_path / "mistyped"
     if where == "empty":
         directory.mkdir()
-    code, out, err = cli(capsys, "--dir", str(directory), *command)  # before: exit 0, "ok: 0 events"
+    code, out, err = cli_in_process(
+        capsys, "--dir", str(directory), *command
+    )  # before: exit 0, "ok: 0 events"
     assert code == 1, (out, err)
     assert err == f"video-ledger: error: no ledger at {directory} (it holds no events.jsonl)\n"
     assert out == ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from ledger import EntryNotFoundError, Ledger
 from ledger.projector import encode_snapshot
 from projections.entries import fold
 
-from .conftest import FakeClock, entry
+from .conftest import FakeClock, Run, entry
 from .test_properties import _apply_all, changes
-
-Run = Callable[..., tuple[int, str, str]]
 
 
 @given(changes, st.data())
