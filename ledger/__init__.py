@@ -15,6 +15,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from ledger.audit import VerifyReport
     from ledger.default import (
+        claim,
         default_ledger,
         generate_and_store_video,
         generation,
@@ -68,12 +69,14 @@ if _typing.TYPE_CHECKING:
     from ledger.store import Ledger, RebuildReport
 
 # the module each public name comes from, as imported above for the type checker
-# (tests/test_lazy_imports.py checks that the two agree)
+# (tests/test_start.py::test_each_public_name_comes_lazily_from_the_module_the_type_checker_reads checks that
+# the two agree, and that __all__ names each)
 _WHERE: _typing.Final[dict[str, str]] = {
     name: module
     for module, names in {
         "ledger.audit": ("VerifyReport",),
         "ledger.default": (
+            "claim",
             "default_ledger",
             "generate_and_store_video",
             "generation",
@@ -169,6 +172,7 @@ __all__ = (
     "VerifyReport",
     "VideoMetadata",
     "Worker",
+    "claim",
     "default_ledger",
     "generate_and_store_video",
     "generation",

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 import ledger
-import ledger as ledger_module
 from ledger import Ledger, default
 from ledger.errors import AlreadyReadyError, MissingExtraError
 from ledger.events import ModelRef, Provenance, Usage, Worker
@@ -21,13 +20,13 @@ def test_module_level_twins_use_the_directory_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VIDEO_LEDGER_DIR", str(tmp_path / "env-ledger"))
-    ledger_module.set_video_metadata(entry(status="generating"))
-    ledger_module.mark_video_failed("colosseum", "rome-80ad", "boom")
-    assert ledger_module.get_video_metadata("colosseum", "rome-80ad").status == "failed"  # type: ignore[union-attr]
-    assert len(ledger_module.get_all_video_metadata()) == 1
-    assert [e.seq for e in ledger_module.history()] == [1, 2]
-    assert ledger_module.verify().ok
-    assert ledger_module.rebuild().events == 2
+    ledger.set_video_metadata(entry(status="generating"))
+    ledger.mark_video_failed("colosseum", "rome-80ad", "boom")
+    assert ledger.get_video_metadata("colosseum", "rome-80ad").status == "failed"  # type: ignore[union-attr]
+    assert len(ledger.get_all_video_metadata()) == 1
+    assert [e.seq for e in ledger.history()] == [1, 2]
+    assert ledger.verify().ok
+    assert ledger.rebuild().events == 2
     assert (tmp_path / "env-ledger" / "events.jsonl").exists()
 
 
@@ -36,7 +35,7 @@ def test_module_level_default_is_data_in_the_working_directory(
 ) -> None:
     monkeypatch.delenv("VIDEO_LEDGER_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    ledger_module.set_video_metadata(entry(status="pending"))
+    ledger.set_video_metadata(entry(status="pending"))
     assert (tmp_path / "data" / "generated-videos.json").exists()
 
 
@@ -110,3 +109,8 @@ def test_missing_extra_error_is_one_of_the_ledger_errors() -> None:
     assert "MissingExtraError" in errors.__all__ and issubclass(MissingExtraError, errors.LedgerError)
     assert stores.MissingExtraError is MissingExtraError, "ledger.stores named it first: it still does"
     assert issubclass(C2paMissingError, MissingExtraError)
+
+
+def test_the_package_exports_every_module_level_function() -> None:
+    assert set(default.__all__) <= set(ledger.__all__)
+    assert all(getattr(ledger, name) is getattr(default, name) for name in default.__all__)
