@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
 from collections.abc import Iterable
 from typing import Final, Protocol
 
@@ -40,7 +39,7 @@ from ledger.events import (
 from ledger.fileops import atomic_write
 from ledger.layout import CHECKPOINT_NAME
 from ledger.pipeline import Job, Recorder, Signer
-from ledger.provenance import event_records
+from ledger.provenance import event_records, host_name
 from ledger.queue import Work, WorkIndex, claim_key, decode_state, encode_state, lease_current, lease_expiry
 from ledger.retry import RetryPolicy, parse_duration
 from ledger.writer import POLICY_KEY, Writer
@@ -77,7 +76,7 @@ _MAX_STATE: Final = 1 << 30
 
 def this_worker(name: str | None = None) -> Worker:
     """This process as a worker: its host name, its pid, and ``name`` (default ``worker``)."""
-    return Worker(name=(name or "worker")[:256], host=socket.gethostname()[:256] or None, pid=os.getpid())
+    return Worker(name=(name or "worker")[:256], host=host_name(), pid=os.getpid())
 
 
 def check_lease(lease: float | str | None) -> float:

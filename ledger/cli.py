@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import shutil
 import signal
 import sys
 import threading
@@ -37,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ledger import demo, health
+from ledger import health, places
 from ledger.cliparse import (
     PROG,
     BadUsage,
@@ -1084,12 +1083,12 @@ def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     "demo --dir demo-data --spots 6 --eras 4 --workers 3",
 )
 @option(
-    "--spots", type=int_at_least(1, at_most=len(demo.SPOTS)), default=4, metavar="N",
-    help=f"number of spots, 1..{len(demo.SPOTS)} (default 4)",
+    "--spots", type=int_at_least(1, at_most=len(places.SPOTS)), default=4, metavar="N",
+    help=f"number of spots, 1..{len(places.SPOTS)} (default 4)",
 )  # fmt: skip
 @option(
-    "--eras", type=int_at_least(1, at_most=len(demo.ERAS)), default=3, metavar="M",
-    help=f"number of eras, 1..{len(demo.ERAS)} (default 3)",
+    "--eras", type=int_at_least(1, at_most=len(places.ERAS)), default=3, metavar="M",
+    help=f"number of eras, 1..{len(places.ERAS)} (default 3)",
 )  # fmt: skip
 @option(
     "--workers", type=int_at_least(1, at_most=64), default=2, metavar="K",
@@ -1106,6 +1105,8 @@ def _copy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @option("--c2pa-chain", metavar="PEM", type=path, help="sign with this certificate chain (and --c2pa-key)")
 @option("--c2pa-key", metavar="PEM", type=path, help="the chain's private key (ed25519)")
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ledger import demo  # a long command: its worker processes, random and MP4s only here
+
     if (args.c2pa_chain is None) != (args.c2pa_key is None) or (args.c2pa_chain and args.no_sign):
         raise UsageError("--c2pa-chain and --c2pa-key go together, and not with --no-sign")
     directory = args.dir if args.dir is not None else default_directory()
@@ -1195,7 +1196,12 @@ def _run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _resolve_store(args)
-    fit_to(shutil.get_terminal_size().columns if not args.wide and out.isatty() else None)
+    if not args.wide and out.isatty():
+        import shutil  # a terminal's width ($COLUMNS first); bz2 and lzma come with it
+
+        fit_to(shutil.get_terminal_size().columns)
+    else:
+        fit_to(None)
     code: int = args.run(args, out, err)
     return code
 

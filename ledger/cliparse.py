@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import math
 import re
 import sys
@@ -99,6 +98,8 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
             return ""
         word = unknown.group(1).split("=", 1)[0]
         options = [o for action in parser._actions for o in action.option_strings]
+    import difflib  # only on a usage error
+
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 

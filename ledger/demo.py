@@ -32,6 +32,7 @@ from ledger.errors import InvalidEntryError, LedgerError
 from ledger.events import Failed, Generating, ModelRef, Provenance, Usage, VideoMetadata
 from ledger.mp4 import write_mp4
 from ledger.pipeline import Job, Signer, Terminated
+from ledger.places import ERAS, SPOTS
 from ledger.provenance import canonical_json, text_sha256
 from ledger.retry import RetryPolicy, policy_text
 from ledger.store import Ledger
@@ -58,11 +59,6 @@ __all__ = (
     "run_demo",
 )
 
-SPOTS = (
-    "colosseum", "acropolis", "forbidden-city", "machu-picchu", "petra", "angkor-wat", "great-pyramid",
-    "hagia-sophia", "alhambra", "chichen-itza", "stonehenge", "notre-dame", "taj-mahal", "kyoto-kinkaku-ji",
-)  # fmt: skip
-ERAS = ("founding", "golden-age", "decline", "rediscovery", "today", "far-future")
 DEMO_POLICY: Final = RetryPolicy(max_attempts=2, backoff=0.2, backoff_factor=1.0)
 """The policy the demo records on a ledger that has none: a failed entry is tried once more, 0.2 s on."""
 MODEL: Final = ModelRef(name="stand-in", version="1")

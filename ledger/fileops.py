@@ -12,7 +12,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import threading
 import weakref
@@ -411,7 +410,7 @@ def atomic_write(
         existing: os.stat_result | None = os.stat(target)
     except OSError:
         existing = None  # a new file: its mode follows the umask
-    temp = target.with_name(f"{target.name}{TEMP_MARK}{secrets.token_hex(6)}")
+    temp = target.with_name(f"{target.name}{TEMP_MARK}{os.urandom(6).hex()}")
     fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
     try:
         try:

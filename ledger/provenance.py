@@ -12,7 +12,6 @@ import hashlib
 import math
 import os
 import re
-import socket
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar, get_args
 
@@ -189,10 +188,15 @@ def check_worker(record: Worker | Mapping[str, Any]) -> Worker:
     return checked
 
 
+def host_name() -> str | None:
+    """This machine's host name, as ``socket.gethostname()`` gives it on POSIX (read from ``uname``: no
+    socket module to import for a short command), at most 256 characters; ``None`` when it has none."""
+    return os.uname().nodename[:256] or None
+
+
 def this_worker(name: str | None = None) -> Worker:
     """This process as a :class:`~ledger.events.Worker`: ``name``, the host name and the process id."""
-    host = socket.gethostname()[:256] or None
-    return check_worker(Worker(name=name, host=host, pid=os.getpid()))
+    return check_worker(Worker(name=name, host=host_name(), pid=os.getpid()))
 
 
 def event_records(

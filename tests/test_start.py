@@ -20,8 +20,14 @@ from .conftest import ROOT
 
 # what a short command must not pay for: the PostgreSQL driver, the proofs and signatures, the metrics
 # server, the report page, C2PA (and the disclosure module), the demo's worker processes, the watcher's
-# inotify, the package metadata (only --version reads it), and nothing a test or a benchmark uses
+# inotify, the package metadata (only --version reads it), the demo, random (temp names come from
+# os.urandom), sockets (the host name comes from uname), difflib (only a usage error suggests), and
+# nothing a test or a benchmark uses
 NOT_NEEDED = (
+    "ledger.demo",
+    "random",
+    "socket",
+    "difflib",
     "ledger.postgres",
     "psycopg",
     "ledger.proofs",

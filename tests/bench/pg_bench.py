@@ -1,19 +1,19 @@
 """The PostgreSQL store beside its limit: appends/s through ``PostgresStore.append`` (one record per call by
-1 writer and by 4 writer processes at once, and 100 per call) against a bare single-connection
+1 writer and by 2, 4 and 8 writer processes at once, and 100 per call) against a bare single-connection
 ``INSERT … COMMIT`` loop on the same server, interleaved in slices of 20 within each round (the disk's
-flush time drifts within seconds). The server is a throwaway one from the installed binaries
-(``tests/pg.py``), started with ``fsync=on`` and ``synchronous_commit=on`` (the tests' server runs with
-fsync off).
+flush time drifts within seconds), through ``tests/bench/protocol.py``'s rounds (the load average read
+before each; a round above ``--max-load`` dropped and counted; each ratio from one round's own figures).
+The server is a throwaway one from the installed binaries (``tests/pg.py``), started with ``fsync=on``
+and ``synchronous_commit=on`` (the tests' server runs with fsync off).
 
-    python tests/bench/pg_bench.py            # 5 rounds: 300 bare inserts, 300 single appends, 4 x 300, 30 x 100
-    python tests/bench/pg_bench.py -n 20 -r 1 # a tiny run: proves it runs
+    python tests/bench/pg_bench.py                   # 12 rounds of 60 of each kind (about 2 minutes)
+    python tests/bench/pg_bench.py -n 20 -r 1 --tiny # proves it runs, on any load
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 import time
 from multiprocessing.queues import Queue
@@ -26,10 +26,12 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from ledger.postgres import PostgresStore, init  # noqa: E402
+from tests.bench.protocol import Protocol, Ratio  # noqa: E402
 from tests.contract import appender  # noqa: E402
 from tests.pg import PgServer, find_bindir  # noqa: E402
 
-WRITERS = 4
+FLEETS = (2, 4, 8)
+"""The numbers of writer processes measured beside the single writer."""
 
 
 class Bare:
@@ -77,13 +79,13 @@ def writer(url: str, spot: str, todo: Queue[int], done: Queue[tuple[float, float
 
 
 class Writers:
-    """:data:`WRITERS` writer processes, started once and driven round by round."""
+    """``count`` writer processes, started once and driven round by round."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, count: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.done: Queue[tuple[float, float]] = ctx.Queue()
-        self.todo: list[Queue[int]] = [ctx.Queue() for _ in range(WRITERS)]
-        self.barrier = ctx.Barrier(WRITERS)  # held here until the children have it
+        self.todo: list[Queue[int]] = [ctx.Queue() for _ in range(count)]
+        self.barrier = ctx.Barrier(count)  # held here until the children have it
         self.processes = [
             ctx.Process(target=writer, args=(url, f"writer-{i}", q, self.done, self.barrier), daemon=True)
             for i, q in enumerate(self.todo)
@@ -105,17 +107,45 @@ class Writers:
             p.join(60)
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):.2f}-{max(values):.2f}"
+def one_round(
+    limit: Bare, store: PostgresStore, fleets: dict[int, Writers], n: int, step: int
+) -> dict[str, float]:
+    """One round's figures (appends/s; events/s for appends of 100), every kind in turns of ``step``."""
+    took = {"bare": 0.0, "1 writer": 0.0, "append 100": 0.0} | {f"{k} writers": 0.0 for k in fleets}
+    hundreds = 0
+    for done in range(0, n, step):  # interleaved finely: the disk's pace drifts
+        k = min(step, n - done)
+        took["bare"] += limit.run(k)
+        took["1 writer"] += appends(store, k, 1)
+        for count, fleet in fleets.items():
+            took[f"{count} writers"] += fleet.run(k)
+        took["append 100"] += appends(store, max(1, k // 10), 100)
+        hundreds += max(1, k // 10)
+    figures = {"bare": n / took["bare"], "1 writer": n / took["1 writer"]}
+    figures |= {f"{c} writers": c * n / took[f"{c} writers"] for c in fleets}
+    figures["append 100"] = 100 * hundreds / took["append 100"]
+    return figures
+
+
+RATIOS = (
+    Ratio("1 writer / bare INSERT+COMMIT", "1 writer", "bare", "≥ 0.9"),
+    Ratio("2 writers / 1 writer", "2 writers", "1 writer"),
+    Ratio("4 writers / 1 writer", "4 writers", "1 writer"),
+    Ratio("8 writers / 1 writer", "8 writers", "1 writer", "≥ 3"),
+    Ratio("8 writers / bare INSERT+COMMIT", "8 writers", "bare"),
+    Ratio("append 100 (events/s) / 1 writer", "append 100", "1 writer", "≥ 5"),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "-n", type=int, default=300, help="single appends (per writer) and bare inserts per round"
+        "-n", type=int, default=60, help="single appends (per writer) and bare inserts per round"
     )
-    parser.add_argument("-r", "--rounds", type=int, default=5)
+    parser.add_argument("-r", "--rounds", type=int, default=12)
     parser.add_argument("--slice", type=int, default=20, help="how many of each kind before the next kind")
+    parser.add_argument("--max-load", type=float, default=1.5)
+    parser.add_argument("--tiny", action="store_true", help="keep every round whatever the load")
     args = parser.parse_args()
     bindir = find_bindir()
     if bindir is None:
@@ -126,40 +156,27 @@ def main() -> None:
         url = server.database()
         init(url)
         store = PostgresStore(url)
-        writers = Writers(url)
+        fleets = {count: Writers(url, count) for count in FLEETS}
         limit = Bare(url)
-        rows = []
+        protocol = Protocol(args.rounds, float("inf") if args.tiny else args.max_load)
         try:
-            for r in range(args.rounds):
-                took = [0.0, 0.0, 0.0, 0.0]  # bare, 1 writer, 4 writers, batches of 100
-                for done in range(0, args.n, args.slice):  # interleaved finely: the disk's pace drifts
-                    k = min(args.slice, args.n - done)
-                    took[0] += limit.run(k)
-                    took[1] += appends(store, k, 1)
-                    took[2] += writers.run(k)
-                    took[3] += appends(store, max(1, k // 10), 100)
-                b, one = args.n / took[0], args.n / took[1]
-                four = WRITERS * args.n / took[2]
-                hundred = 100 * sum(
-                    max(1, min(args.slice, args.n - d) // 10) for d in range(0, args.n, args.slice)
-                )
-                hundred /= took[3]
-                rows.append((one / b, hundred / one, four / one, four / b))
-                print(
-                    f"round {r + 1}: bare insert+commit {b:,.0f}/s, 1 writer {one:,.0f}/s ({one / b:.2f} x bare), "
-                    f"{WRITERS} writers {four:,.0f}/s ({four / one:.2f} x 1 writer, {four / b:.2f} x bare), "
-                    f"append 100 {hundred:,.0f} events/s ({hundred / one:.1f} x single)",
-                    flush=True,
-                )
+            protocol.run(
+                [("round", lambda r: one_round(limit, store, fleets, args.n, args.slice))],
+                lambda line: print(line, file=sys.stderr, flush=True),
+            )
         finally:
             limit.conn.close()
-            writers.close()
+            for fleet in fleets.values():
+                fleet.close()
             store.close()
-        single, batch, many, many_bare = (sorted(column) for column in zip(*rows, strict=True))
-        print(f"median (min-max) of {args.rounds} rounds: 1 writer {statistics.median(single):.2f} x the bare "
-              f"loop ({spread(single)}); {WRITERS} writers {statistics.median(many):.2f} x 1 writer "
-              f"({spread(many)}), {statistics.median(many_bare):.2f} x the bare loop ({spread(many_bare)}); "
-              f"batches of 100 {statistics.median(batch):.1f} x single appends ({spread(batch)}, events/s)")  # fmt: skip
+        print(protocol.header())
+        print("\n| appends/s | median | q1..q3 | min..max |\n|---|---|---|---|")
+        for key in ("bare", "1 writer", *(f"{c} writers" for c in FLEETS), "append 100"):
+            v = protocol.summary(key)
+            if v is not None:
+                print(f"| {key} | {v.median:,.0f} | {v.q1:,.0f}..{v.q3:,.0f} | {v.low:,.0f}..{v.high:,.0f} |")
+        print()
+        print("\n".join(protocol.ratio_table(RATIOS)))
     finally:
         server.stop("fast")
         server.remove()
