@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from collections.abc import Iterable
 from typing import Final, Protocol
 
@@ -39,7 +38,7 @@ from ledger.events import (
 from ledger.fileops import atomic_write
 from ledger.layout import CHECKPOINT_NAME
 from ledger.pipeline import Job, Recorder, Signer
-from ledger.provenance import event_records, host_name
+from ledger.provenance import event_records, this_worker
 from ledger.queue import Work, WorkIndex, claim_key, decode_state, encode_state, lease_current, lease_expiry
 from ledger.retry import RetryPolicy, parse_duration
 from ledger.writer import POLICY_KEY, Writer
@@ -53,7 +52,6 @@ __all__ = (
     "Claims",
     "WorkLoop",
     "check_lease",
-    "this_worker",
 )
 
 log = logging.getLogger("ledger")
@@ -72,11 +70,6 @@ fresh handle's first claim reads only the log after it (:meth:`Claims.sync`)."""
 _SAVE_AFTER: Final = 2048
 """A sync that folded at least this many records (a fresh handle catching up) saves the work state."""
 _MAX_STATE: Final = 1 << 30
-
-
-def this_worker(name: str | None = None) -> Worker:
-    """This process as a worker: its host name, its pid, and ``name`` (default ``worker``)."""
-    return Worker(name=(name or "worker")[:256], host=host_name(), pid=os.getpid())
 
 
 def check_lease(lease: float | str | None) -> float:
@@ -370,7 +363,7 @@ class WorkLoop:
         embeds the disclosure first (as :meth:`generation` does).
 
         A running attempt whose lease ran out is first recorded ``failed`` (as :meth:`reap` does)."""
-        who = worker if isinstance(worker, Worker) else this_worker(worker)
+        who = worker if isinstance(worker, Worker) else this_worker(worker or "worker")
         return self.claims.claim(who, check_lease(lease), spot, era, provenance=provenance, signer=signer)
 
     def heartbeat(

@@ -177,6 +177,21 @@ def test_claim_checks_its_arguments(ledger: Ledger) -> None:
     assert job is not None and job.lease == 90
 
 
+def test_a_worker_name_meets_the_one_rule_of_the_api_and_the_command_line(ledger: Ledger) -> None:
+    """A name too long or not on one line is refused, nothing recorded, as ``claim --worker`` refuses it (not
+    cut to fit); no name is ``worker``, with this host and pid."""
+    _queue(ledger, "s")
+    log = ledger.directory / "events.jsonl"
+    before = log.read_bytes()
+    for bad in ("w" * 257, "two\nlines"):
+        with pytest.raises(InvalidEntryError, match="worker"):
+            ledger.claim(worker=bad)
+        assert log.read_bytes() == before
+    assert ledger.claim() is not None
+    (attempt,) = ledger.provenance("s", "e")
+    assert attempt.worker == Worker(name="worker", host=os.uname().nodename, pid=os.getpid())
+
+
 @pytest.mark.parametrize("over", ["file", "postgresql"])
 def test_worker_processes_never_claim_one_entry_twice(
     tmp_path: Path, over: str, request: pytest.FixtureRequest
