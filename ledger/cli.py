@@ -186,11 +186,15 @@ def _directory(args: argparse.Namespace) -> Path:
     return Path(args.dir) if args.dir is not None else default_directory()
 
 
-def _open(args: argparse.Namespace, *, readonly: bool) -> Ledger:
+def _open(args: argparse.Namespace, *, readonly: bool, create: bool = False) -> Ledger:
+    """The ledger the options name. Only a command that records what it is given (``set``, ``import``,
+    ``init``, a new ``policy``) makes one that is not there: the others, writers too, say "no ledger at
+    DIR" and create nothing, so a mistyped ``--dir`` is an error, not a new empty ledger."""
     return Ledger(
         _directory(args),
         snapshot=args.snapshot,
         readonly=readonly,
+        create=create,
         projection="deferred" if args.no_project else "inline",
         force_clock=args.force_clock,
         store=_url(args),
@@ -320,7 +324,7 @@ def _current_prompt(ledger: Ledger, spot: str, era: str) -> str:
 @_WRITTEN
 def _set(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     provenance, usage, worker = _attempt_records(args)
-    with _open(args, readonly=False) as ledger, flag_names():
+    with _open(args, readonly=False, create=True) as ledger, flag_names():
         if provenance is None and usage is None and worker is None:
             entry = ledger.update_entry(
                 args.spot, args.era, args.status,
@@ -917,9 +921,9 @@ def _policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "max_attempts": args.max_attempts, "backoff": args.backoff, "backoff_factor": args.backoff_factor,
         "backoff_max": args.backoff_max, "not_retried": args.not_retried and tuple(args.not_retried),
     }  # fmt: skip
-    with _open(args, readonly=False) as ledger:
+    changes = {name: value for name, value in given.items() if value is not None}
+    with _open(args, readonly=False, create=bool(changes)) as ledger:
         policy, seq = ledger.claims.policy()
-        changes = {name: value for name, value in given.items() if value is not None}
         if changes:
             policy = dataclasses.replace(policy, **changes)
             seq = ledger.set_retry_policy(policy)
@@ -942,7 +946,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             checked = read_import_stream(sys.stdin.buffer, progress=checking)
         else:
             checked = read_import(args.path, progress=checking)
-        with _open(args, readonly=False) as ledger:
+        with _open(args, readonly=False, create=True) as ledger:
             report = ledger.import_entries(checked, progress=recording)
     print_imported(report, out, err, PROG)
     return EXIT_OK
@@ -968,7 +972,7 @@ def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     directory = args.dir if args.dir is not None else default_directory()
     if args.app_role is not None:
         raise UsageError(f"--app-role is for a PostgreSQL store; {directory} is a ledger directory")
-    with _open(args, readonly=False) as ledger:
+    with _open(args, readonly=False, create=True) as ledger:
         events = ledger.head().seq
     out.write(
         f"ledger directory {directory} ready: {LOG_NAME} holds {events} events (a file store has no schema)\n"

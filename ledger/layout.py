@@ -94,6 +94,11 @@ class Layout:
     def log(self) -> Path:
         return self.directory / LOG_NAME
 
+    def holds_log(self) -> bool:
+        """Whether ``events.jsonl`` is there (a symbolic link counts: whether one may be followed is
+        checked where the log is opened)."""
+        return self.log.exists() or self.log.is_symlink()
+
     @property
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_NAME

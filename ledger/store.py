@@ -96,7 +96,7 @@ class Ledger(ProvenanceAPI, WorkLoop):
     ----------
     directory:
         Holds ``events.jsonl``, its lock file and ``checkpoint.json``. Default: :func:`default_directory`.
-        Created (with parents) unless ``readonly``.
+        Created (with parents) unless ``readonly`` or not ``create``.
     snapshot:
         Path of the snapshot the app reads. Default: ``directory / "generated-videos.json"``.
     clock:
@@ -111,6 +111,8 @@ class Ledger(ProvenanceAPI, WorkLoop):
         Open for reading only: nothing on disk is created or changed, writes raise
         :class:`~ledger.errors.ReadOnlyLedgerError`. A directory without ``events.jsonl`` raises
         :class:`~ledger.errors.NoLedgerError` ("no ledger at DIR").
+    create:
+        ``False``: open only a ledger that exists, as ``readonly`` does (NoLedgerError, nothing created).
     projection:
         ``"inline"`` (default): every write brings the snapshot up to date before it returns (a refused
         one leaves every file as it was, the snapshot behind included).
@@ -140,6 +142,7 @@ class Ledger(ProvenanceAPI, WorkLoop):
         clock: Clock | None = None,
         force_clock: bool = False,
         readonly: bool = False,
+        create: bool = True,
         projection: Literal["inline", "deferred"] = "inline",
         follow_symlinks: bool = False,
         ops: FileOps | None = None,
@@ -161,14 +164,15 @@ class Ledger(ProvenanceAPI, WorkLoop):
                 projector, directory=self.layout.directory, clock=clock or utc_now, force_clock=force_clock,
                 projection=projection, readonly=readonly, ops=projector.ops,
             )  # fmt: skip
-            self._open(given is not None)
+            self._open(given is not None, create and not readonly)
         except BaseException:
             if opened and given is not None:
                 given.close()
             raise
 
-    def _open(self, given: bool) -> None:
-        """Name the parts, then open for writing (:meth:`ledger.writer.Writer.open`) unless read-only."""
+    def _open(self, given: bool, create: bool) -> None:
+        """Name the parts, then open for writing (:meth:`ledger.writer.Writer.open`) unless read-only; a
+        ledger that is not there is made only if ``create``."""
         self.directory = self.layout.directory
         self.log_path = self.layout.log
         self.snapshot_path = self.layout.snapshot
@@ -183,12 +187,10 @@ class Ledger(ProvenanceAPI, WorkLoop):
         self.force_clock = self._writer.force_clock
         if given:
             warn_if_beside(self.log_path, self._projector.where)
+        if not (create or given or self.layout.holds_log() or self._writer.app_file_alone()):
+            raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
         if not self.readonly:
             self._writer.open()
-        elif not (
-            given or self.log_path.exists() or self.log_path.is_symlink() or self._writer.app_file_alone()
-        ):
-            raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
 
     @property
     def last_seq(self) -> int | None:

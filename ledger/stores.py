@@ -277,7 +277,7 @@ def open_store(
     ops = ops or FileOps()
     log = EventLog(layout.log, ops, follow_symlinks=follow_symlinks)
     if readonly:
-        if not (layout.log.exists() or layout.log.is_symlink()):
+        if not layout.holds_log():
             raise NoLedgerError(f"no ledger at {layout.directory} (it holds no {layout.log.name})")
         return log
     make_directory(ops, layout.directory)
