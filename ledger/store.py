@@ -187,7 +187,7 @@ class Ledger(ProvenanceAPI, WorkLoop):
         self.force_clock = self._writer.force_clock
         if given:
             warn_if_beside(self.log_path, self._projector.where)
-        if not (create or given or self.layout.holds_log() or self._writer.app_file_alone()):
+        if not (create or self._writer.holds_ledger()):
             raise NoLedgerError(f"no ledger at {self.directory} (it holds no {self.log_path.name})")
         if not self.readonly:
             self._writer.open()

@@ -214,11 +214,27 @@ class Writer:
             return
         raise LedgerIOError("cannot open: other writers' commits kept failing")
 
+    def holds_ledger(self) -> bool:
+        """Whether there is a ledger to open: another store's, the file store's log (a symbolic link counts:
+        whether one may be followed is checked where it is opened), or the app's own file to import. A path
+        that cannot be looked at counts for a writer: its :meth:`open` says what is wrong, and that nothing
+        was recorded."""
+        try:
+            return not self._log_missing() or self.app_file_alone()
+        except (OSError, LedgerIOError):
+            if self.readonly:
+                raise
+            return True
+
+    def _log_missing(self) -> bool:
+        """Whether this is the file store and its log is not there (a symbolic link counts as there)."""
+        log = self.projector.where  # the file store's events.jsonl, or another store's name
+        return log.parent == self.directory and not (log.exists() or log.is_symlink())
+
     def app_file_alone(self) -> bool:
         """Whether the directory holds the app's own snapshot (entries the log does not hold) and no log
         yet (the file store's): then nothing is created there until it is imported."""
-        log = self.projector.where  # the file store's events.jsonl, or another store's name
-        if log.parent != self.directory or log.exists() or log.is_symlink():
+        if not self._log_missing():
             return False
         if not self.projector.snapshot_path.exists():
             return False

@@ -35,6 +35,7 @@ def test_a_shell_worker_claims_renews_and_ends_its_attempt(run_cli: Run) -> None
 def test_policy_shows_and_sets_the_ledgers_retry_policy_and_requeue_brings_an_entry_back(
     run_cli: Run,
 ) -> None:
+    assert run_cli("init")[0] == 0
     code, out, _ = run_cli("policy")
     assert out == "max_attempts=3 backoff=30s factor=2 max=3600s (the default: no policy event recorded)\n"
     code, out, _ = run_cli("policy", "--max-attempts", "1", "--backoff", "0", "--not-retried", "BadPrompt")
